@@ -1,0 +1,114 @@
+import path from 'node:path';
+
+/**
+ * Every setting of the service, validated once at startup and frozen. Only this module
+ * (and the CLI) reads `process.env`; everything else receives a Config.
+ */
+export interface Config {
+  port: number;
+  host: string;
+  dataDir: string;
+  walDir: string;
+  databasePath: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** Events accepted but not yet indexed; above it /publish answers 503 backlog_full and writes nothing. */
+  queueMaxSize: number;
+  /** Request body bytes after gzip inflation; above it 413 body_too_large. */
+  bodyBytesMax: number;
+  /** Events in one request; above it 413 batch_too_large. */
+  batchEventsMax: number;
+  /** Bytes of one event's payload as JSON; above it 400 validation_failed. */
+  payloadBytesMax: number;
+  /** Nesting depth of a payload; above it 400 validation_failed. */
+  payloadDepthMax: number;
+  /** A log segment is closed and a new one started once it would pass this size. */
+  segmentBytesMax: number;
+  /** Events the consumer writes to the index in one transaction. */
+  indexBatchMax: number;
+  /** Whole-request bound (Node's server.requestTimeout); the socket is closed with 408. */
+  requestTimeoutMs: number;
+  /** Bound on receiving request headers (Node's server.headersTimeout). */
+  headersTimeoutMs: number;
+  /** Idle keep-alive connections are closed after this. */
+  keepAliveTimeoutMs: number;
+  /** SIGTERM drain bound; past it the process exits 1 and recovery finishes the work. */
+  shutdownTimeoutMs: number;
+  /** Seconds announced in Retry-After on every 503. */
+  retryAfterSeconds: number;
+}
+
+/** Limits that are part of the API contract rather than settings. */
+export const FIXED_LIMITS = {
+  /** topic, event_id and source: 1..255 characters (seed schema). */
+  fieldLengthMax: 255,
+  /** timestamp strings longer than this cannot be RFC 3339 and are rejected early. */
+  timestampLengthMax: 64,
+  /** GET /events limit: default page and the largest page. */
+  queryLimitDefault: 100,
+  queryLimitMax: 1000,
+} as const;
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+/** A setting with a bad value; main prints its message as the one line and exits 2. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+function readInt(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw.trim() === '') return fallback;
+  if (!/^\d+$/.test(raw.trim())) {
+    throw new ConfigError(`invalid setting ${name}=${JSON.stringify(raw)}: expected a whole number from ${min} to ${max}`);
+  }
+  const value = Number(raw.trim());
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new ConfigError(`invalid setting ${name}=${JSON.stringify(raw)}: expected a whole number from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function readString(env: Env, name: string, fallback: string): string {
+  const raw = env[name];
+  if (raw === undefined) return fallback;
+  if (raw.trim() === '') throw new ConfigError(`invalid setting ${name}: must not be empty`);
+  return raw;
+}
+
+/** Builds the Config from environment variables; throws ConfigError naming the first bad one. */
+export function loadConfig(env: Env = process.env): Readonly<Config> {
+  const dataDir = path.resolve(readString(env, 'DATA_DIR', 'data'));
+  const levelRaw = readString(env, 'LOG_LEVEL', 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(levelRaw)) {
+    throw new ConfigError(`invalid setting LOG_LEVEL=${JSON.stringify(env.LOG_LEVEL)}: expected one of ${LOG_LEVELS.join(', ')}`);
+  }
+  const config: Config = {
+    port: readInt(env, 'PORT', 8080, 0, 65535),
+    host: readString(env, 'HOST', '0.0.0.0'),
+    dataDir,
+    walDir: path.join(dataDir, 'wal'),
+    databasePath: path.resolve(readString(env, 'DATABASE_PATH', path.join(dataDir, 'index.db'))),
+    logLevel: levelRaw as Config['logLevel'],
+    queueMaxSize: readInt(env, 'QUEUE_MAX_SIZE', 100_000, 1, 10_000_000),
+    bodyBytesMax: readInt(env, 'BODY_BYTES_MAX', 1024 * 1024, 1024, 64 * 1024 * 1024),
+    batchEventsMax: readInt(env, 'BATCH_EVENTS_MAX', 1000, 1, 100_000),
+    payloadBytesMax: readInt(env, 'PAYLOAD_BYTES_MAX', 64 * 1024, 2, 16 * 1024 * 1024),
+    payloadDepthMax: readInt(env, 'PAYLOAD_DEPTH_MAX', 32, 1, 1000),
+    segmentBytesMax: readInt(env, 'SEGMENT_BYTES_MAX', 64 * 1024 * 1024, 4096, 1024 * 1024 * 1024),
+    indexBatchMax: readInt(env, 'INDEX_BATCH_MAX', 2000, 1, 100_000),
+    requestTimeoutMs: readInt(env, 'REQUEST_TIMEOUT_MS', 30_000, 1000, 600_000),
+    headersTimeoutMs: readInt(env, 'HEADERS_TIMEOUT_MS', 10_000, 500, 600_000),
+    keepAliveTimeoutMs: readInt(env, 'KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
+    shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
+    retryAfterSeconds: readInt(env, 'RETRY_AFTER_SECONDS', 1, 1, 3600),
+  };
+  if (config.headersTimeoutMs > config.requestTimeoutMs) {
+    throw new ConfigError(`invalid setting HEADERS_TIMEOUT_MS=${config.headersTimeoutMs}: must not exceed REQUEST_TIMEOUT_MS=${config.requestTimeoutMs}`);
+  }
+  return Object.freeze(config);
+}

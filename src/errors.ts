@@ -1,0 +1,59 @@
+/**
+ * The catalogue of expected (operating) errors. Each has a stable code, an HTTP status
+ * and a one-line meaning; anything thrown that is not an AppError is a programmer error.
+ */
+export const ERROR_CATALOGUE = {
+  invalid_json: { status: 400, meaning: 'the body is not valid JSON' },
+  validation_failed: { status: 400, meaning: 'an event breaks the schema; the whole request was rejected' },
+  invalid_query: { status: 400, meaning: 'a query parameter of GET /events is malformed or out of range' },
+  not_found: { status: 404, meaning: 'no such route' },
+  method_not_allowed: { status: 405, meaning: 'the route exists but not for this method' },
+  body_too_large: { status: 413, meaning: 'the (inflated) body is over BODY_BYTES_MAX' },
+  batch_too_large: { status: 413, meaning: 'more events in one request than BATCH_EVENTS_MAX' },
+  unsupported_media_type: { status: 415, meaning: 'Content-Type is not JSON, or the charset/encoding is unsupported' },
+  recovering: { status: 503, meaning: 'startup recovery is still replaying the log; retry after Retry-After' },
+  backlog_full: { status: 503, meaning: 'the queue backlog is over QUEUE_MAX_SIZE; nothing was written' },
+  log_no_space: { status: 503, meaning: 'the log device is full; nothing was written; writes resume when space returns' },
+  log_failed: { status: 503, meaning: 'the log could not be made durable (fsync/EIO); the process stops for recovery' },
+  shutting_down: { status: 503, meaning: 'the service is stopping; retry against the restarted instance' },
+  subscribers_full: { status: 503, meaning: 'too many live-tail subscribers' },
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+/** One problem inside a rejected request: which event, which field, what is wrong. */
+export interface ErrorDetail {
+  index: number;
+  path: string;
+  message: string;
+}
+
+/** An expected error with a stable code; the HTTP layer renders it, nothing else interprets it. */
+export class AppError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: ErrorDetail[] | undefined;
+  readonly retryAfterSeconds: number | undefined;
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { details?: ErrorDetail[]; retryAfterSeconds?: number; cause?: unknown } = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'AppError';
+    this.code = code;
+    this.status = ERROR_CATALOGUE[code].status;
+    this.details = options.details;
+    this.retryAfterSeconds = options.retryAfterSeconds;
+  }
+}
+
+/** Prefixes an error's message with a short verb phrase, keeping the original as `cause`. */
+export function wrapError(context: string, err: unknown): Error {
+  const message = err instanceof Error ? err.message : String(err);
+  const wrapped = new Error(`${context}: ${message}`, { cause: err });
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (code !== undefined) (wrapped as NodeJS.ErrnoException).code = code;
+  return wrapped;
+}

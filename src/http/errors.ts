@@ -1,0 +1,56 @@
+import type { ErrorRequestHandler, RequestHandler } from 'express';
+import type { Logger } from 'pino';
+import { AppError } from '../errors';
+
+/** body-parser's error types and the catalogue codes they become. */
+const BODY_PARSER_ERRORS: Record<string, (err: { message: string; limit?: number; length?: number }) => AppError> = {
+  'entity.parse.failed': (err) => new AppError('invalid_json', `the body is not valid JSON: ${err.message}`),
+  'entity.too.large': (err) => new AppError('body_too_large', `the body is over BODY_BYTES_MAX=${err.limit} bytes (after decompression)`),
+  'encoding.unsupported': (err) => new AppError('unsupported_media_type', err.message),
+  'charset.unsupported': (err) => new AppError('unsupported_media_type', err.message),
+  'request.aborted': () => new AppError('invalid_json', 'the request was aborted before the body was complete'),
+  'request.size.invalid': () => new AppError('invalid_json', 'the body is shorter or longer than its Content-Length'),
+};
+
+/** Maps anything thrown by a route to an AppError, or null for a programmer error. */
+export function toAppError(err: unknown): AppError | null {
+  if (err instanceof AppError) return err;
+  const type = (err as { type?: string } | null)?.type;
+  if (type !== undefined && BODY_PARSER_ERRORS[type] !== undefined) return BODY_PARSER_ERRORS[type]!(err as { message: string });
+  // zlib errors from a broken gzip body arrive from body-parser with status 400.
+  const status = (err as { status?: number } | null)?.status;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return new AppError('invalid_json', `the body could not be read: ${(err as Error).message}`);
+  }
+  return null;
+}
+
+/** The JSON error answer; Retry-After on every 503. Programmer errors are 500 and logged. */
+export function errorHandler(logger: Logger): ErrorRequestHandler {
+  return (err, _req, res, _next) => {
+    const appError = toAppError(err);
+    if (appError === null) {
+      logger.error({ err }, 'unexpected error in request');
+      if (!res.headersSent) res.status(500).json({ error: 'internal', message: 'internal error; see the service log' });
+      return;
+    }
+    if (res.headersSent) return;
+    if (appError.retryAfterSeconds !== undefined) res.set('Retry-After', String(appError.retryAfterSeconds));
+    const body: Record<string, unknown> = { error: appError.code, message: appError.message };
+    if (appError.details !== undefined) body.details = appError.details;
+    res.status(appError.status).json(body);
+  };
+}
+
+/** 405 for a known path with another method, 404 for anything else. */
+export function notFoundHandler(routes: Record<string, string[]>): RequestHandler {
+  return (req, res) => {
+    const methods = routes[req.path];
+    if (methods !== undefined) {
+      res.set('Allow', methods.join(', '));
+      res.status(405).json({ error: 'method_not_allowed', message: `${req.method} ${req.path} is not supported; use ${methods.join(' or ')}` });
+      return;
+    }
+    res.status(404).json({ error: 'not_found', message: `no route ${req.method} ${req.path}` });
+  };
+}

@@ -1,0 +1,119 @@
+import fs from 'node:fs';
+
+/** An open file of the log, as handed out by a LogDisk. */
+export type FileHandleId = number;
+
+/**
+ * The narrow file-system surface the log uses. The real one is NodeDisk; tests swap in a
+ * disk that keeps written-but-unsynced bytes apart to simulate power loss. It promises
+ * nothing about durability except through `fdatasync` and `fsyncDir`.
+ */
+export interface LogDisk {
+  mkdirp(dir: string): void;
+  listDir(dir: string): string[];
+  exists(path: string): boolean;
+  readFile(path: string): Buffer;
+  fileSize(path: string): number;
+  /** Opens (creating if needed) a file for positional writes. */
+  openForWrite(path: string): FileHandleId;
+  /** Writes all of `data` at `position`; may throw after writing part of it. */
+  write(handle: FileHandleId, data: Buffer, position: number): Promise<void>;
+  fdatasync(handle: FileHandleId): Promise<void>;
+  truncate(handle: FileHandleId, size: number): Promise<void>;
+  close(handle: FileHandleId): void;
+  /** Truncates a closed file (recovery's torn-tail cut), then fsyncs it. */
+  truncateFileSync(path: string, size: number): void;
+  /** Makes a directory entry (a new segment's name) durable. */
+  fsyncDir(dir: string): void;
+  writeFileSync(path: string, data: Buffer): void;
+}
+
+function writeAll(fd: number, data: Buffer, position: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const step = (written: number): void => {
+      if (written >= data.length) {
+        resolve();
+        return;
+      }
+      fs.write(fd, data, written, data.length - written, position + written, (err, bytes) => {
+        if (err) reject(err);
+        else step(written + bytes);
+      });
+    };
+    step(0);
+  });
+}
+
+/** The real disk: node:fs with fdatasync and directory fsync. */
+export class NodeDisk implements LogDisk {
+  mkdirp(dir: string): void {
+    fs.mkdirSync(dir, { recursive: true });
+  }
+
+  listDir(dir: string): string[] {
+    return fs.readdirSync(dir);
+  }
+
+  exists(path: string): boolean {
+    return fs.existsSync(path);
+  }
+
+  readFile(path: string): Buffer {
+    return fs.readFileSync(path);
+  }
+
+  fileSize(path: string): number {
+    return fs.statSync(path).size;
+  }
+
+  openForWrite(path: string): FileHandleId {
+    // 'a+' would ignore positions on Linux; 'r+' after creating keeps pwrite semantics.
+    if (!fs.existsSync(path)) fs.closeSync(fs.openSync(path, 'wx'));
+    return fs.openSync(path, 'r+');
+  }
+
+  write(handle: FileHandleId, data: Buffer, position: number): Promise<void> {
+    return writeAll(handle, data, position);
+  }
+
+  fdatasync(handle: FileHandleId): Promise<void> {
+    return new Promise((resolve, reject) => fs.fdatasync(handle, (err) => (err ? reject(err) : resolve())));
+  }
+
+  truncate(handle: FileHandleId, size: number): Promise<void> {
+    return new Promise((resolve, reject) => fs.ftruncate(handle, size, (err) => (err ? reject(err) : resolve())));
+  }
+
+  close(handle: FileHandleId): void {
+    fs.closeSync(handle);
+  }
+
+  truncateFileSync(path: string, size: number): void {
+    const fd = fs.openSync(path, 'r+');
+    try {
+      fs.ftruncateSync(fd, size);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  fsyncDir(dir: string): void {
+    const fd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  writeFileSync(path: string, data: Buffer): void {
+    const fd = fs.openSync(path, 'w');
+    try {
+      fs.writeSync(fd, data);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+}
