@@ -30,8 +30,9 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
     logger.fatal({ err }, message);
     process.stderr.write(`log-aggregator: ${message}\n`);
     // Let the 503s already written reach their clients, then stop for recovery.
+    process.exitCode = 1;
     service?.server.close();
-    setTimeout(() => process.exit(1), 200).unref();
+    setTimeout(() => process.exit(1), 200);
   };
 
   const shutdown = (signal: string): void => {
