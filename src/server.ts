@@ -34,7 +34,10 @@ export async function startService(
   const logger = options.logger ?? createLogger(config);
   const aggregator = new Aggregator({ config, logger, disk: options.disk, onFatal: options.onFatal });
   const app = createApp(aggregator, config, logger);
-  const server = http.createServer(app);
+  // Node checks request/headers timeouts on this interval (default 30 s): keep it finer
+  // than the bounds so a slow client is cut off close to its limit.
+  const connectionsCheckingInterval = Math.max(100, Math.min(1000, Math.floor(config.headersTimeoutMs / 4)));
+  const server = http.createServer({ connectionsCheckingInterval }, app);
   // Slow clients are cut off: whole request, headers, idle keep-alive.
   server.requestTimeout = config.requestTimeoutMs;
   server.headersTimeout = config.headersTimeoutMs;
