@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config/config';
 import { createApp } from './http/app';
+import { openScopes } from './http/auth';
+import { ServiceMetrics } from './http/metrics';
 import { Aggregator } from './ingest/aggregator';
 import type { LogDisk } from './wal/disk';
 
@@ -19,8 +21,18 @@ export interface RunningService {
   stop(): Promise<{ clean: boolean }>;
 }
 
+/** The service's JSON logger; Authorization headers are redacted should anything ever log headers. */
 export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
-  return pino({ level: config.logLevel, base: { service: 'log-aggregator' } });
+  return pino({
+    level: config.logLevel,
+    base: { service: 'log-aggregator' },
+    redact: { paths: ['req.headers.authorization', 'headers.authorization', 'authorization'], censor: '[redacted]' },
+  });
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::ffff:127.0.0.1';
 }
 
 /**
@@ -32,8 +44,10 @@ export async function startService(
   options: { logger?: Logger; disk?: LogDisk; onFatal?: (err: Error) => void } = {},
 ): Promise<RunningService> {
   const logger = options.logger ?? createLogger(config);
-  const aggregator = new Aggregator({ config, logger, disk: options.disk, onFatal: options.onFatal });
-  const app = createApp(aggregator, config, logger);
+  const metrics = new ServiceMetrics();
+  const aggregator = new Aggregator({ config, logger, disk: options.disk, onFatal: options.onFatal, observer: metrics.observer });
+  metrics.watch({ aggregator, walDir: config.walDir });
+  const app = createApp(aggregator, config, logger, { metrics, apiKeyDigests: config.apiKeyDigests });
   const server = http.createServer(app);
   // Slow clients are cut off: whole request, headers, idle keep-alive.
   server.requestTimeout = config.requestTimeoutMs;
@@ -50,6 +64,13 @@ export async function startService(
   });
   const port = (server.address() as AddressInfo).port;
   logger.info({ host: config.host, port, dataDir: config.dataDir, databasePath: config.databasePath }, 'listening');
+  const open = openScopes(config.apiKeyDigests);
+  if (open.length > 0 && !isLoopbackHost(config.host)) {
+    logger.warn(
+      { host: config.host, openScopes: open },
+      `access control: no API keys for scope ${open.join(' and ')}; anyone who reaches ${config.host}:${port} can ${open.join(' and ')} (set API_KEYS_PUBLISH / API_KEYS_READ or API_KEYS_FILE)`,
+    );
+  }
 
   const ready = aggregator.open().then(() => undefined);
   ready.catch((err: Error) => options.onFatal?.(err));
