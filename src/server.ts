@@ -36,6 +36,16 @@ export function isLoopbackHost(host: string): boolean {
 }
 
 /**
+ * The one startup warning when a scope has no keys and the port is reachable from other
+ * machines (a non-loopback HOST); null when every scope has keys or only loopback listens.
+ */
+export function accessControlWarning(config: Pick<Config, 'host' | 'apiKeyDigests'>, port: number): string | null {
+  const open = openScopes(config.apiKeyDigests);
+  if (open.length === 0 || isLoopbackHost(config.host)) return null;
+  return `access control: no API keys for scope ${open.join(' and ')}; anyone who reaches ${config.host}:${port} can ${open.join(' and ')} (set API_KEYS_PUBLISH / API_KEYS_READ or API_KEYS_FILE)`;
+}
+
+/**
  * Starts listening first (so /health can say "recovering"), then recovers the log, then
  * accepts writes. `onFatal` is called when the log fails or recovery cannot proceed.
  */
@@ -64,13 +74,8 @@ export async function startService(
   });
   const port = (server.address() as AddressInfo).port;
   logger.info({ host: config.host, port, dataDir: config.dataDir, databasePath: config.databasePath }, 'listening');
-  const open = openScopes(config.apiKeyDigests);
-  if (open.length > 0 && !isLoopbackHost(config.host)) {
-    logger.warn(
-      { host: config.host, openScopes: open },
-      `access control: no API keys for scope ${open.join(' and ')}; anyone who reaches ${config.host}:${port} can ${open.join(' and ')} (set API_KEYS_PUBLISH / API_KEYS_READ or API_KEYS_FILE)`,
-    );
-  }
+  const warning = accessControlWarning(config, port);
+  if (warning !== null) logger.warn({ host: config.host, openScopes: openScopes(config.apiKeyDigests) }, warning);
 
   const ready = aggregator.open().then(() => undefined);
   ready.catch((err: Error) => options.onFatal?.(err));
