@@ -8,11 +8,26 @@ export function escapeHtml(text: unknown): string {
   return String(text).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
 }
 
+/** Escapes text and renders its markdown `code` spans and line breaks (OpenAPI descriptions are markdown). */
+function prose(text: unknown): string {
+  return escapeHtml(text)
+    .replace(/`([^`]+)`/g, '<code>$1</code>')
+    .replace(/\n/g, '<br>');
+}
+
 /** Follows a local `#/components/schemas/<name>` reference; anything else is returned as is. */
 function resolve(document: JsonObject, schema: JsonObject): { name: string | null; schema: JsonObject } {
   const target = typeof schema.$ref === 'string' ? /^#\/components\/schemas\/(.+)$/.exec(schema.$ref) : null;
   if (target === null) return { name: null, schema };
   return { name: target[1]!, schema: document.components.schemas[target[1]!] ?? {} };
+}
+
+/** "1..255 chars", "≤ 64 chars", "≥ 0": a bound pair as short text; nothing when both are absent. */
+function describeRange(min: number | undefined, max: number | undefined, unit: string): string[] {
+  if (min !== undefined && max !== undefined) return [`${min}..${max}${unit}`];
+  if (max !== undefined) return [`≤ ${max}${unit}`];
+  if (min !== undefined) return [`≥ ${min}${unit}`];
+  return [];
 }
 
 /** "string, 1..255 chars, date-time" and so on: the constraints of a schema on one line. */
@@ -23,8 +38,7 @@ function describeType(document: JsonObject, schema: JsonObject): string {
   if (s.const !== undefined) return `<code>${escapeHtml(JSON.stringify(s.const))}</code>`;
   const parts: string[] = [escapeHtml(Array.isArray(s.type) ? s.type.join(' | ') : (s.type ?? 'any'))];
   if (s.type === 'array' && s.items !== undefined) parts[0] = `array of ${describeType(document, s.items)}`;
-  if (s.minLength !== undefined || s.maxLength !== undefined) parts.push(`${s.minLength ?? 0}..${s.maxLength ?? '∞'} chars`);
-  if (s.minimum !== undefined || s.maximum !== undefined) parts.push(`${s.minimum ?? '-∞'}..${s.maximum ?? '∞'}`);
+  parts.push(...describeRange(s.minLength, s.maxLength, ' chars'), ...describeRange(s.minimum, s.maximum, ''));
   if (s.format !== undefined) parts.push(escapeHtml(s.format));
   if (s.default !== undefined) parts.push(`default ${escapeHtml(s.default)}`);
   return parts.join(', ');
@@ -35,7 +49,7 @@ function propertiesTable(document: JsonObject, schema: JsonObject): string {
   const required = new Set<string>(schema.required ?? []);
   const rows = Object.entries<JsonObject>(schema.properties ?? {}).map(
     ([name, property]) =>
-      `<tr><td><code>${escapeHtml(name)}</code></td><td>${describeType(document, property)}</td><td>${required.has(name) ? 'yes' : ''}</td><td>${escapeHtml(property.description ?? '')}</td></tr>`,
+      `<tr><td><code>${escapeHtml(name)}</code></td><td>${describeType(document, property)}</td><td>${required.has(name) ? 'yes' : ''}</td><td>${prose(property.description ?? '')}</td></tr>`,
   );
   return `<table><tr><th>field</th><th>type</th><th>required</th><th>description</th></tr>${rows.join('')}</table>`;
 }
@@ -53,7 +67,7 @@ function operationSection(document: JsonObject, path: string, method: string, op
   out.push(`<section class="op" id="${escapeHtml(op.operationId ?? `${method}-${path}`)}">`);
   out.push(`<h3><span class="method">${escapeHtml(method.toUpperCase())}</span> <code>${escapeHtml(path)}</code> — ${escapeHtml(op.summary)}</h3>`);
   out.push(`<p class="scope">API key scope: <b>${escapeHtml(op['x-scope'])}</b></p>`);
-  if (op.description !== undefined) out.push(`<p>${escapeHtml(op.description)}</p>`);
+  if (op.description !== undefined) out.push(`<p>${prose(op.description)}</p>`);
   if (Array.isArray(op.parameters) && op.parameters.length > 0) {
     const rows = op.parameters.map(
       (p: JsonObject) => `<tr><td><code>${escapeHtml(p.name)}</code></td><td>${escapeHtml(p.in)}</td><td>${describeType(document, p.schema ?? {})}</td><td>${escapeHtml(p.description ?? '')}</td></tr>`,
@@ -64,8 +78,9 @@ function operationSection(document: JsonObject, path: string, method: string, op
   if (body !== undefined) out.push(`<h4>Request body (application/json)</h4><p>${schemaLinks(document, body)}</p>`);
   const rows = Object.entries<JsonObject>(op.responses ?? {}).map(([status, answer]) => {
     const [type, media] = Object.entries<JsonObject>(answer.content ?? {})[0] ?? ['', {}];
-    const shape = type === 'application/json' ? schemaLinks(document, media.schema) : escapeHtml(type);
-    return `<tr><td>${escapeHtml(status)}</td><td>${shape}</td><td>${escapeHtml(answer.description ?? '')}</td></tr>`;
+    const links = type === 'application/json' ? schemaLinks(document, media.schema) : '';
+    const shape = links !== '' ? links : escapeHtml(type);
+    return `<tr><td>${escapeHtml(status)}</td><td>${shape}</td><td>${prose(answer.description ?? '')}</td></tr>`;
   });
   out.push(`<h4>Answers</h4><table><tr><th>status</th><th>body</th><th>meaning</th></tr>${rows.join('')}</table>`);
   out.push('</section>');
@@ -101,7 +116,7 @@ code{background:#f5f5f5;padding:0 .2rem}.method{background:#234;color:#fff;paddi
 .scope{color:#555;margin:.2rem 0}section.op{border-top:1px solid #ddd}
 </style></head><body>
 <h1>${escapeHtml(info.title)} API <small>${escapeHtml(info.version)}</small></h1>
-<p>${escapeHtml(info.description)}</p>
+<p>${prose(info.description)}</p>
 <p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI ${escapeHtml(document.openapi)}).</p>
 <h2>Operations</h2>
 ${sections.join('\n')}

@@ -139,7 +139,7 @@ const ANSWER_SCHEMAS: Record<string, JsonObject> = {
 function errorAnswer(codes: ErrorCode[]): JsonObject {
   const retry = codes.some((code) => ERROR_CATALOGUE[code].status === 503);
   const answer: JsonObject = {
-    description: codes.map((code) => `\`${code}\`: ${ERROR_CATALOGUE[code].meaning}`).join('; '),
+    description: codes.map((code) => `\`${code}\`: ${ERROR_CATALOGUE[code].meaning}`).join('\n'),
     content: { 'application/json': { schema: { allOf: [ref('Error'), { properties: { error: { enum: codes } } }] } } },
   };
   if (retry) answer.headers = { 'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer' } } };
