@@ -22,6 +22,13 @@ function syslogNgMissing(): string | null {
   return null;
 }
 
+/** The environment without proxy settings, so syslog-ng's libcurl talks to loopback directly. */
+function withoutProxy(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...env, NO_PROXY: '127.0.0.1,localhost', no_proxy: '127.0.0.1,localhost' };
+  for (const name of ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY']) delete out[name];
+  return out;
+}
+
 /** A free loopback TCP port (bound and released; syslog-ng binds it right after). */
 async function freePort(): Promise<number> {
   const server = net.createServer();
@@ -100,7 +107,7 @@ describe("syslog-ng's http() destination (docker/syslog-ng/log-aggregator.conf)"
       'syslog-ng',
       ['-F', '--no-caps', '-f', SHIPPED_CONFIG, '-R', path.join(dir, 'syslog-ng.persist'), '-p', path.join(dir, 'syslog-ng.pid'), '-c', path.join(dir, 'syslog-ng.ctl')],
       {
-        env: { ...process.env, LOGAGG_URL: `${proxy.url}/publish`, LOGAGG_API_KEY: PUBLISH_KEY, LOGAGG_LISTEN_IP: '127.0.0.1', LOGAGG_LISTEN_PORT: String(listenPort) },
+        env: { ...withoutProxy(process.env), LOGAGG_URL: `${proxy.url}/publish`, LOGAGG_API_KEY: PUBLISH_KEY, LOGAGG_LISTEN_IP: '127.0.0.1', LOGAGG_LISTEN_PORT: String(listenPort) },
         stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
