@@ -3,6 +3,8 @@ import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config/config';
 import { createApp } from './http/app';
+import { openScopes } from './http/auth';
+import { ServiceMetrics } from './http/metrics';
 import { Aggregator } from './ingest/aggregator';
 import type { LogDisk } from './wal/disk';
 
@@ -19,8 +21,28 @@ export interface RunningService {
   stop(): Promise<{ clean: boolean }>;
 }
 
+/** The service's JSON logger; Authorization headers are redacted should anything ever log headers. */
 export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
-  return pino({ level: config.logLevel, base: { service: 'log-aggregator' } });
+  return pino({
+    level: config.logLevel,
+    base: { service: 'log-aggregator' },
+    redact: { paths: ['req.headers.authorization', 'headers.authorization', 'authorization'], censor: '[redacted]' },
+  });
+}
+
+/** True for addresses only this machine can reach. */
+export function isLoopbackHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) || host === '::ffff:127.0.0.1';
+}
+
+/**
+ * The one startup warning when a scope has no keys and the port is reachable from other
+ * machines (a non-loopback HOST); null when every scope has keys or only loopback listens.
+ */
+export function accessControlWarning(config: Pick<Config, 'host' | 'apiKeyDigests'>, port: number): string | null {
+  const open = openScopes(config.apiKeyDigests);
+  if (open.length === 0 || isLoopbackHost(config.host)) return null;
+  return `access control: no API keys for scope ${open.join(' and ')}; anyone who reaches ${config.host}:${port} can ${open.join(' and ')} (set API_KEYS_PUBLISH / API_KEYS_READ or API_KEYS_FILE)`;
 }
 
 /**
@@ -32,8 +54,10 @@ export async function startService(
   options: { logger?: Logger; disk?: LogDisk; onFatal?: (err: Error) => void } = {},
 ): Promise<RunningService> {
   const logger = options.logger ?? createLogger(config);
-  const aggregator = new Aggregator({ config, logger, disk: options.disk, onFatal: options.onFatal });
-  const app = createApp(aggregator, config, logger);
+  const metrics = new ServiceMetrics();
+  const aggregator = new Aggregator({ config, logger, disk: options.disk, onFatal: options.onFatal, observer: metrics.observer });
+  metrics.watch({ aggregator, walDir: config.walDir });
+  const app = createApp(aggregator, config, logger, { metrics, apiKeyDigests: config.apiKeyDigests });
   // Node checks request/headers timeouts on this interval (default 30 s): keep it finer
   // than the bounds so a slow client is cut off close to its limit.
   const connectionsCheckingInterval = Math.max(100, Math.min(1000, Math.floor(config.headersTimeoutMs / 4)));
@@ -53,6 +77,8 @@ export async function startService(
   });
   const port = (server.address() as AddressInfo).port;
   logger.info({ host: config.host, port, dataDir: config.dataDir, databasePath: config.databasePath }, 'listening');
+  const warning = accessControlWarning(config, port);
+  if (warning !== null) logger.warn({ host: config.host, openScopes: openScopes(config.apiKeyDigests) }, warning);
 
   const ready = aggregator.open().then(() => undefined);
   ready.catch((err: Error) => options.onFatal?.(err));

@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 
 /**
@@ -35,7 +37,21 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** Seconds announced in Retry-After on every 503. */
   retryAfterSeconds: number;
+  /**
+   * SHA-256 digests (hex) of the API keys of each scope; the keys themselves are not kept.
+   * A scope with no keys is open (the seed's behaviour); see src/http/auth.ts.
+   */
+  apiKeyDigests: Readonly<Record<ApiScope, readonly string[]>>;
 }
+
+/** What an API key may do: `publish` (POST /publish) or `read` (GET /events, /stats, /metrics). */
+export type ApiScope = 'publish' | 'read';
+
+/** The scopes, in the order they are reported. */
+export const API_SCOPES: readonly ApiScope[] = ['publish', 'read'];
+
+/** Bounds on one API key: long enough not to be guessed, printable ASCII without spaces or commas. */
+export const API_KEY_LIMITS = { lengthMin: 16, lengthMax: 512, pattern: /^[\x21-\x2b\x2d-\x7e]+$/ } as const;
 
 /** Limits that are part of the API contract rather than settings. */
 export const FIXED_LIMITS = {
@@ -80,6 +96,90 @@ function readString(env: Env, name: string, fallback: string): string {
   return raw;
 }
 
+/** The SHA-256 digest (hex) by which a key is stored and compared. */
+export function digestApiKey(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('hex');
+}
+
+/** Checks one key; the message names where it came from but never shows the key. */
+function checkApiKey(key: string, where: string): void {
+  if (key.length < API_KEY_LIMITS.lengthMin || key.length > API_KEY_LIMITS.lengthMax || !API_KEY_LIMITS.pattern.test(key)) {
+    throw new ConfigError(
+      `invalid setting ${where}: an API key must be ${API_KEY_LIMITS.lengthMin} to ${API_KEY_LIMITS.lengthMax} printable ASCII characters without spaces or commas (got one of ${key.length} characters; the key is not shown)`,
+    );
+  }
+}
+
+/** Parses an API_KEYS_FILE: JSON `{"publish": [...], "read": [...]}` or lines `<scope>[,<scope>] <key>` with # comments. */
+export function parseApiKeysFile(text: string, file: string): Record<ApiScope, string[]> {
+  const keys: Record<ApiScope, string[]> = { publish: [], read: [] };
+  const where = `API_KEYS_FILE=${file}`;
+  if (text.trimStart().startsWith('{')) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new ConfigError(`invalid setting ${where}: not valid JSON (${(err as Error).message})`);
+    }
+    for (const [scope, list] of Object.entries(parsed as Record<string, unknown>)) {
+      if (!(API_SCOPES as readonly string[]).includes(scope)) {
+        throw new ConfigError(`invalid setting ${where}: unknown scope ${JSON.stringify(scope)}; expected ${API_SCOPES.join(' or ')}`);
+      }
+      if (!Array.isArray(list) || list.some((key) => typeof key !== 'string')) {
+        throw new ConfigError(`invalid setting ${where}: "${scope}" must be an array of key strings`);
+      }
+      for (const key of list as string[]) checkApiKey(key, `${where} (scope ${scope})`);
+      keys[scope as ApiScope].push(...(list as string[]));
+    }
+    return keys;
+  }
+  text.split(/\r?\n/).forEach((raw, index) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const match = /^(\S+)\s+(\S+)$/.exec(line);
+    if (match === null) throw new ConfigError(`invalid setting ${where}: line ${index + 1} must be "<scope>[,<scope>] <key>"`);
+    const scopes = match[1]!.split(',');
+    for (const scope of scopes) {
+      if (!(API_SCOPES as readonly string[]).includes(scope)) {
+        throw new ConfigError(`invalid setting ${where}: line ${index + 1} names unknown scope ${JSON.stringify(scope)}; expected ${API_SCOPES.join(' or ')}`);
+      }
+    }
+    checkApiKey(match[2]!, `${where} line ${index + 1}`);
+    for (const scope of scopes) keys[scope as ApiScope].push(match[2]!);
+  });
+  return keys;
+}
+
+/** Keys of each scope from API_KEYS_PUBLISH / API_KEYS_READ (comma-separated) and API_KEYS_FILE, as digests. */
+function readApiKeys(env: Env): Record<ApiScope, string[]> {
+  const keys: Record<ApiScope, string[]> = { publish: [], read: [] };
+  for (const scope of API_SCOPES) {
+    const name = `API_KEYS_${scope.toUpperCase()}`;
+    const raw = env[name];
+    if (raw === undefined || raw.trim() === '') continue;
+    raw.split(',').forEach((part, index) => {
+      const key = part.trim();
+      if (key === '') throw new ConfigError(`invalid setting ${name}: key ${index + 1} is empty (keys are separated by commas)`);
+      checkApiKey(key, `${name} (key ${index + 1})`);
+      keys[scope].push(key);
+    });
+  }
+  const file = env.API_KEYS_FILE;
+  if (file !== undefined && file.trim() !== '') {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`invalid setting API_KEYS_FILE=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+    const fromFile = parseApiKeysFile(text, file);
+    for (const scope of API_SCOPES) keys[scope].push(...fromFile[scope]);
+  }
+  const digests: Record<ApiScope, string[]> = { publish: [], read: [] };
+  for (const scope of API_SCOPES) digests[scope] = [...new Set(keys[scope].map(digestApiKey))];
+  return digests;
+}
+
 /** Builds the Config from environment variables; throws ConfigError naming the first bad one. */
 export function loadConfig(env: Env = process.env): Readonly<Config> {
   const dataDir = path.resolve(readString(env, 'DATA_DIR', 'data'));
@@ -106,9 +206,11 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     keepAliveTimeoutMs: readInt(env, 'KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
     retryAfterSeconds: readInt(env, 'RETRY_AFTER_SECONDS', 1, 1, 3600),
+    apiKeyDigests: readApiKeys(env),
   };
   if (config.headersTimeoutMs > config.requestTimeoutMs) {
     throw new ConfigError(`invalid setting HEADERS_TIMEOUT_MS=${config.headersTimeoutMs}: must not exceed REQUEST_TIMEOUT_MS=${config.requestTimeoutMs}`);
   }
+  Object.freeze(config.apiKeyDigests);
   return Object.freeze(config);
 }

@@ -2,34 +2,59 @@ import express, { type Express } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import type { Aggregator } from '../ingest/aggregator';
+import { authMiddleware } from './auth';
+import { docsPageHandler } from './docs-page';
 import { errorHandler, notFoundHandler } from './errors';
 import { eventsRouter } from './events';
+import { ServiceMetrics } from './metrics';
+import { buildOpenApiDocument, openApiHandler } from './openapi';
 import { isJsonRequest, publishRouter } from './publish';
+import { requestLogger } from './request-log';
 import { compileValidators } from './schemas';
 import { statusRouter } from './status';
 
 export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'>;
 
-/** The methods each known path takes, for 405 answers. */
+/** What the app adds around the routes; every part optional. */
+export interface AppOptions {
+  /** The metrics whose `observer` the Aggregator was built with; without it a fresh one (gauges only, no hooks). */
+  metrics?: ServiceMetrics;
+  /** API key digests per scope; without them (or with none for a scope) that scope is open. */
+  apiKeyDigests?: Config['apiKeyDigests'];
+}
+
+/** The methods each known path takes, for 405 answers, route labels and the OpenAPI coverage test. */
 export const ROUTES: Record<string, string[]> = {
   '/publish': ['POST'],
   '/events': ['GET'],
   '/stats': ['GET'],
   '/health': ['GET'],
+  '/metrics': ['GET'],
+  '/openapi.json': ['GET'],
+  '/docs': ['GET'],
 };
 
 /** Builds the express app over an Aggregator; it listens on nothing itself. */
-export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Logger): Express {
+export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Logger, options: AppOptions = {}): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
   const validators = compileValidators();
+  const metrics = options.metrics ?? new ServiceMetrics().watch({ aggregator });
+  const document = buildOpenApiDocument(limits);
+  // One log line and one metrics sample per request, then access control before any body is read.
+  app.use(requestLogger(logger, ROUTES));
+  app.use(metrics.middleware(ROUTES));
+  app.use(authMiddleware(options.apiKeyDigests ?? { publish: [], read: [] }));
   // JSON only, bounded after inflation (gzip/deflate/br bodies are inflated by body-parser).
   app.use('/publish', express.json({ limit: limits.bodyBytesMax, type: isJsonRequest, strict: true }));
   app.use(publishRouter(aggregator, validators, limits));
   app.use(eventsRouter(aggregator));
   app.use(statusRouter(aggregator));
+  app.get('/metrics', metrics.handler());
+  app.get('/openapi.json', openApiHandler(document));
+  app.get('/docs', docsPageHandler(document));
   app.use(notFoundHandler(ROUTES));
   app.use(errorHandler(logger));
   return app;

@@ -17,7 +17,11 @@ export function toAppError(err: unknown): AppError | null {
   if (err instanceof AppError) return err;
   const type = (err as { type?: string } | null)?.type;
   if (type !== undefined && BODY_PARSER_ERRORS[type] !== undefined) return BODY_PARSER_ERRORS[type]!(err as { message: string });
-  // zlib errors from a broken gzip body arrive from body-parser with status 400.
+  // zlib errors from a broken gzip/deflate/br body arrive from body-parser with status 400.
+  const zlibCode = (err as { code?: unknown } | null)?.code;
+  if (typeof zlibCode === 'string' && /^(Z_|ERR__|ERR_BROTLI|ERR_ZLIB)/.test(zlibCode)) {
+    return new AppError('invalid_compressed_body', `the compressed body could not be inflated: ${(err as Error).message}`);
+  }
   const status = (err as { status?: number } | null)?.status;
   if (typeof status === 'number' && status >= 400 && status < 500) {
     return new AppError('invalid_json', `the body could not be read: ${(err as Error).message}`);
@@ -25,16 +29,21 @@ export function toAppError(err: unknown): AppError | null {
   return null;
 }
 
-/** The JSON error answer; Retry-After on every 503. Programmer errors are 500 and logged. */
+/**
+ * The JSON error answer; Retry-After on every 503. Programmer errors are 500 and logged.
+ * The code is left in `res.locals.errorCode` for the request log and the rejected-requests metric.
+ */
 export function errorHandler(logger: Logger): ErrorRequestHandler {
   return (err, _req, res, _next) => {
     const appError = toAppError(err);
     if (appError === null) {
+      res.locals.errorCode = 'internal';
       logger.error({ err }, 'unexpected error in request');
       if (!res.headersSent) res.status(500).json({ error: 'internal', message: 'internal error; see the service log' });
       return;
     }
     if (res.headersSent) return;
+    res.locals.errorCode = appError.code;
     if (appError.retryAfterSeconds !== undefined) res.set('Retry-After', String(appError.retryAfterSeconds));
     const body: Record<string, unknown> = { error: appError.code, message: appError.message };
     if (appError.details !== undefined) body.details = appError.details;
@@ -48,9 +57,11 @@ export function notFoundHandler(routes: Record<string, string[]>): RequestHandle
     const methods = routes[req.path];
     if (methods !== undefined) {
       res.set('Allow', methods.join(', '));
+      res.locals.errorCode = 'method_not_allowed';
       res.status(405).json({ error: 'method_not_allowed', message: `${req.method} ${req.path} is not supported; use ${methods.join(' or ')}` });
       return;
     }
+    res.locals.errorCode = 'not_found';
     res.status(404).json({ error: 'not_found', message: `no route ${req.method} ${req.path}` });
   };
 }

@@ -1,0 +1,80 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Request, RequestHandler } from 'express';
+import type { LevelWithSilent, Logger } from 'pino';
+import { pinoHttp } from 'pino-http';
+
+/** The response header that carries the request id (taken from the client when sane). */
+export const REQUEST_ID_HEADER = 'X-Request-Id';
+
+/** A client-sent request id is reused only if it is 1..128 of these characters; otherwise one is generated. */
+const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Label for requests that matched no route, so that random paths cannot grow the label set. */
+export const UNMATCHED_ROUTE = '(unmatched)';
+
+/**
+ * The route a request was for: the known path from `routes` (matched as express does,
+ * case-insensitive, trailing slash ignored), else the express route pattern, else
+ * "(unmatched)". Never the raw URL, so query strings and ids do not reach logs or labels.
+ */
+export function matchedRoute(req: IncomingMessage, routes: Record<string, string[]>): string {
+  const url = (req as Request).originalUrl ?? req.url ?? '/';
+  const queryAt = url.indexOf('?');
+  let path = (queryAt === -1 ? url : url.slice(0, queryAt)).toLowerCase();
+  if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
+  for (const known of Object.keys(routes)) {
+    if (known.toLowerCase() === path) return known;
+  }
+  const pattern = (req as Request).route?.path;
+  return typeof pattern === 'string' ? pattern : UNMATCHED_ROUTE;
+}
+
+/** The client's X-Request-Id when sane, else a fresh UUID; echoed back in the response header. */
+export function requestIdFor(req: IncomingMessage, res: ServerResponse): string {
+  const sent = req.headers['x-request-id'];
+  const id = typeof sent === 'string' && SANE_REQUEST_ID.test(sent) ? sent : randomUUID();
+  res.setHeader(REQUEST_ID_HEADER, id);
+  return id;
+}
+
+/** Adds `error_code` (left in res.locals by the error handler) to a log object. */
+function withErrorCode(res: ServerResponse, value: Record<string, unknown>): Record<string, unknown> {
+  const code = (res as unknown as { locals?: { errorCode?: string } }).locals?.errorCode;
+  return code === undefined ? value : { ...value, error_code: code };
+}
+
+/**
+ * One structured line per finished request (pino-http): request id, method, route, url
+ * path, status, responseTime (ms) and the error code when the answer was an error. Headers
+ * are not logged at all, so Authorization never reaches the log. Probes (/health,
+ * /metrics) that succeed log at debug, errors 5xx at error, 4xx at warn.
+ */
+export function requestLogger(logger: Logger, routes: Record<string, string[]>): RequestHandler {
+  const quietRoutes = new Set(['/health', '/metrics']);
+  const middleware = pinoHttp<IncomingMessage, ServerResponse, never>({
+    logger,
+    genReqId: requestIdFor,
+    quietReqLogger: true,
+    customAttributeKeys: { reqId: 'request_id' },
+    serializers: {
+      req: (req: { method: string; url: string }) => {
+        const queryAt = req.url.indexOf('?');
+        return { method: req.method, path: (queryAt === -1 ? req.url : req.url.slice(0, queryAt)).slice(0, 256) };
+      },
+      res: (res: { statusCode: number }) => ({ status: res.statusCode }),
+    },
+    customProps: (req) => ({ route: matchedRoute(req, routes) }),
+    // The error code is known only once the answer is sent, so it joins the final object.
+    customSuccessObject: (_req, res, value: Record<string, unknown>) => withErrorCode(res, value),
+    customErrorObject: (_req, res, _err, value: Record<string, unknown>) => withErrorCode(res, value),
+    customLogLevel: (req, res, err): LevelWithSilent => {
+      if (err !== undefined || res.statusCode >= 500) return 'error';
+      if (res.statusCode >= 400) return 'warn';
+      return quietRoutes.has(matchedRoute(req, routes)) ? 'debug' : 'info';
+    },
+    customSuccessMessage: (req, res, responseTime) => `${req.method} ${matchedRoute(req, routes)} ${res.statusCode} ${responseTime}ms`,
+    customErrorMessage: (req, res) => `${req.method} ${matchedRoute(req, routes)} ${res.statusCode} failed`,
+  });
+  return middleware as unknown as RequestHandler;
+}
