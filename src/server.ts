@@ -3,6 +3,7 @@ import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config/config';
 import { createApp } from './http/app';
+import { StreamHub } from './http/stream';
 import { Aggregator } from './ingest/aggregator';
 import type { LogDisk } from './wal/disk';
 
@@ -33,7 +34,8 @@ export async function startService(
 ): Promise<RunningService> {
   const logger = options.logger ?? createLogger(config);
   const aggregator = new Aggregator({ config, logger, disk: options.disk, onFatal: options.onFatal });
-  const app = createApp(aggregator, config, logger);
+  const streams = new StreamHub(aggregator, config);
+  const app = createApp(aggregator, config, logger, streams);
   const server = http.createServer(app);
   // Slow clients are cut off: whole request, headers, idle keep-alive.
   server.requestTimeout = config.requestTimeoutMs;
@@ -59,6 +61,8 @@ export async function startService(
     stopping ??= (async () => {
       const deadline = Date.now() + config.shutdownTimeoutMs;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Live-tail streams never end by themselves; their clients resume with Last-Event-ID.
+      streams.closeAll();
       server.closeIdleConnections();
       const timer = setTimeout(() => server.closeAllConnections(), Math.max(0, deadline - Date.now()));
       await closed;

@@ -35,6 +35,12 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** Seconds announced in Retry-After on every 503. */
   retryAfterSeconds: number;
+  /** Open GET /events/stream connections; past it 503 subscribers_full. */
+  streamSubscribersMax: number;
+  /** A comment line is sent on an idle live-tail stream this often, so proxies keep it open. */
+  streamHeartbeatMs: number;
+  /** Unsent bytes one live-tail client may hold; past it the stream stops pushing and catches up from the index once drained. */
+  streamBufferBytesMax: number;
 }
 
 /** Limits that are part of the API contract rather than settings. */
@@ -106,6 +112,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     keepAliveTimeoutMs: readInt(env, 'KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
     retryAfterSeconds: readInt(env, 'RETRY_AFTER_SECONDS', 1, 1, 3600),
+    streamSubscribersMax: readInt(env, 'STREAM_SUBSCRIBERS_MAX', 100, 1, 100_000),
+    streamHeartbeatMs: readInt(env, 'STREAM_HEARTBEAT_MS', 15_000, 50, 600_000),
+    streamBufferBytesMax: readInt(env, 'STREAM_BUFFER_BYTES_MAX', 1024 * 1024, 1024, 256 * 1024 * 1024),
   };
   if (config.headersTimeoutMs > config.requestTimeoutMs) {
     throw new ConfigError(`invalid setting HEADERS_TIMEOUT_MS=${config.headersTimeoutMs}: must not exceed REQUEST_TIMEOUT_MS=${config.requestTimeoutMs}`);
