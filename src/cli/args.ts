@@ -34,7 +34,6 @@ export interface CommandContext {
 /** One subcommand: its flags, its help text and what it does. */
 export interface Command {
   name: string;
-  summary: string;
   /** Help text after the common part: usage line, options, examples. */
   help: string;
   options: OptionSpec;

@@ -57,7 +57,6 @@ export async function exportEvents(walDir: string, filter: EventFilter, output: 
 /** `logagg export`: NDJSON events from the log, filtered, to stdout or a file. */
 export const exportCommand: Command = {
   name: 'export',
-  summary: 'write logged events as NDJSON (filters: topic, since, until, source, from-seq)',
   help: `Usage: logagg export [--data-dir DIR] [filters] [--out FILE] [--json]
 
 Reads the log (the source of truth, not the index) and writes each matching event as one

@@ -1,16 +1,24 @@
 #!/usr/bin/env node
 import { COMMON_HELP, EXIT_PROBLEM, EXIT_USAGE, parseCommandArgs, UsageError, type Command } from './args';
-import { exportCommand } from './export';
-import { publishCommand } from './publish';
-import { rebuildCommand } from './rebuild';
-import { repairCommand } from './repair';
-import { replayCommand } from './replay';
-import { serveCommand } from './serve';
-import { tailCommand } from './tail';
-import { verifyCommand } from './verify';
+
+/** A subcommand as the dispatcher knows it; its module is loaded only when it runs (fast start). */
+interface CommandEntry {
+  name: string;
+  summary: string;
+  load: () => Command;
+}
 
 /** Every subcommand, in the order the help lists them. */
-export const COMMANDS: Command[] = [serveCommand, verifyCommand, repairCommand, rebuildCommand, exportCommand, replayCommand, tailCommand, publishCommand];
+export const COMMANDS: CommandEntry[] = [
+  { name: 'serve', summary: 'run the aggregator (what `npm start` runs)', load: () => (require('./serve') as typeof import('./serve')).serveCommand },
+  { name: 'verify', summary: 'check every segment (checksums, seq order, torn tail) and the index against the log', load: () => (require('./verify') as typeof import('./verify')).verifyCommand },
+  { name: 'repair', summary: 'cut a torn tail (bytes kept); --quarantine-corrupt moves corrupt records out', load: () => (require('./repair') as typeof import('./repair')).repairCommand },
+  { name: 'rebuild', summary: 'rebuild the SQLite index from the log alone (server stopped)', load: () => (require('./rebuild') as typeof import('./rebuild')).rebuildCommand },
+  { name: 'export', summary: 'write logged events as NDJSON (filters: topic, since, until, source, from-seq)', load: () => (require('./export') as typeof import('./export')).exportCommand },
+  { name: 'replay', summary: 're-publish logged events to another aggregator (batches, retries, rate limit)', load: () => (require('./replay') as typeof import('./replay')).replayCommand },
+  { name: 'tail', summary: 'print the newest events; -f follows new ones (data dir, or a server URL via SSE)', load: () => (require('./tail') as typeof import('./tail')).tailCommand },
+  { name: 'publish', summary: 'publisher simulator: seed scenarios or a load, expected vs observed stats', load: () => (require('./publish') as typeof import('./publish')).publishCommand },
+];
 
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
@@ -33,15 +41,16 @@ ${COMMON_HELP}`;
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    const topic = name === 'help' ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    const topic = name === 'help' ? COMMANDS.find((c) => c.name === rest[0])?.load() : undefined;
     process.stdout.write(`${topic !== undefined ? `${topic.help}\n\n${COMMON_HELP}` : overview()}\n`);
     return name === undefined ? EXIT_USAGE : 0;
   }
-  const command = COMMANDS.find((c) => c.name === name);
-  if (command === undefined) {
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (entry === undefined) {
     process.stderr.write(`logagg: unknown command ${JSON.stringify(name)}; run \`logagg --help\`\n`);
     return EXIT_USAGE;
   }
+  const command = entry.load();
   try {
     const context = parseCommandArgs(command, rest, env, process.stderr.isTTY === true);
     if (context.help) {

@@ -252,7 +252,6 @@ const SCENARIO_NAMES = ['same-event-3x', 'batch-internal-duplicates', 'mixed-bat
 /** `logagg publish --url`: the seed's publisher scenarios and a load mode, expected vs observed. */
 export const publishCommand: Command = {
   name: 'publish',
-  summary: 'publisher simulator: seed scenarios or a load, expected vs observed stats',
   help: `Usage: logagg publish --url URL [--scenario NAME] [--json]
        logagg publish --url URL --count N [--batch N] [--dup-rate R] [--topics N] [--concurrency N] [--retries N]
 

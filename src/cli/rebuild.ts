@@ -154,7 +154,6 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
 /** `logagg rebuild`: a new SQLite index from the log alone. */
 export const rebuildCommand: Command = {
   name: 'rebuild',
-  summary: 'rebuild the SQLite index from the log alone (server stopped)',
   help: `Usage: logagg rebuild [--data-dir DIR] [--index FILE] [--keep-old] [--json]
 
 Stop the server first: rebuild replaces the index file the server holds open.

@@ -238,7 +238,6 @@ function printHuman(report: RepairReport): void {
 /** `logagg repair`: cut a torn tail; with --quarantine-corrupt, move corrupt records out. */
 export const repairCommand: Command = {
   name: 'repair',
-  summary: 'cut a torn tail (bytes kept); --quarantine-corrupt moves corrupt records out',
   help: `Usage: logagg repair [--data-dir DIR] [--quarantine-corrupt] [--dry-run] [--json]
 
 Stop the server first: repair rewrites log files the server holds open.

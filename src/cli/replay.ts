@@ -159,7 +159,6 @@ export async function replayEvents(
 /** `logagg replay --to URL`: re-publish logged (or exported) events to another aggregator. */
 export const replayCommand: Command = {
   name: 'replay',
-  summary: 're-publish logged events to another aggregator (batches, retries, rate limit)',
   help: `Usage: logagg replay --to URL [--data-dir DIR | --input FILE] [filters] [options]
 
 Re-publishes events, in seq order, to URL's POST /publish: from the log of DATA_DIR (default),

@@ -5,7 +5,6 @@ import { stringFlag } from './args';
 /** `logagg serve`: the service itself, exactly what `npm start` runs, with flags for the usual settings. */
 export const serveCommand: Command = {
   name: 'serve',
-  summary: 'run the aggregator (what `npm start` runs)',
   help: `Usage: logagg serve [--data-dir DIR] [--port N] [--host H]
 
 Starts the HTTP service on DATA_DIR (log in DATA_DIR/wal, index in DATA_DIR/index.db).

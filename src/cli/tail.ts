@@ -196,7 +196,6 @@ async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, 
 /** `logagg tail [-f]`: print the newest events, and with -f every new one as it arrives. */
 export const tailCommand: Command = {
   name: 'tail',
-  summary: 'print the newest events; -f follows new ones (data dir, or a server URL via SSE)',
   help: `Usage: logagg tail [-f] [-n N] [--data-dir DIR | --url URL] [filters] [--json]
 
 Prints the last N matching events (or every one from --from-seq), then with -f every new one

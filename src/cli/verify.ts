@@ -283,7 +283,6 @@ function printHuman(report: VerifyReport): void {
 /** `logagg verify`: read-only check of the log and the index; exit 1 on any problem. */
 export const verifyCommand: Command = {
   name: 'verify',
-  summary: 'check every segment (checksums, seq order, torn tail) and the index against the log',
   help: `Usage: logagg verify [--data-dir DIR] [--index FILE] [--json]
 
 Reads every segment of DATA_DIR/wal and reports, per segment, each problem with its file and
