@@ -64,8 +64,9 @@ class Subscriber {
     this.onClose(this);
   }
 
+  /** Over the bound and waiting for 'drain' (checked together, so that 'drain' is sure to come). */
   private overBuffer(): boolean {
-    return this.res.writableLength > this.limits.streamBufferBytesMax;
+    return this.res.writableNeedDrain && this.res.writableLength > this.limits.streamBufferBytesMax;
   }
 
   private send(seq: number, body: string): void {
