@@ -27,11 +27,14 @@ export async function exportEvents(walDir: string, filter: EventFilter, output: 
   const summary: Omit<ExportSummary, 'out'> = { events: 0, bytes: 0, lastSeq: null, segments: 0, corruptLinesSkipped: [] };
   const progress = startProgress(options.progress === true, 'export', segmentsBytes(segments), 'bytes');
   try {
+    let doneBytes = 0;
     for (const segment of readSegments(segments, filter.fromSeq ?? 1)) {
       summary.segments += 1;
       for (const bad of corruptLines(segment)) summary.corruptLinesSkipped.push({ file: segment.info.path, offset: bad.offset, problem: bad.problem });
       let chunk = '';
       for (const record of segment.scan.records) {
+        // Progress inside a segment too: one segment may be 64 MiB.
+        if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
         if (!matchesFilter(record.seq, record.eventJson, filter)) continue;
         chunk += `${eventLine(record.seq, record.eventJson)}\n`;
         summary.events += 1;
@@ -46,7 +49,8 @@ export async function exportEvents(walDir: string, filter: EventFilter, output: 
         summary.bytes += Buffer.byteLength(chunk);
         await writeWithBackpressure(output, chunk);
       }
-      progress.increment(segment.scan.totalBytes);
+      doneBytes += segment.scan.totalBytes;
+      progress.update(doneBytes);
     }
   } finally {
     progress.stop();

@@ -95,6 +95,7 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
   const store = new IndexStore(temp);
   try {
     let expected: number | null = null;
+    let doneBytes = 0;
     for (const segment of readSegments(segments)) {
       const { info, scan, isLast } = segment;
       const first = scan.records[0];
@@ -108,6 +109,8 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
       if (verdict.kind === 'torn_tail') report.tornTailBytesIgnored = verdict.bytes;
       let rows: IndexRow[] = [];
       for (const record of scan.records) {
+        // Progress inside a segment too: one segment may be 64 MiB.
+        if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
         rows.push(rowFromEventJson(record.seq, record.eventJson));
         if (rows.length >= REBUILD_BATCH_ROWS) {
           report.rows += store.applyBatch(rows);
@@ -118,7 +121,8 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
       report.records += scan.records.length;
       const last = scan.records[scan.records.length - 1];
       if (last !== undefined) expected = last.seq + 1;
-      progress.increment(scan.totalBytes);
+      doneBytes += scan.totalBytes;
+      progress.update(doneBytes);
     }
     // The counters the log cannot give, committed like any batch.
     store.applyBatch([], report.duplicatesTotal, report.conflictsTotal);

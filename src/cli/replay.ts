@@ -32,11 +32,15 @@ export interface ReplaySummary {
 
 /** Events of the log that match the filter, with progress counted in segment bytes. */
 async function* fromLog(walDir: string, filter: EventFilter, progress: Progress): AsyncGenerator<ReplayEvent> {
+  let doneBytes = 0;
   for (const segment of readSegments(logSegments(walDir), filter.fromSeq ?? 1)) {
     for (const record of segment.scan.records) {
+      // Progress inside a segment too: one segment may be 64 MiB.
+      if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
       if (matchesFilter(record.seq, record.eventJson, filter)) yield { seq: record.seq, json: record.eventJson };
     }
-    progress.increment(segment.scan.totalBytes);
+    doneBytes += segment.scan.totalBytes;
+    progress.update(doneBytes);
   }
 }
 

@@ -94,6 +94,7 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
   // Bad lines after the last record seen (possibly at the end of the previous segment).
   let badPending = false;
   try {
+    let doneBytes = 0;
     for (const segment of readSegments(segments)) {
       const { info, scan, isLast } = segment;
       const problems: VerifyProblem[] = [];
@@ -117,6 +118,8 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
       }
       let badIndex = 0;
       for (const record of scan.records) {
+        // Progress inside a segment too: one segment may be 64 MiB.
+        if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
         // A gap right after a bad line is that line's consequence, already reported.
         let badBetween = badPending;
         badPending = false;
@@ -146,7 +149,8 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
         bytes: scan.totalBytes,
         problems,
       });
-      progress.increment(scan.totalBytes);
+      doneBytes += scan.totalBytes;
+      progress.update(doneBytes);
     }
     finishIndex(index, lastSeq, skipped);
   } finally {
