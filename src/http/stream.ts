@@ -166,6 +166,11 @@ export class StreamHub {
     }
     res.status(200);
     res.set({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', 'X-Accel-Buffering': 'no' });
+    // HEAD (express routes it here) gets the headers only, never a subscription.
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     res.flushHeaders();
     res.write(`retry: ${RECONNECT_DELAY_MS}\n: stream after seq ${afterSeq}\n\n`);
     const subscriber = new Subscriber(this.aggregator, res, topic, afterSeq, this.limits, (closed) => this.subscribers.delete(closed));
