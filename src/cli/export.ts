@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, parseFilter, stringFlag, UsageError, type Command, type EventFilter } from './args';
-import { corruptLines, eventLine, logSegments, matchesFilter, readSegments, segmentsBytes, writeWithBackpressure } from './log-reader';
+import { corruptLines, eventLine, logSegments, matchesFilter, readSegments, segmentsBytes, segmentsFrom, writeWithBackpressure } from './log-reader';
 import { startProgress } from './progress';
 
 /** Bytes of NDJSON gathered before one write to the output. */
@@ -25,7 +25,7 @@ export interface ExportSummary {
 export async function exportEvents(walDir: string, filter: EventFilter, output: NodeJS.WritableStream, options: { progress?: boolean } = {}): Promise<Omit<ExportSummary, 'out'>> {
   const segments = logSegments(walDir);
   const summary: Omit<ExportSummary, 'out'> = { events: 0, bytes: 0, lastSeq: null, segments: 0, corruptLinesSkipped: [] };
-  const progress = startProgress(options.progress === true, 'export', segmentsBytes(segments), 'bytes');
+  const progress = startProgress(options.progress === true, 'export', segmentsBytes(segmentsFrom(segments, filter.fromSeq ?? 1)), 'bytes');
   try {
     let doneBytes = 0;
     for (const segment of readSegments(segments, filter.fromSeq ?? 1)) {

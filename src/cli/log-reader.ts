@@ -34,18 +34,24 @@ export function segmentsBytes(segments: SegmentInfo[]): number {
   return total;
 }
 
+/** The segments that may hold seqs >= fromSeq (a segment ends where the next one starts). */
+export function segmentsFrom(segments: SegmentInfo[], fromSeq: number): SegmentInfo[] {
+  return segments.filter((_segment, i) => {
+    const next = segments[i + 1];
+    return next === undefined || next.firstSeq > fromSeq;
+  });
+}
+
 /**
  * Reads segments one at a time (a segment is bounded by SEGMENT_BYTES_MAX), skipping those
  * that hold only seqs below `fromSeq`. It reports bad lines through the scan and never
  * changes a file.
  */
 export function* readSegments(segments: SegmentInfo[], fromSeq = 1): Generator<ReadSegment> {
-  for (let i = 0; i < segments.length; i += 1) {
-    const info = segments[i]!;
-    const next = segments[i + 1];
-    if (next !== undefined && next.firstSeq <= fromSeq) continue;
+  const last = segments[segments.length - 1];
+  for (const info of segmentsFrom(segments, fromSeq)) {
     const bytes = fs.readFileSync(info.path);
-    yield { info, bytes, scan: scanSegmentBytes(bytes), isLast: next === undefined };
+    yield { info, bytes, scan: scanSegmentBytes(bytes), isLast: info === last };
   }
 }
 

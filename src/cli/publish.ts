@@ -50,8 +50,12 @@ function seededRandom(seed: number): () => number {
 interface Plan {
   name: string;
   description: string;
-  /** Requests, each one event or a batch; sent in order, `concurrency` at a time. */
-  requests: SimEvent[][];
+  /** Requests, each one event or a batch; taken in order, `concurrency` in flight. */
+  requests: Iterator<SimEvent[]>;
+  /** Events in all requests (for the progress bar). */
+  total: number;
+  /** The expected counts; complete once `requests` is exhausted. */
+  expected: () => Counts;
   /** Whether a request is sent as `{events:[...]}` (true) or as a bare event. */
   batched: boolean;
   concurrency: number;
@@ -70,11 +74,11 @@ async function readStats(url: string): Promise<StatsSnapshot> {
   return answer.body as StatsSnapshot;
 }
 
-/** Expected counts of a plan: every key's first sending is accepted, every later one is a duplicate. */
-function expectedCounts(plan: Plan, seenBefore: Set<string>): Counts {
-  const seen = new Set(seenBefore);
+/** Expected counts of fixed requests: every key's first sending is accepted, every later one is a duplicate. */
+function expectedCounts(requests: SimEvent[][]): Counts {
+  const seen = new Set<string>();
   const counts: Counts = { received: 0, accepted: 0, duplicates: 0 };
-  for (const request of plan.requests) {
+  for (const request of requests) {
     for (const event of request) {
       const key = `${event.topic}\u0000${event.event_id}`;
       counts.received += 1;
@@ -90,20 +94,21 @@ function expectedCounts(plan: Plan, seenBefore: Set<string>): Counts {
 
 /** Sends a plan, reads /stats before and after (once the queue is drained), and compares. */
 async function runPlan(url: string, plan: Plan, options: { retries: number; timeoutMs: number; drainTimeoutMs: number; progress: boolean }): Promise<ScenarioReport> {
-  const expected = expectedCounts(plan, new Set());
   const before = await readStats(url);
   const responses: Counts = { received: 0, accepted: 0, duplicates: 0 };
   const errors: string[] = [];
   let retries = 0;
   let ambiguousRetries = 0;
-  const total = plan.requests.reduce((n, r) => n + r.length, 0);
+  const total = plan.total;
   const progress = startProgress(options.progress && total >= 1000, plan.name, total, 'events');
   const started = performance.now();
-  let next = 0;
+  let requestCount = 0;
   const worker = async (): Promise<void> => {
-    while (next < plan.requests.length) {
-      const request = plan.requests[next]!;
-      next += 1;
+    for (;;) {
+      const next = plan.requests.next();
+      if (next.done === true) return;
+      const request = next.value;
+      requestCount += 1;
       const body = plan.batched ? JSON.stringify({ events: request }) : JSON.stringify(request[0]);
       const result = await postWithRetries(`${url}/publish`, body, { retries: options.retries, timeoutMs: options.timeoutMs });
       retries += result.retries;
@@ -126,6 +131,7 @@ async function runPlan(url: string, plan: Plan, options: { retries: number; time
   await Promise.all(Array.from({ length: Math.max(1, plan.concurrency) }, () => worker()));
   const elapsedMs = performance.now() - started;
   progress.stop();
+  const expected = plan.expected();
   // /stats counts unique events once indexed: wait for the queue to drain (bounded).
   const after = await waitUntil(async () => {
     const stats = await readStats(url);
@@ -140,7 +146,7 @@ async function runPlan(url: string, plan: Plan, options: { retries: number; time
   return {
     name: plan.name,
     description: plan.description,
-    requests: plan.requests.length,
+    requests: requestCount,
     expected,
     responses,
     stats,
@@ -181,51 +187,63 @@ function seedScenarios(runId: string, random: () => number): Plan[] {
     }
     fast.push(request);
   }
+  const fixed = (name: string, description: string, requests: SimEvent[][], batched: boolean, concurrency: number): Plan => ({
+    name,
+    description,
+    requests: requests[Symbol.iterator](),
+    total: requests.reduce((n, r) => n + r.length, 0),
+    expected: () => expectedCounts(requests),
+    batched,
+    concurrency,
+  });
   return [
-    { name: 'same-event-3x', description: 'the same event sent 3 times, one request each', requests: [[once], [once], [once]], batched: false, concurrency: 1 },
-    { name: 'batch-internal-duplicates', description: 'one batch of 5 with 2 duplicates inside it (a, b, a, c, b)', requests: [[a, b, a, c, b]], batched: true, concurrency: 1 },
-    {
-      name: 'mixed-batch',
-      description: 'a batch of 2 events, then a batch with those 2 again and 2 new ones',
-      requests: [[old1, old2], [old1, event('sim.mixed'), old2, event('sim.mixed')]],
-      batched: true,
-      concurrency: 1,
-    },
-    { name: 'several-topics', description: '3 events in each of 3 topics, one batch', requests: [topics.flatMap((t) => [event(t), event(t), event(t)])], batched: true, concurrency: 1 },
-    { name: 'high-frequency', description: '20 batches of 10 sent 4 at a time, ~30% random duplicates (within and across batches)', requests: fast, batched: true, concurrency: 4 },
+    fixed('same-event-3x', 'the same event sent 3 times, one request each', [[once], [once], [once]], false, 1),
+    fixed('batch-internal-duplicates', 'one batch of 5 with 2 duplicates inside it (a, b, a, c, b)', [[a, b, a, c, b]], true, 1),
+    fixed('mixed-batch', 'a batch of 2 events, then a batch with those 2 again and 2 new ones', [[old1, old2], [old1, event('sim.mixed'), old2, event('sim.mixed')]], true, 1),
+    fixed('several-topics', '3 events in each of 3 topics, one batch', [topics.flatMap((t) => [event(t), event(t), event(t)])], true, 1),
+    fixed('high-frequency', '20 batches of 10 sent 4 at a time, ~30% random duplicates (within and across batches)', fast, true, 4),
   ];
 }
 
-/** The load mode: `count` events in batches, `dupRate` of them re-sends of earlier ones. */
+/**
+ * The load mode: `count` events in batches, `dupRate` of them re-sends of earlier ones.
+ * Requests are generated as they are sent, and an event is rebuilt from its number, so
+ * memory does not grow with `count`.
+ */
 function loadPlan(runId: string, random: () => number, options: { count: number; batch: number; dupRate: number; topics: number; concurrency: number }): Plan {
-  const requests: SimEvent[][] = [];
-  const pool: SimEvent[] = [];
-  let request: SimEvent[] = [];
-  for (let i = 0; i < options.count; i += 1) {
-    if (pool.length > 0 && random() < options.dupRate) {
-      request.push(pool[Math.floor(random() * pool.length)]!);
-    } else {
-      const n = pool.length + 1;
-      const fresh: SimEvent = {
-        topic: `load.topic-${n % options.topics}`,
-        event_id: `${runId}-${n}`,
-        timestamp: new Date(Date.UTC(2025, 9, 23, 10, 0, 0) + n).toISOString(),
-        source: 'logagg-publish',
-        payload: { run: runId, n },
-      };
-      pool.push(fresh);
-      request.push(fresh);
-    }
-    if (request.length >= options.batch) {
-      requests.push(request);
-      request = [];
+  const eventNumber = (n: number): SimEvent => ({
+    topic: `load.topic-${n % options.topics}`,
+    event_id: `${runId}-${n}`,
+    timestamp: new Date(Date.UTC(2025, 9, 23, 10, 0, 0) + n).toISOString(),
+    source: 'logagg-publish',
+    payload: { run: runId, n },
+  });
+  const expected: Counts = { received: 0, accepted: 0, duplicates: 0 };
+  function* requests(): Generator<SimEvent[]> {
+    let fresh = 0;
+    let sent = 0;
+    while (sent < options.count) {
+      const request: SimEvent[] = [];
+      for (; request.length < options.batch && sent < options.count; sent += 1) {
+        expected.received += 1;
+        if (fresh > 0 && random() < options.dupRate) {
+          expected.duplicates += 1;
+          request.push(eventNumber(1 + Math.floor(random() * fresh)));
+        } else {
+          fresh += 1;
+          expected.accepted += 1;
+          request.push(eventNumber(fresh));
+        }
+      }
+      yield request;
     }
   }
-  if (request.length > 0) requests.push(request);
   return {
     name: 'load',
     description: `${options.count} events in batches of ${options.batch}, ${Math.round(options.dupRate * 100)}% duplicates, ${options.topics} topics, ${options.concurrency} concurrent requests`,
-    requests,
+    requests: requests(),
+    total: options.count,
+    expected: () => ({ ...expected }),
     batched: true,
     concurrency: options.concurrency,
   };

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import split2 from 'split2';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, intFlag, numberFlag, parseFilter, stringFlag, UsageError, urlFlag, type Command, type EventFilter } from './args';
 import { delay, postWithRetries } from './http-client';
-import { logSegments, matchesFilter, readSegments, segmentsBytes } from './log-reader';
+import { logSegments, matchesFilter, readSegments, segmentsBytes, segmentsFrom } from './log-reader';
 import { startProgress, type Progress } from './progress';
 
 /** One event to re-publish: its JSON as logged (without seq) and its seq in the source. */
@@ -225,7 +225,7 @@ Examples:
     } else {
       const paths = dataPaths(context);
       if (!fs.existsSync(paths.walDir)) throw new UsageError(`no log at ${paths.walDir}`);
-      progress = startProgress(context.progress, 'replay', segmentsBytes(logSegments(paths.walDir)), 'bytes');
+      progress = startProgress(context.progress, 'replay', segmentsBytes(segmentsFrom(logSegments(paths.walDir), filter.fromSeq ?? 1)), 'bytes');
       events = fromLog(paths.walDir, filter, progress);
       from = paths.walDir;
     }
