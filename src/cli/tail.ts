@@ -99,6 +99,9 @@ async function followLog(walDir: string, filter: EventFilter, afterSeq: number, 
   }
 }
 
+/** A 4xx answer to the stream request: retrying would not help (exit 1). */
+class StreamRefusedError extends Error {}
+
 /** Parses one Server-Sent Events block into its id and data, or null for comments only. */
 function parseSseBlock(block: string): { id: string | null; data: string } | null {
   let id: string | null = null;
@@ -132,7 +135,7 @@ async function followUrl(url: string, filter: EventFilter, afterSeq: number, pri
         const retryAfter = Number(res.headers.get('retry-after'));
         if (Number.isFinite(retryAfter) && retryAfter > 0) waitMs = retryAfter * 1000;
         process.stderr.write(`tail: ${url}/events/stream answered ${res.status} ${await res.text()}; retrying in ${waitMs} ms\n`);
-        if (res.status >= 400 && res.status < 500) throw new UsageError(`the server refused the stream: ${res.status}`);
+        if (res.status >= 400 && res.status < 500) throw new StreamRefusedError(`the server refused the stream: ${res.status}`);
       } else {
         const decoder = new TextDecoder();
         let buffer = '';
@@ -156,7 +159,7 @@ async function followUrl(url: string, filter: EventFilter, afterSeq: number, pri
       }
     } catch (err) {
       if (stopped()) return;
-      if (err instanceof UsageError) throw err;
+      if (err instanceof StreamRefusedError) throw err;
       process.stderr.write(`tail: ${(err as Error).message}; reconnecting after seq ${lastSeq} in ${waitMs} ms\n`);
     }
     await Promise.race([delay(waitMs), wait]);
