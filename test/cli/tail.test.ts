@@ -48,3 +48,25 @@ describe('logagg tail', () => {
     }
   });
 });
+
+describe('logagg tail -f --url across a server restart', () => {
+  it('reconnects with Last-Event-ID and prints every event once', async () => {
+    const dataDir = await makeDataDir([variedEvents(3)]);
+    let server = await startServerProcess(dataDir);
+    const port = server.port;
+    const tail = spawnLogagg(['tail', '-f', '--url', server.url, '--from-seq', '1', '--json']);
+    try {
+      await waitFor(() => parseNdjson(tail.stdout()).length === 3, { what: 'the first 3 events' });
+      expect((await server.kill('SIGTERM')).code).to.equal(0);
+      await waitFor(() => tail.stderr().includes('reconnecting after seq 3'), { what: 'tail to notice the restart' });
+      server = await startServerProcess(dataDir, { PORT: String(port) });
+      expect((await postJson(`${server.url}/publish`, { events: [makeEvent('restart', 'r1'), makeEvent('restart', 'r2')] })).status).to.equal(200);
+      await waitFor(() => parseNdjson(tail.stdout()).length === 5, { timeoutMs: 15_000, what: 'events after the restart' });
+      expect(parseNdjson(tail.stdout()).map((e) => e.seq)).to.deep.equal([1, 2, 3, 4, 5]);
+      expect(await tail.stop('SIGINT')).to.equal(0);
+    } finally {
+      await tail.stop('SIGKILL');
+      await server.kill('SIGTERM');
+    }
+  });
+});
