@@ -5,6 +5,7 @@ import type { Config } from './config/config';
 import { createApp } from './http/app';
 import { openScopes } from './http/auth';
 import { ServiceMetrics } from './http/metrics';
+import { StreamHub } from './http/stream';
 import { Aggregator } from './ingest/aggregator';
 import type { LogDisk } from './wal/disk';
 
@@ -57,7 +58,8 @@ export async function startService(
   const metrics = new ServiceMetrics();
   const aggregator = new Aggregator({ config, logger, disk: options.disk, onFatal: options.onFatal, observer: metrics.observer });
   metrics.watch({ aggregator, walDir: config.walDir });
-  const app = createApp(aggregator, config, logger, { metrics, apiKeyDigests: config.apiKeyDigests });
+  const streams = new StreamHub(aggregator, config);
+  const app = createApp(aggregator, config, logger, { metrics, apiKeyDigests: config.apiKeyDigests, streams });
   // Node checks request/headers timeouts on this interval (default 30 s): keep it finer
   // than the bounds so a slow client is cut off close to its limit.
   const connectionsCheckingInterval = Math.max(100, Math.min(1000, Math.floor(config.headersTimeoutMs / 4)));
@@ -88,6 +90,8 @@ export async function startService(
     stopping ??= (async () => {
       const deadline = Date.now() + config.shutdownTimeoutMs;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+      // Live-tail streams never end by themselves; their clients resume with Last-Event-ID.
+      streams.closeAll();
       server.closeIdleConnections();
       const timer = setTimeout(() => server.closeAllConnections(), Math.max(0, deadline - Date.now()));
       await closed;

@@ -42,6 +42,12 @@ export interface Config {
    * A scope with no keys is open (the seed's behaviour); see src/http/auth.ts.
    */
   apiKeyDigests: Readonly<Record<ApiScope, readonly string[]>>;
+  /** Open GET /events/stream connections; past it 503 subscribers_full. */
+  streamSubscribersMax: number;
+  /** A comment line is sent on an idle live-tail stream this often, so proxies keep it open. */
+  streamHeartbeatMs: number;
+  /** Unsent bytes one live-tail client may hold; past it the stream stops pushing and catches up from the index once drained. */
+  streamBufferBytesMax: number;
 }
 
 /** What an API key may do: `publish` (POST /publish) or `read` (GET /events, /stats, /metrics). */
@@ -207,6 +213,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
     retryAfterSeconds: readInt(env, 'RETRY_AFTER_SECONDS', 1, 1, 3600),
     apiKeyDigests: readApiKeys(env),
+    streamSubscribersMax: readInt(env, 'STREAM_SUBSCRIBERS_MAX', 100, 1, 100_000),
+    streamHeartbeatMs: readInt(env, 'STREAM_HEARTBEAT_MS', 15_000, 50, 600_000),
+    streamBufferBytesMax: readInt(env, 'STREAM_BUFFER_BYTES_MAX', 1024 * 1024, 1024, 256 * 1024 * 1024),
   };
   if (config.headersTimeoutMs > config.requestTimeoutMs) {
     throw new ConfigError(`invalid setting HEADERS_TIMEOUT_MS=${config.headersTimeoutMs}: must not exceed REQUEST_TIMEOUT_MS=${config.requestTimeoutMs}`);

@@ -12,8 +12,12 @@ import { isJsonRequest, publishRouter } from './publish';
 import { requestLogger } from './request-log';
 import { compileValidators } from './schemas';
 import { statusRouter } from './status';
+import { StreamHub, type StreamLimits } from './stream';
 
-export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'>;
+export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'> & Partial<StreamLimits>;
+
+/** Live-tail settings when the caller gives none (tests building an app from a few limits). */
+const STREAM_DEFAULTS: StreamLimits = { streamSubscribersMax: 100, streamHeartbeatMs: 15_000, streamBufferBytesMax: 1024 * 1024, retryAfterSeconds: 1 };
 
 /** What the app adds around the routes; every part optional. */
 export interface AppOptions {
@@ -21,12 +25,15 @@ export interface AppOptions {
   metrics?: ServiceMetrics;
   /** API key digests per scope; without them (or with none for a scope) that scope is open. */
   apiKeyDigests?: Config['apiKeyDigests'];
+  /** The live-tail hub, so its streams can be ended on shutdown (startService passes one). */
+  streams?: StreamHub;
 }
 
 /** The methods each known path takes, for 405 answers, route labels and the OpenAPI coverage test. */
 export const ROUTES: Record<string, string[]> = {
   '/publish': ['POST'],
   '/events': ['GET'],
+  '/events/stream': ['GET'],
   '/stats': ['GET'],
   '/health': ['GET'],
   '/metrics': ['GET'],
@@ -36,6 +43,7 @@ export const ROUTES: Record<string, string[]> = {
 
 /** Builds the express app over an Aggregator; it listens on nothing itself. */
 export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Logger, options: AppOptions = {}): Express {
+  const streams = options.streams;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
@@ -50,6 +58,7 @@ export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Log
   // JSON only, bounded after inflation (gzip/deflate/br bodies are inflated by body-parser).
   app.use('/publish', express.json({ limit: limits.bodyBytesMax, type: isJsonRequest, strict: true }));
   app.use(publishRouter(aggregator, validators, limits));
+  app.use((streams ?? new StreamHub(aggregator, { ...STREAM_DEFAULTS, ...definedOnly(limits) })).router());
   app.use(eventsRouter(aggregator));
   app.use(statusRouter(aggregator));
   app.get('/metrics', metrics.handler());
@@ -58,4 +67,12 @@ export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Log
   app.use(notFoundHandler(ROUTES));
   app.use(errorHandler(logger));
   return app;
+}
+
+function definedOnly(limits: Partial<StreamLimits>): Partial<StreamLimits> {
+  const picked: Partial<StreamLimits> = {};
+  for (const key of Object.keys(STREAM_DEFAULTS) as Array<keyof StreamLimits>) {
+    if (limits[key] !== undefined) picked[key] = limits[key];
+  }
+  return picked;
 }

@@ -215,6 +215,21 @@ export function documentedOperations(limits: DocumentedLimits): Record<string, R
         },
       },
     },
+    '/events/stream': {
+      get: {
+        operationId: 'streamEvents',
+        summary: 'Live tail (Server-Sent Events): stored events after the resume point, then new ones; the SSE id is the seq',
+        parameters: [
+          EVENTS_PARAMETER_DOCS.topic,
+          EVENTS_PARAMETER_DOCS.after,
+          { name: 'Last-Event-ID', in: 'header', description: 'Resume after this seq (wins over `after`).', schema: { type: 'string' } },
+        ],
+        responses: {
+          '200': { description: 'Event stream; each data line is one stored event.', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+          ...errorAnswers(['invalid_query', 'unauthorized', 'forbidden', 'recovering', 'subscribers_full', 'shutting_down']),
+        },
+      },
+    },
     '/stats': {
       get: {
         operationId: 'stats',

@@ -90,6 +90,7 @@ export class Aggregator {
   private conflictsTotal = 0;
   private recoveryValue: (RecoveryReport & { durationMs: number }) | null = null;
   private failure: Error | null = null;
+  private readonly indexedListeners = new Set<(rows: IndexRow[]) => void>();
 
   constructor(options: AggregatorOptions) {
     this.options = options;
@@ -159,6 +160,14 @@ export class Aggregator {
           if (this.pending.get(key)?.seq === row.seq) this.pending.delete(key);
         }
         this.options.observer?.onIndexBatch?.(rows.length, elapsedMs);
+        // A failing listener must not look like a failed index batch (which would be retried).
+        for (const listener of this.indexedListeners) {
+          try {
+            listener(rows);
+          } catch (err) {
+            logger.error({ err }, 'index listener failed');
+          }
+        }
       },
     });
     this.writer = new WalWriter<QueuedRecord>({
@@ -279,6 +288,16 @@ export class Aggregator {
       if (outcome.conflict === true) logger.warn(fields, 'conflicting duplicate dropped: same (topic, event_id), other content');
       else logger.debug(fields, 'duplicate event detected and dropped');
     });
+  }
+
+  /**
+   * Calls `listener` with every batch of rows the consumer commits to the index, in seq
+   * order, from now on (the live tail); rows replayed by recovery are not announced.
+   * Returns the function that unsubscribes.
+   */
+  onIndexed(listener: (rows: IndexRow[]) => void): () => void {
+    this.indexedListeners.add(listener);
+    return () => this.indexedListeners.delete(listener);
   }
 
   /** Stored events in publish order. Reads what the index has; not-yet-indexed events follow shortly. */

@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { LogDisk } from './disk';
 import { classifyScan, scanSegmentBytes, type WalRecord } from './record';
 import { listSegments, type SegmentInfo } from './segments';
+import { readSkippedSeqs } from './skipped-seqs';
 import type { WriterStart } from './writer';
 
 /** A bad record in the middle of the log: startup stops and names file and offset. */
@@ -46,6 +47,8 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
   const { disk, walDir, checkpointSeq } = options;
   disk.mkdirp(walDir);
   const segments = listSegments(disk, walDir);
+  // Gaps an operator quarantined on purpose (`logagg repair`) are not corruption.
+  const skipped = readSkippedSeqs(disk, walDir);
   let startIndex = 0;
   for (let i = 0; i < segments.length; i += 1) {
     if (segments[i]!.firstSeq <= checkpointSeq + 1) startIndex = i;
@@ -61,13 +64,13 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
     const scan = scanSegmentBytes(bytes);
     report.segmentsRead += 1;
     const firstRecord = scan.records[0];
-    if (firstRecord !== undefined && firstRecord.seq !== segment.firstSeq) {
+    if (firstRecord !== undefined && firstRecord.seq !== segment.firstSeq && !skipped.covers(segment.firstSeq, firstRecord.seq - 1)) {
       throw new LogCorruptionError(segment.path, firstRecord.offset, `segment named for seq ${segment.firstSeq} starts with seq ${firstRecord.seq}`);
     }
-    if (firstRecord !== undefined && expectedSeq !== null && firstRecord.seq !== expectedSeq) {
+    if (firstRecord !== undefined && expectedSeq !== null && firstRecord.seq !== expectedSeq && !skipped.covers(expectedSeq, firstRecord.seq - 1)) {
       throw new LogCorruptionError(segment.path, firstRecord.offset, `expected seq ${expectedSeq}, found ${firstRecord.seq} (a segment is missing)`);
     }
-    const verdict = classifyScan(scan, isLast, segment.firstSeq);
+    const verdict = classifyScan(scan, isLast, firstRecord?.seq ?? segment.firstSeq, skipped);
     if (verdict.kind === 'corrupt') throw new LogCorruptionError(segment.path, verdict.offset, verdict.detail);
     if (verdict.kind === 'torn_tail') {
       report.tornTail = cutTornTail(disk, walDir, segment, bytes, verdict.offset);
@@ -95,7 +98,9 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
     }
     if (isLast) lastSegment = { info: segment, size: scan.validBytes };
   }
-  return { start: { nextSeq: report.lastSeq + 1, lastSegment }, report };
+  // A skipped seq is an id that was handed out once: never hand it out again.
+  const nextSeq = Math.max(report.lastSeq, skipped.maxSeq) + 1;
+  return { start: { nextSeq, lastSegment }, report };
 }
 
 /** Saves the torn bytes beside the log, then truncates the segment to its last valid record. */

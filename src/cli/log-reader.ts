@@ -1,0 +1,85 @@
+import fs from 'node:fs';
+import { rowFromEventJson } from '../ingest/aggregator';
+import { NodeDisk } from '../wal/disk';
+import { scanSegmentBytes, type SegmentScan } from '../wal/record';
+import { listSegments, type SegmentInfo } from '../wal/segments';
+import { readSkippedSeqs, type SkippedSeqs } from '../wal/skipped-seqs';
+import type { EventFilter } from './args';
+
+/** The disk the CLI reads the log through (the server's own framing and file access). */
+export const DISK = new NodeDisk();
+
+/** One segment read whole and split into records and bad lines. */
+export interface ReadSegment {
+  info: SegmentInfo;
+  bytes: Buffer;
+  scan: SegmentScan;
+  isLast: boolean;
+}
+
+/** The segments of a log, in seq order. */
+export function logSegments(walDir: string): SegmentInfo[] {
+  return listSegments(DISK, walDir);
+}
+
+/** The quarantined seqs of a log (see skipped-seqs.ts). */
+export function logSkippedSeqs(walDir: string): SkippedSeqs {
+  return readSkippedSeqs(DISK, walDir);
+}
+
+/** Total bytes of the given segments (progress bars count bytes). */
+export function segmentsBytes(segments: SegmentInfo[]): number {
+  let total = 0;
+  for (const segment of segments) total += fs.statSync(segment.path).size;
+  return total;
+}
+
+/** The segments that may hold seqs >= fromSeq (a segment ends where the next one starts). */
+export function segmentsFrom(segments: SegmentInfo[], fromSeq: number): SegmentInfo[] {
+  return segments.filter((_segment, i) => {
+    const next = segments[i + 1];
+    return next === undefined || next.firstSeq > fromSeq;
+  });
+}
+
+/**
+ * Reads segments one at a time (a segment is bounded by SEGMENT_BYTES_MAX), skipping those
+ * that hold only seqs below `fromSeq`. It reports bad lines through the scan and never
+ * changes a file.
+ */
+export function* readSegments(segments: SegmentInfo[], fromSeq = 1): Generator<ReadSegment> {
+  const last = segments[segments.length - 1];
+  for (const info of segmentsFrom(segments, fromSeq)) {
+    const bytes = fs.readFileSync(info.path);
+    yield { info, bytes, scan: scanSegmentBytes(bytes), isLast: info === last };
+  }
+}
+
+/** A bad line that is not a torn tail, i.e. corruption in the middle of the log. */
+export function corruptLines(segment: ReadSegment): SegmentScan['badLines'] {
+  const { scan, isLast } = segment;
+  return scan.badLines.filter((bad) => !(isLast && bad.offset >= scan.validBytes));
+}
+
+/** Fields a filter looks at, parsed from a logged event's JSON. */
+export function matchesFilter(seq: number, eventJson: string, filter: EventFilter): boolean {
+  if (filter.fromSeq !== undefined && seq < filter.fromSeq) return false;
+  if (filter.topics === undefined && filter.source === undefined && filter.sinceMs === undefined && filter.untilMs === undefined) return true;
+  const row = rowFromEventJson(seq, eventJson);
+  if (filter.topics !== undefined && !filter.topics.includes(row.topic)) return false;
+  if (filter.source !== undefined && row.source !== filter.source) return false;
+  if (filter.sinceMs !== undefined && row.tsMs < filter.sinceMs) return false;
+  if (filter.untilMs !== undefined && row.tsMs >= filter.untilMs) return false;
+  return true;
+}
+
+/** An event line as GET /events and `logagg export` show it: the logged JSON with its seq first. */
+export function eventLine(seq: number, eventJson: string): string {
+  return `{"seq":${seq},${eventJson.slice(1)}`;
+}
+
+/** Writes to a stream, waiting for 'drain' when its buffer is full. */
+export function writeWithBackpressure(stream: NodeJS.WritableStream, text: string): Promise<void> {
+  if (stream.write(text)) return Promise.resolve();
+  return new Promise((resolve) => stream.once('drain', () => resolve()));
+}

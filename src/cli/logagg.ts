@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+import { COMMON_HELP, EXIT_PROBLEM, EXIT_USAGE, parseCommandArgs, UsageError, type Command } from './args';
+
+/** A subcommand as the dispatcher knows it; its module is loaded only when it runs (fast start). */
+interface CommandEntry {
+  name: string;
+  summary: string;
+  load: () => Command;
+}
+
+/** Every subcommand, in the order the help lists them. */
+export const COMMANDS: CommandEntry[] = [
+  { name: 'serve', summary: 'run the aggregator (what `npm start` runs)', load: () => (require('./serve') as typeof import('./serve')).serveCommand },
+  { name: 'verify', summary: 'check every segment (checksums, seq order, torn tail) and the index against the log', load: () => (require('./verify') as typeof import('./verify')).verifyCommand },
+  { name: 'repair', summary: 'cut a torn tail (bytes kept); --quarantine-corrupt moves corrupt records out', load: () => (require('./repair') as typeof import('./repair')).repairCommand },
+  { name: 'rebuild', summary: 'rebuild the SQLite index from the log alone (server stopped)', load: () => (require('./rebuild') as typeof import('./rebuild')).rebuildCommand },
+  { name: 'export', summary: 'write logged events as NDJSON (filters: topic, since, until, source, from-seq)', load: () => (require('./export') as typeof import('./export')).exportCommand },
+  { name: 'replay', summary: 're-publish logged events to another aggregator (batches, retries, rate limit)', load: () => (require('./replay') as typeof import('./replay')).replayCommand },
+  { name: 'tail', summary: 'print the newest events; -f follows new ones (data dir, or a server URL via SSE)', load: () => (require('./tail') as typeof import('./tail')).tailCommand },
+  { name: 'publish', summary: 'publisher simulator: seed scenarios or a load, expected vs observed stats', load: () => (require('./publish') as typeof import('./publish')).publishCommand },
+];
+
+function overview(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  const lines = COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+  return `Usage: logagg <command> [options]
+
+Log tooling for log-aggregator: inspect, repair, export, replay and follow a data dir.
+
+Commands:
+${lines.join('\n')}
+
+Run \`logagg <command> --help\` for a command's options and examples.
+${COMMON_HELP}`;
+}
+
+/**
+ * Runs `logagg <command> ...` and resolves with the exit code. Usage errors print one line
+ * and a pointer to --help (exit 2); unexpected errors print their message (exit 1).
+ */
+export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    const topic = name === 'help' ? COMMANDS.find((c) => c.name === rest[0])?.load() : undefined;
+    process.stdout.write(`${topic !== undefined ? `${topic.help}\n\n${COMMON_HELP}` : overview()}\n`);
+    return name === undefined ? EXIT_USAGE : 0;
+  }
+  const entry = COMMANDS.find((c) => c.name === name);
+  if (entry === undefined) {
+    process.stderr.write(`logagg: unknown command ${JSON.stringify(name)}; run \`logagg --help\`\n`);
+    return EXIT_USAGE;
+  }
+  const command = entry.load();
+  try {
+    const context = parseCommandArgs(command, rest, env, process.stderr.isTTY === true);
+    if (context.help) {
+      process.stdout.write(`${command.help}\n\n${COMMON_HELP}\n`);
+      return 0;
+    }
+    return await command.run(context);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`logagg ${command.name}: ${err.message}\nRun \`logagg ${command.name} --help\` for usage.\n`);
+      return EXIT_USAGE;
+    }
+    process.stderr.write(`logagg ${command.name}: ${(err as Error).message}\n`);
+    return EXIT_PROBLEM;
+  }
+}
+
+if (require.main === module) {
+  // A closed stdout (e.g. `logagg export | head`) is not an error.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
+  void runCli(process.argv.slice(2)).then((code) => {
+    // Exit once stdout is flushed, without waiting on idle keep-alive sockets.
+    process.exitCode = code;
+    process.stdout.write('', () => process.exit(code));
+  });
+}

@@ -1,0 +1,209 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { IndexStore, type IndexRow } from '../index/store';
+import { rowFromEventJson } from '../ingest/aggregator';
+import { classifyScan } from '../wal/record';
+import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
+import { logSegments, logSkippedSeqs, readSegments, segmentsBytes } from './log-reader';
+import { lockDataDir } from './lock';
+import { startProgress } from './progress';
+
+/** Rows per index transaction while rebuilding. */
+const REBUILD_BATCH_ROWS = 5000;
+
+/** The outcome of `logagg rebuild`, as `--json` prints it. */
+export interface RebuildReport {
+  ok: boolean;
+  databasePath: string;
+  segments: number;
+  records: number;
+  rows: number;
+  checkpointSeq: number;
+  /** Lifetime counters the log does not hold, and where they came from. */
+  duplicatesTotal: number;
+  conflictsTotal: number;
+  countersFrom: 'old_index' | 'reset';
+  skippedSeqs: number;
+  tornTailBytesIgnored: number;
+  keptOld: string | null;
+  elapsedMs: number;
+  error?: string;
+}
+
+function fsyncPath(file: string, flags = 'r'): void {
+  const fd = fs.openSync(file, flags);
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function removeIndexFiles(file: string): void {
+  for (const suffix of ['', '-wal', '-shm', '-journal']) fs.rmSync(`${file}${suffix}`, { force: true });
+}
+
+/**
+ * Reads duplicates_total and conflicts_total from the old index, or null when it cannot be
+ * read. It opens it read-write (the server is stopped) so that SQLite can apply a WAL left by a crash.
+ */
+function oldCounters(databasePath: string): { duplicatesTotal: number; conflictsTotal: number } | null {
+  if (!fs.existsSync(databasePath)) return null;
+  try {
+    const old = new IndexStore(databasePath);
+    try {
+      const counters = old.readCounters();
+      return { duplicatesTotal: counters.duplicatesTotal, conflictsTotal: counters.conflictsTotal };
+    } finally {
+      old.close();
+    }
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Builds a new index from the log alone next to the old one (`<index>.rebuild`), then
+ * renames it into place: a crash at any point leaves either the old or the new index, both
+ * consistent. It refuses a log with corruption (run verify/repair first) and ignores, without
+ * cutting, a torn tail. duplicates_total and conflicts_total are not in the log: they are
+ * kept from the old index when it can be read, else reset to 0. The server must be stopped.
+ */
+export function rebuildIndex(paths: { walDir: string; databasePath: string }, options: { keepOld: boolean; progress?: boolean }): RebuildReport {
+  const started = performance.now();
+  const segments = logSegments(paths.walDir);
+  const skipped = logSkippedSeqs(paths.walDir);
+  const counters = oldCounters(paths.databasePath);
+  const temp = `${paths.databasePath}.rebuild`;
+  removeIndexFiles(temp);
+  const report: RebuildReport = {
+    ok: false,
+    databasePath: paths.databasePath,
+    segments: segments.length,
+    records: 0,
+    rows: 0,
+    checkpointSeq: 0,
+    duplicatesTotal: counters?.duplicatesTotal ?? 0,
+    conflictsTotal: counters?.conflictsTotal ?? 0,
+    countersFrom: counters === null ? 'reset' : 'old_index',
+    skippedSeqs: skipped.ranges.reduce((n, r) => n + (r.to - r.from + 1), 0),
+    tornTailBytesIgnored: 0,
+    keptOld: null,
+    elapsedMs: 0,
+  };
+  const progress = startProgress(options.progress === true, 'rebuild', segmentsBytes(segments), 'bytes');
+  const store = new IndexStore(temp);
+  try {
+    let expected: number | null = null;
+    let doneBytes = 0;
+    for (const segment of readSegments(segments)) {
+      const { info, scan, isLast } = segment;
+      const first = scan.records[0];
+      if (first !== undefined && expected !== null && first.seq !== expected && !(first.seq > expected && skipped.covers(expected, first.seq - 1))) {
+        throw new Error(`${info.path}: expected seq ${expected}, found ${first.seq} at byte offset ${first.offset}; run \`logagg verify\``);
+      }
+      const verdict = classifyScan(scan, isLast, first?.seq ?? info.firstSeq, skipped);
+      if (verdict.kind === 'corrupt') {
+        throw new Error(`${info.path}: corrupt record at byte offset ${verdict.offset}: ${verdict.detail}; run \`logagg verify\` and \`logagg repair\` first`);
+      }
+      if (verdict.kind === 'torn_tail') report.tornTailBytesIgnored = verdict.bytes;
+      let rows: IndexRow[] = [];
+      for (const record of scan.records) {
+        // Progress inside a segment too: one segment may be 64 MiB.
+        if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
+        rows.push(rowFromEventJson(record.seq, record.eventJson));
+        if (rows.length >= REBUILD_BATCH_ROWS) {
+          report.rows += store.applyBatch(rows);
+          rows = [];
+        }
+      }
+      if (rows.length > 0) report.rows += store.applyBatch(rows);
+      report.records += scan.records.length;
+      const last = scan.records[scan.records.length - 1];
+      if (last !== undefined) expected = last.seq + 1;
+      doneBytes += scan.totalBytes;
+      progress.update(doneBytes);
+    }
+    // The counters the log cannot give, committed like any batch.
+    store.applyBatch([], report.duplicatesTotal, report.conflictsTotal);
+    report.checkpointSeq = store.counters.checkpointSeq;
+  } catch (err) {
+    store.close();
+    removeIndexFiles(temp);
+    progress.stop();
+    report.error = (err as Error).message;
+    report.elapsedMs = Math.round(performance.now() - started);
+    return report;
+  }
+  // Closing the last connection checkpoints SQLite's WAL into the file: the file is complete.
+  store.close();
+  fsyncPath(temp);
+  progress.stop();
+
+  // Swap: the old index's -wal/-shm must go before the new file takes its name, or SQLite
+  // would apply the old WAL to the new file.
+  if (options.keepOld && fs.existsSync(paths.databasePath)) {
+    report.keptOld = `${paths.databasePath}.old-${new Date().toISOString().replace(/[:.]/g, '-')}`;
+    fs.copyFileSync(paths.databasePath, report.keptOld);
+    if (fs.existsSync(`${paths.databasePath}-wal`)) fs.copyFileSync(`${paths.databasePath}-wal`, `${report.keptOld}-wal`);
+  }
+  for (const suffix of ['-wal', '-shm', '-journal']) fs.rmSync(`${paths.databasePath}${suffix}`, { force: true });
+  fs.renameSync(temp, paths.databasePath);
+  fsyncPath(path.dirname(paths.databasePath));
+  report.ok = true;
+  report.elapsedMs = Math.round(performance.now() - started);
+  return report;
+}
+
+/** `logagg rebuild`: a new SQLite index from the log alone. */
+export const rebuildCommand: Command = {
+  name: 'rebuild',
+  help: `Usage: logagg rebuild [--data-dir DIR] [--index FILE] [--keep-old] [--json]
+
+Stop the server first: rebuild replaces the index file the server holds open.
+
+Reads every segment of DATA_DIR/wal, builds a new index in <index>.rebuild, then renames it
+over the old one (a crash leaves either the old or the new index, never a mix). The new index
+answers every query as one built by the server would: same events, same seqs, same topics,
+checkpoint = last logged seq. duplicates_total and conflicts_total are not in the log: they are
+kept from the old index when it can be read, else reset to 0 (the output says which).
+A corrupt log is refused (run \`logagg repair\` first); a torn tail is ignored, not cut.
+Records quarantined by \`logagg repair\` are not in the new index.
+
+Options:
+${INDEX_HELP}
+  --keep-old       keep a copy of the old index as <index>.old-<time>
+
+Examples:
+  npx logagg rebuild --data-dir ./data
+  npx logagg rebuild --data-dir ./data --keep-old --json`,
+  options: { ...INDEX_OPTION, 'keep-old': { type: 'boolean' } },
+  async run(context) {
+    const paths = dataPaths(context);
+    if (!fs.existsSync(paths.walDir)) throw new UsageError(`no log at ${paths.walDir}`);
+    const release = lockDataDir(paths.dataDir, 'rebuild');
+    try {
+      const report = rebuildIndex(paths, { keepOld: context.values['keep-old'] === true, progress: context.progress });
+      if (context.json) {
+        process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      } else if (!report.ok) {
+        process.stdout.write(`rebuild failed, old index left as it was: ${report.error}\n`);
+      } else {
+        const lines = [
+          `rebuilt ${report.databasePath} from ${report.segments} segment(s) in ${report.elapsedMs} ms`,
+          `  ${report.records} logged records -> ${report.rows} rows, checkpoint seq ${report.checkpointSeq}`,
+          report.countersFrom === 'old_index'
+            ? `  duplicates_total ${report.duplicatesTotal} and conflicts_total ${report.conflictsTotal} kept from the old index (the log does not hold them)`
+            : '  duplicates_total and conflicts_total reset to 0: no readable old index (the log does not hold them)',
+        ];
+        if (report.skippedSeqs > 0) lines.push(`  ${report.skippedSeqs} quarantined seq(s) are not in the new index`);
+        if (report.tornTailBytesIgnored > 0) lines.push(`  ${report.tornTailBytesIgnored} torn tail bytes ignored (not cut; \`logagg repair\` or the next start cuts them)`);
+        if (report.keptOld !== null) lines.push(`  old index kept as ${report.keptOld}`);
+        process.stdout.write(`${lines.join('\n')}\n`);
+      }
+      return report.ok ? EXIT_OK : EXIT_PROBLEM;
+    } finally {
+      release();
+    }
+  },
+};

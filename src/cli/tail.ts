@@ -1,0 +1,273 @@
+import fs from 'node:fs';
+import { scanSegmentBytes } from '../wal/record';
+import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, intFlag, parseFilter, UsageError, urlFlag, type Command, type EventFilter } from './args';
+import { delay, requestJson } from './http-client';
+import { eventLine, logSegments, matchesFilter, readSegments, writeWithBackpressure } from './log-reader';
+
+/** How tail prints each event. */
+type Printer = (seq: number, eventJson: string) => Promise<void>;
+
+function makePrinter(json: boolean): Printer {
+  return (seq, eventJson) => {
+    if (json) return writeWithBackpressure(process.stdout, `${eventLine(seq, eventJson)}\n`);
+    const event = JSON.parse(eventJson) as { topic: string; event_id: string; timestamp: string; source: string; payload?: unknown };
+    const payload = event.payload === undefined ? '' : ` ${JSON.stringify(event.payload)}`;
+    return writeWithBackpressure(process.stdout, `#${seq} ${event.timestamp} ${event.topic} ${event.event_id} (${event.source})${payload}\n`);
+  };
+}
+
+/** Resolves when SIGINT or SIGTERM arrives (tail -f ends cleanly, exit 0). */
+function untilSignal(): { stopped: () => boolean; wait: Promise<void> } {
+  let stopped = false;
+  const wait = new Promise<void>((resolve) => {
+    const stop = (): void => {
+      stopped = true;
+      resolve();
+    };
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  return { stopped: () => stopped, wait };
+}
+
+/** The last `count` matching events of a data dir's log (or all from --from-seq), reading segments newest first. */
+function lastEventsOfLog(walDir: string, filter: EventFilter, count: number): Array<{ seq: number; eventJson: string }> {
+  const segments = logSegments(walDir);
+  if (filter.fromSeq !== undefined) {
+    const all: Array<{ seq: number; eventJson: string }> = [];
+    for (const segment of readSegments(segments, filter.fromSeq)) {
+      for (const r of segment.scan.records) if (matchesFilter(r.seq, r.eventJson, filter)) all.push({ seq: r.seq, eventJson: r.eventJson });
+    }
+    return all;
+  }
+  const found: Array<{ seq: number; eventJson: string }> = [];
+  for (let i = segments.length - 1; i >= 0 && found.length < count; i -= 1) {
+    const [segment] = readSegments([segments[i]!]);
+    const records = segment!.scan.records;
+    for (let j = records.length - 1; j >= 0 && found.length < count; j -= 1) {
+      const r = records[j]!;
+      if (matchesFilter(r.seq, r.eventJson, filter)) found.push({ seq: r.seq, eventJson: r.eventJson });
+    }
+  }
+  return found.reverse();
+}
+
+/**
+ * Follows a data dir's log by polling: reads complete lines appended to the newest segment
+ * (a partial line waits for its newline), moves to the next segment when one appears, and
+ * starts over from the valid size if recovery cut a torn tail. It never writes to the log.
+ */
+async function followLog(walDir: string, filter: EventFilter, afterSeq: number, print: Printer, pollMs: number, stopped: () => boolean, wait: Promise<void>): Promise<void> {
+  let lastSeq = afterSeq;
+  let current: { path: string; firstSeq: number; offset: number } | null = null;
+  while (!stopped()) {
+    const segments = logSegments(walDir);
+    if (current === null) {
+      // Start in the segment that holds lastSeq + 1 (or the newest), from its beginning.
+      const start = [...segments].reverse().find((s) => s.firstSeq <= lastSeq + 1) ?? segments[0];
+      if (start !== undefined) current = { path: start.path, firstSeq: start.firstSeq, offset: 0 };
+    }
+    if (current !== null) {
+      const size = fs.existsSync(current.path) ? fs.statSync(current.path).size : 0;
+      if (size < current.offset) current.offset = 0;
+      if (size > current.offset) {
+        const fd = fs.openSync(current.path, 'r');
+        const bytes = Buffer.alloc(size - current.offset);
+        try {
+          fs.readSync(fd, bytes, 0, bytes.length, current.offset);
+        } finally {
+          fs.closeSync(fd);
+        }
+        const complete = bytes.lastIndexOf(0x0a) + 1;
+        const scan = scanSegmentBytes(bytes.subarray(0, complete));
+        for (const bad of scan.badLines) process.stderr.write(`tail: skipped a bad line (${bad.problem}) in ${current.path} at byte offset ${current.offset + bad.offset}\n`);
+        for (const record of scan.records) {
+          if (record.seq <= lastSeq) continue;
+          lastSeq = record.seq;
+          if (matchesFilter(record.seq, record.eventJson, filter)) await print(record.seq, record.eventJson);
+        }
+        current.offset += complete;
+      }
+      const next = segments.find((s) => s.firstSeq > current!.firstSeq);
+      // The writer finishes a segment before starting the next: once one exists, move on after a last read.
+      if (next !== undefined && size === current.offset) {
+        current = { path: next.path, firstSeq: next.firstSeq, offset: 0 };
+        continue;
+      }
+    }
+    await Promise.race([delay(pollMs), wait]);
+  }
+}
+
+/** A 4xx answer to the stream request: retrying would not help (exit 1). */
+class StreamRefusedError extends Error {}
+
+/** Parses one Server-Sent Events block into its id and data, or null for comments only. */
+function parseSseBlock(block: string): { id: string | null; data: string } | null {
+  let id: string | null = null;
+  const data: string[] = [];
+  for (const line of block.split('\n')) {
+    if (line.startsWith(':') || line === '') continue;
+    const colon = line.indexOf(':');
+    const field = colon === -1 ? line : line.slice(0, colon);
+    const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
+    if (field === 'id') id = value;
+    else if (field === 'data') data.push(value);
+  }
+  return data.length === 0 ? null : { id, data: data.join('\n') };
+}
+
+/**
+ * Follows GET /events/stream on a server, reconnecting with Last-Event-ID after a drop or a
+ * 503 (waiting Retry-After), so no event is missed or printed twice.
+ */
+async function followUrl(url: string, filter: EventFilter, afterSeq: number, print: Printer, stopped: () => boolean, wait: Promise<void>): Promise<void> {
+  let lastSeq = afterSeq;
+  const serverTopic = filter.topics?.length === 1 ? filter.topics[0] : undefined;
+  const controller = new AbortController();
+  void wait.then(() => controller.abort());
+  while (!stopped()) {
+    let waitMs = 1000;
+    try {
+      const query = serverTopic === undefined ? '' : `?topic=${encodeURIComponent(serverTopic)}`;
+      const res = await fetch(`${url}/events/stream${query}`, { headers: { accept: 'text/event-stream', 'last-event-id': String(lastSeq) }, signal: controller.signal });
+      if (res.status !== 200) {
+        const retryAfter = Number(res.headers.get('retry-after'));
+        if (Number.isFinite(retryAfter) && retryAfter > 0) waitMs = retryAfter * 1000;
+        process.stderr.write(`tail: ${url}/events/stream answered ${res.status} ${await res.text()}; retrying in ${waitMs} ms\n`);
+        if (res.status >= 400 && res.status < 500) throw new StreamRefusedError(`the server refused the stream: ${res.status}`);
+      } else {
+        const decoder = new TextDecoder();
+        let buffer = '';
+        for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+          buffer += decoder.decode(chunk, { stream: true });
+          let end: number;
+          while ((end = buffer.indexOf('\n\n')) !== -1) {
+            const block = parseSseBlock(buffer.slice(0, end));
+            buffer = buffer.slice(end + 2);
+            if (block === null || block.id === null) continue;
+            const seq = Number(block.id);
+            if (!(seq > lastSeq)) continue;
+            lastSeq = seq;
+            const event = JSON.parse(block.data) as Record<string, unknown>;
+            delete event.seq;
+            const eventJson = JSON.stringify(event);
+            if (matchesFilter(seq, eventJson, filter)) await print(seq, eventJson);
+          }
+        }
+        process.stderr.write(`tail: stream ended; reconnecting after seq ${lastSeq}\n`);
+      }
+    } catch (err) {
+      if (stopped()) return;
+      if (err instanceof StreamRefusedError) throw err;
+      process.stderr.write(`tail: ${(err as Error).message}; reconnecting after seq ${lastSeq} in ${waitMs} ms\n`);
+    }
+    await Promise.race([delay(waitMs), wait]);
+  }
+}
+
+/** The last `count` matching events from a server's GET /events (paging; for -n without -f). */
+async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, timeoutMs: number): Promise<Array<{ seq: number; eventJson: string }>> {
+  let after = (filter.fromSeq ?? 1) - 1;
+  const onlySeq = filter.topics === undefined && filter.source === undefined && filter.sinceMs === undefined && filter.untilMs === undefined;
+  if (filter.fromSeq === undefined && onlySeq) {
+    // Without filters the newest seq is in /stats: start just before the last `count`.
+    const stats = await requestJson('GET', `${url}/stats`, undefined, timeoutMs);
+    if (stats.status === 200 && typeof stats.body.accepted === 'number') after = Math.max(0, stats.body.accepted - count);
+  }
+  const found: Array<{ seq: number; eventJson: string }> = [];
+  const serverTopic = filter.topics?.length === 1 ? filter.topics[0] : undefined;
+  for (;;) {
+    const params = new URLSearchParams({ limit: '1000', after: String(after) });
+    if (serverTopic !== undefined) params.set('topic', serverTopic);
+    if (filter.source !== undefined) params.set('source', filter.source);
+    const answer = await requestJson('GET', `${url}/events?${params}`, undefined, timeoutMs);
+    if (answer.status !== 200) throw new Error(`GET /events answered ${answer.status}: ${JSON.stringify(answer.body)}`);
+    for (const event of answer.body.events as Array<Record<string, unknown>>) {
+      const seq = event.seq as number;
+      delete event.seq;
+      const eventJson = JSON.stringify(event);
+      if (!matchesFilter(seq, eventJson, filter)) continue;
+      found.push({ seq, eventJson });
+      if (filter.fromSeq === undefined && found.length > count) found.shift();
+    }
+    if (answer.body.next_cursor === null) return found;
+    after = Number(answer.body.next_cursor);
+  }
+}
+
+/** `logagg tail [-f]`: print the newest events, and with -f every new one as it arrives. */
+export const tailCommand: Command = {
+  name: 'tail',
+  help: `Usage: logagg tail [-f] [-n N] [--data-dir DIR | --url URL] [filters] [--json]
+
+Prints the last N matching events (or every one from --from-seq), then with -f every new one
+as it arrives, until Ctrl-C (exit 0).
+From a data dir it reads the log files (safe while the server runs; -f polls them).
+From --url it asks the running server: GET /events for the start, then the live stream
+GET /events/stream (Server-Sent Events), reconnecting with Last-Event-ID after a drop, so
+nothing is missed or printed twice.
+Output: one line per event, "#seq timestamp topic event_id (source) payload";
+with --json the NDJSON shape of \`logagg export\`.
+
+${FILTER_HELP}
+
+Options:
+  -f, --follow     keep printing new events
+  -n, --lines N    how many of the newest events to print first (default 10; 0 = none)
+  --url URL        follow a running server instead of a data dir
+  --poll-ms N      data-dir mode: how often -f looks for new bytes (default 200)
+
+Examples:
+  npx logagg tail -f --data-dir ./data
+  npx logagg tail -f --url http://127.0.0.1:8080 --topic user.login --json`,
+  options: {
+    ...FILTER_OPTIONS,
+    follow: { type: 'boolean', short: 'f' },
+    lines: { type: 'string', short: 'n' },
+    url: { type: 'string' },
+    'poll-ms': { type: 'string' },
+  },
+  async run(context) {
+    const filter = parseFilter(context.values);
+    const count = intFlag(context.values, 'lines', 10, 0, 1_000_000);
+    const pollMs = intFlag(context.values, 'poll-ms', 200, 10, 60_000);
+    const url = urlFlag(context.values, 'url', false);
+    const follow = context.values.follow === true;
+    const print = makePrinter(context.json);
+    const signal = untilSignal();
+    let lastSeq: number;
+    if (url !== undefined) {
+      let initial: Array<{ seq: number; eventJson: string }>;
+      try {
+        initial = await lastEventsOfUrl(url, filter, count, 30_000);
+      } catch (err) {
+        process.stderr.write(`tail: ${(err as Error).message}\n`);
+        return EXIT_PROBLEM;
+      }
+      const shown = filter.fromSeq === undefined ? initial.slice(initial.length - count) : initial;
+      for (const e of count === 0 && filter.fromSeq === undefined ? [] : shown) await print(e.seq, e.eventJson);
+      lastSeq = initial.length > 0 ? initial[initial.length - 1]!.seq : Math.max(0, (filter.fromSeq ?? 1) - 1);
+      if (initial.length === 0 && filter.fromSeq === undefined) {
+        const stats = await requestJson('GET', `${url}/stats`, undefined, 30_000).catch(() => null);
+        if (stats?.status === 200 && typeof stats.body.accepted === 'number') lastSeq = stats.body.accepted;
+      }
+      if (follow) await followUrl(url, filter, lastSeq, print, signal.stopped, signal.wait);
+      return EXIT_OK;
+    }
+    const paths = dataPaths(context);
+    if (!fs.existsSync(paths.dataDir)) throw new UsageError(`data dir ${paths.dataDir} does not exist`);
+    const initial = lastEventsOfLog(paths.walDir, filter, count);
+    for (const e of count === 0 && filter.fromSeq === undefined ? [] : initial) await print(e.seq, e.eventJson);
+    lastSeq = initial.length > 0 ? initial[initial.length - 1]!.seq : Math.max(0, (filter.fromSeq ?? 1) - 1);
+    if (initial.length === 0 && filter.fromSeq === undefined) {
+      // Nothing matched: follow from the end of the log, not from its beginning.
+      for (const segment of readSegments(logSegments(paths.walDir).slice(-1))) {
+        const last = segment.scan.records[segment.scan.records.length - 1];
+        if (last !== undefined) lastSeq = last.seq;
+      }
+    }
+    if (follow) await followLog(paths.walDir, filter, lastSeq, print, pollMs, signal.stopped, signal.wait);
+    return EXIT_OK;
+  },
+};

@@ -1,0 +1,202 @@
+import { Router, type Request, type Response } from 'express';
+import { FIXED_LIMITS, type Config } from '../config/config';
+import { AppError } from '../errors';
+import type { IndexRow } from '../index/store';
+import type { Aggregator } from '../ingest/aggregator';
+
+/** The settings of the live tail. */
+export type StreamLimits = Pick<Config, 'streamSubscribersMax' | 'streamHeartbeatMs' | 'streamBufferBytesMax' | 'retryAfterSeconds'>;
+
+/** Rows read from the index per event-loop turn while a subscriber catches up. */
+const CATCH_UP_ROWS = 500;
+
+/** What an SSE client is told to wait before reconnecting (the `retry:` field). */
+const RECONNECT_DELAY_MS = 1000;
+
+/** An event as GET /events shows it: the logged JSON with its seq spliced in front. */
+function eventText(seq: number, body: string): string {
+  return `{"seq":${seq},${body.slice(1)}`;
+}
+
+/**
+ * One open stream. It is in one of two modes: `catching_up` reads the index after the last
+ * seq it sent (backfill, and again whenever the client is slower than the log), `live`
+ * writes the rows the consumer announces. The switch to live happens in the same
+ * synchronous turn as the last index read that came back short, so no committed row can
+ * fall between the two: no gap, and rows at or below the last sent seq are never resent.
+ */
+class Subscriber {
+  private mode: 'catching_up' | 'live' | 'closed' = 'catching_up';
+  private lastSeq: number;
+  private readonly heartbeat: NodeJS.Timeout;
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly aggregator: Aggregator,
+    private readonly res: Response,
+    private readonly topic: string | undefined,
+    afterSeq: number,
+    private readonly limits: StreamLimits,
+    private readonly onClose: (subscriber: Subscriber) => void,
+  ) {
+    this.lastSeq = afterSeq;
+    this.unsubscribe = aggregator.onIndexed((rows) => this.pushLive(rows));
+    // Comment lines keep idle proxies and load balancers from closing the stream.
+    this.heartbeat = setInterval(() => this.res.write(': heartbeat\n\n'), limits.streamHeartbeatMs);
+    this.heartbeat.unref();
+    res.on('close', () => this.close());
+    this.catchUp();
+  }
+
+  /** Ends the stream (shutdown); the client reconnects elsewhere with Last-Event-ID. */
+  end(): void {
+    if (this.mode === 'closed') return;
+    this.close();
+    this.res.once('finish', () => this.res.socket?.destroy());
+    this.res.end();
+  }
+
+  private close(): void {
+    if (this.mode === 'closed') return;
+    this.mode = 'closed';
+    clearInterval(this.heartbeat);
+    this.unsubscribe();
+    this.onClose(this);
+  }
+
+  /** Over the bound and waiting for 'drain' (checked together, so that 'drain' is sure to come). */
+  private overBuffer(): boolean {
+    return this.res.writableNeedDrain && this.res.writableLength > this.limits.streamBufferBytesMax;
+  }
+
+  private send(seq: number, body: string): void {
+    this.res.write(`id: ${seq}\ndata: ${eventText(seq, body)}\n\n`);
+    this.lastSeq = seq;
+  }
+
+  /** Reads the index after lastSeq, a chunk per turn, until it is exhausted; then goes live. */
+  private catchUp(): void {
+    if (this.mode === 'closed') return;
+    this.mode = 'catching_up';
+    const query = { afterSeq: this.lastSeq, limit: CATCH_UP_ROWS, ...(this.topic === undefined ? {} : { topic: this.topic }) };
+    let rows: Array<{ seq: number; body: string }>;
+    try {
+      rows = this.aggregator.queryEvents(query);
+    } catch {
+      // The index is closed (shutdown) or failing: end the stream; the client reconnects.
+      this.end();
+      return;
+    }
+    for (const row of rows) {
+      if (this.overBuffer()) {
+        this.res.once('drain', () => this.catchUp());
+        return;
+      }
+      this.send(row.seq, row.body);
+    }
+    if (rows.length === CATCH_UP_ROWS || this.overBuffer()) {
+      if (this.overBuffer()) this.res.once('drain', () => this.catchUp());
+      else setImmediate(() => this.catchUp());
+      return;
+    }
+    this.mode = 'live';
+  }
+
+  /** Writes newly indexed rows; a client too slow to take them falls back to catching up. */
+  private pushLive(rows: IndexRow[]): void {
+    if (this.mode !== 'live') return;
+    for (const row of rows) {
+      if (row.seq <= this.lastSeq || (this.topic !== undefined && row.topic !== this.topic)) continue;
+      if (this.overBuffer()) {
+        // The index holds everything not sent: stop buffering and read it back once drained.
+        this.mode = 'catching_up';
+        this.res.once('drain', () => this.catchUp());
+        return;
+      }
+      this.send(row.seq, row.body);
+    }
+  }
+}
+
+/**
+ * GET /events/stream?topic= as Server-Sent Events: each event's SSE id is its seq; a
+ * client reconnecting with `Last-Event-ID` (or `?after=`) gets every later event once.
+ * It bounds the number of open streams and ends them all on shutdown.
+ */
+export class StreamHub {
+  private readonly subscribers = new Set<Subscriber>();
+  private closing = false;
+
+  constructor(
+    private readonly aggregator: Aggregator,
+    private readonly limits: StreamLimits,
+  ) {}
+
+  /** Open streams right now. */
+  get size(): number {
+    return this.subscribers.size;
+  }
+
+  /** Ends every open stream and refuses new ones (graceful shutdown must not wait on them). */
+  closeAll(): void {
+    this.closing = true;
+    for (const subscriber of [...this.subscribers]) subscriber.end();
+  }
+
+  router(): Router {
+    const router = Router();
+    router.get('/events/stream', (req, res) => this.open(req, res));
+    return router;
+  }
+
+  private open(req: Request, res: Response): void {
+    const { retryAfterSeconds } = this.limits;
+    const { topic, afterSeq } = parseStreamQuery(req);
+    if (this.closing || this.aggregator.state === 'stopping' || this.aggregator.state === 'stopped') {
+      throw new AppError('shutting_down', 'the service is shutting down', { retryAfterSeconds });
+    }
+    if (this.aggregator.state !== 'ready') {
+      // During recovery rows reach the index without being announced: a stream would miss them.
+      throw new AppError('recovering', 'recovery is replaying the log; the live tail opens when it is done', { retryAfterSeconds });
+    }
+    if (this.subscribers.size >= this.limits.streamSubscribersMax) {
+      throw new AppError('subscribers_full', `${this.subscribers.size} live-tail streams are open, STREAM_SUBSCRIBERS_MAX=${this.limits.streamSubscribersMax}`, {
+        retryAfterSeconds,
+      });
+    }
+    res.status(200);
+    res.set({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', 'X-Accel-Buffering': 'no' });
+    // HEAD (express routes it here) gets the headers only, never a subscription.
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
+    res.flushHeaders();
+    res.write(`retry: ${RECONNECT_DELAY_MS}\n: stream after seq ${afterSeq}\n\n`);
+    const subscriber = new Subscriber(this.aggregator, res, topic, afterSeq, this.limits, (closed) => this.subscribers.delete(closed));
+    if (!res.writableEnded && !res.destroyed) this.subscribers.add(subscriber);
+  }
+}
+
+/** Reads `topic` and the resume point (Last-Event-ID header, else `after`); throws 400 invalid_query. */
+function parseStreamQuery(req: Request): { topic: string | undefined; afterSeq: number } {
+  const topic = req.query.topic;
+  if (topic !== undefined && (typeof topic !== 'string' || topic.length === 0 || topic.length > FIXED_LIMITS.fieldLengthMax)) {
+    throw new AppError('invalid_query', 'topic must be given once, 1..255 characters', {
+      details: [{ index: -1, path: 'topic', message: `must be 1..${FIXED_LIMITS.fieldLengthMax} characters` }],
+    });
+  }
+  const header = req.get('last-event-id');
+  const after = req.query.after;
+  const raw = header !== undefined && header.trim() !== '' ? header.trim() : after;
+  let afterSeq = 0;
+  if (raw !== undefined) {
+    if (typeof raw !== 'string' || !/^\d{1,15}$/.test(raw)) {
+      throw new AppError('invalid_query', 'Last-Event-ID / after must be a seq (a whole number)', {
+        details: [{ index: -1, path: header !== undefined ? 'Last-Event-ID' : 'after', message: 'must be a whole number' }],
+      });
+    }
+    afterSeq = Number(raw);
+  }
+  return { topic, afterSeq };
+}
