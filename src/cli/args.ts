@@ -55,6 +55,7 @@ export const COMMON_HELP = `Common options:
   --json           machine-readable output
   --progress       show progress bars even when stderr is not a terminal
   -h, --help       this help
+Environment: LOGAGG_API_KEY  sent as "Authorization: Bearer <key>" to a server with API keys.
 Exit codes: 0 fine, 1 a problem was found or an operation failed, 2 usage error.`;
 
 /** Parses a subcommand's argv with node:util parseArgs; a parse error becomes a UsageError. */

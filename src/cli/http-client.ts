@@ -18,11 +18,20 @@ export interface RetriedAnswer {
   ambiguousRetries: number;
 }
 
+/**
+ * Headers every request to an aggregator carries: `Authorization: Bearer $LOGAGG_API_KEY`
+ * when that variable is set (a server with API keys needs it; see README, access control).
+ */
+export function authHeaders(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const key = env.LOGAGG_API_KEY;
+  return key === undefined || key === '' ? {} : { authorization: `Bearer ${key}` };
+}
+
 /** Sends one JSON request and reads the answer; throws on network errors and timeouts. */
 export async function requestJson(method: string, url: string, body: string | undefined, timeoutMs: number): Promise<HttpAnswer> {
   const res = await fetch(url, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: body === undefined ? authHeaders() : { 'content-type': 'application/json', ...authHeaders() },
     body,
     signal: AbortSignal.timeout(timeoutMs),
   });

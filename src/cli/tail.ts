@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { scanSegmentBytes } from '../wal/record';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, intFlag, parseFilter, UsageError, urlFlag, type Command, type EventFilter } from './args';
-import { delay, requestJson } from './http-client';
+import { authHeaders, delay, requestJson } from './http-client';
 import { eventLine, logSegments, matchesFilter, readSegments, writeWithBackpressure } from './log-reader';
 
 /** How tail prints each event. */
@@ -130,7 +130,7 @@ async function followUrl(url: string, filter: EventFilter, afterSeq: number, pri
     let waitMs = 1000;
     try {
       const query = serverTopic === undefined ? '' : `?topic=${encodeURIComponent(serverTopic)}`;
-      const res = await fetch(`${url}/events/stream${query}`, { headers: { accept: 'text/event-stream', 'last-event-id': String(lastSeq) }, signal: controller.signal });
+      const res = await fetch(`${url}/events/stream${query}`, { headers: { accept: 'text/event-stream', 'last-event-id': String(lastSeq), ...authHeaders() }, signal: controller.signal });
       if (res.status !== 200) {
         const retryAfter = Number(res.headers.get('retry-after'));
         if (Number.isFinite(retryAfter) && retryAfter > 0) waitMs = retryAfter * 1000;

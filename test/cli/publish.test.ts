@@ -28,6 +28,20 @@ describe('logagg publish (publisher simulator)', () => {
     }
   });
 
+  it('sends LOGAGG_API_KEY as a bearer token to a server with API keys', async () => {
+    const key = 'cli-test-key-0123456789';
+    const server = await startServerProcess(makeTempDir(), { API_KEYS_PUBLISH: key, API_KEYS_READ: key });
+    try {
+      const refused = await runLogagg(['publish', '--url', server.url, '--scenario', 'same-event-3x', '--retries', '0']);
+      expect(refused.code).to.equal(1);
+      const allowed = await runLogagg(['publish', '--url', server.url, '--scenario', 'same-event-3x', '--json'], { env: { LOGAGG_API_KEY: key } });
+      expect(allowed.code, allowed.stderr).to.equal(0);
+      expect(JSON.parse(allowed.stdout).ok).to.equal(true);
+    } finally {
+      await server.kill('SIGTERM');
+    }
+  });
+
   it('exits 1 when it cannot reach the server', async () => {
     const { code, stderr } = await runLogagg(['publish', '--url', 'http://127.0.0.1:9', '--retries', '0']);
     expect(code).to.equal(1);
