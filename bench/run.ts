@@ -29,6 +29,8 @@ interface BenchOptions {
   soakSeconds: number;
   only: Set<string> | null;
   resultsPath: string;
+  /** Extra environment for the service (`--env=INDEX_WORKER=0,INDEX_BATCH_MAX=500`), to measure settings. */
+  serviceEnv: Record<string, string>;
 }
 
 const BENCH_DIR = path.resolve(__dirname, '../../bench');
@@ -58,6 +60,7 @@ function parseOptions(argv: string[]): BenchOptions {
     soakSeconds: number('soak', presets.soakSeconds),
     only: only === undefined ? null : new Set(only.split(',')),
     resultsPath: value('out') ?? path.join(BENCH_DIR, 'RESULTS.md'),
+    serviceEnv: Object.fromEntries((value('env') ?? '').split(',').filter((pair) => pair.includes('=')).map((pair) => pair.split('=', 2) as [string, string])),
   };
 }
 
@@ -68,6 +71,40 @@ function wanted(options: BenchOptions, workload: string): boolean {
 
 function log(line: string): void {
   process.stderr.write(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}\n`);
+}
+
+/** fdatasync latency of a small append on the disk the service writes to, now (the machine's I/O is shared). */
+function probeFsync(dir: string, samples = 50): { p50: number; p99: number } {
+  const file = path.join(dir, 'fsync-probe.dat');
+  const fd = fs.openSync(file, 'w');
+  const chunk = Buffer.alloc(256, 0x61);
+  const times: number[] = [];
+  try {
+    for (let i = 0; i < samples; i += 1) {
+      const started = performance.now();
+      fs.writeSync(fd, chunk, 0, chunk.length, i * chunk.length);
+      fs.fdatasyncSync(fd);
+      times.push(performance.now() - started);
+    }
+  } finally {
+    fs.closeSync(fd);
+    fs.rmSync(file, { force: true });
+  }
+  times.sort((a, b) => a - b);
+  return { p50: times[Math.floor(samples / 2)]!, p99: times[Math.min(samples - 1, Math.floor(samples * 0.99))]! };
+}
+
+const fsyncProbes: string[] = [];
+/** Records the fsync latency and load average before a workload, for the results. */
+function noteMachine(label: string): void {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'logagg-bench-probe-'));
+  try {
+    const { p50, p99 } = probeFsync(dir);
+    fsyncProbes.push(`${label}: load ${loadAverage()}, fdatasync p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms`);
+    log(`machine before ${label}: load ${loadAverage()}, fdatasync p50 ${p50.toFixed(2)} ms p99 ${p99.toFixed(2)} ms`);
+  } finally {
+    removeDir(dir);
+  }
 }
 
 function loadAverage(): string {
@@ -120,9 +157,11 @@ function removeDir(dir: string): void {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-/** The durable service on a fresh data dir, logging only warnings and up. */
+let serviceEnv: Record<string, string> = {};
+
+/** The durable service on a fresh data dir (info logs: nothing is logged per request). */
 async function startDurable(label: string, dataDir = freshDir(label)): Promise<{ server: ServerProcess; dataDir: string }> {
-  const server = await startServerProcess(dataDir, { LOG_LEVEL: 'info' });
+  const server = await startServerProcess(dataDir, { LOG_LEVEL: 'info', ...serviceEnv });
   return { server, dataDir };
 }
 
@@ -269,6 +308,7 @@ async function benchLatency(options: BenchOptions, report: Report, medians: Reco
   }
   const p99 = median(runs.map((r) => r.latencyP99Ms));
   const p50 = median(runs.map((r) => r.latencyP50Ms));
+  log(`  latency at ${rate} req/s: p50 ${fmt(p50)} ms, p99 ${fmt(p99)} ms`);
   report.rows.push({
     target: `publish latency at half of max throughput (${rate} req/s, ${options.connections} connections)`,
     measured: `p50 ${fmt(p50)} ms, p99 ${fmt(p99)} ms`,
@@ -431,26 +471,50 @@ function renderTable(rows: Row[]): string {
 
 async function main(): Promise<void> {
   const options = parseOptions(process.argv.slice(2));
+  serviceEnv = options.serviceEnv;
   const report: Report = { rows: [], details: [] };
   const medians: Record<string, number> = {};
   const startedAt = new Date();
   const loadAtStart = loadAverage();
   log(`mode ${options.mode}: ${options.rounds} rounds of ${options.durationSeconds} s, load average ${loadAtStart}`);
+  // Results are written after every workload, so a long run that is cut short keeps what it measured.
+  const write = (complete: boolean): string => {
+    const table = renderTable(report.rows);
+    fs.writeFileSync(options.resultsPath, renderResults(options, startedAt, loadAtStart, table, report, complete));
+    return table;
+  };
   try {
+    noteMachine('throughput');
     if (wanted(options, 'single') || wanted(options, 'batch')) await benchThroughput(options, report, medians);
+    write(false);
+    noteMachine('latency');
     if (wanted(options, 'latency')) await benchLatency(options, report, medians);
+    write(false);
+    noteMachine('sustained');
     if (wanted(options, 'sustained')) await benchSustained(options, report);
+    write(false);
+    noteMachine('recovery');
     if (wanted(options, 'recovery') || wanted(options, 'query')) await benchRecoveryAndQuery(options, report);
-    if (wanted(options, 'soak')) await benchSoak(options, report, medians);
+    write(false);
+    if (wanted(options, 'soak')) {
+      noteMachine('soak');
+      await benchSoak(options, report, medians);
+    }
   } finally {
     for (const dir of tempDirs) removeDir(dir);
   }
-  const table = renderTable(report.rows);
-  const text = [
+  const table = write(true);
+  process.stdout.write(`\n${table}\n`);
+  log(`wrote ${options.resultsPath}`);
+}
+
+function renderResults(options: BenchOptions, startedAt: Date, loadAtStart: string, table: string, report: Report, complete: boolean): string {
+  return [
     `# Benchmark results`,
     '',
     `\`npm run bench${options.mode === 'default' ? '' : ` -- --${options.mode}`}\` at ${startedAt.toISOString()}, ${os.cpus().length} cores (${os.cpus()[0]?.model ?? 'unknown'}), Node ${process.version}.`,
-    `Load average (1, 5, 15 min) at start ${loadAtStart}, at end ${loadAverage()} (the machine is shared).`,
+    `Load average (1, 5, 15 min) at start ${loadAtStart}, at ${complete ? 'end' : 'last update (run still going or cut short)'} ${loadAverage()} (the machine is shared).`,
+    `Service environment: ${Object.keys(options.serviceEnv).length === 0 ? 'defaults' : JSON.stringify(options.serviceEnv)}.`,
     `Figures are medians of ${options.rounds} rounds (recovery: ${options.recoveryRounds}); every baseline was measured in the same invocation.`,
     '',
     table,
@@ -459,10 +523,11 @@ async function main(): Promise<void> {
     '',
     ...report.details.map((d) => `- ${d}`),
     '',
+    '## The machine before each workload (load average 1/5/15 min; fdatasync of a 256-byte append, 50 samples)',
+    '',
+    ...fsyncProbes.map((d) => `- ${d}`),
+    '',
   ].join('\n');
-  process.stdout.write(`\n${table}\n`);
-  fs.writeFileSync(options.resultsPath, text);
-  log(`wrote ${options.resultsPath}`);
 }
 
 main().catch((err: Error) => {

@@ -2,6 +2,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { Consumer } from '../consumer/consumer';
 import { AppError } from '../errors';
+import { keyHash } from '../index/key-table';
+import { PendingKeys, type PendingEntry } from './pending-keys';
 import { IndexStore, type EventQuery, type IndexRow } from '../index/store';
 import { NodeDisk, type LogDisk } from '../wal/disk';
 import { canonicalEventJson, type LogEvent, type WalRecord } from '../wal/record';
@@ -41,7 +43,7 @@ export interface AggregatorObserver {
 }
 
 export interface AggregatorOptions {
-  config: Pick<Config, 'walDir' | 'databasePath' | 'queueMaxSize' | 'segmentBytesMax' | 'indexBatchMax' | 'retryAfterSeconds'>;
+  config: Pick<Config, 'walDir' | 'databasePath' | 'queueMaxSize' | 'segmentBytesMax' | 'indexBatchMax' | 'retryAfterSeconds'> & Partial<Pick<Config, 'indexWorker'>>;
   logger: Logger;
   disk?: LogDisk;
   observer?: AggregatorObserver;
@@ -52,17 +54,6 @@ export interface AggregatorOptions {
 /** A durable record on its way to the index, with the fields the index needs. */
 interface QueuedRecord extends WalRecord {
   row: IndexRow;
-}
-
-/** An accepted key not yet in the index: dedup must see it before the consumer does. */
-interface PendingEntry {
-  seq: number;
-  eventJson: string;
-}
-
-/** A key for the pending map that no two (topic, event_id) pairs share. */
-function dedupKey(topic: string, eventId: string): string {
-  return `${topic.length}:${topic}${eventId}`;
 }
 
 /** Builds the index row for a logged event (used by recovery, which has only the JSON). */
@@ -85,7 +76,7 @@ export class Aggregator {
   private store: IndexStore | null = null;
   private writer: WalWriter<QueuedRecord> | null = null;
   private consumer: Consumer | null = null;
-  private readonly pending = new Map<string, PendingEntry>();
+  private readonly pending = new PendingKeys();
   private duplicatesTotal = 0;
   private conflictsTotal = 0;
   private recoveryValue: (RecoveryReport & { durationMs: number }) | null = null;
@@ -119,6 +110,7 @@ export class Aggregator {
     const started = performance.now();
     const store = new IndexStore(config.databasePath);
     this.store = store;
+    if (store.schemaReset) logger.warn('recovery: the index had an older schema; dropped it, rebuilding from the log');
     const { checkpointSeq } = store.counters;
     logger.info({ checkpointSeq, walDir: config.walDir }, 'recovery: replaying log after checkpoint');
     let recovered;
@@ -153,10 +145,11 @@ export class Aggregator {
       store,
       batchMax: config.indexBatchMax,
       logger,
+      // Live rows are proven new by publish's exact dedup, so a worker may append them blindly.
+      worker: config.indexWorker === false ? undefined : { databasePath: config.databasePath },
       onApplied: (rows, elapsedMs) => {
         for (const row of rows) {
-          const key = dedupKey(row.topic, row.eventId);
-          if (this.pending.get(key)?.seq === row.seq) this.pending.delete(key);
+          this.pending.removeSeq(row.keyHash ?? keyHash(row.topic, row.eventId), row.seq);
         }
         this.options.observer?.onIndexBatch?.(rows.length, elapsedMs);
       },
@@ -202,16 +195,16 @@ export class Aggregator {
     // Decide each event synchronously, so concurrent requests see each other's keys.
     const results: PublishOutcome[] = [];
     const fresh: QueuedRecord[] = [];
-    const added: Array<[string, PendingEntry]> = [];
+    const added: Array<[number, PendingEntry]> = [];
     let waitForSeq = 0;
     let nextSeq = writer.nextSeq;
     let duplicates = 0;
     let conflicts = 0;
     for (const { event, tsMs } of events) {
       const eventJson = canonicalEventJson(event);
-      const key = dedupKey(event.topic, event.event_id);
-      const pending = this.pending.get(key);
-      const original = pending ?? this.store!.lookup(event.topic, event.event_id);
+      const hash = keyHash(event.topic, event.event_id);
+      const pending = this.pending.get(hash, event.topic, event.event_id);
+      const original = pending ?? this.store!.lookup(event.topic, event.event_id, hash);
       if (original !== undefined) {
         const originalJson = pending !== undefined ? pending.eventJson : (original as { body: string }).body;
         const outcome: PublishOutcome = { status: 'duplicate', seq: original.seq };
@@ -227,10 +220,10 @@ export class Aggregator {
       }
       const seq = nextSeq;
       nextSeq += 1;
-      const entry: PendingEntry = { seq, eventJson };
-      this.pending.set(key, entry);
-      added.push([key, entry]);
-      fresh.push({ seq, eventJson, row: { seq, topic: event.topic, eventId: event.event_id, source: event.source, tsMs, body: eventJson } });
+      const entry: PendingEntry = { seq, eventJson, topic: event.topic, eventId: event.event_id, next: null };
+      this.pending.add(hash, entry);
+      added.push([hash, entry]);
+      fresh.push({ seq, eventJson, row: { seq, topic: event.topic, eventId: event.event_id, source: event.source, tsMs, body: eventJson, keyHash: hash } });
       results.push({ status: 'accepted', seq });
     }
 
@@ -243,9 +236,7 @@ export class Aggregator {
       await writer.waitDurable(waitForSeq);
     } catch (err) {
       // Nothing of this request is acknowledged: forget its keys so a retry is accepted.
-      for (const [key, entry] of added) {
-        if (this.pending.get(key) === entry) this.pending.delete(key);
-      }
+      for (const [hash, entry] of added) this.pending.removeSeq(hash, entry.seq);
       throw err;
     }
 
@@ -346,10 +337,9 @@ export class Aggregator {
     this.stateValue = 'stopping';
     if (this.writer !== null) await this.writer.close();
     if (this.consumer !== null) {
-      this.consumer.stop();
       // After a log failure the queue still holds only durable records: index them too.
       try {
-        this.consumer.applyAll();
+        await this.consumer.drain();
       } catch (err) {
         this.options.logger.error({ err }, 'shutdown: index apply failed; recovery will replay the log');
       }

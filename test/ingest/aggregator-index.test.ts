@@ -1,0 +1,68 @@
+import { expect } from 'chai';
+import path from 'node:path';
+import pino from 'pino';
+import { Aggregator, type ValidEvent } from '../../src/ingest/aggregator';
+import { makeEvent } from '../helpers/events';
+import { makeTempDir } from '../helpers/temp-dir';
+import { waitFor } from '../helpers/wait';
+
+function openAggregator(dataDir: string, indexWorker: boolean): Aggregator {
+  const config = {
+    walDir: path.join(dataDir, 'wal'),
+    databasePath: path.join(dataDir, 'index.db'),
+    queueMaxSize: 100_000,
+    segmentBytesMax: 64 * 1024 * 1024,
+    indexBatchMax: 200,
+    retryAfterSeconds: 1,
+    indexWorker,
+  };
+  return new Aggregator({ config, logger: pino({ level: 'silent' }) });
+}
+
+function events(topic: string, count: number, payload: (i: number) => Record<string, unknown> = (i) => ({ i })): ValidEvent[] {
+  return Array.from({ length: count }, (_, i) => {
+    const event = makeEvent(topic, `id-${i}`, payload(i));
+    return { event, tsMs: Date.parse(event.timestamp) };
+  });
+}
+
+async function indexed(aggregator: Aggregator): Promise<void> {
+  await waitFor(() => aggregator.stats().queue_size === 0 && aggregator.stats().checkpoint_seq === aggregator.stats().accepted, { timeoutMs: 10_000, what: 'index to catch up' });
+}
+
+for (const indexWorker of [true, false]) {
+  describe(`Aggregator with the index written ${indexWorker ? 'by a worker thread' : 'on the main thread'}`, () => {
+    it('counts re-sent events as duplicates of their originals once indexed, and flags changed content', async () => {
+      const aggregator = openAggregator(makeTempDir(), indexWorker);
+      await aggregator.open();
+      const first = await aggregator.publish(events('orders', 300));
+      expect(first.accepted).to.equal(300);
+      await indexed(aggregator);
+      const again = await aggregator.publish(events('orders', 300, (i) => (i === 7 ? { changed: true } : { i })));
+      expect(again).to.include({ accepted: 0, duplicates: 300, conflicts: 1 });
+      expect(again.results.map((r) => r.seq)).to.deep.equal(first.results.map((r) => r.seq));
+      expect(again.results[7]).to.deep.equal({ status: 'duplicate', seq: first.results[7]!.seq, conflict: true });
+      await indexed(aggregator);
+      expect(aggregator.stats()).to.include({ received: 600, unique_processed: 300, duplicate_dropped: 300, conflicts: 1 });
+      await aggregator.close();
+    });
+
+    it('keeps dedup and lifetime counters across a restart', async () => {
+      const dataDir = makeTempDir();
+      const before = openAggregator(dataDir, indexWorker);
+      await before.open();
+      await before.publish(events('a', 50));
+      await before.publish(events('a', 10));
+      await before.close();
+      const after = openAggregator(dataDir, indexWorker);
+      await after.open();
+      expect(after.stats()).to.include({ received: 60, unique_processed: 50, duplicate_dropped: 10 });
+      const retried = await after.publish(events('a', 60));
+      expect(retried).to.include({ accepted: 10, duplicates: 50 });
+      await indexed(after);
+      expect(after.index.countRows()).to.equal(60);
+      expect(after.queryEvents({ topic: 'a', limit: 1000 }).map((r) => r.seq)).to.deep.equal(Array.from({ length: 60 }, (_, i) => i + 1));
+      await after.close();
+    });
+  });
+}
