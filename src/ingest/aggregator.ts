@@ -56,11 +56,34 @@ interface QueuedRecord extends WalRecord {
   row: IndexRow;
 }
 
+/**
+ * The first four fields of canonicalEventJson's output, each a JSON string token. Recovery
+ * reads them without parsing the payload; anything else falls back to JSON.parse.
+ */
+const CANONICAL_HEAD = /^\{"topic":("(?:[^"\\]|\\.)*"),"event_id":("(?:[^"\\]|\\.)*"),"timestamp":("(?:[^"\\]|\\.)*"),"source":("(?:[^"\\]|\\.)*")[,}]/;
+
+/** The value of a JSON string token: escapes only cost a JSON.parse when present. */
+function jsonStringValue(token: string): string {
+  return token.includes('\\') ? (JSON.parse(token) as string) : token.slice(1, -1);
+}
+
 /** Builds the index row for a logged event (used by recovery, which has only the JSON). */
 export function rowFromEventJson(seq: number, eventJson: string): IndexRow {
-  const event = JSON.parse(eventJson) as LogEvent;
-  const tsMs = Date.parse(event.timestamp);
-  return { seq, topic: event.topic, eventId: event.event_id, source: event.source, tsMs: Number.isNaN(tsMs) ? 0 : tsMs, body: eventJson };
+  let topic: string;
+  let eventId: string;
+  let timestamp: string;
+  let source: string;
+  const head = CANONICAL_HEAD.exec(eventJson);
+  if (head !== null) {
+    topic = jsonStringValue(head[1]!);
+    eventId = jsonStringValue(head[2]!);
+    timestamp = jsonStringValue(head[3]!);
+    source = jsonStringValue(head[4]!);
+  } else {
+    ({ topic, event_id: eventId, timestamp, source } = JSON.parse(eventJson) as LogEvent);
+  }
+  const tsMs = Date.parse(timestamp);
+  return { seq, topic, eventId, source, tsMs: Number.isNaN(tsMs) ? 0 : tsMs, body: eventJson };
 }
 
 /**
