@@ -4,11 +4,11 @@ import { Aggregator } from '../src/ingest/aggregator';
 
 /**
  * Times the service's own recovery (Aggregator.open) on a data dir, in its own process.
- * argv[2] is {dataDir}; prints {seconds, recordsReplayed, maxRssMb}.
+ * argv[2] is {dataDir, env?} (env: extra service settings); prints {seconds, recordsReplayed, maxRssMb}.
  */
 async function main(): Promise<void> {
-  const { dataDir } = JSON.parse(process.argv[2] ?? '{}') as { dataDir: string };
-  const config = loadConfig({ DATA_DIR: dataDir });
+  const { dataDir, env } = JSON.parse(process.argv[2] ?? '{}') as { dataDir: string; env?: Record<string, string> };
+  const config = loadConfig({ ...env, DATA_DIR: dataDir });
   const aggregator = new Aggregator({ config, logger: pino({ level: 'silent' }) });
   const started = performance.now();
   const report = await aggregator.open();

@@ -2,7 +2,9 @@ import { expect } from 'chai';
 import path from 'node:path';
 import pino from 'pino';
 import { Aggregator, rowFromEventJson, type ValidEvent } from '../../src/ingest/aggregator';
-import { canonicalEventJson } from '../../src/wal/record';
+import fs from 'node:fs';
+import { canonicalEventJson, encodeRecord } from '../../src/wal/record';
+import { segmentName } from '../../src/wal/segments';
 import { makeEvent } from '../helpers/events';
 import { makeTempDir } from '../helpers/temp-dir';
 import { waitFor } from '../helpers/wait';
@@ -64,6 +66,37 @@ for (const indexWorker of [true, false]) {
       expect(after.index.countRows()).to.equal(60);
       expect(after.queryEvents({ topic: 'a', limit: 1000 }).map((r) => r.seq)).to.deep.equal(Array.from({ length: 60 }, (_, i) => i + 1));
       await after.close();
+    });
+
+    it('rebuilds an identical index from the log alone', async () => {
+      const dataDir = makeTempDir();
+      const first = openAggregator(dataDir, indexWorker);
+      await first.open();
+      await first.publish(events('x', 700));
+      await first.publish(events('y', 300));
+      await indexed(first);
+      const before = first.queryEvents({ limit: 1000 });
+      await first.close();
+      for (const name of fs.readdirSync(dataDir)) if (name.startsWith('index.db')) fs.rmSync(path.join(dataDir, name));
+      const rebuilt = openAggregator(dataDir, indexWorker);
+      const report = await rebuilt.open();
+      expect(report.recordsReplayed).to.equal(1000);
+      expect(rebuilt.queryEvents({ limit: 1000 })).to.deep.equal(before);
+      expect(rebuilt.stats()).to.include({ unique_processed: 1000, checkpoint_seq: 1000 });
+      expect((await rebuilt.publish(events('y', 301))).accepted).to.equal(1);
+      await rebuilt.close();
+    });
+
+    it('keeps the first record of a key when a log holds it twice', async () => {
+      const dataDir = makeTempDir();
+      const [a, b] = [makeEvent('t', 'same', { v: 1 }), makeEvent('t', 'same', { v: 2 })];
+      fs.mkdirSync(path.join(dataDir, 'wal'));
+      fs.writeFileSync(path.join(dataDir, 'wal', segmentName(1)), encodeRecord(1, canonicalEventJson(a)) + encodeRecord(2, canonicalEventJson(b)));
+      const aggregator = openAggregator(dataDir, indexWorker);
+      await aggregator.open();
+      expect(aggregator.index.countRows()).to.equal(1);
+      expect(aggregator.index.lookup('t', 'same')).to.deep.equal({ seq: 1, body: canonicalEventJson(a) });
+      await aggregator.close();
     });
   });
 }
