@@ -33,6 +33,8 @@ interface BenchOptions {
   resultsPath: string;
   /** Extra environment for the service (`--env=INDEX_WORKER=0,INDEX_BATCH_MAX=500`), to measure settings. */
   serviceEnv: Record<string, string>;
+  /** `--compare-env=INDEX_WORKER=0`: each round also runs the service with these settings, interleaved (an A/B on a noisy machine). */
+  compareEnv: Record<string, string> | null;
 }
 
 const BENCH_DIR = path.resolve(__dirname, '../../bench');
@@ -63,13 +65,18 @@ function parseOptions(argv: string[]): BenchOptions {
     soakEventsPerSecond: number('soak-rate', 2000),
     only: only === undefined ? null : new Set(only.split(',')),
     resultsPath: value('out') ?? path.join(BENCH_DIR, 'RESULTS.md'),
-    serviceEnv: Object.fromEntries(
-      (value('env') ?? '')
-        .split(',')
-        .filter((pair) => pair.includes('='))
-        .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
-    ),
+    serviceEnv: parseEnv(value('env') ?? ''),
+    compareEnv: value('compare-env') === undefined ? null : parseEnv(value('compare-env')!),
   };
+}
+
+function parseEnv(text: string): Record<string, string> {
+  return Object.fromEntries(
+    text
+      .split(',')
+      .filter((pair) => pair.includes('='))
+      .map((pair) => [pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1)]),
+  );
 }
 
 function wanted(options: BenchOptions, workload: string): boolean {
@@ -168,8 +175,8 @@ function removeDir(dir: string): void {
 let serviceEnv: Record<string, string> = {};
 
 /** The durable service on a fresh data dir (info logs: nothing is logged per request). */
-async function startDurable(label: string, dataDir = freshDir(label)): Promise<{ server: ServerProcess; dataDir: string }> {
-  const server = await startServerProcess(dataDir, { LOG_LEVEL: 'info', ...serviceEnv });
+async function startDurable(label: string, dataDir = freshDir(label), extraEnv: Record<string, string> = {}): Promise<{ server: ServerProcess; dataDir: string }> {
+  const server = await startServerProcess(dataDir, { LOG_LEVEL: 'info', ...serviceEnv, ...extraEnv });
   return { server, dataDir };
 }
 
@@ -257,6 +264,7 @@ async function benchThroughput(options: BenchOptions, report: Report, medians: R
       if (!wanted(options, kind)) continue;
       const bareRuns: LoadResult[] = [];
       const durableRuns: LoadResult[] = [];
+      const compareRuns: LoadResult[] = [];
       for (let round = 0; round < options.rounds; round += 1) {
         const spec = { mode: kind, connections: options.connections, durationSeconds: options.durationSeconds, batchSize: options.batchSize, warmupSeconds: options.warmupSeconds };
         log(`${kind} round ${round + 1}: bare (load ${loadAverage()})`);
@@ -269,7 +277,16 @@ async function benchThroughput(options: BenchOptions, report: Report, medians: R
           await server.kill('SIGKILL');
           removeDir(dataDir);
         }
-        log(`  bare ${fmt(bareRuns[round]!.eventsPerSecond)} ev/s, durable ${fmt(durableRuns[round]!.eventsPerSecond)} ev/s (non2xx ${durableRuns[round]!.non2xx})`);
+        if (options.compareEnv !== null) {
+          const other = await startDurable(kind, freshDir(kind), options.compareEnv);
+          try {
+            compareRuns.push(await runLoad({ ...spec, url: other.server.url, prefix: `compare-${kind}-${round}` }));
+          } finally {
+            await other.server.kill('SIGKILL');
+            removeDir(other.dataDir);
+          }
+        }
+        log(`  bare ${fmt(bareRuns[round]!.eventsPerSecond)} ev/s, durable ${fmt(durableRuns[round]!.eventsPerSecond)} ev/s (non2xx ${durableRuns[round]!.non2xx})${compareRuns[round] ? `, with ${JSON.stringify(options.compareEnv)} ${fmt(compareRuns[round]!.eventsPerSecond)} ev/s` : ''}`);
       }
       const key = kind === 'single' ? 'requestsPerSecond' : 'eventsPerSecond';
       const bareMedian = median(bareRuns.map((r) => r[key]));
@@ -279,6 +296,10 @@ async function benchThroughput(options: BenchOptions, report: Report, medians: R
         report.rows.push(ratioRow(`durable single-event publish, ${options.connections} connections (requests/s)`, durableMedian, bareMedian, 'req/s', 0.6));
       } else {
         report.rows.push(ratioRow(`durable batched publish, ${options.batchSize} events/request (events/s)`, durableMedian, bareMedian, 'ev/s', 0.5));
+      }
+      if (options.compareEnv !== null) {
+        report.rows.push(ratioRow(`  the same with ${JSON.stringify(options.compareEnv)} (interleaved)`, median(compareRuns.map((r) => r[key])), bareMedian, kind === 'single' ? 'req/s' : 'ev/s', kind === 'single' ? 0.6 : 0.5));
+        report.details.push(`${kind} with ${JSON.stringify(options.compareEnv)}: ${compareRuns.map((r) => fmt(r[key])).join(', ')}`);
       }
       report.details.push(
         `${kind}: bare ${key} per round ${bareRuns.map((r) => fmt(r[key])).join(', ')}; durable ${durableRuns.map((r) => fmt(r[key])).join(', ')}; ` +
@@ -344,9 +365,19 @@ async function benchLatency(options: BenchOptions, report: Report, medians: Reco
 /** Acknowledged and indexed (/stats caught up) against raw better-sqlite3 inserts of the same rows. */
 async function benchSustained(options: BenchOptions, report: Report): Promise<void> {
   const serviceRuns: LoadResult[] = [];
+  const compareRuns: LoadResult[] = [];
   const rawRuns: number[] = [];
   for (let round = 0; round < options.rounds; round += 1) {
     const prefix = `sustained-${round}`;
+    if (options.compareEnv !== null) {
+      const other = await startDurable('sustained', freshDir('sustained'), options.compareEnv);
+      try {
+        compareRuns.push(await runLoad({ mode: 'sustained', url: other.server.url, connections: 16, durationSeconds: 0, batchSize: options.batchSize, events: options.sustainedEvents, prefix }));
+      } finally {
+        await other.server.kill('SIGKILL');
+        removeDir(other.dataDir);
+      }
+    }
     log(`sustained round ${round + 1}: service, ${options.sustainedEvents} events (load ${loadAverage()})`);
     const { server, dataDir } = await startDurable('sustained');
     try {
@@ -366,6 +397,10 @@ async function benchSustained(options: BenchOptions, report: Report): Promise<vo
   }
   const service = median(serviceRuns.map((r) => r.eventsPerSecond));
   report.rows.push(ratioRow(`sustained end-to-end, ${fmt(options.sustainedEvents)} events acknowledged and indexed (events/s)`, service, median(rawRuns), 'ev/s', 0.8));
+  if (options.compareEnv !== null) {
+    report.rows.push(ratioRow(`  the same with ${JSON.stringify(options.compareEnv)} (interleaved)`, median(compareRuns.map((r) => r.eventsPerSecond)), median(rawRuns), 'ev/s', 0.8));
+    report.details.push(`sustained with ${JSON.stringify(options.compareEnv)}: ${compareRuns.map((r) => fmt(r.eventsPerSecond)).join(', ')} ev/s`);
+  }
   report.details.push(
     `sustained: service indexed ev/s per round ${serviceRuns.map((r) => fmt(r.eventsPerSecond)).join(', ')} (acked after ${serviceRuns.map((r) => r.ackedSeconds!.toFixed(2)).join(', ')} s, indexed after ${serviceRuns.map((r) => r.indexedSeconds!.toFixed(2)).join(', ')} s, 503 retries ${serviceRuns.map((r) => r.non2xx).join(', ')}); raw rows/s ${rawRuns.map(fmt).join(', ')}`,
   );
@@ -505,18 +540,26 @@ async function main(): Promise<void> {
     return table;
   };
   try {
-    noteMachine('throughput');
-    if (wanted(options, 'single') || wanted(options, 'batch')) await benchThroughput(options, report, medians);
-    write(false);
-    noteMachine('latency');
-    if (wanted(options, 'latency')) await benchLatency(options, report, medians);
-    write(false);
-    noteMachine('sustained');
-    if (wanted(options, 'sustained')) await benchSustained(options, report);
-    write(false);
-    noteMachine('recovery');
-    if (wanted(options, 'recovery') || wanted(options, 'query')) await benchRecoveryAndQuery(options, report);
-    write(false);
+    if (wanted(options, 'single') || wanted(options, 'batch')) {
+      noteMachine('throughput');
+      await benchThroughput(options, report, medians);
+      write(false);
+    }
+    if (wanted(options, 'latency')) {
+      noteMachine('latency');
+      await benchLatency(options, report, medians);
+      write(false);
+    }
+    if (wanted(options, 'sustained')) {
+      noteMachine('sustained');
+      await benchSustained(options, report);
+      write(false);
+    }
+    if (wanted(options, 'recovery') || wanted(options, 'query')) {
+      noteMachine('recovery and query');
+      await benchRecoveryAndQuery(options, report);
+      write(false);
+    }
     if (wanted(options, 'soak')) {
       noteMachine('soak');
       await benchSoak(options, report);

@@ -169,7 +169,7 @@ export class Aggregator {
       batchMax: config.indexBatchMax,
       logger,
       // Live rows are proven new by publish's exact dedup, so a worker may append them blindly.
-      worker: config.indexWorker === false ? undefined : { databasePath: config.databasePath },
+      worker: config.indexWorker === true ? { databasePath: config.databasePath } : undefined,
       onApplied: (rows, elapsedMs) => {
         for (const row of rows) {
           this.pending.removeSeq(row.keyHash ?? keyHash(row.topic, row.eventId), row.seq);
