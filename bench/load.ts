@@ -25,6 +25,7 @@ export interface LoadSpec {
   warmupSeconds?: number;
 }
 
+/** What one load run measured; only 2xx answers count as throughput. */
 export interface LoadResult {
   requestsPerSecond: number;
   eventsPerSecond: number;

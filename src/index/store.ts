@@ -109,9 +109,13 @@ export class IndexStore {
     // Checkpoint the SQLite WAL every 8192 pages (32 MiB) instead of 1000: each checkpoint
     // fsyncs the database file, and on a busy disk one fsync costs tens of milliseconds.
     if (options.readonly !== true) this.db.pragma('wal_autocheckpoint = 8192');
+    const version = Number(this.db.pragma('user_version', { simple: true }));
+    const hasEvents = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").get() !== undefined;
+    if (options.readonly === true && hasEvents && version !== SCHEMA_VERSION) {
+      this.db.close();
+      throw new Error(`index ${databasePath} has schema version ${version}, expected ${SCHEMA_VERSION}: start the service once to rebuild it from the log`);
+    }
     if (options.readonly !== true) {
-      const version = Number(this.db.pragma('user_version', { simple: true }));
-      const hasEvents = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").get() !== undefined;
       if (hasEvents && version !== SCHEMA_VERSION) {
         this.db.exec(DROP_OLD_SCHEMA);
         this.schemaReset = true;
