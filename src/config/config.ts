@@ -28,8 +28,9 @@ export interface Config {
   /**
    * Write the SQLite index from a worker thread (INDEX_WORKER=1) or the main thread (0,
    * default: on a machine whose cores are busy the worker measured slower; see README).
+   * Optional so that hand-built configs (tests) need not name it; absent means 0.
    */
-  indexWorker: boolean;
+  indexWorker?: boolean;
   /** Whole-request bound (Node's server.requestTimeout); the socket is closed with 408. */
   requestTimeoutMs: number;
   /** Bound on receiving request headers (Node's server.headersTimeout). */
