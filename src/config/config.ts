@@ -27,6 +27,12 @@ export interface Config {
   segmentBytesMax: number;
   /** Events the consumer writes to the index in one transaction. */
   indexBatchMax: number;
+  /**
+   * Write the SQLite index from a worker thread (INDEX_WORKER=1) or the main thread (0,
+   * default: on a machine whose cores are busy the worker measured slower; see README).
+   * Optional so that hand-built configs (tests) need not name it; absent means 0.
+   */
+  indexWorker?: boolean;
   /** Whole-request bound (Node's server.requestTimeout); the socket is closed with 408. */
   requestTimeoutMs: number;
   /** Bound on receiving request headers (Node's server.headersTimeout). */
@@ -207,6 +213,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     payloadDepthMax: readInt(env, 'PAYLOAD_DEPTH_MAX', 32, 1, 1000),
     segmentBytesMax: readInt(env, 'SEGMENT_BYTES_MAX', 64 * 1024 * 1024, 4096, 1024 * 1024 * 1024),
     indexBatchMax: readInt(env, 'INDEX_BATCH_MAX', 2000, 1, 100_000),
+    indexWorker: readInt(env, 'INDEX_WORKER', 0, 0, 1) === 1,
     requestTimeoutMs: readInt(env, 'REQUEST_TIMEOUT_MS', 30_000, 1000, 600_000),
     headersTimeoutMs: readInt(env, 'HEADERS_TIMEOUT_MS', 10_000, 500, 600_000),
     keepAliveTimeoutMs: readInt(env, 'KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),

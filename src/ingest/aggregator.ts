@@ -2,6 +2,8 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { Consumer } from '../consumer/consumer';
 import { AppError } from '../errors';
+import { keyHash } from '../index/key-table';
+import { PendingKeys, type PendingEntry } from './pending-keys';
 import { IndexStore, type EventQuery, type IndexRow } from '../index/store';
 import { NodeDisk, type LogDisk } from '../wal/disk';
 import { canonicalEventJson, type LogEvent, type WalRecord } from '../wal/record';
@@ -41,7 +43,7 @@ export interface AggregatorObserver {
 }
 
 export interface AggregatorOptions {
-  config: Pick<Config, 'walDir' | 'databasePath' | 'queueMaxSize' | 'segmentBytesMax' | 'indexBatchMax' | 'retryAfterSeconds'>;
+  config: Pick<Config, 'walDir' | 'databasePath' | 'queueMaxSize' | 'segmentBytesMax' | 'indexBatchMax' | 'retryAfterSeconds'> & Partial<Pick<Config, 'indexWorker'>>;
   logger: Logger;
   disk?: LogDisk;
   observer?: AggregatorObserver;
@@ -54,22 +56,34 @@ interface QueuedRecord extends WalRecord {
   row: IndexRow;
 }
 
-/** An accepted key not yet in the index: dedup must see it before the consumer does. */
-interface PendingEntry {
-  seq: number;
-  eventJson: string;
-}
+/**
+ * The first four fields of canonicalEventJson's output, each a JSON string token. Recovery
+ * reads them without parsing the payload; anything else falls back to JSON.parse.
+ */
+const CANONICAL_HEAD = /^\{"topic":("(?:[^"\\]|\\.)*"),"event_id":("(?:[^"\\]|\\.)*"),"timestamp":("(?:[^"\\]|\\.)*"),"source":("(?:[^"\\]|\\.)*")[,}]/;
 
-/** A key for the pending map that no two (topic, event_id) pairs share. */
-function dedupKey(topic: string, eventId: string): string {
-  return `${topic.length}:${topic}${eventId}`;
+/** The value of a JSON string token: escapes only cost a JSON.parse when present. */
+function jsonStringValue(token: string): string {
+  return token.includes('\\') ? (JSON.parse(token) as string) : token.slice(1, -1);
 }
 
 /** Builds the index row for a logged event (used by recovery, which has only the JSON). */
 export function rowFromEventJson(seq: number, eventJson: string): IndexRow {
-  const event = JSON.parse(eventJson) as LogEvent;
-  const tsMs = Date.parse(event.timestamp);
-  return { seq, topic: event.topic, eventId: event.event_id, source: event.source, tsMs: Number.isNaN(tsMs) ? 0 : tsMs, body: eventJson };
+  let topic: string;
+  let eventId: string;
+  let timestamp: string;
+  let source: string;
+  const head = CANONICAL_HEAD.exec(eventJson);
+  if (head !== null) {
+    topic = jsonStringValue(head[1]!);
+    eventId = jsonStringValue(head[2]!);
+    timestamp = jsonStringValue(head[3]!);
+    source = jsonStringValue(head[4]!);
+  } else {
+    ({ topic, event_id: eventId, timestamp, source } = JSON.parse(eventJson) as LogEvent);
+  }
+  const tsMs = Date.parse(timestamp);
+  return { seq, topic, eventId, source, tsMs: Number.isNaN(tsMs) ? 0 : tsMs, body: eventJson };
 }
 
 /**
@@ -85,7 +99,7 @@ export class Aggregator {
   private store: IndexStore | null = null;
   private writer: WalWriter<QueuedRecord> | null = null;
   private consumer: Consumer | null = null;
-  private readonly pending = new Map<string, PendingEntry>();
+  private readonly pending = new PendingKeys();
   private duplicatesTotal = 0;
   private conflictsTotal = 0;
   private recoveryValue: (RecoveryReport & { durationMs: number }) | null = null;
@@ -120,6 +134,7 @@ export class Aggregator {
     const started = performance.now();
     const store = new IndexStore(config.databasePath);
     this.store = store;
+    if (store.schemaReset) logger.warn('recovery: the index had an older schema; dropped it, rebuilding from the log');
     const { checkpointSeq } = store.counters;
     logger.info({ checkpointSeq, walDir: config.walDir }, 'recovery: replaying log after checkpoint');
     let recovered;
@@ -154,10 +169,11 @@ export class Aggregator {
       store,
       batchMax: config.indexBatchMax,
       logger,
+      // Live rows are proven new by publish's exact dedup, so a worker may append them blindly.
+      worker: config.indexWorker === true ? { databasePath: config.databasePath } : undefined,
       onApplied: (rows, elapsedMs) => {
         for (const row of rows) {
-          const key = dedupKey(row.topic, row.eventId);
-          if (this.pending.get(key)?.seq === row.seq) this.pending.delete(key);
+          this.pending.removeSeq(row.keyHash ?? keyHash(row.topic, row.eventId), row.seq);
         }
         this.options.observer?.onIndexBatch?.(rows.length, elapsedMs);
         // A failing listener must not look like a failed index batch (which would be retried).
@@ -211,16 +227,16 @@ export class Aggregator {
     // Decide each event synchronously, so concurrent requests see each other's keys.
     const results: PublishOutcome[] = [];
     const fresh: QueuedRecord[] = [];
-    const added: Array<[string, PendingEntry]> = [];
+    const added: Array<[number, PendingEntry]> = [];
     let waitForSeq = 0;
     let nextSeq = writer.nextSeq;
     let duplicates = 0;
     let conflicts = 0;
     for (const { event, tsMs } of events) {
       const eventJson = canonicalEventJson(event);
-      const key = dedupKey(event.topic, event.event_id);
-      const pending = this.pending.get(key);
-      const original = pending ?? this.store!.lookup(event.topic, event.event_id);
+      const hash = keyHash(event.topic, event.event_id);
+      const pending = this.pending.get(hash, event.topic, event.event_id);
+      const original = pending ?? this.store!.lookup(event.topic, event.event_id, hash);
       if (original !== undefined) {
         const originalJson = pending !== undefined ? pending.eventJson : (original as { body: string }).body;
         const outcome: PublishOutcome = { status: 'duplicate', seq: original.seq };
@@ -236,10 +252,10 @@ export class Aggregator {
       }
       const seq = nextSeq;
       nextSeq += 1;
-      const entry: PendingEntry = { seq, eventJson };
-      this.pending.set(key, entry);
-      added.push([key, entry]);
-      fresh.push({ seq, eventJson, row: { seq, topic: event.topic, eventId: event.event_id, source: event.source, tsMs, body: eventJson } });
+      const entry: PendingEntry = { seq, eventJson, topic: event.topic, eventId: event.event_id, next: null };
+      this.pending.add(hash, entry);
+      added.push([hash, entry]);
+      fresh.push({ seq, eventJson, row: { seq, topic: event.topic, eventId: event.event_id, source: event.source, tsMs, body: eventJson, keyHash: hash } });
       results.push({ status: 'accepted', seq });
     }
 
@@ -252,9 +268,7 @@ export class Aggregator {
       await writer.waitDurable(waitForSeq);
     } catch (err) {
       // Nothing of this request is acknowledged: forget its keys so a retry is accepted.
-      for (const [key, entry] of added) {
-        if (this.pending.get(key) === entry) this.pending.delete(key);
-      }
+      for (const [hash, entry] of added) this.pending.removeSeq(hash, entry.seq);
       throw err;
     }
 
@@ -365,10 +379,9 @@ export class Aggregator {
     this.stateValue = 'stopping';
     if (this.writer !== null) await this.writer.close();
     if (this.consumer !== null) {
-      this.consumer.stop();
       // After a log failure the queue still holds only durable records: index them too.
       try {
-        this.consumer.applyAll();
+        await this.consumer.drain();
       } catch (err) {
         this.options.logger.error({ err }, 'shutdown: index apply failed; recovery will replay the log');
       }

@@ -1,0 +1,123 @@
+import { expect } from 'chai';
+import path from 'node:path';
+import pino from 'pino';
+import { Aggregator, rowFromEventJson, type ValidEvent } from '../../src/ingest/aggregator';
+import fs from 'node:fs';
+import { canonicalEventJson, encodeRecord } from '../../src/wal/record';
+import { segmentName } from '../../src/wal/segments';
+import { makeEvent } from '../helpers/events';
+import { makeTempDir } from '../helpers/temp-dir';
+import { waitFor } from '../helpers/wait';
+
+function openAggregator(dataDir: string, indexWorker: boolean): Aggregator {
+  const config = {
+    walDir: path.join(dataDir, 'wal'),
+    databasePath: path.join(dataDir, 'index.db'),
+    queueMaxSize: 100_000,
+    segmentBytesMax: 64 * 1024 * 1024,
+    indexBatchMax: 200,
+    retryAfterSeconds: 1,
+    indexWorker,
+  };
+  return new Aggregator({ config, logger: pino({ level: 'silent' }) });
+}
+
+function events(topic: string, count: number, payload: (i: number) => Record<string, unknown> = (i) => ({ i })): ValidEvent[] {
+  return Array.from({ length: count }, (_, i) => {
+    const event = makeEvent(topic, `id-${i}`, payload(i));
+    return { event, tsMs: Date.parse(event.timestamp) };
+  });
+}
+
+async function indexed(aggregator: Aggregator): Promise<void> {
+  await waitFor(() => aggregator.stats().queue_size === 0 && aggregator.stats().checkpoint_seq === aggregator.stats().accepted, { timeoutMs: 10_000, what: 'index to catch up' });
+}
+
+for (const indexWorker of [true, false]) {
+  describe(`Aggregator with the index written ${indexWorker ? 'by a worker thread' : 'on the main thread'}`, () => {
+    it('counts re-sent events as duplicates of their originals once indexed, and flags changed content', async () => {
+      const aggregator = openAggregator(makeTempDir(), indexWorker);
+      await aggregator.open();
+      const first = await aggregator.publish(events('orders', 300));
+      expect(first.accepted).to.equal(300);
+      await indexed(aggregator);
+      const again = await aggregator.publish(events('orders', 300, (i) => (i === 7 ? { changed: true } : { i })));
+      expect(again).to.include({ accepted: 0, duplicates: 300, conflicts: 1 });
+      expect(again.results.map((r) => r.seq)).to.deep.equal(first.results.map((r) => r.seq));
+      expect(again.results[7]).to.deep.equal({ status: 'duplicate', seq: first.results[7]!.seq, conflict: true });
+      await indexed(aggregator);
+      expect(aggregator.stats()).to.include({ received: 600, unique_processed: 300, duplicate_dropped: 300, conflicts: 1 });
+      await aggregator.close();
+    });
+
+    it('keeps dedup and lifetime counters across a restart', async () => {
+      const dataDir = makeTempDir();
+      const before = openAggregator(dataDir, indexWorker);
+      await before.open();
+      await before.publish(events('a', 50));
+      await before.publish(events('a', 10));
+      await before.close();
+      const after = openAggregator(dataDir, indexWorker);
+      await after.open();
+      expect(after.stats()).to.include({ received: 60, unique_processed: 50, duplicate_dropped: 10 });
+      const retried = await after.publish(events('a', 60));
+      expect(retried).to.include({ accepted: 10, duplicates: 50 });
+      await indexed(after);
+      expect(after.index.countRows()).to.equal(60);
+      expect(after.queryEvents({ topic: 'a', limit: 1000 }).map((r) => r.seq)).to.deep.equal(Array.from({ length: 60 }, (_, i) => i + 1));
+      await after.close();
+    });
+
+    it('rebuilds an identical index from the log alone', async () => {
+      const dataDir = makeTempDir();
+      const first = openAggregator(dataDir, indexWorker);
+      await first.open();
+      await first.publish(events('x', 700));
+      await first.publish(events('y', 300));
+      await indexed(first);
+      const before = first.queryEvents({ limit: 1000 });
+      await first.close();
+      for (const name of fs.readdirSync(dataDir)) if (name.startsWith('index.db')) fs.rmSync(path.join(dataDir, name));
+      const rebuilt = openAggregator(dataDir, indexWorker);
+      const report = await rebuilt.open();
+      expect(report.recordsReplayed).to.equal(1000);
+      expect(rebuilt.queryEvents({ limit: 1000 })).to.deep.equal(before);
+      expect(rebuilt.stats()).to.include({ unique_processed: 1000, checkpoint_seq: 1000 });
+      expect((await rebuilt.publish(events('y', 301))).accepted).to.equal(1);
+      await rebuilt.close();
+    });
+
+    it('keeps the first record of a key when a log holds it twice', async () => {
+      const dataDir = makeTempDir();
+      const [a, b] = [makeEvent('t', 'same', { v: 1 }), makeEvent('t', 'same', { v: 2 })];
+      fs.mkdirSync(path.join(dataDir, 'wal'));
+      fs.writeFileSync(path.join(dataDir, 'wal', segmentName(1)), encodeRecord(1, canonicalEventJson(a)) + encodeRecord(2, canonicalEventJson(b)));
+      const aggregator = openAggregator(dataDir, indexWorker);
+      await aggregator.open();
+      expect(aggregator.index.countRows()).to.equal(1);
+      expect(aggregator.index.lookup('t', 'same')).to.deep.equal({ seq: 1, body: canonicalEventJson(a) });
+      await aggregator.close();
+    });
+  });
+}
+
+describe('rowFromEventJson', () => {
+  it('reads the same fields as JSON.parse, escapes and odd characters included', () => {
+    const tricky = [
+      makeEvent('plain', 'id-1'),
+      makeEvent('quote " and \\ backslash', 'tab\there', { nested: { '"topic"': 'x' } }),
+      makeEvent('unicode ✓ 日本', '\u2028line\u0000nul', {}),
+      { topic: 't', event_id: 'e', timestamp: '2025-10-23T10:00:00.123+02:00', source: 's' },
+    ];
+    for (const event of tricky) {
+      const json = canonicalEventJson(event);
+      const row = rowFromEventJson(9, json);
+      expect(row).to.deep.equal({ seq: 9, topic: event.topic, eventId: event.event_id, source: event.source, tsMs: Date.parse(event.timestamp), body: json });
+    }
+  });
+
+  it('falls back to a full parse for JSON in another key order', () => {
+    const json = '{"event_id":"e","topic":"t","source":"s","timestamp":"2025-10-23T10:00:00Z"}';
+    expect(rowFromEventJson(1, json)).to.include({ topic: 't', eventId: 'e', source: 's', tsMs: Date.parse('2025-10-23T10:00:00Z') });
+  });
+});
