@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { LogDisk } from './disk';
+import { makeDirDurable, type LogDisk } from './disk';
 import { classifyScan, scanSegmentBytes, type WalRecord } from './record';
 import { listSegments, type SegmentInfo } from './segments';
 import type { WriterStart } from './writer';
@@ -44,7 +44,8 @@ export interface RecoverLogOptions {
  */
 export async function recoverLog(options: RecoverLogOptions): Promise<{ start: WriterStart; report: RecoveryReport }> {
   const { disk, walDir, checkpointSeq } = options;
-  disk.mkdirp(walDir);
+  // The log directory's own name must survive power loss before anything in it is acknowledged.
+  makeDirDurable(disk, walDir);
   const segments = listSegments(disk, walDir);
   let startIndex = 0;
   for (let i = 0; i < segments.length; i += 1) {
@@ -101,7 +102,7 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
 /** Saves the torn bytes beside the log, then truncates the segment to its last valid record. */
 function cutTornTail(disk: LogDisk, walDir: string, segment: SegmentInfo, bytes: Buffer, offset: number): NonNullable<RecoveryReport['tornTail']> {
   const quarantineDir = path.join(walDir, 'quarantine');
-  disk.mkdirp(quarantineDir);
+  makeDirDurable(disk, quarantineDir);
   const savedTo = path.join(quarantineDir, `${segment.name}.${offset}.torn`);
   disk.writeFileSync(savedTo, bytes.subarray(offset));
   disk.fsyncDir(quarantineDir);
