@@ -4,7 +4,7 @@ import { Consumer } from '../consumer/consumer';
 import { AppError } from '../errors';
 import { IndexStore, type EventQuery, type IndexRow } from '../index/store';
 import { NodeDisk, type LogDisk } from '../wal/disk';
-import { canonicalEventJson, type LogEvent, type WalRecord } from '../wal/record';
+import { canonicalEventJson, isTombstoneEventJson, type LogEvent, type WalRecord } from '../wal/record';
 import { recoverLog, type RecoveryReport } from '../wal/recovery';
 import { WalWriter, type FlushStats } from '../wal/writer';
 
@@ -129,7 +129,8 @@ export class Aggregator {
         checkpointSeq,
         chunkRecords: config.indexBatchMax,
         onRecords: async (records) => {
-          store.applyBatch(records.map((r) => rowFromEventJson(r.seq, r.eventJson)));
+          // Tombstones left by `logagg repair` hold a seq but no event.
+          store.applyBatch(records.filter((r) => !isTombstoneEventJson(r.eventJson)).map((r) => rowFromEventJson(r.seq, r.eventJson)));
           await new Promise<void>((resolve) => setImmediate(resolve));
         },
       });

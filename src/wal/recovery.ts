@@ -61,6 +61,9 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
     const bytes = disk.readFile(segment.path);
     const scan = scanSegmentBytes(bytes);
     report.segmentsRead += 1;
+    // A bad line is named first: a wrong first seq or a gap after it is its consequence.
+    const verdict = classifyScan(scan, isLast, segment.firstSeq);
+    if (verdict.kind === 'corrupt') throw new LogCorruptionError(segment.path, verdict.offset, verdict.detail);
     const firstRecord = scan.records[0];
     if (firstRecord !== undefined && firstRecord.seq !== segment.firstSeq) {
       throw new LogCorruptionError(segment.path, firstRecord.offset, `segment named for seq ${segment.firstSeq} starts with seq ${firstRecord.seq}`);
@@ -68,8 +71,6 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
     if (firstRecord !== undefined && expectedSeq !== null && firstRecord.seq !== expectedSeq) {
       throw new LogCorruptionError(segment.path, firstRecord.offset, `expected seq ${expectedSeq}, found ${firstRecord.seq} (a segment is missing)`);
     }
-    const verdict = classifyScan(scan, isLast, segment.firstSeq);
-    if (verdict.kind === 'corrupt') throw new LogCorruptionError(segment.path, verdict.offset, verdict.detail);
     if (verdict.kind === 'torn_tail') {
       report.tornTail = cutTornTail(disk, walDir, segment, bytes, verdict.offset);
     }
