@@ -34,7 +34,9 @@ export async function startService(
   const logger = options.logger ?? createLogger(config);
   const aggregator = new Aggregator({ config, logger, disk: options.disk, onFatal: options.onFatal });
   const app = createApp(aggregator, config, logger);
-  const server = http.createServer(app);
+  // Node checks request and header timeouts only every connectionsCheckingInterval (30 s by
+  // default), so a slow client could outlive its bound by that much: check at a quarter of the bound.
+  const server = http.createServer({ connectionsCheckingInterval: Math.max(100, Math.floor(Math.min(config.headersTimeoutMs, config.requestTimeoutMs) / 4)) }, app);
   // Slow clients are cut off: whole request, headers, idle keep-alive.
   server.requestTimeout = config.requestTimeoutMs;
   server.headersTimeout = config.headersTimeoutMs;
