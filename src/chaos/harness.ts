@@ -430,8 +430,8 @@ async function verifyIndex(url: string, ledger: PublisherLedger, result: ChaosRe
   result.statsOk = problems.length === 0;
 }
 
-/** Reads every segment of the log: each record valid, each key once, nothing unsent. */
-function verifyLog(walDir: string, ledger: PublisherLedger, result: ChaosResult): void {
+/** Reads every segment of the log into `result`: each record valid, each key once, nothing unsent, nothing acknowledged missing. */
+export function verifyLog(walDir: string, ledger: PublisherLedger, result: ChaosResult): void {
   const disk = new NodeDisk();
   const segments = listSegments(disk, walDir);
   const counts = new Map<string, number>();
