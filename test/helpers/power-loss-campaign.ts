@@ -35,7 +35,7 @@ export const POWER_LOSS_DEFAULTS: PowerLossOptions = {
   models: ['drop', 'keep', 'torn', 'garble'],
   honourFdatasync: true,
   honourFsyncDir: true,
-  indexLossChance: 0.1,
+  indexLossChance: 0.03,
   segmentBytesMax: 8192,
 };
 
@@ -245,7 +245,7 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
       const publishers = Array.from({ length: options.publishers }, (_, id) => publisher(running, id, () => crashed));
       await Promise.race([Promise.all(publishers), crashSignal]);
       if (!crashed) {
-        quietCycleOperations = Math.max(10, disk.operationCount - operationsAtStart);
+        quietCycleOperations = Math.max(30, disk.operationCount - operationsAtStart);
         disk.crashNow();
       }
     }
