@@ -199,6 +199,8 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
 
   // Disk operations of a power-on that ran to its end: crash points are drawn below it.
   let quietCycleOperations = 150;
+  // Disk operations of the last recovery that completed.
+  let recoveryOperations = 8;
   for (let cycle = 0; cycle <= options.crashes; cycle += 1) {
     const operationsAtStart = disk.operationCount;
     const isFinal = cycle === options.crashes;
@@ -206,20 +208,20 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
     let aggregator: Aggregator | null = null;
     let signalCrash: () => void = () => undefined;
     const crashSignal = new Promise<void>((resolve) => (signalCrash = resolve));
-    if (!isFinal) {
-      // Mostly anywhere in a power-on; now and then within recovery's first operations.
-      const afterOperations = random.chance(0.1) ? 1 + random.int(8) : 1 + random.int(quietCycleOperations);
-      disk.armCrash(afterOperations, () => {
-        crashed = true;
-        // The process is gone: its index connection writes nothing more.
-        try {
-          aggregator?.index.db.close();
-        } catch {
-          // the index was not open yet
-        }
-        signalCrash();
-      });
-    }
+    const onCrash = (): void => {
+      crashed = true;
+      // The process is gone: its index connection writes nothing more.
+      try {
+        aggregator?.index.db.close();
+      } catch {
+        // the index was not open yet
+      }
+      signalCrash();
+    };
+    // One power-on in five loses power during recovery (which may be long after an index
+    // loss); the others somewhere in the appends that follow it.
+    const duringRecovery = !isFinal && random.chance(0.2);
+    if (duringRecovery) disk.armCrash(1 + random.int(recoveryOperations), onCrash);
 
     aggregator = new Aggregator({ config, logger, disk });
     let opened = false;
@@ -235,6 +237,8 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
     }
 
     if (opened) {
+      recoveryOperations = Math.max(1, disk.operationCount - operationsAtStart);
+      if (!isFinal && !duringRecovery) disk.armCrash(1 + random.int(quietCycleOperations), onCrash);
       checkAcked(aggregator, isFinal || cycle % 20 === 0);
       if (isFinal) {
         await finalChecks(aggregator, disk, config.walDir, sent, result, example);
@@ -245,7 +249,7 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
       const publishers = Array.from({ length: options.publishers }, (_, id) => publisher(running, id, () => crashed));
       await Promise.race([Promise.all(publishers), crashSignal]);
       if (!crashed) {
-        quietCycleOperations = Math.max(30, disk.operationCount - operationsAtStart);
+        quietCycleOperations = Math.max(30, disk.operationCount - operationsAtStart - recoveryOperations);
         disk.crashNow();
       }
     }
