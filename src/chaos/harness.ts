@@ -33,6 +33,7 @@ export interface ChaosOptions {
   progressEvery: number;
 }
 
+/** Defaults of every flag: a short campaign (30 cycles) that finishes in well under a minute on an idle machine. */
 export const CHAOS_DEFAULTS: ChaosOptions = {
   cycles: 30,
   durationMs: 0,

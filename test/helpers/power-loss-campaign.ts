@@ -27,6 +27,7 @@ export interface PowerLossOptions {
   segmentBytesMax: number;
 }
 
+/** Defaults: all four crash models, honest fsyncs, 3% index loss, 8 KiB segments. */
 export const POWER_LOSS_DEFAULTS: PowerLossOptions = {
   crashes: 200,
   seed: 7,
