@@ -8,7 +8,7 @@ import { encodeRecord } from '../../src/wal/record';
 import { makeTempDir } from '../helpers/temp-dir';
 
 /** Cycles of the short campaign in npm test; CHAOS_CYCLES raises it. */
-const CYCLES = Number(process.env.CHAOS_CYCLES ?? 15);
+const CYCLES = Number(process.env.CHAOS_CYCLES ?? 25);
 
 function sent(topic: string, eventId: string): SentEvent {
   const payload = { n: eventId };

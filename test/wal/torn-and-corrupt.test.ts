@@ -211,6 +211,27 @@ describe('torn and corrupt logs', function () {
     expect(repairLog({ walDir: copy.walDir }).changes).to.deep.equal([]);
   });
 
+  it('repairLog also repairs the first record of a segment, the last record of an older one, and a merged pair of lines', async () => {
+    const firstOfSecond = log.records.find((r) => r.segmentIndex === 1)!;
+    const lastOfFirst = log.records.filter((r) => r.segmentIndex === 0).pop()!;
+    const cases = [
+      { record: firstOfSecond, position: firstOfSecond.offset + 20, lost: [firstOfSecond.seq] },
+      { record: lastOfFirst, position: lastOfFirst.offset + 20, lost: [lastOfFirst.seq] },
+      // The newline of a record turned into 0x0b: two records become one bad line.
+      { record: log.records[5]!, position: log.records[5]!.offset + log.records[5]!.length - 1, lost: [6, 7] },
+    ];
+    for (const { record, position, lost } of cases) {
+      const copy = copyLog(log.walDir);
+      flipBit(path.join(copy.walDir, path.basename(record.file)), position, 0);
+      const repaired = repairLog({ walDir: copy.walDir, quarantineCorrupt: true });
+      expect(repaired.clean, `seq ${record.seq}`).to.equal(true);
+      expect(repaired.changes.map((c) => c.seqsTombstoned)).to.deep.equal([lost]);
+      const aggregator = await startOn(copy.dataDir);
+      expect(storedIds(aggregator)).to.deep.equal(allIds.filter((_, i) => !lost.includes(i + 1)));
+      await aggregator.close();
+    }
+  });
+
   it('repairLog cuts a torn tail with its bytes saved, and reports exactly that change', async () => {
     const copy = copyLog(log.walDir);
     const lastFile = path.join(copy.walDir, path.basename(log.segments[log.segments.length - 1]!));
