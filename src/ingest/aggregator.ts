@@ -3,7 +3,7 @@ import type { Config } from '../config/config';
 import { Consumer } from '../consumer/consumer';
 import { AppError } from '../errors';
 import { IndexStore, type EventQuery, type IndexRow } from '../index/store';
-import { NodeDisk, type LogDisk } from '../wal/disk';
+import { makeDirDurable, NodeDisk, type LogDisk } from '../wal/disk';
 import { canonicalEventJson, isTombstoneEventJson, type LogEvent, type WalRecord } from '../wal/record';
 import { recoverLog, type RecoveryReport } from '../wal/recovery';
 import { WalWriter, type FlushStats } from '../wal/writer';
@@ -117,6 +117,14 @@ export class Aggregator {
     const { config, logger } = this.options;
     this.stateValue = 'recovering';
     const started = performance.now();
+    // Create the log directory (and a new data dir) with durable names before the index
+    // creates the data dir by itself, which would leave its name unsynced.
+    try {
+      makeDirDurable(this.disk, config.walDir);
+    } catch (err) {
+      this.stateValue = 'failed';
+      throw err;
+    }
     const store = new IndexStore(config.databasePath);
     this.store = store;
     const { checkpointSeq } = store.counters;

@@ -4,6 +4,7 @@ import pino from 'pino';
 import { Aggregator } from '../../src/ingest/aggregator';
 import { encodeRecord, canonicalEventJson } from '../../src/wal/record';
 import { makeEvent } from '../helpers/events';
+import { NodeDisk } from '../../src/wal/disk';
 import { PowerLossDisk } from '../helpers/power-loss-disk';
 import { makeTempDir } from '../helpers/temp-dir';
 
@@ -90,5 +91,27 @@ describe('power loss at chosen instants', () => {
     disk.reboot(LOSE_EVERY_UNSYNCED_ENTRY, 'drop');
     expect(disk.peek(savedTo)?.toString()).to.equal(torn);
     expect(disk.peek(segment)!.length).to.equal(encodeRecord(1, canonicalEventJson(makeEvent('t', 'a'))).length);
+  });
+});
+
+describe('makeDirDurable on the real disk', () => {
+  it('fsyncs the parent of every directory it creates, so a new data dir survives power loss', async () => {
+    const parent = makeTempDir();
+    const dataDir = path.join(parent, 'new', 'data');
+    const fsynced: string[] = [];
+    const disk = new (class extends NodeDisk {
+      override fsyncDir(dir: string): void {
+        fsynced.push(dir);
+        super.fsyncDir(dir);
+      }
+    })();
+    const aggregator = new Aggregator({
+      config: { walDir: path.join(dataDir, 'wal'), databasePath: path.join(dataDir, 'index.db'), queueMaxSize: 10, segmentBytesMax: 4096, indexBatchMax: 10, retryAfterSeconds: 1 },
+      logger: pino({ level: 'silent' }),
+      disk,
+    });
+    await aggregator.open();
+    await aggregator.close();
+    expect(fsynced.slice(0, 3)).to.deep.equal([dataDir, path.join(parent, 'new'), parent]);
   });
 });
