@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 import { ConfigError, loadConfig } from './config/config';
 import { createLogger, startService, type RunningService } from './server';
+import type { LogDisk } from './wal/disk';
 import { LogCorruptionError } from './wal/recovery';
 
 /**
  * Entry point (`npm start`, `logagg serve`): validated config from the environment, the
  * service, and signal handling. SIGTERM/SIGINT drain and exit 0; a failed log exits 1
- * so that recovery runs on restart.
+ * so that recovery runs on restart. `options.disk` lets test programs run the same
+ * entry point over a fault-injecting disk.
  */
-export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> {
+export async function main(env: NodeJS.ProcessEnv = process.env, options: { disk?: LogDisk } = {}): Promise<void> {
   let config;
   try {
     config = loadConfig(env);
@@ -60,7 +62,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env): Promise<void> 
   process.on('SIGINT', () => shutdown('SIGINT'));
 
   try {
-    service = await startService(config, { logger, onFatal: exitAfterFailure });
+    service = await startService(config, { logger, disk: options.disk, onFatal: exitAfterFailure });
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     const message = e.code === 'EADDRINUSE' ? `port ${config.port} on ${config.host} is already in use (set PORT)` : e.message;

@@ -5,8 +5,8 @@ import { AppError } from '../errors';
 import { keyHash } from '../index/key-table';
 import { PendingKeys, type PendingEntry } from './pending-keys';
 import { IndexStore, type EventQuery, type IndexRow } from '../index/store';
-import { NodeDisk, type LogDisk } from '../wal/disk';
-import { canonicalEventJson, type LogEvent, type WalRecord } from '../wal/record';
+import { makeDirDurable, NodeDisk, type LogDisk } from '../wal/disk';
+import { canonicalEventJson, isTombstoneEventJson, type LogEvent, type WalRecord } from '../wal/record';
 import { recoverLog, type RecoveryReport } from '../wal/recovery';
 import { WalWriter, type FlushStats } from '../wal/writer';
 
@@ -132,6 +132,14 @@ export class Aggregator {
     const { config, logger } = this.options;
     this.stateValue = 'recovering';
     const started = performance.now();
+    // Create the log directory (and a new data dir) with durable names before the index
+    // creates the data dir by itself, which would leave its name unsynced.
+    try {
+      makeDirDurable(this.disk, config.walDir);
+    } catch (err) {
+      this.stateValue = 'failed';
+      throw err;
+    }
     const store = new IndexStore(config.databasePath);
     this.store = store;
     if (store.schemaReset) logger.warn('recovery: the index had an older schema; dropped it, rebuilding from the log');
@@ -145,7 +153,8 @@ export class Aggregator {
         checkpointSeq,
         chunkRecords: config.indexBatchMax,
         onRecords: async (records) => {
-          store.applyBatch(records.map((r) => rowFromEventJson(r.seq, r.eventJson)));
+          // Tombstones left by `logagg repair` hold a seq but no event.
+          store.applyBatch(records.filter((r) => !isTombstoneEventJson(r.eventJson)).map((r) => rowFromEventJson(r.seq, r.eventJson)));
           await new Promise<void>((resolve) => setImmediate(resolve));
         },
       });

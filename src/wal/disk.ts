@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import path from 'node:path';
 
 /** An open file of the log, as handed out by a LogDisk. */
 export type FileHandleId = number;
@@ -42,6 +43,22 @@ function writeAll(fd: number, data: Buffer, position: number): Promise<void> {
     };
     step(0);
   });
+}
+
+/**
+ * Creates `dir` and its missing parents so that their names survive power loss: the
+ * parent of every directory it creates is fsynced. It does nothing for a directory that exists.
+ */
+export function makeDirDurable(disk: LogDisk, dir: string): void {
+  const missing: string[] = [];
+  for (let at = path.resolve(dir); !disk.exists(at); at = path.dirname(at)) {
+    missing.push(at);
+    if (path.dirname(at) === at) break;
+  }
+  if (missing.length === 0) return;
+  disk.mkdirp(dir);
+  // A new directory's name lives in its parent: fsync each parent, deepest first.
+  for (const created of missing) disk.fsyncDir(path.dirname(created));
 }
 
 /** The real disk: node:fs with fdatasync and directory fsync. */

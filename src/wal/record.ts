@@ -27,6 +27,18 @@ const PREFIX = '{"crc":"';
 const HEADER_LENGTH = PREFIX.length + 8 + 2;
 const NEWLINE = 0x0a;
 
+/**
+ * The only key of a tombstone record's event: `logagg repair` puts one in place of each seq
+ * whose record was corrupt and moved to quarantine, so seqs stay continuous. It is not an
+ * event: the index and every reader skip it.
+ */
+export const TOMBSTONE_EVENT_KEY = 'logagg_tombstone';
+
+/** True for the event JSON of a tombstone record (see TOMBSTONE_EVENT_KEY). */
+export function isTombstoneEventJson(eventJson: string): boolean {
+  return eventJson.startsWith(`{"${TOMBSTONE_EVENT_KEY}":`);
+}
+
 /** Serialises an event with a fixed key order so equal events give equal text. */
 export function canonicalEventJson(event: LogEvent): string {
   const ordered: LogEvent = {

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { LogDisk } from './disk';
+import { makeDirDurable, type LogDisk } from './disk';
 import { classifyScan, scanSegmentBytes, type WalRecord } from './record';
 import { listSegments, type SegmentInfo } from './segments';
 import { readSkippedSeqs } from './skipped-seqs';
@@ -45,7 +45,8 @@ export interface RecoverLogOptions {
  */
 export async function recoverLog(options: RecoverLogOptions): Promise<{ start: WriterStart; report: RecoveryReport }> {
   const { disk, walDir, checkpointSeq } = options;
-  disk.mkdirp(walDir);
+  // The log directory's own name must survive power loss before anything in it is acknowledged.
+  makeDirDurable(disk, walDir);
   const segments = listSegments(disk, walDir);
   // Gaps an operator quarantined on purpose (`logagg repair`) are not corruption.
   const skipped = readSkippedSeqs(disk, walDir);
@@ -64,14 +65,15 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
     const scan = scanSegmentBytes(bytes);
     report.segmentsRead += 1;
     const firstRecord = scan.records[0];
+    // A bad line is named first: a wrong first seq or a gap after it is its consequence.
+    const verdict = classifyScan(scan, isLast, firstRecord?.seq ?? segment.firstSeq, skipped);
+    if (verdict.kind === 'corrupt') throw new LogCorruptionError(segment.path, verdict.offset, verdict.detail);
     if (firstRecord !== undefined && firstRecord.seq !== segment.firstSeq && !skipped.covers(segment.firstSeq, firstRecord.seq - 1)) {
       throw new LogCorruptionError(segment.path, firstRecord.offset, `segment named for seq ${segment.firstSeq} starts with seq ${firstRecord.seq}`);
     }
     if (firstRecord !== undefined && expectedSeq !== null && firstRecord.seq !== expectedSeq && !skipped.covers(expectedSeq, firstRecord.seq - 1)) {
       throw new LogCorruptionError(segment.path, firstRecord.offset, `expected seq ${expectedSeq}, found ${firstRecord.seq} (a segment is missing)`);
     }
-    const verdict = classifyScan(scan, isLast, firstRecord?.seq ?? segment.firstSeq, skipped);
-    if (verdict.kind === 'corrupt') throw new LogCorruptionError(segment.path, verdict.offset, verdict.detail);
     if (verdict.kind === 'torn_tail') {
       report.tornTail = cutTornTail(disk, walDir, segment, bytes, verdict.offset);
     }
@@ -106,7 +108,7 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
 /** Saves the torn bytes beside the log, then truncates the segment to its last valid record. */
 function cutTornTail(disk: LogDisk, walDir: string, segment: SegmentInfo, bytes: Buffer, offset: number): NonNullable<RecoveryReport['tornTail']> {
   const quarantineDir = path.join(walDir, 'quarantine');
-  disk.mkdirp(quarantineDir);
+  makeDirDurable(disk, quarantineDir);
   const savedTo = path.join(quarantineDir, `${segment.name}.${offset}.torn`);
   disk.writeFileSync(savedTo, bytes.subarray(offset));
   disk.fsyncDir(quarantineDir);

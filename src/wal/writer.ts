@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { AppError, wrapError } from '../errors';
-import type { FileHandleId, LogDisk } from './disk';
+import { makeDirDurable, type FileHandleId, type LogDisk } from './disk';
 import { encodeRecord, type WalRecord } from './record';
 import { segmentName, type SegmentInfo } from './segments';
 
@@ -200,7 +200,7 @@ export class WalWriter<R extends WalRecord = WalRecord> {
     // The old segment is complete: every flush ended with its fdatasync.
     if (this.handle !== null) disk.close(this.handle);
     this.handle = null;
-    disk.mkdirp(walDir);
+    makeDirDurable(disk, walDir);
     const name = segmentName(firstSeq);
     const info: SegmentInfo = { firstSeq, name, path: path.join(walDir, name) };
     const handle = disk.openForWrite(info.path);

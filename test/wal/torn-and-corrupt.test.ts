@@ -1,0 +1,249 @@
+import { expect } from 'chai';
+import fs from 'node:fs';
+import path from 'node:path';
+import pino from 'pino';
+import { Random } from '../../src/chaos/random';
+import { Aggregator } from '../../src/ingest/aggregator';
+import { scanSegmentBytes, type LocatedRecord } from '../../src/wal/record';
+import { LogCorruptionError, recoverLog, type RecoveryReport } from '../../src/wal/recovery';
+import { repairLog } from '../../src/wal/repair';
+import { listSegments } from '../../src/wal/segments';
+import { NodeDisk, type LogDisk } from '../../src/wal/disk';
+import { PowerLossDisk } from '../helpers/power-loss-disk';
+import { makeEvent } from '../helpers/events';
+import { cutTo, flipBit } from '../helpers/fixtures';
+import { makeTempDir } from '../helpers/temp-dir';
+
+const EVENTS = 40;
+
+interface Located extends LocatedRecord {
+  file: string;
+  segmentIndex: number;
+}
+
+/** Builds a log of EVENTS events over several segments with the real writer; returns its wal dir and records. */
+async function buildLog(): Promise<{ walDir: string; records: Located[]; segments: string[] }> {
+  const dataDir = makeTempDir();
+  const aggregator = new Aggregator({
+    config: { walDir: path.join(dataDir, 'wal'), databasePath: path.join(dataDir, 'index.db'), queueMaxSize: 1000, segmentBytesMax: 4096, indexBatchMax: 100, retryAfterSeconds: 1 },
+    logger: pino({ level: 'silent' }),
+  });
+  await aggregator.open();
+  for (let i = 0; i < EVENTS; i += 1) {
+    const event = makeEvent(`topic-${i % 3}`, `id-${i}`, { i, text: 'Jx'.repeat(i >= EVENTS - 3 ? 5 : 20 + (i % 7) * 30), unicode: 'é😀\u2028' });
+    await aggregator.publish([{ event, tsMs: Date.parse(event.timestamp) }]);
+  }
+  await aggregator.close();
+  const walDir = path.join(dataDir, 'wal');
+  const segments = listSegments(new NodeDisk(), walDir).map((s) => s.path);
+  const records: Located[] = [];
+  segments.forEach((file, segmentIndex) => {
+    for (const record of scanSegmentBytes(fs.readFileSync(file)).records) records.push({ ...record, file, segmentIndex });
+  });
+  return { walDir, records, segments };
+}
+
+/** A fresh data dir holding a copy of `walDir` and no index, so recovery reads every record. */
+function copyLog(walDir: string): { dataDir: string; walDir: string; disk: LogDisk } {
+  const dataDir = makeTempDir();
+  fs.cpSync(walDir, path.join(dataDir, 'wal'), { recursive: true });
+  return { dataDir, walDir: path.join(dataDir, 'wal'), disk: new NodeDisk() };
+}
+
+/** The same, on an in-memory disk (no fsync cost) for recovery-only runs. */
+function copyLogInMemory(walDir: string): { dataDir: string; walDir: string; disk: LogDisk } {
+  const dataDir = path.join(path.dirname(walDir), 'in-memory');
+  const disk = new PowerLossDisk(dataDir);
+  disk.mkdirp(path.join(dataDir, 'wal'));
+  for (const name of fs.readdirSync(walDir)) {
+    if (name.endsWith('.ndjson')) disk.writeFileSync(path.join(dataDir, 'wal', name), fs.readFileSync(path.join(walDir, name)));
+  }
+  return { dataDir, walDir: path.join(dataDir, 'wal'), disk };
+}
+
+async function startOn(dataDir: string, warnings: string[] = [], overrides: { indexBatchMax?: number } = {}): Promise<Aggregator> {
+  const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) });
+  const aggregator = new Aggregator({
+    config: { walDir: path.join(dataDir, 'wal'), databasePath: path.join(dataDir, 'index.db'), queueMaxSize: 1000, segmentBytesMax: 4096, indexBatchMax: overrides.indexBatchMax ?? 100, retryAfterSeconds: 1 },
+    logger,
+  });
+  await aggregator.open();
+  return aggregator;
+}
+
+function storedIds(aggregator: Aggregator): string[] {
+  return (aggregator.index.db.prepare('SELECT event_id FROM events ORDER BY seq').pluck().all() as string[]);
+}
+
+describe('torn and corrupt logs', function () {
+  this.timeout(120_000);
+  let log: Awaited<ReturnType<typeof buildLog>>;
+  const allIds = Array.from({ length: EVENTS }, (_, i) => `id-${i}`);
+
+  before(async () => {
+    log = await buildLog();
+    expect(log.segments.length).to.be.greaterThan(2);
+    expect(log.records.filter((r) => r.segmentIndex === log.segments.length - 1).length).to.be.at.least(3);
+  });
+
+  it('recovers every complete record by itself when the last segment is cut at any byte of its last 3 records', async () => {
+    const lastFile = log.segments[log.segments.length - 1]!;
+    const tail = log.records.slice(-3);
+    const fileLength = fs.statSync(lastFile).size;
+    let cuts = 0;
+    for (let cut = tail[0]!.offset; cut < fileLength; cut += 1) {
+      const wholeStartup = cut % 10 === 0;
+      const copy = wholeStartup ? copyLog(log.walDir) : copyLogInMemory(log.walDir);
+      const file = path.join(copy.walDir, path.basename(lastFile));
+      if (wholeStartup) cutTo(file, cut);
+      else copy.disk.truncateFileSync(file, cut);
+      const complete = log.records.filter((r) => r.file !== lastFile || r.offset + r.length <= cut);
+      const warnings: string[] = [];
+      const validEnd = complete[complete.length - 1]!.offset + complete[complete.length - 1]!.length;
+      let torn: RecoveryReport['tornTail'];
+      let aggregator: Aggregator | null = null;
+      if (wholeStartup) {
+        // The whole startup (index included) for every 10th cut, recovery alone for the others.
+        aggregator = await startOn(copy.dataDir, warnings, { indexBatchMax: 1 + (cut % 7) });
+        expect(storedIds(aggregator), `cut at ${cut}`).to.deep.equal(allIds.slice(0, complete.length));
+        torn = aggregator.recovery!.tornTail;
+      } else {
+        const replayed: string[] = [];
+        const { report } = await recoverLog({
+          disk: copy.disk,
+          walDir: copy.walDir,
+          checkpointSeq: 0,
+          chunkRecords: 1 + (cut % 7),
+          onRecords: async (records) => {
+            for (const r of records) replayed.push((JSON.parse(r.eventJson) as { event_id: string }).event_id);
+          },
+        });
+        expect(replayed, `cut at ${cut}`).to.deep.equal(allIds.slice(0, complete.length));
+        torn = report.tornTail;
+        if (torn !== null) warnings.push(`cut torn tail of ${torn.bytesDropped} bytes at offset ${torn.offset}`);
+      }
+      if (cut === tail[0]!.offset || complete.length === log.records.length || validEnd === cut) {
+        expect(torn, `cut at ${cut} is a record boundary`).to.equal(null);
+      } else {
+        // Nothing is dropped silently: the bytes are logged with their count and kept in quarantine.
+        expect(torn!.bytesDropped).to.equal(cut - validEnd);
+        expect(copy.disk.readFile(torn!.savedTo)).to.deep.equal(fs.readFileSync(lastFile).subarray(validEnd, cut));
+        expect(warnings.join('')).to.contain(`cut torn tail of ${cut - validEnd} bytes at offset ${validEnd}`);
+      }
+      expect(copy.disk.fileSize(file)).to.equal(validEnd);
+      await aggregator?.close();
+      cuts += 1;
+    }
+    expect(cuts).to.be.greaterThan(300);
+  });
+
+  it('detects every single-bit flip in a record recovery reads: startup refuses naming file and offset, or (last record) cuts it into quarantine', async () => {
+    const random = new Random(42);
+    const last = log.records[log.records.length - 1]!;
+    let refused = 0;
+    let cut = 0;
+    for (let trial = 0; trial < 80; trial += 1) {
+      const record = trial % 10 === 0 ? last : log.records[random.int(log.records.length)]!;
+      const position = record.offset + random.int(record.length);
+      const bit = random.int(8);
+      const copy = copyLog(log.walDir);
+      const file = path.join(copy.walDir, path.basename(record.file));
+      flipBit(file, position, bit);
+      const what = `bit ${bit} of byte ${position} in ${path.basename(record.file)} (record seq ${record.seq})`;
+      if (record === last) {
+        // Indistinguishable from a torn write: cut into quarantine, logged, never silent.
+        const aggregator = await startOn(copy.dataDir);
+        expect(aggregator.recovery!.tornTail, what).to.include({ offset: last.offset, bytesDropped: last.length });
+        expect(fs.readFileSync(aggregator.recovery!.tornTail!.savedTo).length).to.equal(last.length);
+        expect(storedIds(aggregator)).to.deep.equal(allIds.slice(0, -1));
+        await aggregator.close();
+        cut += 1;
+        continue;
+      }
+      let error: unknown = null;
+      try {
+        const aggregator = await startOn(copy.dataDir);
+        await aggregator.close();
+      } catch (err) {
+        error = err;
+      }
+      expect(error, what).to.be.instanceOf(LogCorruptionError);
+      expect((error as LogCorruptionError).file, what).to.equal(file);
+      expect((error as LogCorruptionError).offset, what).to.equal(record.offset);
+      expect((error as Error).message).to.contain(`${file} at byte offset ${record.offset}`);
+      refused += 1;
+    }
+    expect(refused).to.be.greaterThan(55);
+    expect(cut).to.be.at.least(8);
+  });
+
+  it('repairLog moves a corrupt record to quarantine with a tombstone for its seq, after which startup proceeds', async () => {
+    const record = log.records[Math.floor(log.records.length / 2)]!;
+    const copy = copyLog(log.walDir);
+    const file = path.join(copy.walDir, path.basename(record.file));
+    const original = fs.readFileSync(file);
+    flipBit(file, record.offset + 30, 3);
+    const flipped = fs.readFileSync(file);
+
+    // Without the explicit option nothing changes: the corruption is reported, left in place.
+    const report = repairLog({ walDir: copy.walDir });
+    expect(report.changes).to.deep.equal([]);
+    expect(report.remaining).to.have.length(1);
+    expect(report.remaining[0]).to.include({ file, offset: record.offset });
+    expect(fs.readFileSync(file).length).to.equal(original.length);
+
+    const repaired = repairLog({ walDir: copy.walDir, quarantineCorrupt: true });
+    expect(repaired.clean).to.equal(true);
+    expect(repaired.changes).to.have.length(1);
+    const change = repaired.changes[0]!;
+    expect(change).to.include({ kind: 'corrupt_quarantined', file, offset: record.offset, bytesRemoved: record.length });
+    expect(change.seqsTombstoned).to.deep.equal([record.seq]);
+    expect(fs.readFileSync(change.backupOf!)).to.deep.equal(flipped);
+    expect(fs.readFileSync(change.savedTo[0]!).length).to.equal(record.length);
+
+    const aggregator = await startOn(copy.dataDir);
+    expect(storedIds(aggregator)).to.deep.equal(allIds.filter((_, i) => i !== record.seq - 1));
+    // The service goes on numbering after the tombstone.
+    const event = makeEvent('topic-0', 'after-repair');
+    const answer = await aggregator.publish([{ event, tsMs: Date.parse(event.timestamp) }]);
+    expect(answer.results[0]!.seq).to.equal(EVENTS + 1);
+    await aggregator.close();
+    expect(repairLog({ walDir: copy.walDir }).changes).to.deep.equal([]);
+  });
+
+  it('repairLog also repairs the first record of a segment, the last record of an older one, and a merged pair of lines', async () => {
+    const firstOfSecond = log.records.find((r) => r.segmentIndex === 1)!;
+    const lastOfFirst = log.records.filter((r) => r.segmentIndex === 0).pop()!;
+    const cases = [
+      { record: firstOfSecond, position: firstOfSecond.offset + 20, lost: [firstOfSecond.seq] },
+      { record: lastOfFirst, position: lastOfFirst.offset + 20, lost: [lastOfFirst.seq] },
+      // The newline of a record turned into 0x0b: two records become one bad line.
+      { record: log.records[5]!, position: log.records[5]!.offset + log.records[5]!.length - 1, lost: [6, 7] },
+    ];
+    for (const { record, position, lost } of cases) {
+      const copy = copyLog(log.walDir);
+      flipBit(path.join(copy.walDir, path.basename(record.file)), position, 0);
+      const repaired = repairLog({ walDir: copy.walDir, quarantineCorrupt: true });
+      expect(repaired.clean, `seq ${record.seq}`).to.equal(true);
+      expect(repaired.changes.map((c) => c.seqsTombstoned)).to.deep.equal([lost]);
+      const aggregator = await startOn(copy.dataDir);
+      expect(storedIds(aggregator)).to.deep.equal(allIds.filter((_, i) => !lost.includes(i + 1)));
+      await aggregator.close();
+    }
+  });
+
+  it('repairLog cuts a torn tail with its bytes saved, and reports exactly that change', async () => {
+    const copy = copyLog(log.walDir);
+    const lastFile = path.join(copy.walDir, path.basename(log.segments[log.segments.length - 1]!));
+    const size = fs.statSync(lastFile).size;
+    fs.appendFileSync(lastFile, '{"crc":"0000');
+    const dry = repairLog({ walDir: copy.walDir, dryRun: true });
+    expect(dry.changes).to.deep.equal([{ kind: 'torn_tail_cut', file: lastFile, offset: size, bytesRemoved: 12, savedTo: [], backupOf: null, seqsTombstoned: [] }]);
+    expect(fs.statSync(lastFile).size).to.equal(size + 12);
+    const result = repairLog({ walDir: copy.walDir });
+    expect(result.changes[0]).to.include({ kind: 'torn_tail_cut', offset: size, bytesRemoved: 12 });
+    expect(fs.readFileSync(result.changes[0]!.savedTo[0]!, 'utf8')).to.equal('{"crc":"0000');
+    expect(fs.statSync(lastFile).size).to.equal(size);
+    expect(result.clean).to.equal(true);
+  });
+});
