@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { rowFromEventJson } from '../ingest/aggregator';
 import { NodeDisk } from '../wal/disk';
-import { scanSegmentBytes, type SegmentScan } from '../wal/record';
+import { isTombstoneEventJson, scanSegmentBytes, type SegmentScan } from '../wal/record';
 import { listSegments, type SegmentInfo } from '../wal/segments';
 import { readSkippedSeqs, type SkippedSeqs } from '../wal/skipped-seqs';
 import type { EventFilter } from './args';
@@ -61,8 +61,12 @@ export function corruptLines(segment: ReadSegment): SegmentScan['badLines'] {
   return scan.badLines.filter((bad) => !(isLast && bad.offset >= scan.validBytes));
 }
 
-/** Fields a filter looks at, parsed from a logged event's JSON. */
+/**
+ * Whether a logged record is an event that passes `filter`. A repair tombstone (the
+ * placeholder `repairLog` leaves for a quarantined record) is never an event.
+ */
 export function matchesFilter(seq: number, eventJson: string, filter: EventFilter): boolean {
+  if (isTombstoneEventJson(eventJson)) return false;
   if (filter.fromSeq !== undefined && seq < filter.fromSeq) return false;
   if (filter.topics === undefined && filter.source === undefined && filter.sinceMs === undefined && filter.untilMs === undefined) return true;
   const row = rowFromEventJson(seq, eventJson);

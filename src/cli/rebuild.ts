@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { IndexStore, type IndexRow } from '../index/store';
+import { isTombstoneEventJson } from '../wal/record';
 import { rowFromEventJson } from '../ingest/aggregator';
 import { classifyScan } from '../wal/record';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
@@ -111,7 +112,8 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
       for (const record of scan.records) {
         // Progress inside a segment too: one segment may be 64 MiB.
         if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
-        rows.push(rowFromEventJson(record.seq, record.eventJson));
+        // A repair tombstone keeps the seqs continuous; it is not an event.
+        if (!isTombstoneEventJson(record.eventJson)) rows.push(rowFromEventJson(record.seq, record.eventJson));
         if (rows.length >= REBUILD_BATCH_ROWS) {
           report.rows += store.applyBatch(rows);
           rows = [];

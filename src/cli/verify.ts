@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { IndexStore } from '../index/store';
-import type { LocatedRecord } from '../wal/record';
+import { isTombstoneEventJson, type LocatedRecord } from '../wal/record';
 import type { SkippedSeqs } from '../wal/skipped-seqs';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
 import { logSegments, logSkippedSeqs, readSegments, segmentsBytes } from './log-reader';
@@ -222,6 +222,14 @@ function compareWithIndex(index: IndexCheck, record: LocatedRecord, file: string
     cursor.advance();
   }
   const row = cursor.current;
+  if (isTombstoneEventJson(record.eventJson)) {
+    // A seq that repair replaced with a tombstone must not be indexed.
+    if (row !== undefined && row.seq === record.seq) {
+      report.problems.push({ kind: 'index_mismatch', file, offset: record.offset, seq: record.seq, detail: `index holds seq ${record.seq}, which repair replaced with a tombstone; \`logagg rebuild\` drops it` });
+      cursor.advance();
+    }
+    return;
+  }
   if (row !== undefined && row.seq === record.seq) {
     if (row.body !== record.eventJson) {
       report.problems.push({ kind: 'index_mismatch', file, offset: record.offset, seq: record.seq, detail: `index row for seq ${record.seq} differs from the logged event` });
