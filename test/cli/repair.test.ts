@@ -85,7 +85,9 @@ describe('logagg repair', () => {
     expect(repaired.subarray(0, 147)).to.deep.equal(original.subarray(0, 147));
     expect(repaired.subarray(scan.records[2]!.offset)).to.deep.equal(original.subarray(294));
     expect(fs.existsSync(path.join(quarantine, 'skipped-seqs.json'))).to.equal(false);
-    expect((await runLogagg(['verify', '--data-dir', dataDir])).code).to.equal(0);
+    const verify = await runLogagg(['verify', '--data-dir', dataDir]);
+    expect(verify.code).to.equal(0);
+    expect(verify.stdout).to.contain('1 tombstoned seq(s)');
     expect((await repairJson(dataDir, '--quarantine-corrupt')).report.actions).to.deep.equal([]);
 
     // Recovery skips the tombstone and never hands out seq 2 (or 3) again; evt-1 and evt-3 survive.
