@@ -3,7 +3,6 @@ import { rowFromEventJson } from '../ingest/aggregator';
 import { NodeDisk } from '../wal/disk';
 import { isTombstoneEventJson, scanSegmentBytes, type SegmentScan } from '../wal/record';
 import { listSegments, type SegmentInfo } from '../wal/segments';
-import { readSkippedSeqs, type SkippedSeqs } from '../wal/skipped-seqs';
 import type { EventFilter } from './args';
 
 /** The disk the CLI reads the log through (the server's own framing and file access). */
@@ -20,11 +19,6 @@ export interface ReadSegment {
 /** The segments of a log, in seq order. */
 export function logSegments(walDir: string): SegmentInfo[] {
   return listSegments(DISK, walDir);
-}
-
-/** The quarantined seqs of a log (see skipped-seqs.ts). */
-export function logSkippedSeqs(walDir: string): SkippedSeqs {
-  return readSkippedSeqs(DISK, walDir);
 }
 
 /** Total bytes of the given segments (progress bars count bytes). */

@@ -5,7 +5,7 @@ import { isTombstoneEventJson } from '../wal/record';
 import { rowFromEventJson } from '../ingest/aggregator';
 import { classifyScan } from '../wal/record';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
-import { logSegments, logSkippedSeqs, readSegments, segmentsBytes } from './log-reader';
+import { logSegments, readSegments, segmentsBytes } from './log-reader';
 import { lockDataDir } from './lock';
 import { startProgress } from './progress';
 
@@ -24,7 +24,8 @@ export interface RebuildReport {
   duplicatesTotal: number;
   conflictsTotal: number;
   countersFrom: 'old_index' | 'reset';
-  skippedSeqs: number;
+  /** Tombstones (records `repair` quarantined) in the log: seqs with no row. */
+  tombstones: number;
   tornTailBytesIgnored: number;
   keptOld: string | null;
   elapsedMs: number;
@@ -73,7 +74,6 @@ function oldCounters(databasePath: string): { duplicatesTotal: number; conflicts
 export function rebuildIndex(paths: { walDir: string; databasePath: string }, options: { keepOld: boolean; progress?: boolean }): RebuildReport {
   const started = performance.now();
   const segments = logSegments(paths.walDir);
-  const skipped = logSkippedSeqs(paths.walDir);
   const counters = oldCounters(paths.databasePath);
   const temp = `${paths.databasePath}.rebuild`;
   removeIndexFiles(temp);
@@ -87,7 +87,7 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
     duplicatesTotal: counters?.duplicatesTotal ?? 0,
     conflictsTotal: counters?.conflictsTotal ?? 0,
     countersFrom: counters === null ? 'reset' : 'old_index',
-    skippedSeqs: skipped.ranges.reduce((n, r) => n + (r.to - r.from + 1), 0),
+    tombstones: 0,
     tornTailBytesIgnored: 0,
     keptOld: null,
     elapsedMs: 0,
@@ -100,10 +100,10 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
     for (const segment of readSegments(segments)) {
       const { info, scan, isLast } = segment;
       const first = scan.records[0];
-      if (first !== undefined && expected !== null && first.seq !== expected && !(first.seq > expected && skipped.covers(expected, first.seq - 1))) {
+      if (first !== undefined && expected !== null && first.seq !== expected) {
         throw new Error(`${info.path}: expected seq ${expected}, found ${first.seq} at byte offset ${first.offset}; run \`logagg verify\``);
       }
-      const verdict = classifyScan(scan, isLast, first?.seq ?? info.firstSeq, skipped);
+      const verdict = classifyScan(scan, isLast, first?.seq ?? info.firstSeq);
       if (verdict.kind === 'corrupt') {
         throw new Error(`${info.path}: corrupt record at byte offset ${verdict.offset}: ${verdict.detail}; run \`logagg verify\` and \`logagg repair\` first`);
       }
@@ -113,7 +113,8 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
         // Progress inside a segment too: one segment may be 64 MiB.
         if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
         // A repair tombstone keeps the seqs continuous; it is not an event.
-        if (!isTombstoneEventJson(record.eventJson)) rows.push(rowFromEventJson(record.seq, record.eventJson));
+        if (isTombstoneEventJson(record.eventJson)) report.tombstones += 1;
+        else rows.push(rowFromEventJson(record.seq, record.eventJson));
         if (rows.length >= REBUILD_BATCH_ROWS) {
           report.rows += store.applyBatch(rows);
           rows = [];
@@ -198,7 +199,7 @@ Examples:
             ? `  duplicates_total ${report.duplicatesTotal} and conflicts_total ${report.conflictsTotal} kept from the old index (the log does not hold them)`
             : '  duplicates_total and conflicts_total reset to 0: no readable old index (the log does not hold them)',
         ];
-        if (report.skippedSeqs > 0) lines.push(`  ${report.skippedSeqs} quarantined seq(s) are not in the new index`);
+        if (report.tombstones > 0) lines.push(`  ${report.tombstones} tombstoned seq(s) (records quarantined by \`logagg repair\`) are not in the new index`);
         if (report.tornTailBytesIgnored > 0) lines.push(`  ${report.tornTailBytesIgnored} torn tail bytes ignored (not cut; \`logagg repair\` or the next start cuts them)`);
         if (report.keptOld !== null) lines.push(`  old index kept as ${report.keptOld}`);
         process.stdout.write(`${lines.join('\n')}\n`);

@@ -1,9 +1,8 @@
 import fs from 'node:fs';
 import { IndexStore } from '../index/store';
 import { isTombstoneEventJson, type LocatedRecord } from '../wal/record';
-import type { SkippedSeqs } from '../wal/skipped-seqs';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
-import { logSegments, logSkippedSeqs, readSegments, segmentsBytes } from './log-reader';
+import { logSegments, readSegments, segmentsBytes } from './log-reader';
 import { startProgress } from './progress';
 
 /** One problem found, with the file and byte offset it is at (offset null when it has none). */
@@ -37,8 +36,6 @@ export interface IndexReport {
   conflictsTotal: number | null;
   /** Log records after the checkpoint: not indexed yet (a running server or recovery will). */
   notYetIndexed: number;
-  /** Rows whose record was quarantined out of the log by `repair` (kept; not a problem). */
-  quarantinedStillIndexed: number;
   problems: VerifyProblem[];
 }
 
@@ -49,7 +46,8 @@ export interface VerifyReport {
   segments: SegmentReport[];
   records: number;
   lastSeq: number;
-  skippedSeqs: number;
+  /** Tombstones in the log: seqs whose record `repair` quarantined (not a problem). */
+  tombstones: number;
   index: IndexReport;
   problems: number;
   ok: boolean;
@@ -76,15 +74,15 @@ class IndexCursor {
 }
 
 /**
- * Reads every segment and checks checksums and framing, seq order and continuity (gaps
- * recorded as quarantined are accepted), the torn tail, and that the index agrees with
+ * Reads every segment and checks checksums and framing, seq order and continuity (a record
+ * `repair` quarantined is a tombstone, so no gap is accepted), the torn tail, and that the index agrees with
  * the log: every record up to the checkpoint indexed with the same body, no row the log
  * lacks, counters equal to the rows. The index is opened read-only inside one read
  * transaction, so a live server is not disturbed (its newest records show as not yet indexed).
  */
 export function verifyDataDir(paths: { dataDir: string; walDir: string; databasePath: string }, options: { progress?: boolean } = {}): VerifyReport {
   const segments = logSegments(paths.walDir);
-  const skipped = logSkippedSeqs(paths.walDir);
+  let tombstones = 0;
   const progress = startProgress(options.progress === true, 'verify', segmentsBytes(segments), 'bytes');
   const index = openIndex(paths.databasePath);
   const segmentReports: SegmentReport[] = [];
@@ -113,7 +111,7 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
       }
       // Seq order and continuity, within the segment and from the previous one.
       const first = scan.records[0];
-      if (first !== undefined && first.seq !== info.firstSeq && !(first.seq > info.firstSeq && skipped.covers(info.firstSeq, first.seq - 1))) {
+      if (first !== undefined && first.seq !== info.firstSeq) {
         problems.push({ kind: 'segment_name', file: info.path, offset: first.offset, seq: first.seq, detail: `segment named for seq ${info.firstSeq} starts with seq ${first.seq}` });
       }
       let badIndex = 0;
@@ -130,14 +128,15 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
         if (expected !== null && record.seq !== expected) {
           if (record.seq < expected) {
             problems.push({ kind: 'seq_order', file: info.path, offset: record.offset, seq: record.seq, detail: `seq ${record.seq} after seq ${expected - 1} (repeated or out of order)` });
-          } else if (!skipped.covers(expected, record.seq - 1) && !badBetween) {
+          } else if (!badBetween) {
             const detail = record === first ? `expected seq ${expected}, found ${record.seq} (records or a segment missing before this one)` : `expected seq ${expected}, found ${record.seq}`;
             problems.push({ kind: 'seq_gap', file: info.path, offset: record.offset, seq: record.seq, detail });
           }
         }
         expected = record.seq + 1;
         lastSeq = Math.max(lastSeq, record.seq);
-        if (index.store !== null) compareWithIndex(index, record, info.path, skipped);
+        if (isTombstoneEventJson(record.eventJson)) tombstones += 1;
+        if (index.store !== null) compareWithIndex(index, record, info.path);
       }
       if (badIndex < scan.badLines.length) badPending = true;
       records += scan.records.length;
@@ -152,7 +151,7 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
       doneBytes += scan.totalBytes;
       progress.update(doneBytes);
     }
-    finishIndex(index, lastSeq, skipped);
+    finishIndex(index, lastSeq);
   } finally {
     index.cursor?.close();
     if (index.store !== null) {
@@ -168,7 +167,7 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
     segments: segmentReports,
     records,
     lastSeq,
-    skippedSeqs: skipped.ranges.reduce((n, r) => n + (r.to - r.from + 1), 0),
+    tombstones,
     index: index.report,
     problems,
     ok: problems === 0,
@@ -191,7 +190,6 @@ function openIndex(databasePath: string): IndexCheck {
     duplicatesTotal: null,
     conflictsTotal: null,
     notYetIndexed: 0,
-    quarantinedStillIndexed: 0,
     problems: [],
   };
   if (!report.present) return { store: null, cursor: null, report };
@@ -213,12 +211,12 @@ function openIndex(databasePath: string): IndexCheck {
   return { store, cursor: new IndexCursor(store), report };
 }
 
-function compareWithIndex(index: IndexCheck, record: LocatedRecord, file: string, skipped: SkippedSeqs): void {
+function compareWithIndex(index: IndexCheck, record: LocatedRecord, file: string): void {
   const cursor = index.cursor!;
   const report = index.report;
   const checkpoint = report.checkpointSeq ?? 0;
   while (cursor.current !== undefined && cursor.current.seq < record.seq) {
-    noteExtraRow(index, cursor.current.seq, skipped, file);
+    noteExtraRow(index, cursor.current.seq, file);
     cursor.advance();
   }
   const row = cursor.current;
@@ -244,23 +242,19 @@ function compareWithIndex(index: IndexCheck, record: LocatedRecord, file: string
   }
 }
 
-function noteExtraRow(index: IndexCheck, seq: number, skipped: SkippedSeqs, file: string): void {
-  if (skipped.covers(seq, seq)) {
-    index.report.quarantinedStillIndexed += 1;
-    return;
-  }
+function noteExtraRow(index: IndexCheck, seq: number, file: string): void {
   index.report.problems.push({ kind: 'index_extra_row', file, offset: null, seq, detail: `the index has seq ${seq}, which is not in the log` });
 }
 
-function finishIndex(index: IndexCheck, lastSeq: number, skipped: SkippedSeqs): void {
+function finishIndex(index: IndexCheck, lastSeq: number): void {
   const { report, cursor } = index;
   if (index.store === null || cursor === null) return;
   while (cursor.current !== undefined) {
-    noteExtraRow(index, cursor.current.seq, skipped, report.file);
+    noteExtraRow(index, cursor.current.seq, report.file);
     cursor.advance();
   }
   const checkpoint = report.checkpointSeq ?? 0;
-  if (checkpoint > Math.max(lastSeq, skipped.maxSeq)) {
+  if (checkpoint > lastSeq) {
     report.problems.push({ kind: 'index_ahead', file: report.file, offset: null, seq: checkpoint, detail: `checkpoint ${checkpoint} is past the last logged seq ${lastSeq} (segments missing?)` });
   }
   if (report.rows !== report.uniqueTotal) {
@@ -277,14 +271,13 @@ function printHuman(report: VerifyReport): void {
     for (const p of segment.problems) out.push(`    ${p.kind} at byte offset ${p.offset}: ${p.detail}`);
   }
   if (report.segments.length === 0) out.push(`  no segments in ${report.walDir}`);
-  if (report.skippedSeqs > 0) out.push(`  ${report.skippedSeqs} seq(s) recorded as quarantined (wal/quarantine/skipped-seqs.json)`);
+  if (report.tombstones > 0) out.push(`  ${report.tombstones} tombstoned seq(s): records quarantined by \`logagg repair\``);
   const index = report.index;
   if (!index.present) {
     out.push(`index ${index.file}: absent (the server builds it from the log on start)`);
   } else if (index.rows !== null) {
     const notes = [`checkpoint ${index.checkpointSeq}`, `${index.rows} rows`, `unique_total ${index.uniqueTotal}`, `duplicates_total ${index.duplicatesTotal}`];
     if (index.notYetIndexed > 0) notes.push(`${index.notYetIndexed} logged records not yet indexed`);
-    if (index.quarantinedStillIndexed > 0) notes.push(`${index.quarantinedStillIndexed} quarantined record(s) still indexed`);
     out.push(`index ${index.file}: ${notes.join(', ')}: ${index.problems.length === 0 ? 'agrees with the log' : `${index.problems.length} problem(s)`}`);
   }
   for (const p of index.problems) out.push(`    ${p.kind}${p.offset !== null ? ` (log ${p.file} at byte offset ${p.offset})` : ''}: ${p.detail}`);

@@ -149,14 +149,13 @@ export type ScanVerdict =
 /**
  * Classifies a scan. Bad bytes after the last valid record of the LAST segment are a torn
  * tail (the writer died mid-write: LevelDB's rule); a bad line followed by a valid record,
- * or any bad line in an older segment, is corruption. `expectedFirstSeq` checks continuity;
- * a gap is accepted only where `skipped` (seqs an operator quarantined) covers all of it.
+ * or any bad line in an older segment, is corruption. `expectedFirstSeq` checks continuity
+ * (a record `repair` quarantined is replaced by a tombstone, so there is no accepted gap).
  */
 export function classifyScan(
   scan: SegmentScan,
   isLastSegment: boolean,
   expectedFirstSeq: number | null,
-  skipped?: { covers(from: number, to: number): boolean },
 ): ScanVerdict {
   // A bad line is reported first: the seq gap it leaves behind is its consequence.
   const firstBad = scan.badLines[0];
@@ -165,8 +164,7 @@ export function classifyScan(
   }
   let expected = expectedFirstSeq;
   for (const record of scan.records) {
-    const gapSkipped = expected !== null && record.seq > expected && skipped !== undefined && skipped.covers(expected, record.seq - 1);
-    if (expected !== null && record.seq !== expected && !gapSkipped) {
+    if (expected !== null && record.seq !== expected) {
       return { kind: 'corrupt', offset: record.offset, problem: 'seq_gap', detail: `expected seq ${expected}, found ${record.seq}` };
     }
     expected = record.seq + 1;

@@ -2,7 +2,6 @@ import path from 'node:path';
 import { makeDirDurable, type LogDisk } from './disk';
 import { classifyScan, scanSegmentBytes, type WalRecord } from './record';
 import { listSegments, type SegmentInfo } from './segments';
-import { readSkippedSeqs } from './skipped-seqs';
 import type { WriterStart } from './writer';
 
 /** A bad record in the middle of the log: startup stops and names file and offset. */
@@ -48,8 +47,6 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
   // The log directory's own name must survive power loss before anything in it is acknowledged.
   makeDirDurable(disk, walDir);
   const segments = listSegments(disk, walDir);
-  // Gaps an operator quarantined on purpose (`logagg repair`) are not corruption.
-  const skipped = readSkippedSeqs(disk, walDir);
   let startIndex = 0;
   for (let i = 0; i < segments.length; i += 1) {
     if (segments[i]!.firstSeq <= checkpointSeq + 1) startIndex = i;
@@ -66,12 +63,12 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
     report.segmentsRead += 1;
     const firstRecord = scan.records[0];
     // A bad line is named first: a wrong first seq or a gap after it is its consequence.
-    const verdict = classifyScan(scan, isLast, firstRecord?.seq ?? segment.firstSeq, skipped);
+    const verdict = classifyScan(scan, isLast, firstRecord?.seq ?? segment.firstSeq);
     if (verdict.kind === 'corrupt') throw new LogCorruptionError(segment.path, verdict.offset, verdict.detail);
-    if (firstRecord !== undefined && firstRecord.seq !== segment.firstSeq && !skipped.covers(segment.firstSeq, firstRecord.seq - 1)) {
+    if (firstRecord !== undefined && firstRecord.seq !== segment.firstSeq) {
       throw new LogCorruptionError(segment.path, firstRecord.offset, `segment named for seq ${segment.firstSeq} starts with seq ${firstRecord.seq}`);
     }
-    if (firstRecord !== undefined && expectedSeq !== null && firstRecord.seq !== expectedSeq && !skipped.covers(expectedSeq, firstRecord.seq - 1)) {
+    if (firstRecord !== undefined && expectedSeq !== null && firstRecord.seq !== expectedSeq) {
       throw new LogCorruptionError(segment.path, firstRecord.offset, `expected seq ${expectedSeq}, found ${firstRecord.seq} (a segment is missing)`);
     }
     if (verdict.kind === 'torn_tail') {
@@ -100,8 +97,7 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
     }
     if (isLast) lastSegment = { info: segment, size: scan.validBytes };
   }
-  // A skipped seq is an id that was handed out once: never hand it out again.
-  const nextSeq = Math.max(report.lastSeq, skipped.maxSeq) + 1;
+  const nextSeq = report.lastSeq + 1;
   return { start: { nextSeq, lastSegment }, report };
 }
 

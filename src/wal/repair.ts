@@ -16,11 +16,18 @@ export interface RepairOptions {
   quarantineCorrupt?: boolean;
   /** Report what would change; change nothing. */
   dryRun?: boolean;
+  /** Called after each segment is checked, with its size in bytes (for a progress bar). */
+  onSegmentChecked?: (segmentBytes: number) => void;
 }
 
 /** One change repairLog made (or, with dryRun, would make). */
 export interface RepairChange {
-  kind: 'torn_tail_cut' | 'corrupt_quarantined';
+  /**
+   * `corrupt_quarantined`: bad lines moved out (tombstones for their seqs, and for any seq
+   * missing in the same segment); `missing_tombstoned`: no bad bytes, but seqs missing from
+   * the log (a seq gap with nothing left to quarantine) got tombstones.
+   */
+  kind: 'torn_tail_cut' | 'corrupt_quarantined' | 'missing_tombstoned';
   /** The segment file changed. */
   file: string;
   /** Byte offset of the first removed byte in the segment as it was. */
@@ -37,6 +44,8 @@ export interface RepairChange {
 
 /** A problem repairLog found and left in place. */
 export interface RepairProblem {
+  /** What is wrong: a bad-line problem (`bad_crc`, `bad_json`, ...), `seq_gap` or `seq_order`. */
+  problem: string;
   file: string;
   offset: number;
   detail: string;
@@ -52,9 +61,18 @@ export interface RepairResult {
   clean: boolean;
 }
 
-/** The event JSON of a tombstone: the seq existed, its record was unreadable and moved out. */
-function tombstoneJson(savedTo: string): string {
+/** The event JSON of a tombstone: the seq existed, its record was unreadable and moved out (or was missing). */
+function tombstoneJson(savedTo: string | null): string {
+  if (savedTo === null) return JSON.stringify({ [TOMBSTONE_EVENT_KEY]: { reason: 'record missing from the log (no bytes left), filled by repair' } });
   return JSON.stringify({ [TOMBSTONE_EVENT_KEY]: { reason: 'corrupt record moved to quarantine by repair', saved_to: path.basename(savedTo) } });
+}
+
+/** A path in the quarantine that does not exist yet: a second repair never overwrites the first's files. */
+function freshPath(disk: LogDisk, dir: string, name: string, taken: Set<string>): string {
+  let candidate = path.join(dir, name);
+  for (let n = 1; disk.exists(candidate) || taken.has(candidate); n += 1) candidate = path.join(dir, `${name}.${n}`);
+  taken.add(candidate);
+  return candidate;
 }
 
 /**
@@ -71,6 +89,7 @@ export function repairLog(options: RepairOptions): RepairResult {
   const result: RepairResult = { segmentsChecked: 0, recordsValid: 0, changes: [], remaining: [], clean: false };
   const segments = listSegments(disk, walDir);
   let expectedSeq: number | null = null;
+  const taken = new Set<string>();
 
   segments.forEach((segment, i) => {
     const isLast = i === segments.length - 1;
@@ -82,8 +101,13 @@ export function repairLog(options: RepairOptions): RepairResult {
     const verdict = classifyScan(scan, isLast, expectedSeq ?? segment.firstSeq);
     const lastRecord = scan.records[scan.records.length - 1];
 
-    if (verdict.kind === 'torn_tail') {
-      const savedTo = path.join(quarantineDir, `${segment.name}.${verdict.offset}.torn`);
+    // Seqs missing between this segment's last record and the next segment's first.
+    const lastSeq = lastRecord?.seq ?? segment.firstSeq - 1;
+    const endGap = nextFirstSeq !== null && nextFirstSeq > lastSeq + 1;
+    if (nextFirstSeq !== null && nextFirstSeq <= lastSeq) {
+      result.remaining.push({ problem: 'seq_order', file: segment.path, offset: lastRecord?.offset ?? 0, detail: `seq ${lastSeq} here but the next segment starts at seq ${nextFirstSeq}: repair cannot reorder the log; restore it from a backup` });
+    } else if (verdict.kind === 'torn_tail' && !endGap) {
+      const savedTo = freshPath(disk, quarantineDir, `${segment.name}.${verdict.offset}.torn`, taken);
       if (options.dryRun !== true) {
         // Save first, then cut: a crash between the two leaves both copies.
         makeDirDurable(disk, quarantineDir);
@@ -100,16 +124,20 @@ export function repairLog(options: RepairOptions): RepairResult {
         backupOf: null,
         seqsTombstoned: [],
       });
-    } else if (verdict.kind === 'corrupt') {
-      const bad = scan.badLines.length > 0 && verdict.problem !== 'seq_gap';
-      if (!bad || options.quarantineCorrupt !== true) {
-        result.remaining.push({ file: segment.path, offset: verdict.offset, detail: verdict.detail });
+    } else if (verdict.kind === 'corrupt' || endGap) {
+      const problem: RepairProblem =
+        verdict.kind === 'corrupt'
+          ? { problem: verdict.problem, file: segment.path, offset: verdict.offset, detail: verdict.detail }
+          : { problem: 'seq_gap', file: segment.path, offset: bytes.length, detail: `seqs ${lastSeq + 1}..${nextFirstSeq! - 1} are missing before the next segment` };
+      if (options.quarantineCorrupt !== true) {
+        result.remaining.push(problem);
       } else {
-        const change = quarantineCorruptLines(disk, segment, bytes, scan, isLast, nextFirstSeq, quarantineDir, options.dryRun === true);
-        if (change === null) result.remaining.push({ file: segment.path, offset: verdict.offset, detail: `${verdict.detail} (seqs around it are not continuous; left in place)` });
+        const change = rewriteWithTombstones(disk, segment, bytes, scan, isLast, nextFirstSeq, quarantineDir, taken, options.dryRun === true);
+        if (change === null) result.remaining.push({ ...problem, problem: problem.problem === 'seq_gap' ? 'seq_order' : problem.problem, detail: `${problem.detail} (seqs around it are not in order; left in place)` });
         else result.changes.push(change);
       }
     }
+    options.onSegmentChecked?.(bytes.length);
     if (lastRecord !== undefined) expectedSeq = Math.max(lastRecord.seq + 1, expectedSeq ?? 0);
     // A segment that ended in a corrupt region continues where the next one starts.
     if (nextFirstSeq !== null) expectedSeq = nextFirstSeq;
@@ -121,9 +149,11 @@ export function repairLog(options: RepairOptions): RepairResult {
 /**
  * Rewrites one segment without its bad lines: each run of bad lines goes to its own
  * quarantine file and is replaced by tombstones for the seqs it must have held (from the
- * seqs of the valid records around it). Returns null when those seqs cannot be told.
+ * seqs of the valid records around it); a seq missing with no bad bytes in its place (a
+ * gap, also before the next segment) gets a tombstone too. Returns null when the seqs
+ * cannot be told (they go backwards).
  */
-function quarantineCorruptLines(
+function rewriteWithTombstones(
   disk: LogDisk,
   segment: SegmentInfo,
   bytes: Buffer,
@@ -131,6 +161,7 @@ function quarantineCorruptLines(
   isLast: boolean,
   nextFirstSeq: number | null,
   quarantineDir: string,
+  taken: Set<string>,
   dryRun: boolean,
 ): RepairChange | null {
   // Walk lines in order: valid records and runs of bad lines between them.
@@ -149,6 +180,12 @@ function quarantineCorruptLines(
   for (let k = 0; k < pieces.length; k += 1) {
     const piece = pieces[k]!;
     if (piece.kind === 'record') {
+      if (piece.seq <= previousSeq) return null;
+      // Seqs missing with no bytes left: tombstones, nothing to save.
+      for (let seq = previousSeq + 1; seq < piece.seq; seq += 1) {
+        tombstoned.push(seq);
+        out.push(Buffer.from(encodeRecord(seq, tombstoneJson(null))));
+      }
       out.push(bytes.subarray(piece.offset, piece.offset + piece.length));
       previousSeq = piece.seq;
       continue;
@@ -162,7 +199,7 @@ function quarantineCorruptLines(
     const nextSeq = following !== undefined ? (following as { seq: number }).seq : nextFirstSeq;
     // A trailing run in the last segment is a torn tail: cut, no tombstone.
     if (nextSeq === null && !isLast) return null;
-    const savedTo = path.join(quarantineDir, `${segment.name}.${runStart}.corrupt`);
+    const savedTo = freshPath(disk, quarantineDir, `${segment.name}.${runStart}.corrupt`, taken);
     saved.push({ offset: runStart, data: bytes.subarray(runStart, runEnd), savedTo });
     if (nextSeq !== null) {
       if (nextSeq <= previousSeq) return null;
@@ -173,9 +210,20 @@ function quarantineCorruptLines(
     }
     if (firstRemoved === -1) firstRemoved = runStart;
     bytesRemoved += runEnd - runStart;
+    previousSeq = nextSeq === null ? previousSeq : nextSeq - 1;
     k = end;
   }
-  const backup = path.join(quarantineDir, `${segment.name}.original`);
+  // Seqs missing at the end, before the next segment's first seq.
+  if (nextFirstSeq !== null) {
+    if (nextFirstSeq <= previousSeq) return null;
+    for (let seq = previousSeq + 1; seq < nextFirstSeq; seq += 1) {
+      tombstoned.push(seq);
+      out.push(Buffer.from(encodeRecord(seq, tombstoneJson(null))));
+    }
+  }
+  if (firstRemoved === -1 && tombstoned.length === 0) return null;
+  const firstTombstoneRecord = scan.records.find((r) => r.seq > tombstoned[0]!);
+  const backup = freshPath(disk, quarantineDir, `${segment.name}.original`, taken);
   if (!dryRun) {
     // Backup of the whole segment first, then the removed runs, then the rewrite.
     makeDirDurable(disk, quarantineDir);
@@ -185,9 +233,9 @@ function quarantineCorruptLines(
     disk.writeFileSync(segment.path, Buffer.concat(out));
   }
   return {
-    kind: 'corrupt_quarantined',
+    kind: firstRemoved === -1 ? 'missing_tombstoned' : 'corrupt_quarantined',
     file: segment.path,
-    offset: firstRemoved,
+    offset: firstRemoved !== -1 ? firstRemoved : (firstTombstoneRecord?.offset ?? bytes.length),
     bytesRemoved,
     savedTo: dryRun ? [] : saved.map((s) => s.savedTo),
     backupOf: dryRun ? null : backup,

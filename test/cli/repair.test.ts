@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { runLogagg } from '../helpers/cli';
-import { makeEvent, postJson } from '../helpers/events';
+import { fetchAllEvents, makeEvent, postJson } from '../helpers/events';
+import { isTombstoneEventJson, scanSegmentBytes } from '../../src/wal/record';
 import { dataDirFromWalFixture, FIXTURES_DIR } from '../helpers/fixtures';
 import { startServerProcess } from '../helpers/server-process';
 
@@ -22,7 +23,7 @@ describe('logagg repair', () => {
     expect(code).to.equal(0);
     const savedTo = path.join(dataDir, 'wal', 'quarantine', `${SEGMENT}.441.torn`);
     expect(report.actions).to.deep.equal([
-      { action: 'cut_torn_tail', file: segment, offset: 441, bytes: 40, problem: 'torn', savedTo, detail: 'cut 40 torn bytes (torn) at byte offset 441' },
+      { kind: 'torn_tail_cut', file: segment, offset: 441, bytesRemoved: 40, savedTo: [savedTo], backupOf: null, seqsTombstoned: [], detail: 'cut 40 torn bytes at byte offset 441' },
     ]);
     expect(fs.readFileSync(segment)).to.deep.equal(fixtureBytes('torn-tail').subarray(0, 441));
     expect(fs.readFileSync(savedTo)).to.deep.equal(fixtureBytes('torn-tail').subarray(441));
@@ -51,50 +52,86 @@ describe('logagg repair', () => {
     const dataDir = dataDirFromWalFixture('bad-crc-middle');
     const { code, report } = await repairJson(dataDir, '--quarantine-corrupt', '--dry-run');
     expect(code).to.equal(0);
-    expect(report.actions.map((a: any) => a.action)).to.deep.equal(['record_skipped_seqs', 'quarantine_line', 'rewrite_segment']);
+    expect(report.actions).to.have.length(1);
+    expect(report.actions[0]).to.include({ kind: 'corrupt_quarantined', offset: 147, bytesRemoved: 147 });
+    expect(report.actions[0].seqsTombstoned).to.deep.equal([2]);
     expect(fs.readFileSync(path.join(dataDir, 'wal', SEGMENT))).to.deep.equal(fixtureBytes('bad-crc-middle'));
     expect(fs.existsSync(path.join(dataDir, 'wal', 'quarantine'))).to.equal(false);
   });
 
-  it('quarantines a corrupt record, records its seq as skipped, and the server then starts without reusing it', async () => {
+  it('quarantines a corrupt record, writes a tombstone for its seq, reports every change, and the server then starts without reusing the seq', async () => {
     const dataDir = dataDirFromWalFixture('bad-crc-middle');
     const original = fixtureBytes('bad-crc-middle');
-    const { code, report } = await repairJson(dataDir, '--quarantine-corrupt');
+    const { code, stdout } = await runLogagg(['repair', '--data-dir', dataDir, '--quarantine-corrupt']);
     expect(code).to.equal(0);
-    const line = report.actions.find((a: any) => a.action === 'quarantine_line');
-    expect(line).to.include({ offset: 147, bytes: 147, problem: 'bad_crc' });
-    expect(fs.readFileSync(line.savedTo)).to.deep.equal(original.subarray(147, 294));
-    const rewrite = report.actions.find((a: any) => a.action === 'rewrite_segment');
-    expect(fs.readFileSync(rewrite.backup)).to.deep.equal(original);
-    expect(fs.readFileSync(path.join(dataDir, 'wal', SEGMENT))).to.deep.equal(Buffer.concat([original.subarray(0, 147), original.subarray(294)]));
-    const skipped = JSON.parse(fs.readFileSync(path.join(dataDir, 'wal', 'quarantine', 'skipped-seqs.json'), 'utf8'));
-    expect(skipped.skipped).to.have.length(1);
-    expect(skipped.skipped[0]).to.include({ from: 2, to: 2, savedTo: line.savedTo });
+    const quarantine = path.join(dataDir, 'wal', 'quarantine');
+    const savedTo = path.join(quarantine, `${SEGMENT}.147.corrupt`);
+    const backup = path.join(quarantine, `${SEGMENT}.original`);
+    // Every change is printed: what was moved where, the tombstone, the backup.
+    expect(stdout).to.contain('corrupt_quarantined');
+    expect(stdout).to.contain(`saved to ${savedTo}`);
+    expect(stdout).to.contain(`backup ${backup}`);
+    expect(stdout).to.contain('tombstone(s) written for seq(s) 2');
+    expect(fs.readdirSync(quarantine).sort()).to.deep.equal([`${SEGMENT}.147.corrupt`, `${SEGMENT}.original`]);
+    expect(fs.readFileSync(savedTo)).to.deep.equal(original.subarray(147, 294));
+    expect(fs.readFileSync(backup)).to.deep.equal(original);
 
+    // The segment keeps records 1 and 3 byte for byte, with a tombstone for seq 2 between them.
+    const repaired = fs.readFileSync(path.join(dataDir, 'wal', SEGMENT));
+    const scan = scanSegmentBytes(repaired);
+    expect(scan.badLines).to.deep.equal([]);
+    expect(scan.records.map((r) => r.seq)).to.deep.equal([1, 2, 3]);
+    expect(isTombstoneEventJson(scan.records[1]!.eventJson)).to.equal(true);
+    expect(repaired.subarray(0, 147)).to.deep.equal(original.subarray(0, 147));
+    expect(repaired.subarray(scan.records[2]!.offset)).to.deep.equal(original.subarray(294));
+    expect(fs.existsSync(path.join(quarantine, 'skipped-seqs.json'))).to.equal(false);
     const verify = await runLogagg(['verify', '--data-dir', dataDir]);
     expect(verify.code).to.equal(0);
-    expect(verify.stdout).to.contain('1 seq(s) recorded as quarantined');
+    expect(verify.stdout).to.contain('1 tombstoned seq(s)');
+    expect((await repairJson(dataDir, '--quarantine-corrupt')).report.actions).to.deep.equal([]);
 
-    // Recovery honours the recorded gap and never hands out seq 2 (or 3) again.
+    // Recovery skips the tombstone and never hands out seq 2 (or 3) again; evt-1 and evt-3 survive.
     const server = await startServerProcess(dataDir);
     try {
       const { body } = await postJson(`${server.url}/publish`, makeEvent('after-repair', 'e1'));
       expect(body.results).to.deep.equal([{ status: 'accepted', seq: 4 }]);
+      expect((await fetchAllEvents(server.url, 'fixture')).map((e) => [e.seq, e.event_id])).to.deep.equal([
+        [1, 'evt-1'],
+        [3, 'evt-3'],
+      ]);
     } finally {
       await server.kill('SIGTERM');
     }
   });
 
-  it('records a seq gap with no bytes left only with --quarantine-corrupt', async () => {
+  it('fills a seq gap with no bytes left with a tombstone only with --quarantine-corrupt', async () => {
     const dataDir = dataDirFromWalFixture('seq-gap');
+    const original = fixtureBytes('seq-gap');
     const without = await repairJson(dataDir);
     expect(without.code).to.equal(1);
     expect(without.report.remaining[0]).to.include({ kind: 'seq_gap', offset: 147 });
+    expect(without.report.remaining[0].detail).to.contain('--quarantine-corrupt');
+    expect(fs.readFileSync(path.join(dataDir, 'wal', SEGMENT))).to.deep.equal(original);
     const withFlag = await repairJson(dataDir, '--quarantine-corrupt');
     expect(withFlag.code).to.equal(0);
     expect(withFlag.report.actions).to.have.length(1);
-    expect(withFlag.report.actions[0]).to.include({ action: 'record_skipped_seqs', from: 2, to: 2 });
+    expect(withFlag.report.actions[0]).to.include({ kind: 'missing_tombstoned', offset: 147, bytesRemoved: 0 });
+    expect(withFlag.report.actions[0].seqsTombstoned).to.deep.equal([2]);
+    expect(fs.readFileSync(withFlag.report.actions[0].backupOf)).to.deep.equal(original);
+    expect(fs.existsSync(path.join(dataDir, 'wal', 'quarantine', 'skipped-seqs.json'))).to.equal(false);
     expect((await runLogagg(['verify', '--data-dir', dataDir])).code).to.equal(0);
+
+    const server = await startServerProcess(dataDir);
+    try {
+      const { body } = await postJson(`${server.url}/publish`, makeEvent('after-repair', 'e1'));
+      expect(body.results).to.deep.equal([{ status: 'accepted', seq: 4 }]);
+      expect((await fetchAllEvents(server.url, 'fixture')).map((e) => [e.seq, e.event_id])).to.deep.equal([
+        [1, 'evt-1'],
+        [3, 'evt-3'],
+      ]);
+    } finally {
+      await server.kill('SIGTERM');
+    }
   });
 
   it('refuses to run while another maintenance command holds the data dir', async () => {

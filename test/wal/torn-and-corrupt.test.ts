@@ -232,6 +232,33 @@ describe('torn and corrupt logs', function () {
     }
   });
 
+  it('repairLog fills seqs missing with no bytes left (inside a segment and before the next one) with tombstones only when asked', async () => {
+    const inside = log.records[3]!;
+    const lastOfFirst = log.records.filter((r) => r.segmentIndex === 0).pop()!;
+    const copy = copyLog(log.walDir);
+    // Remove whole records, newline included: nothing is left to quarantine.
+    for (const record of [lastOfFirst, inside]) {
+      const file = path.join(copy.walDir, path.basename(record.file));
+      const bytes = fs.readFileSync(file);
+      fs.writeFileSync(file, Buffer.concat([bytes.subarray(0, record.offset), bytes.subarray(record.offset + record.length)]));
+    }
+    const report = repairLog({ walDir: copy.walDir });
+    expect(report.changes).to.deep.equal([]);
+    expect(report.remaining.map((p) => p.problem)).to.deep.equal(['seq_gap']);
+    expect(report.clean).to.equal(false);
+
+    const repaired = repairLog({ walDir: copy.walDir, quarantineCorrupt: true });
+    expect(repaired.clean).to.equal(true);
+    expect(repaired.changes.map((c) => [c.kind, c.seqsTombstoned, c.bytesRemoved])).to.deep.equal([['missing_tombstoned', [inside.seq, lastOfFirst.seq], 0]]);
+    expect(repairLog({ walDir: copy.walDir }).changes).to.deep.equal([]);
+    const aggregator = await startOn(copy.dataDir);
+    expect(storedIds(aggregator)).to.deep.equal(allIds.filter((_, i) => i + 1 !== inside.seq && i + 1 !== lastOfFirst.seq));
+    const event = makeEvent('topic-0', 'after-gap-repair');
+    const answer = await aggregator.publish([{ event, tsMs: Date.parse(event.timestamp) }]);
+    expect(answer.results[0]!.seq).to.equal(EVENTS + 1);
+    await aggregator.close();
+  });
+
   it('repairLog cuts a torn tail with its bytes saved, and reports exactly that change', async () => {
     const copy = copyLog(log.walDir);
     const lastFile = path.join(copy.walDir, path.basename(log.segments[log.segments.length - 1]!));
