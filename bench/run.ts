@@ -51,6 +51,8 @@ function parseOptions(argv: string[]): BenchOptions {
     full: { rounds: 5, durationSeconds: 15, sustainedEvents: 500_000, recoveryEvents: 1_000_000, recoveryRounds: 3, soakSeconds: 600 },
   }[mode];
   const only = value('only');
+  const unknown = only?.split(',').filter((name) => !WORKLOADS.includes(name)) ?? [];
+  if (unknown.length > 0) throw new Error(`--only: unknown workload(s) ${unknown.join(', ')}; known: ${WORKLOADS.join(', ')}`);
   return {
     mode,
     rounds: number('rounds', presets.rounds),
