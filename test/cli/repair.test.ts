@@ -15,6 +15,24 @@ async function repairJson(dataDir: string, ...flags: string[]): Promise<{ code: 
   return { code, report: JSON.parse(stdout) };
 }
 
+/**
+ * Starts a server on a repaired fixture log: recovery skips the tombstone for seq 2, never
+ * hands it out again (the next event gets seq 4), and evt-1 and evt-3 are still served.
+ */
+async function expectServedAfterRepair(dataDir: string): Promise<void> {
+  const server = await startServerProcess(dataDir);
+  try {
+    const { body } = await postJson(`${server.url}/publish`, makeEvent('after-repair', 'e1'));
+    expect(body.results).to.deep.equal([{ status: 'accepted', seq: 4 }]);
+    expect((await fetchAllEvents(server.url, 'fixture')).map((e) => [e.seq, e.event_id])).to.deep.equal([
+      [1, 'evt-1'],
+      [3, 'evt-3'],
+    ]);
+  } finally {
+    await server.kill('SIGTERM');
+  }
+}
+
 describe('logagg repair', () => {
   it('cuts a torn tail and keeps the cut bytes in wal/quarantine/', async () => {
     const dataDir = dataDirFromWalFixture('torn-tail');
@@ -91,17 +109,7 @@ describe('logagg repair', () => {
     expect((await repairJson(dataDir, '--quarantine-corrupt')).report.actions).to.deep.equal([]);
 
     // Recovery skips the tombstone and never hands out seq 2 (or 3) again; evt-1 and evt-3 survive.
-    const server = await startServerProcess(dataDir);
-    try {
-      const { body } = await postJson(`${server.url}/publish`, makeEvent('after-repair', 'e1'));
-      expect(body.results).to.deep.equal([{ status: 'accepted', seq: 4 }]);
-      expect((await fetchAllEvents(server.url, 'fixture')).map((e) => [e.seq, e.event_id])).to.deep.equal([
-        [1, 'evt-1'],
-        [3, 'evt-3'],
-      ]);
-    } finally {
-      await server.kill('SIGTERM');
-    }
+    await expectServedAfterRepair(dataDir);
   });
 
   it('fills a seq gap with no bytes left with a tombstone only with --quarantine-corrupt', async () => {
@@ -121,17 +129,7 @@ describe('logagg repair', () => {
     expect(fs.existsSync(path.join(dataDir, 'wal', 'quarantine', 'skipped-seqs.json'))).to.equal(false);
     expect((await runLogagg(['verify', '--data-dir', dataDir])).code).to.equal(0);
 
-    const server = await startServerProcess(dataDir);
-    try {
-      const { body } = await postJson(`${server.url}/publish`, makeEvent('after-repair', 'e1'));
-      expect(body.results).to.deep.equal([{ status: 'accepted', seq: 4 }]);
-      expect((await fetchAllEvents(server.url, 'fixture')).map((e) => [e.seq, e.event_id])).to.deep.equal([
-        [1, 'evt-1'],
-        [3, 'evt-3'],
-      ]);
-    } finally {
-      await server.kill('SIGTERM');
-    }
+    await expectServedAfterRepair(dataDir);
   });
 
   it('refuses to run while another maintenance command holds the data dir', async () => {
