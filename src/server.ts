@@ -23,12 +23,13 @@ export interface RunningService {
 }
 
 /** The service's JSON logger; Authorization headers are redacted should anything ever log headers. */
-export function createLogger(config: Pick<Config, 'logLevel'>): Logger {
-  return pino({
+export function createLogger(config: Pick<Config, 'logLevel'>, destination?: pino.DestinationStream): Logger {
+  const options = {
     level: config.logLevel,
     base: { service: 'log-aggregator' },
     redact: { paths: ['req.headers.authorization', 'headers.authorization', 'authorization'], censor: '[redacted]' },
-  });
+  };
+  return destination === undefined ? pino(options) : pino(options, destination);
 }
 
 /** True for addresses only this machine can reach. */

@@ -1,7 +1,6 @@
 import { Writable } from 'node:stream';
-import pino from 'pino';
 import { loadConfig } from '../../src/config/config';
-import { startService, type RunningService } from '../../src/server';
+import { createLogger, startService, type RunningService } from '../../src/server';
 import { makeTempDir } from './temp-dir';
 
 /** A service started in this process on a free loopback port, with its log lines captured. */
@@ -30,7 +29,8 @@ export async function startInProcessService(env: Record<string, string> = {}, op
       callback();
     },
   });
-  const logger = pino({ level: config.logLevel, base: { service: 'log-aggregator' }, redact: { paths: ['req.headers.authorization'], censor: '[redacted]' } }, sink);
+  // The service's own logger (same redaction as production), written into `sink`.
+  const logger = createLogger(config, sink);
   const service = await startService(config, { logger });
   await service.ready;
   return {
