@@ -87,9 +87,24 @@ export async function startService(
   ready.catch((err: Error) => options.onFatal?.(err));
 
   let stopping: Promise<{ clean: boolean }> | null = null;
+  // server.close() drops only the connections idle at that instant. A keep-alive client whose
+  // request was in flight (a live-tail stream, a publish still sending its body) would send
+  // its next request on the same socket, get a 503, and do so again: a client that keeps
+  // doing that holds the shutdown until its deadline. So once stopping, every answer,
+  // in flight or new, closes its connection.
+  const inFlight = new Set<http.ServerResponse>();
+  server.prependListener('request', (_req: http.IncomingMessage, res: http.ServerResponse) => {
+    if (stopping !== null) {
+      res.setHeader('Connection', 'close');
+      return;
+    }
+    inFlight.add(res);
+    res.once('close', () => inFlight.delete(res));
+  });
   const stop = (): Promise<{ clean: boolean }> => {
     stopping ??= (async () => {
       const deadline = Date.now() + config.shutdownTimeoutMs;
+      for (const res of inFlight) closeConnectionAfter(res);
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // Live-tail streams never end by themselves; their clients resume with Last-Event-ID.
       streams.closeAll();
@@ -104,4 +119,15 @@ export async function startService(
     return stopping;
   };
   return { server, aggregator, logger, port, ready, stop };
+}
+
+/** Closes a response's connection once it is answered, instead of keeping it alive. */
+function closeConnectionAfter(res: http.ServerResponse): void {
+  if (!res.headersSent) {
+    res.setHeader('Connection', 'close');
+    return;
+  }
+  // Headers already out (a stream): the socket is detached from the response by 'finish'.
+  const socket = res.socket;
+  res.once('finish', () => socket?.destroy());
 }

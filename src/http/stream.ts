@@ -52,7 +52,10 @@ class Subscriber {
   end(): void {
     if (this.mode === 'closed') return;
     this.close();
-    this.res.once('finish', () => this.res.socket?.destroy());
+    // Taken now: by the time 'finish' reaches this listener, the server has detached the
+    // socket from the response (res.socket is null), and the keep-alive connection would stay.
+    const socket = this.res.socket;
+    this.res.once('finish', () => socket?.destroy());
     this.res.end();
   }
 

@@ -57,7 +57,8 @@ describe('logagg tail -f --url across a server restart', () => {
     const tail = spawnLogagg(['tail', '-f', '--url', server.url, '--from-seq', '1', '--json']);
     try {
       await waitFor(() => parseNdjson(tail.stdout()).length === 3, { what: 'the first 3 events' });
-      expect((await server.kill('SIGTERM')).code).to.equal(0);
+      const first = server;
+      expect((await first.kill('SIGTERM')).code, `server exit code; its output:\n${first.output()}`).to.equal(0);
       await waitFor(() => tail.stderr().includes('reconnecting after seq 3'), { what: 'tail to notice the restart' });
       server = await startServerProcess(dataDir, { PORT: String(port) });
       expect((await postJson(`${server.url}/publish`, { events: [makeEvent('restart', 'r1'), makeEvent('restart', 'r2')] })).status).to.equal(200);
