@@ -2,12 +2,13 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config/config';
+import { lockDataDir } from './data-dir-lock';
 import { createApp } from './http/app';
 import { openScopes } from './http/auth';
 import { ServiceMetrics } from './http/metrics';
 import { StreamHub } from './http/stream';
 import { Aggregator } from './ingest/aggregator';
-import type { LogDisk } from './wal/disk';
+import { makeDirDurable, NodeDisk, type LogDisk } from './wal/disk';
 
 /** A running service: HTTP server plus the ingest pipeline behind it. */
 export interface RunningService {
@@ -56,8 +57,13 @@ export async function startService(
   options: { logger?: Logger; disk?: LogDisk; onFatal?: (err: Error) => void } = {},
 ): Promise<RunningService> {
   const logger = options.logger ?? createLogger(config);
+  const disk = options.disk ?? new NodeDisk();
+  // A new data dir gets a durable name before the lock file goes in it; then one process per
+  // data dir: a second server (or a repair) would interleave seqs in the log.
+  makeDirDurable(disk, config.dataDir);
+  const releaseLock = lockDataDir(config.dataDir, 'serve');
   const metrics = new ServiceMetrics();
-  const aggregator = new Aggregator({ config, logger, disk: options.disk, onFatal: options.onFatal, observer: metrics.observer });
+  const aggregator = new Aggregator({ config, logger, disk, onFatal: options.onFatal, observer: metrics.observer });
   metrics.watch({ aggregator, walDir: config.walDir });
   const streams = new StreamHub(aggregator, config);
   const app = createApp(aggregator, config, logger, { metrics, apiKeyDigests: config.apiKeyDigests, streams });
@@ -71,13 +77,18 @@ export async function startService(
   server.keepAliveTimeout = config.keepAliveTimeoutMs;
   server.maxRequestsPerSocket = 0;
 
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(config.port, config.host, () => {
-      server.off('error', reject);
-      resolve();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(config.port, config.host, () => {
+        server.off('error', reject);
+        resolve();
+      });
     });
-  });
+  } catch (err) {
+    releaseLock();
+    throw err;
+  }
   const port = (server.address() as AddressInfo).port;
   logger.info({ host: config.host, port, dataDir: config.dataDir, databasePath: config.databasePath }, 'listening');
   const warning = accessControlWarning(config, port);
@@ -113,7 +124,11 @@ export async function startService(
       await closed;
       clearTimeout(timer);
       await ready.catch(() => undefined);
-      await aggregator.close();
+      try {
+        await aggregator.close();
+      } finally {
+        releaseLock();
+      }
       return { clean: Date.now() <= deadline && aggregator.state === 'stopped' };
     })();
     return stopping;

@@ -6,7 +6,7 @@ import { rowFromEventJson } from '../ingest/aggregator';
 import { classifyScan } from '../wal/record';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
 import { logSegments, readSegments, segmentsBytes } from './log-reader';
-import { lockDataDir } from './lock';
+import { lockDataDir } from '../data-dir-lock';
 import { startProgress } from './progress';
 
 /** Rows per index transaction while rebuilding. */

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { repairLog, type RepairChange } from '../wal/repair';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, UsageError, type Command } from './args';
 import { logSegments, segmentsBytes } from './log-reader';
-import { lockDataDir } from './lock';
+import { lockDataDir } from '../data-dir-lock';
 import { startProgress } from './progress';
 
 /** One change repair made (or, with --dry-run, would make): repairLog's change, with a sentence. */
