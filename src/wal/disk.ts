@@ -27,6 +27,8 @@ export interface LogDisk {
   /** Makes a directory entry (a new segment's name) durable. */
   fsyncDir(dir: string): void;
   writeFileSync(path: string, data: Buffer): void;
+  /** Puts `from` in place of `to` in one step (rename(2)); durable once the directory is fsynced. */
+  renameSync(from: string, to: string): void;
 }
 
 function writeAll(fd: number, data: Buffer, position: number): Promise<void> {
@@ -132,5 +134,9 @@ export class NodeDisk implements LogDisk {
     } finally {
       fs.closeSync(fd);
     }
+  }
+
+  renameSync(from: string, to: string): void {
+    fs.renameSync(from, to);
   }
 }

@@ -3,6 +3,12 @@ import { makeDirDurable, NodeDisk, type LogDisk } from './disk';
 import { classifyScan, encodeRecord, scanSegmentBytes, TOMBSTONE_EVENT_KEY, type SegmentScan } from './record';
 import { listSegments, type SegmentInfo } from './segments';
 
+/**
+ * Suffix of a segment's new content while a repair writes it. Recovery and the tools read
+ * only `<20 digits>.ndjson`, so a copy left by a crash is ignored; the next repair overwrites it.
+ */
+const REWRITE_SUFFIX = '.rewrite';
+
 /** Options of repairLog. The service must not be running on the same log. */
 export interface RepairOptions {
   /** The log directory (`DATA_DIR/wal`). */
@@ -230,7 +236,13 @@ function rewriteWithTombstones(
     disk.writeFileSync(backup, bytes);
     for (const run of saved) disk.writeFileSync(run.savedTo, run.data);
     disk.fsyncDir(quarantineDir);
-    disk.writeFileSync(segment.path, Buffer.concat(out));
+    // The new content goes in whole or not at all: written and fsynced under a name no
+    // reader takes for a segment, then renamed over it. Rewriting in place, a power loss
+    // could leave the segment half written: valid records lost from the live log.
+    const rewritten = path.join(path.dirname(segment.path), `${segment.name}${REWRITE_SUFFIX}`);
+    disk.writeFileSync(rewritten, Buffer.concat(out));
+    disk.renameSync(rewritten, segment.path);
+    disk.fsyncDir(path.dirname(segment.path));
   }
   return {
     kind: firstRemoved === -1 ? 'missing_tombstoned' : 'corrupt_quarantined',

@@ -9,7 +9,7 @@ import type { FileHandleId, LogDisk } from '../../src/wal/disk';
 export type CrashModel = 'drop' | 'keep' | 'torn' | 'garble';
 
 /** The operation a fault applies to. */
-export type DiskOperation = 'write' | 'fdatasync' | 'truncate' | 'openForWrite' | 'fsyncDir' | 'writeFileSync' | 'truncateFileSync' | 'mkdirp';
+export type DiskOperation = 'write' | 'fdatasync' | 'truncate' | 'openForWrite' | 'fsyncDir' | 'writeFileSync' | 'truncateFileSync' | 'mkdirp' | 'renameSync';
 
 /** Thrown by every synchronous call after the simulated power went out. */
 export class SimulatedPowerLoss extends Error {
@@ -47,6 +47,16 @@ interface SimDir {
   entries: Set<string>;
   /** Names made durable by an fsync of this directory. */
   durable: Set<string>;
+  /** Renames inside this directory since its last fsync, in order. */
+  renames: PendingRename[];
+}
+
+/** A rename a power loss may undo: `to` named `replaced` (or nothing) before, `from` named `moved`. */
+interface PendingRename {
+  from: string;
+  to: string;
+  moved: SimFile;
+  replaced: SimFile | undefined;
 }
 
 /**
@@ -76,7 +86,7 @@ export class PowerLossDisk implements LogDisk {
 
   constructor(root: string) {
     this.root = path.resolve(root);
-    this.dirs.set(this.root, { entries: new Set(), durable: new Set() });
+    this.dirs.set(this.root, { entries: new Set(), durable: new Set(), renames: [] });
   }
 
   /** Operations performed so far (each call counts one). */
@@ -103,12 +113,30 @@ export class PowerLossDisk implements LogDisk {
   /**
    * Applies the power loss to the stored bytes and powers up again: every open handle is
    * gone, each file keeps its synced bytes plus what `model` lets survive of its unsynced
-   * changes, and each directory entry never fsynced survives with probability 1/2.
+   * changes, each rename not fsynced survives with probability 1/2 (in order: once one is
+   * undone, so are the later ones), and each directory entry never fsynced survives with
+   * probability 1/2.
    */
   reboot(random: RandomSource, model: CrashModel | ((file: string) => CrashModel)): { filesChanged: number; entriesLost: number } {
     this.powerLost = true;
     let filesChanged = 0;
     let entriesLost = 0;
+    for (const [dirPath, dir] of this.dirs) {
+      const firstUndone = dir.renames.findIndex(() => random.next() >= 0.5);
+      const undone = firstUndone === -1 ? [] : dir.renames.slice(firstUndone);
+      for (const rename of undone.reverse()) {
+        const to = path.join(dirPath, rename.to);
+        if (rename.replaced === undefined) {
+          this.files.delete(to);
+          dir.entries.delete(rename.to);
+        } else {
+          this.files.set(to, rename.replaced);
+        }
+        this.files.set(path.join(dirPath, rename.from), rename.moved);
+        dir.entries.add(rename.from);
+      }
+      dir.renames = [];
+    }
     // Directory entries first: a file whose name was lost is gone with all its bytes.
     for (const [dirPath, dir] of [...this.dirs]) {
       if (!this.dirs.has(dirPath)) continue;
@@ -149,7 +177,7 @@ export class PowerLossDisk implements LogDisk {
     }
     for (const created of missing) {
       this.dirs.get(path.dirname(created))!.entries.add(path.basename(created));
-      this.dirs.set(created, { entries: new Set(), durable: new Set() });
+      this.dirs.set(created, { entries: new Set(), durable: new Set(), renames: [] });
     }
   }
 
@@ -191,7 +219,7 @@ export class PowerLossDisk implements LogDisk {
   }
 
   write(handle: FileHandleId, data: Buffer, position: number): Promise<void> {
-    if (!this.powerLost && this.crashAtOperation !== null && this.operations + 1 >= this.crashAtOperation) {
+    if (this.crashesAtNextOperation()) {
       // The power goes out during this write: its bytes are in flight, the crash model decides their fate.
       const open = this.handles.get(handle);
       if (open !== undefined && open.generation === this.generation) applyChange(this.files.get(open.path)!, { kind: 'write', position, data: Buffer.from(data) });
@@ -244,17 +272,50 @@ export class PowerLossDisk implements LogDisk {
     this.step('fsyncDir', dir);
     const found = this.dirs.get(this.inside(dir));
     if (found === undefined) throw errnoError('ENOENT', `open ${dir}`);
-    if (this.honourFsyncDir) found.durable = new Set(found.entries);
+    if (this.honourFsyncDir) {
+      found.durable = new Set(found.entries);
+      found.renames = [];
+    }
   }
 
   writeFileSync(file: string, data: Buffer): void {
-    this.step('writeFileSync', file);
     const target = this.inside(file);
+    if (this.crashesAtNextOperation()) {
+      // The power goes out during this call: the file is already opened (truncated) and its
+      // bytes are in flight; the crash model decides their fate.
+      if (!this.files.has(target) && this.dirs.has(path.dirname(target))) this.createFile(target);
+      const found = this.files.get(target);
+      if (found !== undefined) {
+        applyChange(found, { kind: 'truncate', size: 0 });
+        applyChange(found, { kind: 'write', position: 0, data: Buffer.from(data) });
+      }
+    }
+    this.step('writeFileSync', file);
     if (!this.files.has(target)) this.createFile(target);
     const found = this.files.get(target)!;
     applyChange(found, { kind: 'truncate', size: 0 });
     applyChange(found, { kind: 'write', position: 0, data: Buffer.from(data) });
     syncFile(found);
+  }
+
+  renameSync(from: string, to: string): void {
+    this.step('renameSync', from);
+    const source = this.inside(from);
+    const target = this.inside(to);
+    const dir = this.dirs.get(path.dirname(source));
+    if (path.dirname(target) !== path.dirname(source) || dir === undefined) throw new Error(`PowerLossDisk: only renames inside one directory are simulated (${from} -> ${to})`);
+    const moved = this.files.get(source);
+    if (moved === undefined) throw errnoError('ENOENT', `rename ${from}`);
+    dir.renames.push({ from: path.basename(source), to: path.basename(target), moved, replaced: this.files.get(target) });
+    this.files.delete(source);
+    this.files.set(target, moved);
+    dir.entries.delete(path.basename(source));
+    dir.entries.add(path.basename(target));
+  }
+
+  /** True when the next call is the one an armed crash lands on. */
+  private crashesAtNextOperation(): boolean {
+    return !this.powerLost && this.crashAtOperation !== null && this.operations + 1 >= this.crashAtOperation;
   }
 
   /** Counts one call, trips an armed crash, and refuses every call once the power is out. */
