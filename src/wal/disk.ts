@@ -14,6 +14,8 @@ export interface LogDisk {
   listDir(dir: string): string[];
   exists(path: string): boolean;
   readFile(path: string): Buffer;
+  /** Reads up to `length` bytes at `position` (fewer at the end of the file). */
+  readRange(path: string, position: number, length: number): Buffer;
   fileSize(path: string): number;
   /** Opens (creating if needed) a file for positional writes. */
   openForWrite(path: string): FileHandleId;
@@ -79,6 +81,22 @@ export class NodeDisk implements LogDisk {
 
   readFile(path: string): Buffer {
     return fs.readFileSync(path);
+  }
+
+  readRange(path: string, position: number, length: number): Buffer {
+    const fd = fs.openSync(path, 'r');
+    try {
+      const buffer = Buffer.allocUnsafe(length);
+      let filled = 0;
+      while (filled < length) {
+        const read = fs.readSync(fd, buffer, filled, length - filled, position + filled);
+        if (read === 0) break;
+        filled += read;
+      }
+      return filled === length ? buffer : buffer.subarray(0, filled);
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   fileSize(path: string): number {

@@ -113,6 +113,61 @@ export interface SegmentScan {
 }
 
 /**
+ * The longest line that can be a record: PAYLOAD_BYTES_MAX is at most 16 MiB, plus four
+ * fields of at most 255 characters and the framing. A longer line is bad without being
+ * held in memory whole, so a reader's memory stays bounded on any file.
+ */
+export const RECORD_LINE_BYTES_MAX = 17 * 1024 * 1024;
+
+/** One line of a segment: a record, or a bad line with its problem. */
+export type ScannedLine = { offset: number; length: number } & ({ record: WalRecord; problem: null } | { record: null; problem: BadLine['problem'] });
+
+/**
+ * Splits a segment, given as consecutive chunks of its bytes, into lines and decodes each.
+ * A line may span chunks; only the line being read is held, so memory follows the chunk
+ * size, not the segment's. A final line without newline is `torn`; a line longer than
+ * RECORD_LINE_BYTES_MAX is `bad_frame`. Whether a bad line is a torn tail or corruption is
+ * not decided here; see classifyScan and recoverLog.
+ */
+export function* scanLines(chunks: Iterable<Buffer>): Generator<ScannedLine> {
+  let position = 0;
+  let lineStart = 0;
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  let overlong = false;
+  for (const chunk of chunks) {
+    let from = 0;
+    for (let end = chunk.indexOf(NEWLINE, from); end !== -1; end = chunk.indexOf(NEWLINE, from)) {
+      const length = position + end + 1 - lineStart;
+      if (overlong || heldBytes + end - from > RECORD_LINE_BYTES_MAX) {
+        yield { offset: lineStart, length, record: null, problem: 'bad_frame' };
+      } else {
+        const text = heldBytes === 0 ? chunk.toString('utf8', from, end) : Buffer.concat([...held, chunk.subarray(from, end)]).toString('utf8');
+        const decoded = decodeLine(text);
+        yield typeof decoded === 'string' ? { offset: lineStart, length, record: null, problem: decoded } : { offset: lineStart, length, record: decoded, problem: null };
+      }
+      held = [];
+      heldBytes = 0;
+      overlong = false;
+      lineStart = position + end + 1;
+      from = end + 1;
+    }
+    if (from < chunk.length && !overlong) {
+      if (heldBytes + chunk.length - from > RECORD_LINE_BYTES_MAX) {
+        overlong = true;
+        held = [];
+        heldBytes = 0;
+      } else {
+        held.push(chunk.subarray(from));
+        heldBytes += chunk.length - from;
+      }
+    }
+    position += chunk.length;
+  }
+  if (lineStart < position) yield { offset: lineStart, length: position - lineStart, record: null, problem: 'torn' };
+}
+
+/**
  * Splits a segment's bytes into lines and decodes each. It reports every bad line and
  * does not decide whether a bad line is a torn tail or corruption; see classifyScan.
  */
@@ -120,22 +175,13 @@ export function scanSegmentBytes(bytes: Buffer): SegmentScan {
   const records: LocatedRecord[] = [];
   const badLines: BadLine[] = [];
   let validBytes = 0;
-  let offset = 0;
-  while (offset < bytes.length) {
-    const end = bytes.indexOf(NEWLINE, offset);
-    if (end === -1) {
-      badLines.push({ offset, length: bytes.length - offset, problem: 'torn' });
-      break;
-    }
-    const decoded = decodeLine(bytes.toString('utf8', offset, end));
-    const length = end + 1 - offset;
-    if (typeof decoded === 'string') {
-      badLines.push({ offset, length, problem: decoded });
+  for (const line of scanLines([bytes])) {
+    if (line.record === null) {
+      badLines.push({ offset: line.offset, length: line.length, problem: line.problem });
     } else {
-      records.push({ ...decoded, offset, length });
-      validBytes = end + 1;
+      records.push({ ...line.record, offset: line.offset, length: line.length });
+      validBytes = line.offset + line.length;
     }
-    offset = end + 1;
   }
   return { records, badLines, validBytes, totalBytes: bytes.length };
 }

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { makeDirDurable, type LogDisk } from './disk';
-import { classifyScan, scanSegmentBytes, type WalRecord } from './record';
-import { listSegments, type SegmentInfo } from './segments';
+import { scanLines, type BadLine, type WalRecord } from './record';
+import { listSegments, readSegmentChunks, type SegmentInfo } from './segments';
 import type { WriterStart } from './writer';
 
 /** A bad record in the middle of the log: startup stops and names file and offset. */
@@ -34,6 +34,8 @@ export interface RecoverLogOptions {
   onRecords: (records: WalRecord[]) => Promise<void>;
   /** Records per onRecords call. */
   chunkRecords: number;
+  /** Bytes of a segment read at once (READ_CHUNK_BYTES); tests make it small to cross lines. */
+  readChunkBytes?: number;
 }
 
 /**
@@ -41,6 +43,11 @@ export interface RecoverLogOptions {
  * the checkpoint, and cuts a torn tail off the last segment (its bytes kept in
  * `wal/quarantine/`). Corruption anywhere else throws LogCorruptionError. It does not
  * read segments wholly covered by the checkpoint; `logagg verify` does.
+ *
+ * Segments are read in chunks, and records are replayed as they are read, so memory
+ * follows the chunk size, not SEGMENT_BYTES_MAX. A record is replayed only when every line
+ * before it is valid; should a bad line turn out to be corruption (a valid record follows
+ * it), the records replayed before it are valid ones and stay in the index.
  */
 export async function recoverLog(options: RecoverLogOptions): Promise<{ start: WriterStart; report: RecoveryReport }> {
   const { disk, walDir, checkpointSeq } = options;
@@ -58,56 +65,63 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
   for (let i = startIndex; i < segments.length; i += 1) {
     const segment = segments[i]!;
     const isLast = i === segments.length - 1;
-    const bytes = disk.readFile(segment.path);
-    const scan = scanSegmentBytes(bytes);
     report.segmentsRead += 1;
-    const firstRecord = scan.records[0];
-    // A bad line is named first: a wrong first seq or a gap after it is its consequence.
-    const verdict = classifyScan(scan, isLast, firstRecord?.seq ?? segment.firstSeq);
-    if (verdict.kind === 'corrupt') throw new LogCorruptionError(segment.path, verdict.offset, verdict.detail);
-    if (firstRecord !== undefined && firstRecord.seq !== segment.firstSeq) {
-      throw new LogCorruptionError(segment.path, firstRecord.offset, `segment named for seq ${segment.firstSeq} starts with seq ${firstRecord.seq}`);
-    }
-    if (firstRecord !== undefined && expectedSeq !== null && firstRecord.seq !== expectedSeq) {
-      throw new LogCorruptionError(segment.path, firstRecord.offset, `expected seq ${expectedSeq}, found ${firstRecord.seq} (a segment is missing)`);
-    }
-    if (verdict.kind === 'torn_tail') {
-      report.tornTail = cutTornTail(disk, walDir, segment, bytes, verdict.offset);
-    }
-
-    // Replay what the index does not have yet, in bounded chunks.
+    let firstBad: BadLine | null = null;
+    let validBytes = 0;
+    let lastSeq: number | null = null;
     let chunk: WalRecord[] = [];
-    for (const record of scan.records) {
-      if (record.seq <= checkpointSeq) continue;
-      chunk.push({ seq: record.seq, eventJson: record.eventJson });
+    for (const line of scanLines(readSegmentChunks(disk, segment.path, options.readChunkBytes))) {
+      if (line.record === null) {
+        firstBad ??= { offset: line.offset, length: line.length, problem: line.problem };
+        continue;
+      }
+      // A bad line followed by a valid record cannot be a torn write: corruption.
+      if (firstBad !== null) throw new LogCorruptionError(segment.path, firstBad.offset, `${firstBad.problem} in a ${firstBad.length}-byte line`);
+      const { seq } = line.record;
+      if (lastSeq === null && seq !== segment.firstSeq) {
+        throw new LogCorruptionError(segment.path, line.offset, `segment named for seq ${segment.firstSeq} starts with seq ${seq}`);
+      }
+      if (lastSeq === null && expectedSeq !== null && seq !== expectedSeq) {
+        throw new LogCorruptionError(segment.path, line.offset, `expected seq ${expectedSeq}, found ${seq} (a segment is missing)`);
+      }
+      if (lastSeq !== null && seq !== lastSeq + 1) {
+        throw new LogCorruptionError(segment.path, line.offset, `expected seq ${lastSeq + 1}, found ${seq}`);
+      }
+      lastSeq = seq;
+      validBytes = line.offset + line.length;
+      // Replay what the index does not have yet, in bounded chunks.
+      if (seq <= checkpointSeq) continue;
+      chunk.push(line.record);
       if (chunk.length >= options.chunkRecords) {
         await options.onRecords(chunk);
         report.recordsReplayed += chunk.length;
         chunk = [];
       }
     }
+    if (firstBad !== null && !isLast) throw new LogCorruptionError(segment.path, firstBad.offset, `${firstBad.problem} in a ${firstBad.length}-byte line`);
     if (chunk.length > 0) {
       await options.onRecords(chunk);
       report.recordsReplayed += chunk.length;
     }
-    const lastRecord = scan.records[scan.records.length - 1];
-    if (lastRecord !== undefined) {
-      expectedSeq = lastRecord.seq + 1;
-      report.lastSeq = Math.max(report.lastSeq, lastRecord.seq);
+    if (firstBad !== null) report.tornTail = cutTornTail(disk, walDir, segment, validBytes);
+    if (lastSeq !== null) {
+      expectedSeq = lastSeq + 1;
+      report.lastSeq = Math.max(report.lastSeq, lastSeq);
     }
-    if (isLast) lastSegment = { info: segment, size: scan.validBytes };
+    if (isLast) lastSegment = { info: segment, size: validBytes };
   }
   const nextSeq = report.lastSeq + 1;
   return { start: { nextSeq, lastSegment }, report };
 }
 
 /** Saves the torn bytes beside the log, then truncates the segment to its last valid record. */
-function cutTornTail(disk: LogDisk, walDir: string, segment: SegmentInfo, bytes: Buffer, offset: number): NonNullable<RecoveryReport['tornTail']> {
+function cutTornTail(disk: LogDisk, walDir: string, segment: SegmentInfo, offset: number): NonNullable<RecoveryReport['tornTail']> {
   const quarantineDir = path.join(walDir, 'quarantine');
   makeDirDurable(disk, quarantineDir);
   const savedTo = path.join(quarantineDir, `${segment.name}.${offset}.torn`);
-  disk.writeFileSync(savedTo, bytes.subarray(offset));
+  const torn = disk.readRange(segment.path, offset, disk.fileSize(segment.path) - offset);
+  disk.writeFileSync(savedTo, torn);
   disk.fsyncDir(quarantineDir);
   disk.truncateFileSync(segment.path, offset);
-  return { file: segment.path, offset, bytesDropped: bytes.length - offset, savedTo };
+  return { file: segment.path, offset, bytesDropped: torn.length, savedTo };
 }

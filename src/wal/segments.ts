@@ -26,3 +26,20 @@ export function listSegments(disk: LogDisk, walDir: string): SegmentInfo[] {
   }
   return segments.sort((a, b) => a.firstSeq - b.firstSeq);
 }
+
+/** How much of a segment a reader holds at once (see readSegmentChunks). */
+export const READ_CHUNK_BYTES = 4 * 1024 * 1024;
+
+/**
+ * A segment's bytes in consecutive chunks of `chunkBytes`, up to the size it had when the
+ * reading started, so that memory follows the chunk size and not SEGMENT_BYTES_MAX.
+ */
+export function* readSegmentChunks(disk: LogDisk, file: string, chunkBytes = READ_CHUNK_BYTES): Generator<Buffer> {
+  const size = disk.fileSize(file);
+  for (let position = 0; position < size; ) {
+    const chunk = disk.readRange(file, position, Math.min(chunkBytes, size - position));
+    if (chunk.length === 0) return;
+    yield chunk;
+    position += chunk.length;
+  }
+}

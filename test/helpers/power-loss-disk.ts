@@ -201,6 +201,13 @@ export class PowerLossDisk implements LogDisk {
     return Buffer.from(found.current);
   }
 
+  readRange(file: string, position: number, length: number): Buffer {
+    this.step(null, file);
+    const found = this.files.get(this.inside(file));
+    if (found === undefined) throw errnoError('ENOENT', `open ${file}`);
+    return Buffer.from(found.current.subarray(position, position + length));
+  }
+
   fileSize(file: string): number {
     this.step(null, file);
     const found = this.files.get(this.inside(file));

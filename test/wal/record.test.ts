@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { canonicalEventJson, classifyScan, decodeLine, encodeRecord, scanSegmentBytes } from '../../src/wal/record';
+import { canonicalEventJson, classifyScan, decodeLine, encodeRecord, RECORD_LINE_BYTES_MAX, scanLines, scanSegmentBytes } from '../../src/wal/record';
 import { FIXTURES_DIR } from '../helpers/fixtures';
 
 const SEGMENT = '00000000000000000001.ndjson';
@@ -76,5 +76,46 @@ describe('WalReader on byte-exact fixtures', () => {
   it('reports a seq gap as corruption at the record after the gap', () => {
     const scan = scanSegmentBytes(readFixture('seq-gap'));
     expect(classifyScan(scan, true, 1)).to.deep.equal({ kind: 'corrupt', offset: 147, problem: 'seq_gap', detail: 'expected seq 2, found 3' });
+  });
+});
+
+describe('scanLines over chunks', () => {
+  /** The bytes cut into chunks of the given sizes, in turn. */
+  function chunked(bytes: Buffer, sizes: number[]): Buffer[] {
+    const chunks: Buffer[] = [];
+    for (let at = 0, i = 0; at < bytes.length; i += 1) {
+      const size = sizes[i % sizes.length]!;
+      chunks.push(bytes.subarray(at, at + size));
+      at += size;
+    }
+    return chunks;
+  }
+
+  it('finds the same lines however the bytes are cut into chunks, multi-byte characters included', () => {
+    const records = [1, 2, 3].map((seq) => encodeRecord(seq, canonicalEventJson({ topic: 't', event_id: `é-${seq}`, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { text: '😀\u2028'.repeat(seq * 5) } })));
+    const bytes = Buffer.concat([Buffer.from(records.join('')), Buffer.from('{"crc":"00000000","seq":4')]);
+    const whole = [...scanLines([bytes])];
+    expect(whole.map((line) => line.problem)).to.deep.equal([null, null, null, 'torn']);
+    expect(whole.map((line) => line.record?.seq ?? null)).to.deep.equal([1, 2, 3, null]);
+    for (const sizes of [[1], [2, 3], [7], [64, 1], [bytes.length]]) {
+      expect([...scanLines(chunked(bytes, sizes))], `chunks of ${sizes.join(',')}`).to.deep.equal(whole);
+    }
+  });
+
+  it('reads the byte-exact fixtures in 5-byte chunks as it reads them whole', () => {
+    for (const name of ['ok', 'empty', 'torn-tail', 'bad-crc-middle', 'seq-gap']) {
+      const bytes = fs.readFileSync(path.join(FIXTURES_DIR, 'wal', name, '00000000000000000001.ndjson'));
+      expect([...scanLines(chunked(bytes, [5]))], name).to.deep.equal([...scanLines([bytes])]);
+    }
+  });
+
+  it('calls a line longer than any record bad without holding it, and goes on after it', () => {
+    const chunk = Buffer.alloc(1024 * 1024, 0x20);
+    const count = Math.ceil(RECORD_LINE_BYTES_MAX / chunk.length) + 2;
+    const good = Buffer.from(encodeRecord(1, '{"a":1}'));
+    const lines = [...scanLines([...Array.from({ length: count }, () => chunk), Buffer.from('\n'), good])];
+    expect(lines).to.have.length(2);
+    expect(lines[0]).to.deep.equal({ offset: 0, length: count * chunk.length + 1, record: null, problem: 'bad_frame' });
+    expect(lines[1]).to.include({ offset: count * chunk.length + 1, length: good.length, problem: null });
   });
 });

@@ -114,6 +114,8 @@ describe('torn and corrupt logs', function () {
           walDir: copy.walDir,
           checkpointSeq: 0,
           chunkRecords: 1 + (cut % 7),
+          // Reads of 16..715 bytes: lines cross chunk boundaries everywhere.
+          readChunkBytes: 16 + ((cut * 37) % 700),
           onRecords: async (records) => {
             for (const r of records) replayed.push((JSON.parse(r.eventJson) as { event_id: string }).event_id);
           },
@@ -160,6 +162,17 @@ describe('torn and corrupt logs', function () {
         cut += 1;
         continue;
       }
+      // Recovery reading the segment in small chunks finds the same record...
+      const readChunkBytes = 1 + random.int(300);
+      let chunked: unknown = null;
+      try {
+        await recoverLog({ disk: new NodeDisk(), walDir: copy.walDir, checkpointSeq: 0, chunkRecords: 100, readChunkBytes, onRecords: async () => undefined });
+      } catch (err) {
+        chunked = err;
+      }
+      expect(chunked, `${what}, read ${readChunkBytes} bytes at a time`).to.be.instanceOf(LogCorruptionError);
+      expect((chunked as LogCorruptionError).offset, `${what}, read ${readChunkBytes} bytes at a time`).to.equal(record.offset);
+      // ...and so does the whole startup.
       let error: unknown = null;
       try {
         const aggregator = await startOn(copy.dataDir);
