@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, parseFilter, stringFlag, UsageError, type Command, type EventFilter } from './args';
-import { corruptLines, eventLine, logSegments, matchesFilter, readSegments, segmentsBytes, segmentsFrom, writeWithBackpressure } from './log-reader';
+import { corruptLines, eventLine, logSegments, matchesFilter, readLog, segmentsBytes, segmentsFrom, writeWithBackpressure } from './log-reader';
 import { startProgress } from './progress';
 
 /** Bytes of NDJSON gathered before one write to the output. */
@@ -28,29 +28,31 @@ export async function exportEvents(walDir: string, filter: EventFilter, output: 
   const progress = startProgress(options.progress === true, 'export', segmentsBytes(segmentsFrom(segments, filter.fromSeq ?? 1)), 'bytes');
   try {
     let doneBytes = 0;
-    for (const segment of readSegments(segments, filter.fromSeq ?? 1)) {
-      summary.segments += 1;
-      for (const bad of corruptLines(segment)) summary.corruptLinesSkipped.push({ file: segment.info.path, offset: bad.offset, problem: bad.problem });
-      let chunk = '';
-      for (const record of segment.scan.records) {
-        // Progress inside a segment too: one segment may be 64 MiB.
-        if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
-        if (!matchesFilter(record.seq, record.eventJson, filter)) continue;
-        chunk += `${eventLine(record.seq, record.eventJson)}\n`;
-        summary.events += 1;
-        summary.lastSeq = record.seq;
-        if (chunk.length >= WRITE_CHUNK_BYTES) {
-          summary.bytes += Buffer.byteLength(chunk);
-          await writeWithBackpressure(output, chunk);
-          chunk = '';
-        }
+    let chunk = '';
+    const flush = async (): Promise<void> => {
+      if (chunk.length === 0) return;
+      summary.bytes += Buffer.byteLength(chunk);
+      await writeWithBackpressure(output, chunk);
+      chunk = '';
+    };
+    for (const item of readLog(segments, filter.fromSeq ?? 1)) {
+      if (item.kind === 'segment_end') {
+        summary.segments += 1;
+        for (const bad of corruptLines(item)) summary.corruptLinesSkipped.push({ file: item.segment.path, offset: bad.offset, problem: bad.problem });
+        await flush();
+        doneBytes += item.totalBytes;
+        progress.update(doneBytes);
+        continue;
       }
-      if (chunk.length > 0) {
-        summary.bytes += Buffer.byteLength(chunk);
-        await writeWithBackpressure(output, chunk);
-      }
-      doneBytes += segment.scan.totalBytes;
-      progress.update(doneBytes);
+      if (item.kind === 'bad_line') continue;
+    const { record } = item;
+      // Progress inside a segment too: one segment may be 64 MiB.
+      if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
+      if (!matchesFilter(record.seq, record.eventJson, filter)) continue;
+      chunk += `${eventLine(record.seq, record.eventJson)}\n`;
+      summary.events += 1;
+      summary.lastSeq = record.seq;
+      if (chunk.length >= WRITE_CHUNK_BYTES) await flush();
     }
   } finally {
     progress.stop();

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import { rowFromEventJson } from '../ingest/aggregator';
 import { NodeDisk } from '../wal/disk';
-import { isTombstoneEventJson, scanSegmentBytes, type SegmentScan } from '../wal/record';
-import { listSegments, type SegmentInfo } from '../wal/segments';
+import { isTombstoneEventJson, scanLines, scanSegmentBytes, type BadLine, type LocatedRecord, type SegmentScan } from '../wal/record';
+import { listSegments, readSegmentChunks, type SegmentInfo } from '../wal/segments';
 import type { EventFilter } from './args';
 
 /** The disk the CLI reads the log through (the server's own framing and file access). */
@@ -49,10 +49,45 @@ export function* readSegments(segments: SegmentInfo[], fromSeq = 1): Generator<R
   }
 }
 
-/** A bad line that is not a torn tail, i.e. corruption in the middle of the log. */
-export function corruptLines(segment: ReadSegment): SegmentScan['badLines'] {
-  const { scan, isLast } = segment;
-  return scan.badLines.filter((bad) => !(isLast && bad.offset >= scan.validBytes));
+/**
+ * What readLog yields: each line of a segment as it is decoded (a record or a bad line),
+ * then the end of that segment with its bad lines again (few; the records are not kept).
+ */
+export type LogItem =
+  | { kind: 'record'; segment: SegmentInfo; record: LocatedRecord }
+  | { kind: 'bad_line'; segment: SegmentInfo; line: BadLine }
+  | { kind: 'segment_end'; segment: SegmentInfo; isLast: boolean; badLines: BadLine[]; validBytes: number; totalBytes: number };
+
+/**
+ * Reads segments in chunks (READ_CHUNK_BYTES), skipping those that hold only seqs below
+ * `fromSeq`, so that memory follows the chunk size rather than SEGMENT_BYTES_MAX. For the
+ * readers that go through the log front to back (export, replay, rebuild); it never
+ * changes a file.
+ */
+export function* readLog(segments: SegmentInfo[], fromSeq = 1): Generator<LogItem> {
+  const last = segments[segments.length - 1];
+  for (const segment of segmentsFrom(segments, fromSeq)) {
+    const badLines: BadLine[] = [];
+    let validBytes = 0;
+    let totalBytes = 0;
+    for (const line of scanLines(readSegmentChunks(DISK, segment.path))) {
+      totalBytes = line.offset + line.length;
+      if (line.record === null) {
+        const bad: BadLine = { offset: line.offset, length: line.length, problem: line.problem };
+        badLines.push(bad);
+        yield { kind: 'bad_line', segment, line: bad };
+        continue;
+      }
+      validBytes = totalBytes;
+      yield { kind: 'record', segment, record: { ...line.record, offset: line.offset, length: line.length } };
+    }
+    yield { kind: 'segment_end', segment, isLast: segment === last, badLines, validBytes, totalBytes };
+  }
+}
+
+/** The bad lines of a segment that are not its torn tail, i.e. corruption in the middle of the log. */
+export function corruptLines(end: { isLast: boolean; badLines: BadLine[]; validBytes: number }): BadLine[] {
+  return end.badLines.filter((bad) => !(end.isLast && bad.offset >= end.validBytes));
 }
 
 /**

@@ -1,11 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { IndexStore, type IndexRow } from '../index/store';
-import { isTombstoneEventJson } from '../wal/record';
 import { rowFromEventJson } from '../ingest/aggregator';
-import { classifyScan } from '../wal/record';
+import { isTombstoneEventJson, type BadLine } from '../wal/record';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
-import { logSegments, readSegments, segmentsBytes } from './log-reader';
+import { logSegments, readLog, segmentsBytes } from './log-reader';
 import { lockDataDir } from '../data-dir-lock';
 import { startProgress } from './progress';
 
@@ -97,35 +96,42 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
   try {
     let expected: number | null = null;
     let doneBytes = 0;
-    for (const segment of readSegments(segments)) {
-      const { info, scan, isLast } = segment;
-      const first = scan.records[0];
-      if (first !== undefined && expected !== null && first.seq !== expected) {
-        throw new Error(`${info.path}: expected seq ${expected}, found ${first.seq} at byte offset ${first.offset}; run \`logagg verify\``);
+    let rows: IndexRow[] = [];
+    // The first bad line of the segment being read: corruption once a record follows it.
+    let bad: { file: string; line: BadLine } | null = null;
+    const corrupt = (at: { file: string; line: BadLine }): Error =>
+      new Error(`${at.file}: corrupt record at byte offset ${at.line.offset}: ${at.line.problem} in a ${at.line.length}-byte line; run \`logagg verify\` and \`logagg repair\` first`);
+    for (const item of readLog(segments)) {
+      if (item.kind === 'bad_line') {
+        bad ??= { file: item.segment.path, line: item.line };
+        continue;
       }
-      const verdict = classifyScan(scan, isLast, first?.seq ?? info.firstSeq);
-      if (verdict.kind === 'corrupt') {
-        throw new Error(`${info.path}: corrupt record at byte offset ${verdict.offset}: ${verdict.detail}; run \`logagg verify\` and \`logagg repair\` first`);
+      if (item.kind === 'segment_end') {
+        if (bad !== null && !item.isLast) throw corrupt(bad);
+        if (bad !== null) report.tornTailBytesIgnored = item.totalBytes - item.validBytes;
+        bad = null;
+        if (rows.length > 0) report.rows += store.applyBatch(rows);
+        rows = [];
+        doneBytes += item.totalBytes;
+        progress.update(doneBytes);
+        continue;
       }
-      if (verdict.kind === 'torn_tail') report.tornTailBytesIgnored = verdict.bytes;
-      let rows: IndexRow[] = [];
-      for (const record of scan.records) {
-        // Progress inside a segment too: one segment may be 64 MiB.
-        if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
-        // A repair tombstone keeps the seqs continuous; it is not an event.
-        if (isTombstoneEventJson(record.eventJson)) report.tombstones += 1;
-        else rows.push(rowFromEventJson(record.seq, record.eventJson));
-        if (rows.length >= REBUILD_BATCH_ROWS) {
-          report.rows += store.applyBatch(rows);
-          rows = [];
-        }
+      if (bad !== null) throw corrupt(bad);
+      const { record, segment } = item;
+      if (expected !== null && record.seq !== expected) {
+        throw new Error(`${segment.path}: expected seq ${expected}, found ${record.seq} at byte offset ${record.offset}; run \`logagg verify\``);
       }
-      if (rows.length > 0) report.rows += store.applyBatch(rows);
-      report.records += scan.records.length;
-      const last = scan.records[scan.records.length - 1];
-      if (last !== undefined) expected = last.seq + 1;
-      doneBytes += scan.totalBytes;
-      progress.update(doneBytes);
+      expected = record.seq + 1;
+      report.records += 1;
+      // Progress inside a segment too: one segment may be 64 MiB.
+      if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
+      // A repair tombstone keeps the seqs continuous; it is not an event.
+      if (isTombstoneEventJson(record.eventJson)) report.tombstones += 1;
+      else rows.push(rowFromEventJson(record.seq, record.eventJson));
+      if (rows.length >= REBUILD_BATCH_ROWS) {
+        report.rows += store.applyBatch(rows);
+        rows = [];
+      }
     }
     // The counters the log cannot give, committed like any batch.
     store.applyBatch([], report.duplicatesTotal, report.conflictsTotal);

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import split2 from 'split2';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, intFlag, numberFlag, parseFilter, stringFlag, UsageError, urlFlag, type Command, type EventFilter } from './args';
 import { delay, postWithRetries } from './http-client';
-import { logSegments, matchesFilter, readSegments, segmentsBytes, segmentsFrom } from './log-reader';
+import { logSegments, matchesFilter, readLog, segmentsBytes, segmentsFrom } from './log-reader';
 import { startProgress, type Progress } from './progress';
 
 /** One event to re-publish: its JSON as logged (without seq) and its seq in the source. */
@@ -33,14 +33,17 @@ export interface ReplaySummary {
 /** Events of the log that match the filter, with progress counted in segment bytes. */
 async function* fromLog(walDir: string, filter: EventFilter, progress: Progress): AsyncGenerator<ReplayEvent> {
   let doneBytes = 0;
-  for (const segment of readSegments(logSegments(walDir), filter.fromSeq ?? 1)) {
-    for (const record of segment.scan.records) {
-      // Progress inside a segment too: one segment may be 64 MiB.
-      if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
-      if (matchesFilter(record.seq, record.eventJson, filter)) yield { seq: record.seq, json: record.eventJson };
+  for (const item of readLog(logSegments(walDir), filter.fromSeq ?? 1)) {
+    if (item.kind === 'segment_end') {
+      doneBytes += item.totalBytes;
+      progress.update(doneBytes);
+      continue;
     }
-    doneBytes += segment.scan.totalBytes;
-    progress.update(doneBytes);
+    if (item.kind === 'bad_line') continue;
+    const { record } = item;
+    // Progress inside a segment too: one segment may be 64 MiB.
+    if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
+    if (matchesFilter(record.seq, record.eventJson, filter)) yield { seq: record.seq, json: record.eventJson };
   }
 }
 
