@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import { IndexStore } from '../index/store';
-import { isTombstoneEventJson, type LocatedRecord } from '../wal/record';
+import { isTombstoneEventJson, type BadLine, type LocatedRecord } from '../wal/record';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
-import { logSegments, readSegments, segmentsBytes } from './log-reader';
+import { logSegments, readLog, segmentsBytes } from './log-reader';
 import { startProgress } from './progress';
 
 /** One problem found, with the file and byte offset it is at (offset null when it has none). */
@@ -93,62 +93,66 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
   let badPending = false;
   try {
     let doneBytes = 0;
-    for (const segment of readSegments(segments)) {
-      const { info, scan, isLast } = segment;
-      const problems: VerifyProblem[] = [];
-      // Bad lines: after the last valid record of the last segment they are the torn tail.
-      let tornReported = false;
-      for (const bad of scan.badLines) {
-        if (isLast && bad.offset >= scan.validBytes) {
-          if (!tornReported) {
-            const bytes = scan.totalBytes - scan.validBytes;
-            problems.push({ kind: 'torn_tail', file: info.path, offset: scan.validBytes, bytes, detail: `${bytes} bytes after the last valid record (${bad.problem}); \`logagg repair\` or the next start cuts them` });
-            tornReported = true;
-          }
-          continue;
-        }
-        problems.push({ kind: bad.problem, file: info.path, offset: bad.offset, bytes: bad.length, detail: `${bad.problem} in a ${bad.length}-byte line` });
+    // The segment being read: its report so far, and the bad lines since its last record.
+    let current: { report: SegmentReport; badSinceRecord: BadLine[] } | null = null;
+    for (const item of readLog(segments)) {
+      const info = item.segment;
+      if (current === null) current = { report: { file: info.path, firstSeq: null, lastSeq: null, records: 0, bytes: 0, problems: [] }, badSinceRecord: [] };
+      const { report, badSinceRecord } = current;
+      const { problems } = report;
+      if (item.kind === 'bad_line') {
+        badSinceRecord.push(item.line);
+        continue;
       }
-      // Seq order and continuity, within the segment and from the previous one.
-      const first = scan.records[0];
-      if (first !== undefined && first.seq !== info.firstSeq) {
-        problems.push({ kind: 'segment_name', file: info.path, offset: first.offset, seq: first.seq, detail: `segment named for seq ${info.firstSeq} starts with seq ${first.seq}` });
-      }
-      let badIndex = 0;
-      for (const record of scan.records) {
+      if (item.kind === 'record') {
+        const { record } = item;
+        // Bad lines followed by a record cannot be a torn tail: each is reported.
+        for (const bad of badSinceRecord) problems.push({ kind: bad.problem, file: info.path, offset: bad.offset, bytes: bad.length, detail: `${bad.problem} in a ${bad.length}-byte line` });
+        // A gap right after a bad line is that line's consequence, already reported.
+        const badBetween = badPending || badSinceRecord.length > 0;
+        badPending = false;
+        current.badSinceRecord = [];
         // Progress inside a segment too: one segment may be 64 MiB.
         if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
-        // A gap right after a bad line is that line's consequence, already reported.
-        let badBetween = badPending;
-        badPending = false;
-        while (badIndex < scan.badLines.length && scan.badLines[badIndex]!.offset < record.offset) {
-          badBetween = true;
-          badIndex += 1;
+        const first = report.firstSeq === null;
+        // Seq order and continuity, within the segment and from the previous one.
+        if (first) {
+          report.firstSeq = record.seq;
+          if (record.seq !== info.firstSeq) {
+            problems.push({ kind: 'segment_name', file: info.path, offset: record.offset, seq: record.seq, detail: `segment named for seq ${info.firstSeq} starts with seq ${record.seq}` });
+          }
         }
         if (expected !== null && record.seq !== expected) {
           if (record.seq < expected) {
             problems.push({ kind: 'seq_order', file: info.path, offset: record.offset, seq: record.seq, detail: `seq ${record.seq} after seq ${expected - 1} (repeated or out of order)` });
           } else if (!badBetween) {
-            const detail = record === first ? `expected seq ${expected}, found ${record.seq} (records or a segment missing before this one)` : `expected seq ${expected}, found ${record.seq}`;
+            const detail = first ? `expected seq ${expected}, found ${record.seq} (records or a segment missing before this one)` : `expected seq ${expected}, found ${record.seq}`;
             problems.push({ kind: 'seq_gap', file: info.path, offset: record.offset, seq: record.seq, detail });
           }
         }
         expected = record.seq + 1;
         lastSeq = Math.max(lastSeq, record.seq);
+        report.lastSeq = record.seq;
+        report.records += 1;
         if (isTombstoneEventJson(record.eventJson)) tombstones += 1;
         if (index.store !== null) compareWithIndex(index, record, info.path);
+        continue;
       }
-      if (badIndex < scan.badLines.length) badPending = true;
-      records += scan.records.length;
-      segmentReports.push({
-        file: info.path,
-        firstSeq: first?.seq ?? null,
-        lastSeq: scan.records[scan.records.length - 1]?.seq ?? null,
-        records: scan.records.length,
-        bytes: scan.totalBytes,
-        problems,
-      });
-      doneBytes += scan.totalBytes;
+      // The end of the segment: bad lines after its last record are the torn tail of the
+      // last segment, corruption in any other.
+      const firstTrailing = badSinceRecord[0];
+      if (firstTrailing !== undefined && item.isLast) {
+        const bytes = item.totalBytes - item.validBytes;
+        problems.push({ kind: 'torn_tail', file: info.path, offset: item.validBytes, bytes, detail: `${bytes} bytes after the last valid record (${firstTrailing.problem}); \`logagg repair\` or the next start cuts them` });
+      } else if (firstTrailing !== undefined) {
+        for (const bad of badSinceRecord) problems.push({ kind: bad.problem, file: info.path, offset: bad.offset, bytes: bad.length, detail: `${bad.problem} in a ${bad.length}-byte line` });
+        badPending = true;
+      }
+      report.bytes = item.totalBytes;
+      records += report.records;
+      segmentReports.push(report);
+      current = null;
+      doneBytes += item.totalBytes;
       progress.update(doneBytes);
     }
     finishIndex(index, lastSeq);
