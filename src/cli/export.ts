@@ -27,7 +27,6 @@ export async function exportEvents(walDir: string, filter: EventFilter, output: 
   const summary: Omit<ExportSummary, 'out'> = { events: 0, bytes: 0, lastSeq: null, segments: 0, corruptLinesSkipped: [] };
   const progress = startProgress(options.progress === true, 'export', segmentsBytes(segmentsFrom(segments, filter.fromSeq ?? 1)), 'bytes');
   try {
-    let doneBytes = 0;
     let chunk = '';
     const flush = async (): Promise<void> => {
       if (chunk.length === 0) return;
@@ -35,23 +34,16 @@ export async function exportEvents(walDir: string, filter: EventFilter, output: 
       await writeWithBackpressure(output, chunk);
       chunk = '';
     };
-    for (const item of readLog(segments, filter.fromSeq ?? 1)) {
+    for (const item of readLog(segments, filter.fromSeq ?? 1, progress)) {
       if (item.kind === 'segment_end') {
         summary.segments += 1;
         for (const bad of corruptLines(item)) summary.corruptLinesSkipped.push({ file: item.segment.path, offset: bad.offset, problem: bad.problem });
         await flush();
-        doneBytes += item.totalBytes;
-        progress.update(doneBytes);
-        continue;
       }
-      if (item.kind === 'bad_line') continue;
-    const { record } = item;
-      // Progress inside a segment too: one segment may be 64 MiB.
-      if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
-      if (!matchesFilter(record.seq, record.eventJson, filter)) continue;
-      chunk += `${eventLine(record.seq, record.eventJson)}\n`;
+      if (item.kind !== 'record' || !matchesFilter(item.record.seq, item.record.eventJson, filter)) continue;
+      chunk += `${eventLine(item.record.seq, item.record.eventJson)}\n`;
       summary.events += 1;
-      summary.lastSeq = record.seq;
+      summary.lastSeq = item.record.seq;
       if (chunk.length >= WRITE_CHUNK_BYTES) await flush();
     }
   } finally {

@@ -4,6 +4,7 @@ import { NodeDisk } from '../wal/disk';
 import { isTombstoneEventJson, scanLines, scanSegmentBytes, type BadLine, type LocatedRecord, type SegmentScan } from '../wal/record';
 import { listSegments, readSegmentChunks, type SegmentInfo } from '../wal/segments';
 import type { EventFilter } from './args';
+import type { Progress } from './progress';
 
 /** The disk the CLI reads the log through (the server's own framing and file access). */
 export const DISK = new NodeDisk();
@@ -61,11 +62,12 @@ export type LogItem =
 /**
  * Reads segments in chunks (READ_CHUNK_BYTES), skipping those that hold only seqs below
  * `fromSeq`, so that memory follows the chunk size rather than SEGMENT_BYTES_MAX. For the
- * readers that go through the log front to back (export, replay, rebuild); it never
- * changes a file.
+ * readers that go through the log front to back (verify, export, replay, rebuild); it
+ * never changes a file. `progress` counts bytes, inside a segment too (one may be 64 MiB).
  */
-export function* readLog(segments: SegmentInfo[], fromSeq = 1): Generator<LogItem> {
+export function* readLog(segments: SegmentInfo[], fromSeq = 1, progress?: Progress): Generator<LogItem> {
   const last = segments[segments.length - 1];
+  let doneBytes = 0;
   for (const segment of segmentsFrom(segments, fromSeq)) {
     const badLines: BadLine[] = [];
     let validBytes = 0;
@@ -79,8 +81,11 @@ export function* readLog(segments: SegmentInfo[], fromSeq = 1): Generator<LogIte
         continue;
       }
       validBytes = totalBytes;
+      if ((line.record.seq & 1023) === 0) progress?.update(doneBytes + line.offset);
       yield { kind: 'record', segment, record: { ...line.record, offset: line.offset, length: line.length } };
     }
+    doneBytes += totalBytes;
+    progress?.update(doneBytes);
     yield { kind: 'segment_end', segment, isLast: segment === last, badLines, validBytes, totalBytes };
   }
 }

@@ -95,13 +95,12 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
   const store = new IndexStore(temp);
   try {
     let expected: number | null = null;
-    let doneBytes = 0;
     let rows: IndexRow[] = [];
     // The first bad line of the segment being read: corruption once a record follows it.
     let bad: { file: string; line: BadLine } | null = null;
     const corrupt = (at: { file: string; line: BadLine }): Error =>
       new Error(`${at.file}: corrupt record at byte offset ${at.line.offset}: ${at.line.problem} in a ${at.line.length}-byte line; run \`logagg verify\` and \`logagg repair\` first`);
-    for (const item of readLog(segments)) {
+    for (const item of readLog(segments, 1, progress)) {
       if (item.kind === 'bad_line') {
         bad ??= { file: item.segment.path, line: item.line };
         continue;
@@ -112,8 +111,6 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
         bad = null;
         if (rows.length > 0) report.rows += store.applyBatch(rows);
         rows = [];
-        doneBytes += item.totalBytes;
-        progress.update(doneBytes);
         continue;
       }
       if (bad !== null) throw corrupt(bad);
@@ -123,8 +120,6 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
       }
       expected = record.seq + 1;
       report.records += 1;
-      // Progress inside a segment too: one segment may be 64 MiB.
-      if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
       // A repair tombstone keeps the seqs continuous; it is not an event.
       if (isTombstoneEventJson(record.eventJson)) report.tombstones += 1;
       else rows.push(rowFromEventJson(record.seq, record.eventJson));

@@ -32,18 +32,8 @@ export interface ReplaySummary {
 
 /** Events of the log that match the filter, with progress counted in segment bytes. */
 async function* fromLog(walDir: string, filter: EventFilter, progress: Progress): AsyncGenerator<ReplayEvent> {
-  let doneBytes = 0;
-  for (const item of readLog(logSegments(walDir), filter.fromSeq ?? 1)) {
-    if (item.kind === 'segment_end') {
-      doneBytes += item.totalBytes;
-      progress.update(doneBytes);
-      continue;
-    }
-    if (item.kind === 'bad_line') continue;
-    const { record } = item;
-    // Progress inside a segment too: one segment may be 64 MiB.
-    if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
-    if (matchesFilter(record.seq, record.eventJson, filter)) yield { seq: record.seq, json: record.eventJson };
+  for (const item of readLog(logSegments(walDir), filter.fromSeq ?? 1, progress)) {
+    if (item.kind === 'record' && matchesFilter(item.record.seq, item.record.eventJson, filter)) yield { seq: item.record.seq, json: item.record.eventJson };
   }
 }
 

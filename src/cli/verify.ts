@@ -92,10 +92,9 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
   // Bad lines after the last record seen (possibly at the end of the previous segment).
   let badPending = false;
   try {
-    let doneBytes = 0;
     // The segment being read: its report so far, and the bad lines since its last record.
     let current: { report: SegmentReport; badSinceRecord: BadLine[] } | null = null;
-    for (const item of readLog(segments)) {
+    for (const item of readLog(segments, 1, progress)) {
       const info = item.segment;
       if (current === null) current = { report: { file: info.path, firstSeq: null, lastSeq: null, records: 0, bytes: 0, problems: [] }, badSinceRecord: [] };
       const { report, badSinceRecord } = current;
@@ -112,8 +111,6 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
         const badBetween = badPending || badSinceRecord.length > 0;
         badPending = false;
         current.badSinceRecord = [];
-        // Progress inside a segment too: one segment may be 64 MiB.
-        if ((record.seq & 1023) === 0) progress.update(doneBytes + record.offset);
         const first = report.firstSeq === null;
         // Seq order and continuity, within the segment and from the previous one.
         if (first) {
@@ -152,8 +149,6 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
       records += report.records;
       segmentReports.push(report);
       current = null;
-      doneBytes += item.totalBytes;
-      progress.update(doneBytes);
     }
     finishIndex(index, lastSeq);
   } finally {
