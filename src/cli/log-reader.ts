@@ -1,21 +1,13 @@
 import fs from 'node:fs';
 import { rowFromEventJson } from '../ingest/aggregator';
 import { NodeDisk } from '../wal/disk';
-import { isTombstoneEventJson, scanLines, scanSegmentBytes, type BadLine, type LocatedRecord, type SegmentScan } from '../wal/record';
+import { isTombstoneEventJson, scanLines, type BadLine, type LocatedRecord } from '../wal/record';
 import { listSegments, readSegmentChunks, type SegmentInfo } from '../wal/segments';
 import type { EventFilter } from './args';
 import type { Progress } from './progress';
 
 /** The disk the CLI reads the log through (the server's own framing and file access). */
 export const DISK = new NodeDisk();
-
-/** One segment read whole and split into records and bad lines. */
-export interface ReadSegment {
-  info: SegmentInfo;
-  bytes: Buffer;
-  scan: SegmentScan;
-  isLast: boolean;
-}
 
 /** The segments of a log, in seq order. */
 export function logSegments(walDir: string): SegmentInfo[] {
@@ -35,19 +27,6 @@ export function segmentsFrom(segments: SegmentInfo[], fromSeq: number): SegmentI
     const next = segments[i + 1];
     return next === undefined || next.firstSeq > fromSeq;
   });
-}
-
-/**
- * Reads segments one at a time (a segment is bounded by SEGMENT_BYTES_MAX), skipping those
- * that hold only seqs below `fromSeq`. It reports bad lines through the scan and never
- * changes a file.
- */
-export function* readSegments(segments: SegmentInfo[], fromSeq = 1): Generator<ReadSegment> {
-  const last = segments[segments.length - 1];
-  for (const info of segmentsFrom(segments, fromSeq)) {
-    const bytes = fs.readFileSync(info.path);
-    yield { info, bytes, scan: scanSegmentBytes(bytes), isLast: info === last };
-  }
 }
 
 /**

@@ -1,8 +1,9 @@
 import fs from 'node:fs';
-import { scanSegmentBytes } from '../wal/record';
+import { scanLines } from '../wal/record';
+import { READ_CHUNK_BYTES, readSegmentChunks } from '../wal/segments';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, intFlag, parseFilter, UsageError, urlFlag, type Command, type EventFilter } from './args';
 import { authHeaders, delay, requestJson } from './http-client';
-import { eventLine, logSegments, matchesFilter, readSegments, writeWithBackpressure } from './log-reader';
+import { DISK, eventLine, logSegments, matchesFilter, readLog, writeWithBackpressure } from './log-reader';
 
 /** How tail prints each event. */
 type Printer = (seq: number, eventJson: string) => Promise<void>;
@@ -30,26 +31,29 @@ function untilSignal(): { stopped: () => boolean; wait: Promise<void> } {
   return { stopped: () => stopped, wait };
 }
 
-/** The last `count` matching events of a data dir's log (or all from --from-seq), reading segments newest first. */
-function lastEventsOfLog(walDir: string, filter: EventFilter, count: number): Array<{ seq: number; eventJson: string }> {
+/**
+ * The last `count` matching events of a data dir's log, reading segments newest first (each
+ * in chunks, keeping only the matches it may print), and the log's last seq (0 when empty).
+ */
+function lastEventsOfLog(walDir: string, filter: EventFilter, count: number): { events: Array<{ seq: number; eventJson: string }>; lastSeq: number } {
   const segments = logSegments(walDir);
-  if (filter.fromSeq !== undefined) {
-    const all: Array<{ seq: number; eventJson: string }> = [];
-    for (const segment of readSegments(segments, filter.fromSeq)) {
-      for (const r of segment.scan.records) if (matchesFilter(r.seq, r.eventJson, filter)) all.push({ seq: r.seq, eventJson: r.eventJson });
+  const events: Array<{ seq: number; eventJson: string }> = [];
+  let lastSeq = 0;
+  for (let i = segments.length - 1; i >= 0 && (events.length < count || lastSeq === 0); i -= 1) {
+    const want = count - events.length;
+    let kept: Array<{ seq: number; eventJson: string }> = [];
+    let segmentLast = 0;
+    for (const item of readLog([segments[i]!])) {
+      if (item.kind !== 'record') continue;
+      segmentLast = item.record.seq;
+      if (want <= 0 || !matchesFilter(item.record.seq, item.record.eventJson, filter)) continue;
+      kept.push({ seq: item.record.seq, eventJson: item.record.eventJson });
+      if (kept.length >= 2 * want) kept = kept.slice(-want);
     }
-    return all;
+    if (lastSeq === 0) lastSeq = segmentLast;
+    events.unshift(...kept.slice(-want));
   }
-  const found: Array<{ seq: number; eventJson: string }> = [];
-  for (let i = segments.length - 1; i >= 0 && found.length < count; i -= 1) {
-    const [segment] = readSegments([segments[i]!]);
-    const records = segment!.scan.records;
-    for (let j = records.length - 1; j >= 0 && found.length < count; j -= 1) {
-      const r = records[j]!;
-      if (matchesFilter(r.seq, r.eventJson, filter)) found.push({ seq: r.seq, eventJson: r.eventJson });
-    }
-  }
-  return found.reverse();
+  return { events, lastSeq };
 }
 
 /**
@@ -71,22 +75,21 @@ async function followLog(walDir: string, filter: EventFilter, afterSeq: number, 
       const size = fs.existsSync(current.path) ? fs.statSync(current.path).size : 0;
       if (size < current.offset) current.offset = 0;
       if (size > current.offset) {
-        const fd = fs.openSync(current.path, 'r');
-        const bytes = Buffer.alloc(size - current.offset);
-        try {
-          fs.readSync(fd, bytes, 0, bytes.length, current.offset);
-        } finally {
-          fs.closeSync(fd);
+        // The bytes appended since the last read, in chunks; a partial last line (no newline
+        // yet) is left for the next poll.
+        let consumed = 0;
+        for (const line of scanLines(readSegmentChunks(DISK, current.path, READ_CHUNK_BYTES, current.offset))) {
+          if (line.problem === 'torn') break;
+          consumed = line.offset + line.length;
+          if (line.record === null) {
+            process.stderr.write(`tail: skipped a bad line (${line.problem}) in ${current.path} at byte offset ${current.offset + line.offset}\n`);
+            continue;
+          }
+          if (line.record.seq <= lastSeq) continue;
+          lastSeq = line.record.seq;
+          if (matchesFilter(line.record.seq, line.record.eventJson, filter)) await print(line.record.seq, line.record.eventJson);
         }
-        const complete = bytes.lastIndexOf(0x0a) + 1;
-        const scan = scanSegmentBytes(bytes.subarray(0, complete));
-        for (const bad of scan.badLines) process.stderr.write(`tail: skipped a bad line (${bad.problem}) in ${current.path} at byte offset ${current.offset + bad.offset}\n`);
-        for (const record of scan.records) {
-          if (record.seq <= lastSeq) continue;
-          lastSeq = record.seq;
-          if (matchesFilter(record.seq, record.eventJson, filter)) await print(record.seq, record.eventJson);
-        }
-        current.offset += complete;
+        current.offset += consumed;
       }
       const next = segments.find((s) => s.firstSeq > current!.firstSeq);
       // The writer finishes a segment before starting the next: once one exists, move on after a last read.
@@ -257,15 +260,19 @@ Examples:
     }
     const paths = dataPaths(context);
     if (!fs.existsSync(paths.dataDir)) throw new UsageError(`data dir ${paths.dataDir} does not exist`);
-    const initial = lastEventsOfLog(paths.walDir, filter, count);
-    for (const e of count === 0 && filter.fromSeq === undefined ? [] : initial) await print(e.seq, e.eventJson);
-    lastSeq = initial.length > 0 ? initial[initial.length - 1]!.seq : Math.max(0, (filter.fromSeq ?? 1) - 1);
-    if (initial.length === 0 && filter.fromSeq === undefined) {
-      // Nothing matched: follow from the end of the log, not from its beginning.
-      for (const segment of readSegments(logSegments(paths.walDir).slice(-1))) {
-        const last = segment.scan.records[segment.scan.records.length - 1];
-        if (last !== undefined) lastSeq = last.seq;
+    if (filter.fromSeq !== undefined) {
+      // Everything from --from-seq, printed as it is read.
+      lastSeq = filter.fromSeq - 1;
+      for (const item of readLog(logSegments(paths.walDir), filter.fromSeq)) {
+        if (item.kind !== 'record' || !matchesFilter(item.record.seq, item.record.eventJson, filter)) continue;
+        await print(item.record.seq, item.record.eventJson);
+        lastSeq = item.record.seq;
       }
+    } else {
+      const last = lastEventsOfLog(paths.walDir, filter, count);
+      for (const e of last.events) await print(e.seq, e.eventJson);
+      // Follow from the end of the log, not from its beginning.
+      lastSeq = last.lastSeq;
     }
     if (follow) await followLog(paths.walDir, filter, lastSeq, print, pollMs, signal.stopped, signal.wait);
     return EXIT_OK;

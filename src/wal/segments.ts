@@ -31,12 +31,12 @@ export function listSegments(disk: LogDisk, walDir: string): SegmentInfo[] {
 export const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 
 /**
- * A segment's bytes in consecutive chunks of `chunkBytes`, up to the size it had when the
- * reading started, so that memory follows the chunk size and not SEGMENT_BYTES_MAX.
+ * A segment's bytes from `from` on, in consecutive chunks of `chunkBytes`, up to the size it
+ * had when the reading started, so that memory follows the chunk size and not SEGMENT_BYTES_MAX.
  */
-export function* readSegmentChunks(disk: LogDisk, file: string, chunkBytes = READ_CHUNK_BYTES): Generator<Buffer> {
+export function* readSegmentChunks(disk: LogDisk, file: string, chunkBytes = READ_CHUNK_BYTES, from = 0): Generator<Buffer> {
   const size = disk.fileSize(file);
-  for (let position = 0; position < size; ) {
+  for (let position = from; position < size; ) {
     const chunk = disk.readRange(file, position, Math.min(chunkBytes, size - position));
     if (chunk.length === 0) return;
     yield chunk;
