@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { IndexStore, type IndexRow } from '../index/store';
 import { rowFromEventJson } from '../ingest/aggregator';
-import { isTombstoneEventJson, type BadLine } from '../wal/record';
+import { isTombstoneEventJson, SegmentLineCheck, type CorruptVerdict } from '../wal/record';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
 import { logSegments, readLog, segmentsBytes } from './log-reader';
 import { lockDataDir } from '../data-dir-lock';
@@ -96,29 +96,29 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
   try {
     let expected: number | null = null;
     let rows: IndexRow[] = [];
-    // The first bad line of the segment being read: corruption once a record follows it.
-    let bad: { file: string; line: BadLine } | null = null;
-    const corrupt = (at: { file: string; line: BadLine }): Error =>
-      new Error(`${at.file}: corrupt record at byte offset ${at.line.offset}: ${at.line.problem} in a ${at.line.length}-byte line; run \`logagg verify\` and \`logagg repair\` first`);
+    // The rules recovery applies, segment by segment; seqs run on across segments.
+    let check: SegmentLineCheck | null = null;
+    const corrupt = (file: string, verdict: CorruptVerdict): Error =>
+      new Error(`${file}: corrupt record at byte offset ${verdict.offset}: ${verdict.detail}; run \`logagg verify\` and \`logagg repair\` first`);
     for (const item of readLog(segments, 1, progress)) {
+      check ??= new SegmentLineCheck(expected);
       if (item.kind === 'bad_line') {
-        bad ??= { file: item.segment.path, line: item.line };
+        check.bad(item.line);
         continue;
       }
       if (item.kind === 'segment_end') {
-        if (bad !== null && !item.isLast) throw corrupt(bad);
-        if (bad !== null) report.tornTailBytesIgnored = item.totalBytes - item.validBytes;
-        bad = null;
+        const verdict = check.end(item.isLast);
+        if (verdict.kind === 'corrupt') throw corrupt(item.segment.path, verdict);
+        if (verdict.kind === 'torn_tail') report.tornTailBytesIgnored = verdict.bytes;
+        if (check.lastSeq !== null) expected = check.lastSeq + 1;
+        check = null;
         if (rows.length > 0) report.rows += store.applyBatch(rows);
         rows = [];
         continue;
       }
-      if (bad !== null) throw corrupt(bad);
-      const { record, segment } = item;
-      if (expected !== null && record.seq !== expected) {
-        throw new Error(`${segment.path}: expected seq ${expected}, found ${record.seq} at byte offset ${record.offset}; run \`logagg verify\``);
-      }
-      expected = record.seq + 1;
+      const { record } = item;
+      const verdict = check.record(record);
+      if (verdict !== null) throw corrupt(item.segment.path, verdict);
       report.records += 1;
       // A repair tombstone keeps the seqs continuous; it is not an event.
       if (isTombstoneEventJson(record.eventJson)) report.tombstones += 1;

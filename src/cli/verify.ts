@@ -106,7 +106,7 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
       if (item.kind === 'record') {
         const { record } = item;
         // Bad lines followed by a record cannot be a torn tail: each is reported.
-        for (const bad of badSinceRecord) problems.push({ kind: bad.problem, file: info.path, offset: bad.offset, bytes: bad.length, detail: `${bad.problem} in a ${bad.length}-byte line` });
+        for (const bad of badSinceRecord) problems.push(badLineProblem(info.path, bad));
         // A gap right after a bad line is that line's consequence, already reported.
         const badBetween = badPending || badSinceRecord.length > 0;
         badPending = false;
@@ -142,7 +142,7 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
         const bytes = item.totalBytes - item.validBytes;
         problems.push({ kind: 'torn_tail', file: info.path, offset: item.validBytes, bytes, detail: `${bytes} bytes after the last valid record (${firstTrailing.problem}); \`logagg repair\` or the next start cuts them` });
       } else if (firstTrailing !== undefined) {
-        for (const bad of badSinceRecord) problems.push({ kind: bad.problem, file: info.path, offset: bad.offset, bytes: bad.length, detail: `${bad.problem} in a ${bad.length}-byte line` });
+        for (const bad of badSinceRecord) problems.push(badLineProblem(info.path, bad));
         badPending = true;
       }
       report.bytes = item.totalBytes;
@@ -171,6 +171,11 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
     problems,
     ok: problems === 0,
   };
+}
+
+/** A bad line that is no torn tail, as verify reports it. */
+function badLineProblem(file: string, bad: BadLine): VerifyProblem {
+  return { kind: bad.problem, file, offset: bad.offset, bytes: bad.length, detail: `${bad.problem} in a ${bad.length}-byte line` };
 }
 
 interface IndexCheck {

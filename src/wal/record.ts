@@ -206,7 +206,7 @@ export function classifyScan(
   // A bad line is reported first: the seq gap it leaves behind is its consequence.
   const firstBad = scan.badLines[0];
   if (firstBad !== undefined && (firstBad.offset < scan.validBytes || !isLastSegment)) {
-    return { kind: 'corrupt', offset: firstBad.offset, problem: firstBad.problem, detail: `${firstBad.problem} in a ${firstBad.length}-byte line` };
+    return corruptLine(firstBad);
   }
   let expected = expectedFirstSeq;
   for (const record of scan.records) {
@@ -217,4 +217,57 @@ export function classifyScan(
   }
   if (firstBad === undefined) return { kind: 'clean' };
   return { kind: 'torn_tail', offset: scan.validBytes, bytes: scan.totalBytes - scan.validBytes, problem: firstBad.problem };
+}
+
+/** The corruption a line proves (see SegmentLineCheck). */
+export type CorruptVerdict = Extract<ScanVerdict, { kind: 'corrupt' }>;
+
+function corruptLine(bad: BadLine): CorruptVerdict {
+  return { kind: 'corrupt', offset: bad.offset, problem: bad.problem, detail: `${bad.problem} in a ${bad.length}-byte line` };
+}
+
+/**
+ * classifyScan's rules applied line by line, for readers that hold one line at a time
+ * (recovery, `logagg rebuild`): a bad line followed by a valid record is corruption, named
+ * at the bad line; seqs must follow each other from `expectedFirstSeq`; bad lines after the
+ * last record are the torn tail of the last segment and corruption in any other (`end`).
+ * A record is usable once `record` returned null for it: every line before it was valid.
+ */
+export class SegmentLineCheck {
+  private firstBad: BadLine | null = null;
+  private expected: number | null;
+  /** Bytes up to the end of the last valid record. */
+  validBytes = 0;
+  /** Bytes of every line seen. */
+  totalBytes = 0;
+  /** The seq of the last valid record, null before the first. */
+  lastSeq: number | null = null;
+
+  constructor(expectedFirstSeq: number | null) {
+    this.expected = expectedFirstSeq;
+  }
+
+  bad(line: BadLine): void {
+    this.firstBad ??= line;
+    this.totalBytes = line.offset + line.length;
+  }
+
+  /** The corruption this record proves (a bad line before it, a seq out of turn), or null. */
+  record(record: LocatedRecord): CorruptVerdict | null {
+    if (this.firstBad !== null) return corruptLine(this.firstBad);
+    if (this.expected !== null && record.seq !== this.expected) {
+      return { kind: 'corrupt', offset: record.offset, problem: 'seq_gap', detail: `expected seq ${this.expected}, found ${record.seq}` };
+    }
+    this.expected = record.seq + 1;
+    this.lastSeq = record.seq;
+    this.validBytes = this.totalBytes = record.offset + record.length;
+    return null;
+  }
+
+  /** The segment's verdict once its last line was checked. */
+  end(isLastSegment: boolean): ScanVerdict {
+    if (this.firstBad === null) return { kind: 'clean' };
+    if (!isLastSegment) return corruptLine(this.firstBad);
+    return { kind: 'torn_tail', offset: this.validBytes, bytes: this.totalBytes - this.validBytes, problem: this.firstBad.problem };
+  }
 }

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { makeDirDurable, type LogDisk } from './disk';
-import { scanLines, type BadLine, type WalRecord } from './record';
+import { scanLines, SegmentLineCheck, type WalRecord } from './record';
 import { listSegments, readSegmentChunks, type SegmentInfo } from './segments';
 import type { WriterStart } from './writer';
 
@@ -66,29 +66,23 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
     const segment = segments[i]!;
     const isLast = i === segments.length - 1;
     report.segmentsRead += 1;
-    let firstBad: BadLine | null = null;
-    let validBytes = 0;
-    let lastSeq: number | null = null;
+    const check = new SegmentLineCheck(null);
     let chunk: WalRecord[] = [];
     for (const line of scanLines(readSegmentChunks(disk, segment.path, options.readChunkBytes))) {
       if (line.record === null) {
-        firstBad ??= { offset: line.offset, length: line.length, problem: line.problem };
+        check.bad(line);
         continue;
       }
-      // A bad line followed by a valid record cannot be a torn write: corruption.
-      if (firstBad !== null) throw new LogCorruptionError(segment.path, firstBad.offset, `${firstBad.problem} in a ${firstBad.length}-byte line`);
+      const first = check.lastSeq === null;
+      const corrupt = check.record({ ...line.record, offset: line.offset, length: line.length });
+      if (corrupt !== null) throw new LogCorruptionError(segment.path, corrupt.offset, corrupt.detail);
       const { seq } = line.record;
-      if (lastSeq === null && seq !== segment.firstSeq) {
+      if (first && seq !== segment.firstSeq) {
         throw new LogCorruptionError(segment.path, line.offset, `segment named for seq ${segment.firstSeq} starts with seq ${seq}`);
       }
-      if (lastSeq === null && expectedSeq !== null && seq !== expectedSeq) {
+      if (first && expectedSeq !== null && seq !== expectedSeq) {
         throw new LogCorruptionError(segment.path, line.offset, `expected seq ${expectedSeq}, found ${seq} (a segment is missing)`);
       }
-      if (lastSeq !== null && seq !== lastSeq + 1) {
-        throw new LogCorruptionError(segment.path, line.offset, `expected seq ${lastSeq + 1}, found ${seq}`);
-      }
-      lastSeq = seq;
-      validBytes = line.offset + line.length;
       // Replay what the index does not have yet, in bounded chunks.
       if (seq <= checkpointSeq) continue;
       chunk.push(line.record);
@@ -98,17 +92,18 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
         chunk = [];
       }
     }
-    if (firstBad !== null && !isLast) throw new LogCorruptionError(segment.path, firstBad.offset, `${firstBad.problem} in a ${firstBad.length}-byte line`);
+    const verdict = check.end(isLast);
+    if (verdict.kind === 'corrupt') throw new LogCorruptionError(segment.path, verdict.offset, verdict.detail);
     if (chunk.length > 0) {
       await options.onRecords(chunk);
       report.recordsReplayed += chunk.length;
     }
-    if (firstBad !== null) report.tornTail = cutTornTail(disk, walDir, segment, validBytes);
-    if (lastSeq !== null) {
-      expectedSeq = lastSeq + 1;
-      report.lastSeq = Math.max(report.lastSeq, lastSeq);
+    if (verdict.kind === 'torn_tail') report.tornTail = cutTornTail(disk, walDir, segment, verdict.offset);
+    if (check.lastSeq !== null) {
+      expectedSeq = check.lastSeq + 1;
+      report.lastSeq = Math.max(report.lastSeq, check.lastSeq);
     }
-    if (isLast) lastSegment = { info: segment, size: validBytes };
+    if (isLast) lastSegment = { info: segment, size: check.validBytes };
   }
   const nextSeq = report.lastSeq + 1;
   return { start: { nextSeq, lastSegment }, report };
