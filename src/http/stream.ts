@@ -48,14 +48,14 @@ class Subscriber {
     this.catchUp();
   }
 
-  /** Ends the stream (shutdown); the client reconnects elsewhere with Last-Event-ID. */
+  /**
+   * Ends the stream (shutdown, or an index that cannot be read); the client reconnects with
+   * Last-Event-ID. At shutdown the server closes the connection once the end is written
+   * (see stop() in src/server.ts).
+   */
   end(): void {
     if (this.mode === 'closed') return;
     this.close();
-    // Taken now: by the time 'finish' reaches this listener, the server has detached the
-    // socket from the response (res.socket is null), and the keep-alive connection would stay.
-    const socket = this.res.socket;
-    this.res.once('finish', () => socket?.destroy());
     this.res.end();
   }
 
