@@ -37,6 +37,8 @@ export class Consumer {
   private lastError: Error | null = null;
   private worker: IndexWorkerClient | null = null;
   private inFlight = false;
+  private inFlightDuplicates = 0;
+  private inFlightConflicts = 0;
 
   constructor(options: ConsumerOptions) {
     this.options = options;
@@ -67,6 +69,11 @@ export class Consumer {
     this.duplicates += duplicates;
     this.conflicts += conflicts;
     this.schedule(0);
+  }
+
+  /** Duplicates noted but not yet committed to the index (waiting, or in the batch in flight). */
+  uncommittedDuplicates(): { duplicates: number; conflicts: number } {
+    return { duplicates: this.duplicates + this.inFlightDuplicates, conflicts: this.conflicts + this.inFlightConflicts };
   }
 
   /** Resolves once the queue is empty and every counter is committed. */
@@ -166,9 +173,13 @@ export class Consumer {
     this.duplicates = 0;
     this.conflicts = 0;
     this.inFlight = true;
+    this.inFlightDuplicates = duplicates;
+    this.inFlightConflicts = conflicts;
     this.worker!.apply(rows, duplicates, conflicts).then(
       ({ counters, elapsedMs }) => {
         this.inFlight = false;
+        this.inFlightDuplicates = 0;
+        this.inFlightConflicts = 0;
         this.options.store.noteCommitted(rows, counters);
         this.head = end;
         this.compactQueue();
@@ -182,6 +193,8 @@ export class Consumer {
       },
       (err: Error) => {
         this.inFlight = false;
+        this.inFlightDuplicates = 0;
+        this.inFlightConflicts = 0;
         // Nothing of the batch was committed: its rows stay queued and its counts come back.
         this.duplicates += duplicates;
         this.conflicts += conflicts;

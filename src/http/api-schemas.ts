@@ -1,8 +1,69 @@
 import { FIXED_LIMITS } from '../config/config';
+import type { ServiceCondition, ServiceState } from '../ingest/aggregator';
 import type { EVENTS_QUERY_PARAMETERS } from './events';
+import type { HealthBody, StatsBody } from './status';
 
 /** A JSON value as the OpenAPI document holds it. */
 export type JsonObject = Record<string, unknown>;
+
+/** The properties of an answer type, one schema per field: a field added to the type and not here fails to compile. */
+type PropertiesOf<Body> = { [Field in keyof Body]-?: JsonObject };
+
+/** A closed object schema: every field of `Body` required, no other field allowed (the answer is always whole). */
+function objectSchema<Body>(description: string, properties: PropertiesOf<Body>): JsonObject {
+  return { type: 'object', description, required: Object.keys(properties), additionalProperties: false, properties };
+}
+
+const count = (description?: string): JsonObject => ({ type: 'integer', minimum: 0, ...(description === undefined ? {} : { description }) });
+const nullable = (type: string, description?: string): JsonObject => ({ type: [type, 'null'], ...(description === undefined ? {} : { description }) });
+
+/** Every member of a string union, listed as keys so that a member missing here fails to compile. */
+const membersOf = <Union extends string>(members: Record<Union, true>): Union[] => Object.keys(members) as Union[];
+
+/** The service states (ServiceState) and the conditions /health reports (ServiceCondition). */
+const STATES = membersOf<ServiceState>({ starting: true, recovering: true, ready: true, failed: true, stopping: true, stopped: true });
+const CONDITIONS = membersOf<ServiceCondition>({
+  healthy: true,
+  degraded: true,
+  no_space: true,
+  starting: true,
+  recovering: true,
+  failed: true,
+  stopping: true,
+  stopped: true,
+});
+
+const STATS_PROPERTIES: PropertiesOf<StatsBody> = {
+  received: count('Lifetime: accepted + duplicates (survives restarts).'),
+  unique_processed: count('Lifetime: events in the index.'),
+  duplicate_dropped: count('Lifetime: events dropped as duplicates.'),
+  conflicts: count('Lifetime: duplicates whose content differed from the stored original.'),
+  topics: { type: 'array', items: { type: 'string' } },
+  uptime_seconds: { type: 'number', minimum: 0 },
+  uptime_human: { type: 'string', description: 'As the seed prints it: "1h 0m 0s".' },
+  accepted: count('Lifetime: events accepted into the log.'),
+  queue_size: count('Events accepted but not yet in the index.'),
+  checkpoint_seq: count('Last log seq the index holds.'),
+  state: { enum: STATES },
+};
+
+const HEALTH_PROPERTIES: PropertiesOf<HealthBody> = {
+  status: { enum: CONDITIONS, description: 'healthy and degraded answer 200; the others 503.' },
+  consumer_running: { type: 'boolean' },
+  queue_size: count(),
+  timestamp: { type: 'string', format: 'date-time' },
+  log: objectSchema<HealthBody['log']>('The write-ahead log.', {
+    durable_seq: nullable('integer', 'Last fsynced seq; null before the log is open.'),
+    segment: nullable('string', 'The segment being appended to.'),
+    segment_bytes: count(),
+    no_space_since: nullable('string', 'Since when the log device has been full.'),
+    error: nullable('string', 'Why the log failed, if it did.'),
+  }),
+  index: objectSchema<HealthBody['index']>('The SQLite index.', {
+    checkpoint_seq: count(),
+    error: nullable('string', 'Why the index refuses writes for now, if it does.'),
+  }),
+};
 
 /** A reference to the named schema in the document's components. */
 export const schemaRef = (name: string): JsonObject => ({ $ref: `#/components/schemas/${name}` });
@@ -63,7 +124,7 @@ export const ANSWER_SCHEMAS: Record<string, JsonObject> = {
       event_id: { type: 'string' },
       timestamp: { type: 'string', description: 'As published.' },
       source: { type: 'string' },
-      payload: { type: 'object', description: 'As published, when it was.' },
+      payload: { type: 'object', additionalProperties: true, description: 'As published, when it was.' },
     },
   },
   EventsPage: {
@@ -76,35 +137,8 @@ export const ANSWER_SCHEMAS: Record<string, JsonObject> = {
       next_cursor: { type: ['string', 'null'], description: 'Pass as `after` for the next page; null on the last page.' },
     },
   },
-  Stats: {
-    type: 'object',
-    required: ['received', 'unique_processed', 'duplicate_dropped', 'topics', 'uptime_seconds', 'uptime_human'],
-    properties: {
-      received: { type: 'integer', minimum: 0, description: 'Lifetime: accepted + duplicates (survives restarts).' },
-      unique_processed: { type: 'integer', minimum: 0, description: 'Lifetime: events in the index.' },
-      duplicate_dropped: { type: 'integer', minimum: 0 },
-      conflicts: { type: 'integer', minimum: 0 },
-      topics: { type: 'array', items: { type: 'string' } },
-      uptime_seconds: { type: 'number' },
-      uptime_human: { type: 'string' },
-      accepted: { type: 'integer', minimum: 0 },
-      queue_size: { type: 'integer', minimum: 0 },
-      checkpoint_seq: { type: 'integer', minimum: 0 },
-      state: { type: 'string' },
-    },
-  },
-  Health: {
-    type: 'object',
-    required: ['status', 'consumer_running', 'queue_size', 'timestamp'],
-    properties: {
-      status: { enum: ['healthy', 'degraded', 'no_space', 'starting', 'recovering', 'failed', 'stopping', 'stopped'] },
-      consumer_running: { type: 'boolean' },
-      queue_size: { type: 'integer', minimum: 0 },
-      timestamp: { type: 'string' },
-      log: { type: 'object' },
-      index: { type: 'object' },
-    },
-  },
+  Stats: objectSchema<StatsBody>('The answer to GET /stats.', STATS_PROPERTIES),
+  Health: objectSchema<HealthBody>('The answer to GET /health (200 and 503 alike).', HEALTH_PROPERTIES),
 };
 
 /** The query parameters of GET /events, documented one by one (EVENTS_QUERY_PARAMETERS lists them). */

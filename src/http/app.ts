@@ -12,6 +12,7 @@ import { ROUTE_INDEX, ROUTE_TABLE, type HttpMethod, type RouteContext, type Rout
 import { compileValidators } from './schemas';
 import { StreamHub, type StreamLimits } from './stream';
 
+/** The settings the app reads. */
 export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'> & Partial<StreamLimits>;
 
 /** Live-tail settings when the caller gives none (tests building an app from a few limits). */

@@ -100,7 +100,7 @@ export class ServiceMetrics {
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
     this.gauge('logagg_backlog_events', 'Events accepted but not yet in the index (bounded by QUEUE_MAX_SIZE).', (s) => s.aggregator.queueSize());
-    this.gauge('logagg_accepting_writes', '1 when /publish accepts writes (recovery done, log healthy), else 0.', (s) => (s.aggregator.health().ok ? 1 : 0));
+    this.gauge('logagg_accepting_writes', '1 when /publish accepts writes (recovery done, log healthy), else 0.', (s) => (s.aggregator.acceptsWrites() ? 1 : 0));
     this.gauge('logagg_last_recovery_records_replayed', 'Log records replayed into the index by the last startup recovery.', (s) => s.aggregator.recovery?.recordsReplayed ?? 0);
     this.gauge('logagg_last_recovery_truncated_bytes', 'Bytes of torn tail cut from the log by the last startup recovery.', (s) => s.aggregator.recovery?.tornTail?.bytesDropped ?? 0);
     this.gauge('logagg_last_recovery_duration_seconds', 'Duration of the last startup recovery.', (s) => (s.aggregator.recovery?.durationMs ?? 0) / 1000);

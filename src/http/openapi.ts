@@ -129,11 +129,14 @@ export function buildOpenApiDocument(
     info: {
       title: 'log-aggregator',
       version: options.version ?? '0.1.0',
+      license: { name: 'MIT', identifier: 'MIT' },
       description:
         'Durable, deduplicating HTTP event ingest: exactly-once effect per (topic, event_id), each acknowledged event ' +
         'fsynced to the log before the 200. API keys (when configured): `Authorization: Bearer <key>`, scope publish for ' +
         'POST /publish, scope read for reads and /metrics; a scope without keys is open.',
     },
+    // Relative: the document describes the instance that serves it, wherever it listens.
+    servers: [{ url: '/', description: 'The service that served this document' }],
     paths,
     components: {
       schemas,

@@ -2,7 +2,7 @@ import express, { type RequestHandler } from 'express';
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/config';
 import { AppError, type ErrorDetail } from '../errors';
-import type { Aggregator, ValidEvent } from '../ingest/aggregator';
+import type { Aggregator, PublishReport, ValidEvent } from '../ingest/aggregator';
 import type { LogEvent } from '../wal/record';
 import { describeAjvError, type Validators } from './schemas';
 
@@ -91,6 +91,18 @@ export function publishBodyParser(limits: Pick<Config, 'bodyBytesMax'>): Request
   return express.json({ limit: limits.bodyBytesMax, type: isJsonRequest, strict: true });
 }
 
+/** The answer to POST /publish: the seed's fields (and its message) plus conflicts and results. */
+export interface PublishAnswer extends PublishReport {
+  message: string;
+}
+
+/** The report of a publish as the seed answered it, with its message line. */
+export function publishAnswer(report: PublishReport): PublishAnswer {
+  const { received, accepted, duplicates, conflicts, results } = report;
+  const message = `Received ${received} events, accepted ${accepted}, rejected ${duplicates} duplicates`;
+  return { received, accepted, duplicates, conflicts, message, results };
+}
+
 /** POST /publish: answers 200 only after every accepted event is fsynced. */
 export function publishHandler(aggregator: Aggregator, validators: Validators, limits: PublishLimits): RequestHandler {
   return async (req, res) => {
@@ -101,7 +113,6 @@ export function publishHandler(aggregator: Aggregator, validators: Validators, l
       throw new AppError('invalid_json', 'the body is empty; send one event or {"events": [...]}');
     }
     const events = parsePublishBody(req.body, validators, limits);
-    const result = await aggregator.publish(events);
-    res.status(200).json(result);
+    res.status(200).json(publishAnswer(await aggregator.publish(events)));
   };
 }

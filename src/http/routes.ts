@@ -105,13 +105,20 @@ export interface RouteSpec {
   handlers(context: RouteContext): RequestHandler[];
 }
 
-/** A publish example event, as the seed's README sends it. */
-const EXAMPLE_EVENT = {
-  topic: 'user.signup',
-  event_id: 'evt-0001',
+/** The seed's example events (README), as its curl examples send them. */
+const EXAMPLE_LOGIN = {
+  topic: 'user.login',
+  event_id: 'evt-001',
   timestamp: '2025-10-23T10:00:00Z',
   source: 'auth-service',
-  payload: { message: 'user signed up', level: 'info' },
+  payload: { user_id: 'user-123' },
+};
+const EXAMPLE_ORDER = {
+  topic: 'order.created',
+  event_id: 'evt-002',
+  timestamp: '2025-10-23T10:01:00Z',
+  source: 'order-service',
+  payload: { order_id: 'ord-456' },
 };
 
 /** Every route of the service, in the order express tries them. */
@@ -151,7 +158,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
       {
         name: 'single',
         summary: 'One event',
-        body: EXAMPLE_EVENT,
+        body: EXAMPLE_LOGIN,
         status: 200,
         answer: {
           received: 1,
@@ -164,13 +171,8 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
       },
       {
         name: 'batch',
-        summary: 'A batch: a new event and a re-sent one',
-        body: {
-          events: [
-            { ...EXAMPLE_EVENT, event_id: 'evt-0002', payload: { message: 'user logged in', level: 'info' } },
-            EXAMPLE_EVENT,
-          ],
-        },
+        summary: 'A batch: the event above re-sent (a duplicate) and a new one',
+        body: { events: [EXAMPLE_LOGIN, EXAMPLE_ORDER] },
         status: 200,
         answer: {
           received: 2,
@@ -179,8 +181,8 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
           conflicts: 0,
           message: 'Received 2 events, accepted 1, rejected 1 duplicates',
           results: [
-            { status: 'accepted', seq: 2 },
             { status: 'duplicate', seq: 1 },
+            { status: 'accepted', seq: 2 },
           ],
         },
       },
@@ -202,9 +204,9 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
       {
         name: 'byTopic',
         summary: 'The events of one topic',
-        query: { topic: 'user.signup', limit: '100' },
+        query: { topic: 'user.login', limit: '10' },
         status: 200,
-        answer: { topic: 'user.signup', count: 1, events: [{ seq: 1, ...EXAMPLE_EVENT }], next_cursor: null },
+        answer: { topic: 'user.login', count: 1, events: [{ seq: 1, ...EXAMPLE_LOGIN }], next_cursor: null },
       },
     ],
     handlers: ({ aggregator }) => [eventsHandler(aggregator)],
@@ -222,6 +224,15 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     ],
     answers: { '200': textAnswer('text/event-stream', 'Event stream; each data line is one stored event.') },
     errors: ['invalid_query', 'recovering', 'subscribers_full', 'shutting_down'],
+    examples: [
+      {
+        name: 'resume',
+        summary: 'Follow one topic from seq 0',
+        query: { topic: 'user.login', after: '0' },
+        status: 200,
+        answer: `retry: 1000\n: stream after seq 0\n\nid: 1\ndata: ${JSON.stringify({ seq: 1, ...EXAMPLE_LOGIN })}\n\n`,
+      },
+    ],
     handlers: ({ streams }) => [streams.handler()],
   },
   {
@@ -232,6 +243,26 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     summary: 'Lifetime counters and live figures',
     answers: { '200': jsonAnswer(schemaRef('Stats'), 'Counters survive restarts.') },
     errors: [],
+    examples: [
+      {
+        name: 'afterTheSeedExamples',
+        summary: 'After the two publish examples',
+        status: 200,
+        answer: {
+          received: 3,
+          unique_processed: 2,
+          duplicate_dropped: 1,
+          conflicts: 0,
+          topics: ['order.created', 'user.login'],
+          uptime_seconds: 12.3,
+          uptime_human: '0h 0m 12s',
+          accepted: 2,
+          queue_size: 0,
+          checkpoint_seq: 2,
+          state: 'ready',
+        },
+      },
+    ],
     handlers: ({ aggregator }) => [statsHandler(aggregator)],
   },
 
@@ -248,6 +279,21 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     },
     errors: [],
     logging: 'quiet',
+    examples: [
+      {
+        name: 'healthy',
+        summary: 'Accepting writes',
+        status: 200,
+        answer: {
+          status: 'healthy',
+          consumer_running: true,
+          queue_size: 0,
+          timestamp: '2025-10-23T10:30:45.123Z',
+          log: { durable_seq: 2, segment: '00000000000000000001.ndjson', segment_bytes: 366, no_space_since: null, error: null },
+          index: { checkpoint_seq: 2, error: null },
+        },
+      },
+    ],
     handlers: ({ aggregator }) => [healthHandler(aggregator)],
   },
   {
@@ -259,6 +305,18 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     answers: { '200': textAnswer('text/plain', 'Prometheus text format 0.0.4.') },
     errors: [],
     logging: 'quiet',
+    examples: [
+      {
+        name: 'scrape',
+        summary: 'One scrape (two of its metrics)',
+        status: 200,
+        answer:
+          '# HELP logagg_events_accepted_total Events accepted: new (topic, event_id) keys written to the log.\n' +
+          '# TYPE logagg_events_accepted_total counter\nlogagg_events_accepted_total 2\n' +
+          '# HELP logagg_backlog_events Events accepted but not yet in the index (bounded by QUEUE_MAX_SIZE).\n' +
+          '# TYPE logagg_backlog_events gauge\nlogagg_backlog_events 0\n',
+      },
+    ],
     handlers: ({ metrics }) => [metrics.handler()],
   },
   {
@@ -269,6 +327,14 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     summary: 'This OpenAPI 3.1 document',
     answers: { '200': jsonAnswer({ type: 'object' }, 'The document.') },
     errors: [],
+    examples: [
+      {
+        name: 'document',
+        summary: 'The start of the document',
+        status: 200,
+        answer: { openapi: '3.1.0', info: { title: 'log-aggregator', version: '0.1.0', license: { name: 'MIT', identifier: 'MIT' } } },
+      },
+    ],
     handlers: ({ document }) => [openApiHandler(document)],
   },
   {
@@ -279,6 +345,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     summary: 'This document as a readable HTML page',
     answers: { '200': textAnswer('text/html', 'A self-contained HTML page.') },
     errors: [],
+    examples: [{ name: 'page', summary: 'The page', status: 200, answer: '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">...' }],
     handlers: ({ document }) => [docsPageHandler(document)],
   },
 ];

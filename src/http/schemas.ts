@@ -20,7 +20,7 @@ export const EVENT_SCHEMA = {
       description: 'RFC 3339 date-time with Z or an offset, naming a real instant.',
     },
     source: fieldString('Who sent the event.'),
-    payload: { type: 'object', description: 'Any JSON object; stored and returned as sent.' },
+    payload: { type: 'object', additionalProperties: true, description: 'Any JSON object; stored and returned as sent.' },
   },
 } as const;
 

@@ -1,17 +1,103 @@
 import type { RequestHandler } from 'express';
-import type { Aggregator } from '../ingest/aggregator';
+import type { Aggregator, ServiceCondition, ServiceState } from '../ingest/aggregator';
+
+/** The answer to GET /stats: the seed's fields, then this service's own. */
+export interface StatsBody {
+  /** Lifetime: accepted + duplicates (survives restarts). */
+  received: number;
+  /** Lifetime: events in the index. */
+  unique_processed: number;
+  duplicate_dropped: number;
+  conflicts: number;
+  topics: string[];
+  uptime_seconds: number;
+  uptime_human: string;
+  accepted: number;
+  queue_size: number;
+  checkpoint_seq: number;
+  state: ServiceState;
+}
+
+/** The answer to GET /health, whatever its status code. */
+export interface HealthBody {
+  status: ServiceCondition;
+  consumer_running: boolean;
+  queue_size: number;
+  /** When the answer was made (ISO 8601). */
+  timestamp: string;
+  log: {
+    durable_seq: number | null;
+    segment: string | null;
+    segment_bytes: number;
+    no_space_since: string | null;
+    error: string | null;
+  };
+  index: { checkpoint_seq: number; error: string | null };
+}
+
+/** "1h 0m 0s", as the seed prints uptime. */
+export function formatUptime(seconds: number): string {
+  const whole = Math.floor(seconds);
+  const h = Math.floor(whole / 3600);
+  const m = Math.floor((whole % 3600) / 60);
+  const s = whole % 60;
+  return `${h}h ${m}m ${s}s`;
+}
+
+/** The /stats answer from the pipeline's snapshot; at rest received = unique_processed + duplicate_dropped. */
+export function statsBody(aggregator: Aggregator, nowMs = Date.now()): StatsBody {
+  const snapshot = aggregator.snapshot();
+  const uptimeSeconds = (nowMs - snapshot.startedAtMs) / 1000;
+  return {
+    received: snapshot.acceptedTotal + snapshot.duplicatesTotal,
+    unique_processed: snapshot.uniqueTotal,
+    duplicate_dropped: snapshot.duplicatesTotal,
+    conflicts: snapshot.conflictsTotal,
+    topics: aggregator.topics(),
+    uptime_seconds: Math.round(uptimeSeconds * 10) / 10,
+    uptime_human: formatUptime(uptimeSeconds),
+    accepted: snapshot.acceptedTotal,
+    queue_size: snapshot.queueSize,
+    checkpoint_seq: snapshot.checkpointSeq,
+    state: snapshot.state,
+  };
+}
+
+/** The /health answer, and whether writes are accepted now (200) or not (503). */
+export function healthBody(aggregator: Aggregator, nowMs = Date.now()): { ok: boolean; body: HealthBody } {
+  const snapshot = aggregator.snapshot();
+  const ok = snapshot.condition === 'healthy' || snapshot.condition === 'degraded';
+  const noSpace = snapshot.noSpaceSinceMs;
+  return {
+    ok,
+    body: {
+      status: snapshot.condition,
+      consumer_running: snapshot.consumerRunning,
+      queue_size: snapshot.queueSize,
+      timestamp: new Date(nowMs).toISOString(),
+      log: {
+        durable_seq: snapshot.durableSeq,
+        segment: snapshot.segment?.name ?? null,
+        segment_bytes: snapshot.segment?.bytes ?? 0,
+        no_space_since: noSpace === null ? null : new Date(noSpace).toISOString(),
+        error: snapshot.logError,
+      },
+      index: { checkpoint_seq: snapshot.checkpointSeq, error: snapshot.indexError },
+    },
+  };
+}
 
 /** GET /stats: lifetime counters and live figures. */
 export function statsHandler(aggregator: Aggregator): RequestHandler {
   return (_req, res) => {
-    res.status(200).json(aggregator.stats());
+    res.status(200).json(statsBody(aggregator));
   };
 }
 
 /** GET /health: 200 while writes are accepted, 503 whenever they cannot be. */
 export function healthHandler(aggregator: Aggregator): RequestHandler {
   return (_req, res) => {
-    const { ok, body } = aggregator.health();
+    const { ok, body } = healthBody(aggregator);
     res.status(ok ? 200 : 503).json(body);
   };
 }

@@ -23,23 +23,47 @@ export interface PublishOutcome {
   conflict?: true;
 }
 
-/** The answer to POST /publish (seed fields plus results and conflicts). */
-export interface PublishResult {
+/** What one publish did: exact counts and one outcome per event (the HTTP answer adds the seed's message). */
+export interface PublishReport {
   received: number;
   accepted: number;
   duplicates: number;
   conflicts: number;
-  message: string;
   results: PublishOutcome[];
 }
 
 export type ServiceState = 'starting' | 'recovering' | 'ready' | 'failed' | 'stopping' | 'stopped';
 
+/** The state as far as writes go: `ready` is split into healthy, degraded and no_space. */
+export type ServiceCondition = 'healthy' | 'degraded' | 'no_space' | Exclude<ServiceState, 'ready'>;
+
+/** What Aggregator.snapshot reports: lifetime counters (surviving restarts) and live figures. */
+export interface PipelineSnapshot {
+  state: ServiceState;
+  condition: ServiceCondition;
+  startedAtMs: number;
+  /** Events accepted into the log, lifetime (the last durable seq). */
+  acceptedTotal: number;
+  /** Events in the index, lifetime. */
+  uniqueTotal: number;
+  duplicatesTotal: number;
+  conflictsTotal: number;
+  checkpointSeq: number;
+  queueSize: number;
+  /** Null before the log is open. */
+  durableSeq: number | null;
+  segment: { name: string | null; bytes: number } | null;
+  noSpaceSinceMs: number | null;
+  logError: string | null;
+  consumerRunning: boolean;
+  indexError: string | null;
+}
+
 /** Hooks for metrics; every one optional. */
 export interface AggregatorObserver {
   onFlush?(stats: FlushStats): void;
   onIndexBatch?(rows: number, elapsedMs: number): void;
-  onPublish?(result: PublishResult): void;
+  onPublish?(result: PublishReport): void;
 }
 
 export interface AggregatorOptions {
@@ -100,8 +124,6 @@ export class Aggregator {
   private writer: WalWriter<QueuedRecord> | null = null;
   private consumer: Consumer | null = null;
   private readonly pending = new PendingKeys();
-  private duplicatesTotal = 0;
-  private conflictsTotal = 0;
   private recoveryValue: (RecoveryReport & { durationMs: number }) | null = null;
   private failure: Error | null = null;
   private readonly indexedListeners = new Set<(rows: IndexRow[]) => void>();
@@ -171,8 +193,6 @@ export class Aggregator {
       logger.warn({ checkpointSeq: store.counters.checkpointSeq, logLastSeq: start.nextSeq - 1 }, 'recovery: the index is ahead of the log (segments missing?); continuing after the index');
       start.nextSeq = store.counters.checkpointSeq + 1;
     }
-    this.duplicatesTotal = store.counters.duplicatesTotal;
-    this.conflictsTotal = store.counters.conflictsTotal;
 
     this.consumer = new Consumer({
       store,
@@ -223,7 +243,7 @@ export class Aggregator {
    * the new ones, and resolves once they (and any pending original a duplicate names)
    * are fsynced. Throws AppError (503) when writes cannot be accepted; nothing is written then.
    */
-  async publish(events: ValidEvent[]): Promise<PublishResult> {
+  async publish(events: ValidEvent[]): Promise<PublishReport> {
     const writer = this.assertWritable();
     const { config } = this.options;
     const backlog = this.consumer!.size + writer.pendingCount;
@@ -281,20 +301,17 @@ export class Aggregator {
       throw err;
     }
 
-    this.duplicatesTotal += duplicates;
-    this.conflictsTotal += conflicts;
     if (duplicates > 0) this.consumer!.noteDuplicates(duplicates, conflicts);
     if (duplicates > 0) this.logDuplicates(events, results);
-    const result: PublishResult = {
+    const report: PublishReport = {
       received: events.length,
       accepted: fresh.length,
       duplicates,
       conflicts,
-      message: `Received ${events.length} events, accepted ${fresh.length}, rejected ${duplicates} duplicates`,
       results,
     };
-    this.options.observer?.onPublish?.(result);
-    return result;
+    this.options.observer?.onPublish?.(report);
+    return report;
   }
 
   /**
@@ -328,25 +345,38 @@ export class Aggregator {
     return this.index.queryEvents(query);
   }
 
-  /** Lifetime counters (surviving restarts) and live figures. */
-  stats(): Record<string, unknown> {
+  /**
+   * The pipeline's lifetime counters and live figures, typed (the HTTP layer shapes /stats
+   * and /health from it). Duplicate and conflict totals are the index's committed ones plus
+   * those the consumer has not committed yet: the consumer and the store own them, this
+   * class keeps no copy.
+   */
+  snapshot(): PipelineSnapshot {
     const counters = this.store?.counters;
-    const uniqueProcessed = counters?.uniqueTotal ?? 0;
-    const acceptedTotal = this.writer?.durableSeq ?? counters?.checkpointSeq ?? 0;
-    const uptimeSeconds = (Date.now() - this.startedAt) / 1000;
+    const uncommitted = this.consumer?.uncommittedDuplicates() ?? { duplicates: 0, conflicts: 0 };
+    const segment = this.writer?.currentSegment;
     return {
-      received: acceptedTotal + this.duplicatesTotal,
-      unique_processed: uniqueProcessed,
-      duplicate_dropped: this.duplicatesTotal,
-      conflicts: this.conflictsTotal,
-      topics: this.store?.topics() ?? [],
-      uptime_seconds: Math.round(uptimeSeconds * 10) / 10,
-      uptime_human: formatUptime(uptimeSeconds),
-      accepted: acceptedTotal,
-      queue_size: this.queueSize(),
-      checkpoint_seq: counters?.checkpointSeq ?? 0,
       state: this.stateValue,
+      condition: this.condition(),
+      startedAtMs: this.startedAt,
+      acceptedTotal: this.writer?.durableSeq ?? counters?.checkpointSeq ?? 0,
+      uniqueTotal: counters?.uniqueTotal ?? 0,
+      duplicatesTotal: (counters?.duplicatesTotal ?? 0) + uncommitted.duplicates,
+      conflictsTotal: (counters?.conflictsTotal ?? 0) + uncommitted.conflicts,
+      checkpointSeq: counters?.checkpointSeq ?? 0,
+      queueSize: this.queueSize(),
+      durableSeq: this.writer?.durableSeq ?? null,
+      segment: segment === undefined ? null : { name: segment.name, bytes: segment.bytes },
+      noSpaceSinceMs: this.writer?.noSpaceSince ?? null,
+      logError: this.failure?.message ?? null,
+      consumerRunning: this.consumer?.running ?? false,
+      indexError: this.consumer?.error?.message ?? null,
     };
+  }
+
+  /** The topics in the index, sorted. */
+  topics(): string[] {
+    return this.store?.topics() ?? [];
   }
 
   /** Events accepted but not yet indexed (unsynced plus queued). */
@@ -354,31 +384,20 @@ export class Aggregator {
     return (this.consumer?.size ?? 0) + (this.writer?.pendingCount ?? 0);
   }
 
-  /** The /health answer and whether writes can be accepted now. */
-  health(): { ok: boolean; body: Record<string, unknown> } {
-    const noSpace = this.writer?.noSpaceSince ?? null;
-    let status: string = this.stateValue === 'ready' ? 'healthy' : this.stateValue;
-    if (this.stateValue === 'ready' && noSpace !== null) status = 'no_space';
-    else if (this.stateValue === 'ready' && this.consumer?.error) status = 'degraded';
-    const ok = status === 'healthy' || status === 'degraded';
-    const segment = this.writer?.currentSegment;
-    return {
-      ok,
-      body: {
-        status,
-        consumer_running: this.consumer?.running ?? false,
-        queue_size: this.queueSize(),
-        timestamp: new Date().toISOString(),
-        log: {
-          durable_seq: this.writer?.durableSeq ?? null,
-          segment: segment?.name ?? null,
-          segment_bytes: segment?.bytes ?? 0,
-          no_space_since: noSpace === null ? null : new Date(noSpace).toISOString(),
-          error: this.failure?.message ?? null,
-        },
-        index: { checkpoint_seq: this.store?.counters.checkpointSeq ?? 0, error: this.consumer?.error?.message ?? null },
-      },
-    };
+  /**
+   * The service's condition for writes: ready splits into healthy, degraded (the index
+   * refuses writes for now; the log still accepts) and no_space (the log device is full).
+   */
+  condition(): ServiceCondition {
+    if (this.stateValue !== 'ready') return this.stateValue;
+    if ((this.writer?.noSpaceSince ?? null) !== null) return 'no_space';
+    return this.consumer?.error ? 'degraded' : 'healthy';
+  }
+
+  /** True when /publish accepts writes now (healthy or degraded). */
+  acceptsWrites(): boolean {
+    const condition = this.condition();
+    return condition === 'healthy' || condition === 'degraded';
   }
 
   /** Refuses writes, flushes what was accepted, indexes it and closes files. Idempotent. */
@@ -413,13 +432,4 @@ export class Aggregator {
         throw new AppError('shutting_down', 'the service is shutting down', { retryAfterSeconds });
     }
   }
-}
-
-/** "1h 0m 0s", as the seed prints uptime. */
-export function formatUptime(seconds: number): string {
-  const whole = Math.floor(seconds);
-  const h = Math.floor(whole / 3600);
-  const m = Math.floor((whole % 3600) / 60);
-  const s = whole % 60;
-  return `${h}h ${m}m ${s}s`;
 }

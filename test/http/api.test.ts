@@ -6,6 +6,7 @@ import type { Aggregator } from '../../src/ingest/aggregator';
 import { makeEvent } from '../helpers/events';
 import { openTestService } from '../helpers/service';
 import { waitFor } from '../helpers/wait';
+import { statsBody } from '../../src/http/status';
 
 describe('HTTP API', () => {
   let app: Express;
@@ -156,7 +157,7 @@ describe('HTTP API', () => {
         expect(res.status).to.equal(503);
         expect(res.body.error).to.equal('backlog_full');
         expect(res.headers['retry-after']).to.equal('1');
-        expect(small.aggregator.stats()).to.include({ received: 0 });
+        expect(statsBody(small.aggregator)).to.include({ received: 0 });
       } finally {
         await small.aggregator.close();
       }

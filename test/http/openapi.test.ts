@@ -71,6 +71,16 @@ describe('OpenAPI document', () => {
     expect(document.components.securitySchemes.bearerAuth).to.deep.include({ type: 'http', scheme: 'bearer' });
   });
 
+  it('names its server (relative: the serving instance) and its license', () => {
+    expect(document.servers).to.deep.equal([{ url: '/', description: 'The service that served this document' }]);
+    expect(document.info.license).to.deep.equal({ name: 'MIT', identifier: 'MIT' });
+  });
+
+  it('lets payload hold any properties, in requests and in stored events', () => {
+    expect(document.components.schemas.Event.properties.payload).to.include({ type: 'object', additionalProperties: true });
+    expect(document.components.schemas.StoredEvent.properties.payload).to.include({ type: 'object', additionalProperties: true });
+  });
+
   it('routes exactly the entries of the route table (src/http/routes.ts ROUTE_TABLE)', () => {
     const fromTable = ROUTE_TABLE.map((spec) => `${spec.method} ${spec.path}`).sort();
     expect(routedOperations(app)).to.deep.equal(fromTable);
@@ -196,6 +206,71 @@ describe('OpenAPI document', () => {
       expect(html).to.contain('<code>unauthorized</code>');
       // Nothing fetched from elsewhere: no scripts, no external stylesheets or images.
       expect(html).not.to.match(/<script|<link|src=|href="https?:/i);
+    });
+  });
+
+  describe('examples', () => {
+    let svc: InProcessService;
+    let served: Json;
+    const ajv = new Ajv2020({ strict: false, allErrors: true });
+    addFormats(ajv, ['date-time']);
+    before(async () => {
+      svc = await startInProcessService();
+      served = (await (await fetch(`${svc.url}/openapi.json`)).json()) as Json;
+    });
+    after(async () => svc.stop());
+
+    /** A validator of one schema of the served document, with its components beside it so refs resolve. */
+    const compile = (schema: Json) => ajv.compile({ ...schema, components: served.components });
+
+    it('gives every documented operation at least one example, each answer matching its documented schema', () => {
+      for (const spec of ROUTE_TABLE.filter((entry) => entry.openapi !== false)) {
+        expect(spec.examples ?? [], `${spec.method} ${spec.path} has no example`).not.to.have.length(0);
+        const operation = served.paths[openApiPath(spec.path)][spec.method.toLowerCase()];
+        for (const example of spec.examples ?? []) {
+          const [type, media] = Object.entries<Json>(operation.responses[String(example.status)].content)[0]!;
+          expect(media.examples?.[example.name]?.value, `${spec.operationId} ${example.name}`).to.deep.equal(example.answer);
+          if (type !== 'application/json') continue;
+          const validate = compile(media.schema);
+          expect(validate(example.answer), `${spec.operationId} ${example.name}: ${JSON.stringify(validate.errors)}`).to.equal(true);
+        }
+        if (operation.requestBody !== undefined) {
+          const media = Object.values<Json>(operation.requestBody.content)[0]!;
+          const validate = compile(media.schema);
+          for (const [name, example] of Object.entries<Json>(media.examples ?? {})) {
+            expect(validate(example.value), `${spec.operationId} ${name} body: ${JSON.stringify(validate.errors)}`).to.equal(true);
+          }
+        }
+      }
+    });
+
+    it('are answered by a fresh service, in table order, with the documented status and schema (publish answers verbatim)', async () => {
+      for (const spec of ROUTE_TABLE.filter((entry) => entry.openapi !== false)) {
+        const operation = served.paths[openApiPath(spec.path)][spec.method.toLowerCase()];
+        for (const example of spec.examples ?? []) {
+          const what = `${spec.operationId} ${example.name}`;
+          const query = example.query === undefined ? '' : `?${new URLSearchParams(example.query)}`;
+          const bodyType = operation.requestBody === undefined ? undefined : Object.keys(operation.requestBody.content)[0];
+          const abort = new AbortController();
+          const res = await fetch(`${svc.url}${spec.path}${query}`, {
+            method: spec.method,
+            signal: abort.signal,
+            ...(example.body === undefined ? {} : { headers: { 'content-type': bodyType! }, body: JSON.stringify(example.body) }),
+          });
+          expect(res.status, what).to.equal(example.status);
+          const [type, media] = Object.entries<Json>(operation.responses[String(example.status)].content)[0]!;
+          expect(res.headers.get('content-type'), what).to.contain(type);
+          if (type === 'text/event-stream') {
+            abort.abort();
+            continue;
+          }
+          const text = await res.text();
+          if (type !== 'application/json') continue;
+          const validate = compile(media.schema);
+          expect(validate(JSON.parse(text)), `${what}: ${JSON.stringify(validate.errors)}`).to.equal(true);
+          if (spec.operationId === 'publish') expect(JSON.parse(text), what).to.deep.equal(example.answer);
+        }
+      }
     });
   });
 });

@@ -8,6 +8,7 @@ import { segmentName } from '../../src/wal/segments';
 import { makeEvent } from '../helpers/events';
 import { makeTempDir } from '../helpers/temp-dir';
 import { waitFor } from '../helpers/wait';
+import { statsBody } from '../../src/http/status';
 
 function openAggregator(dataDir: string, indexWorker: boolean): Aggregator {
   const config = {
@@ -30,7 +31,7 @@ function events(topic: string, count: number, payload: (i: number) => Record<str
 }
 
 async function indexed(aggregator: Aggregator): Promise<void> {
-  await waitFor(() => aggregator.stats().queue_size === 0 && aggregator.stats().checkpoint_seq === aggregator.stats().accepted, { timeoutMs: 10_000, what: 'index to catch up' });
+  await waitFor(() => statsBody(aggregator).queue_size === 0 && statsBody(aggregator).checkpoint_seq === statsBody(aggregator).accepted, { timeoutMs: 10_000, what: 'index to catch up' });
 }
 
 for (const indexWorker of [true, false]) {
@@ -46,7 +47,7 @@ for (const indexWorker of [true, false]) {
       expect(again.results.map((r) => r.seq)).to.deep.equal(first.results.map((r) => r.seq));
       expect(again.results[7]).to.deep.equal({ status: 'duplicate', seq: first.results[7]!.seq, conflict: true });
       await indexed(aggregator);
-      expect(aggregator.stats()).to.include({ received: 600, unique_processed: 300, duplicate_dropped: 300, conflicts: 1 });
+      expect(statsBody(aggregator)).to.include({ received: 600, unique_processed: 300, duplicate_dropped: 300, conflicts: 1 });
       await aggregator.close();
     });
 
@@ -59,7 +60,7 @@ for (const indexWorker of [true, false]) {
       await before.close();
       const after = openAggregator(dataDir, indexWorker);
       await after.open();
-      expect(after.stats()).to.include({ received: 60, unique_processed: 50, duplicate_dropped: 10 });
+      expect(statsBody(after)).to.include({ received: 60, unique_processed: 50, duplicate_dropped: 10 });
       const retried = await after.publish(events('a', 60));
       expect(retried).to.include({ accepted: 10, duplicates: 50 });
       await indexed(after);
@@ -82,7 +83,7 @@ for (const indexWorker of [true, false]) {
       const report = await rebuilt.open();
       expect(report.recordsReplayed).to.equal(1000);
       expect(rebuilt.queryEvents({ limit: 1000 })).to.deep.equal(before);
-      expect(rebuilt.stats()).to.include({ unique_processed: 1000, checkpoint_seq: 1000 });
+      expect(statsBody(rebuilt)).to.include({ unique_processed: 1000, checkpoint_seq: 1000 });
       expect((await rebuilt.publish(events('y', 301))).accepted).to.equal(1);
       await rebuilt.close();
     });

@@ -5,6 +5,7 @@ import { Aggregator } from '../../src/ingest/aggregator';
 import { LogCorruptionError } from '../../src/wal/recovery';
 import { dataDirFromWalFixture } from '../helpers/fixtures';
 import { silentLogger, testConfig } from '../helpers/service';
+import { statsBody } from '../../src/http/status';
 
 async function openOn(dataDir: string): Promise<Aggregator> {
   const aggregator = new Aggregator({ config: testConfig({}, dataDir), logger: silentLogger });
@@ -17,7 +18,7 @@ describe('recovery into the index', () => {
     const aggregator = await openOn(dataDirFromWalFixture('ok'));
     expect(aggregator.index.countRows()).to.equal(3);
     expect(aggregator.index.counters.checkpointSeq).to.equal(3);
-    expect(aggregator.stats()).to.include({ received: 3, unique_processed: 3 });
+    expect(statsBody(aggregator)).to.include({ received: 3, unique_processed: 3 });
     await aggregator.close();
   });
 
