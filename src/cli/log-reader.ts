@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { rowFromEventJson } from '../ingest/aggregator';
+import { rowFromEventJson } from '../wal/event-row';
 import { NodeDisk } from '../wal/disk';
 import { isTombstoneEventJson, scanLines, type BadLine, type LocatedRecord } from '../wal/record';
 import { listSegments, readSegmentChunks, type SegmentInfo } from '../wal/segments';

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { IndexStore, type IndexRow } from '../index/store';
-import { rowFromEventJson } from '../ingest/aggregator';
+import { rowFromEventJson } from '../wal/event-row';
 import { isTombstoneEventJson, SegmentLineCheck, type CorruptVerdict } from '../wal/record';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
 import { logSegments, readLog, segmentsBytes } from './log-reader';

@@ -57,7 +57,7 @@ export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Log
   // Every route from the table, each with its own body parser (none runs app-wide).
   for (const spec of table) app.route(spec.path)[ROUTER_METHODS[spec.method]](...spec.handlers(context));
   app.use(notFoundHandler(index));
-  app.use(errorHandler(logger));
+  app.use(errorHandler(logger, limits.retryAfterSeconds));
   return app;
 }
 

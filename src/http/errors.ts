@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from 'pino';
-import { AppError } from '../errors';
+import { AppError, type ErrorCode } from '../errors';
+import { WalError, type WalErrorCode } from '../wal/errors';
 import type { RouteIndex } from './route-index';
 
 /** body-parser's error types and the catalogue codes they become. */
@@ -13,9 +14,16 @@ const BODY_PARSER_ERRORS: Record<string, (err: { message: string; limit?: number
   'request.size.invalid': () => new AppError('invalid_json', 'the body is shorter or longer than its Content-Length'),
 };
 
-/** Maps anything thrown by a route to an AppError, or null for a programmer error. */
-export function toAppError(err: unknown): AppError | null {
+/** The catalogue code of each log-writer failure (src/wal/errors.ts). */
+const WAL_ERRORS: Record<WalErrorCode, ErrorCode> = { no_space: 'log_no_space', failed: 'log_failed', closed: 'shutting_down' };
+
+/**
+ * Maps anything thrown by a route to an AppError, or null for a programmer error. Log
+ * failures (WalError) become 503s that tell the client to retry after `retryAfterSeconds`.
+ */
+export function toAppError(err: unknown, retryAfterSeconds = 1): AppError | null {
   if (err instanceof AppError) return err;
+  if (err instanceof WalError) return new AppError(WAL_ERRORS[err.code], err.message, { retryAfterSeconds, cause: err });
   const type = (err as { type?: string } | null)?.type;
   if (type !== undefined && BODY_PARSER_ERRORS[type] !== undefined) return BODY_PARSER_ERRORS[type]!(err as { message: string });
   // zlib errors from a broken gzip/deflate/br body arrive from body-parser with status 400.
@@ -34,9 +42,9 @@ export function toAppError(err: unknown): AppError | null {
  * The JSON error answer; Retry-After on every 503. Programmer errors are 500 and logged.
  * The code is left in `res.locals.errorCode` for the request log and the rejected-requests metric.
  */
-export function errorHandler(logger: Logger): ErrorRequestHandler {
+export function errorHandler(logger: Logger, retryAfterSeconds?: number): ErrorRequestHandler {
   return (err, _req, res, _next) => {
-    const appError = toAppError(err);
+    const appError = toAppError(err, retryAfterSeconds);
     if (appError === null) {
       res.locals.errorCode = 'internal';
       logger.error({ err }, 'unexpected error in request');

@@ -1,16 +1,11 @@
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
+import type { EventRow } from '../wal/event-row';
 import { KeyTable, keyHash } from './key-table';
 
 /** One event as the index stores it; `body` is the exact event JSON from the log. */
-export interface IndexRow {
-  seq: number;
-  topic: string;
-  eventId: string;
-  source: string;
-  tsMs: number;
-  body: string;
+export interface IndexRow extends EventRow {
   /** keyHash(topic, eventId) when the caller has it already (saves hashing twice). */
   keyHash?: number;
 }

@@ -6,6 +6,7 @@ import { keyHash } from '../index/key-table';
 import { PendingKeys, type PendingEntry } from './pending-keys';
 import { IndexStore, type EventQuery, type IndexRow } from '../index/store';
 import { makeDirDurable, NodeDisk, type LogDisk } from '../wal/disk';
+import { rowFromEventJson } from '../wal/event-row';
 import { canonicalEventJson, isTombstoneEventJson, type LogEvent, type WalRecord } from '../wal/record';
 import { recoverLog, type RecoveryReport } from '../wal/recovery';
 import { WalWriter, type FlushStats } from '../wal/writer';
@@ -78,36 +79,6 @@ export interface AggregatorOptions {
 /** A durable record on its way to the index, with the fields the index needs. */
 interface QueuedRecord extends WalRecord {
   row: IndexRow;
-}
-
-/**
- * The first four fields of canonicalEventJson's output, each a JSON string token. Recovery
- * reads them without parsing the payload; anything else falls back to JSON.parse.
- */
-const CANONICAL_HEAD = /^\{"topic":("(?:[^"\\]|\\.)*"),"event_id":("(?:[^"\\]|\\.)*"),"timestamp":("(?:[^"\\]|\\.)*"),"source":("(?:[^"\\]|\\.)*")[,}]/;
-
-/** The value of a JSON string token: escapes only cost a JSON.parse when present. */
-function jsonStringValue(token: string): string {
-  return token.includes('\\') ? (JSON.parse(token) as string) : token.slice(1, -1);
-}
-
-/** Builds the index row for a logged event (used by recovery, which has only the JSON). */
-export function rowFromEventJson(seq: number, eventJson: string): IndexRow {
-  let topic: string;
-  let eventId: string;
-  let timestamp: string;
-  let source: string;
-  const head = CANONICAL_HEAD.exec(eventJson);
-  if (head !== null) {
-    topic = jsonStringValue(head[1]!);
-    eventId = jsonStringValue(head[2]!);
-    timestamp = jsonStringValue(head[3]!);
-    source = jsonStringValue(head[4]!);
-  } else {
-    ({ topic, event_id: eventId, timestamp, source } = JSON.parse(eventJson) as LogEvent);
-  }
-  const tsMs = Date.parse(timestamp);
-  return { seq, topic, eventId, source, tsMs: Number.isNaN(tsMs) ? 0 : tsMs, body: eventJson };
 }
 
 /**
@@ -220,7 +191,6 @@ export class Aggregator {
       walDir: config.walDir,
       segmentBytesMax: config.segmentBytesMax,
       start,
-      retryAfterSeconds: config.retryAfterSeconds,
       onDurable: (records, stats) => {
         this.consumer!.enqueue(records.map((r) => r.row));
         this.options.observer?.onFlush?.(stats);

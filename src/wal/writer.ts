@@ -1,6 +1,7 @@
 import path from 'node:path';
-import { AppError, wrapError } from '../errors';
+import { wrapError } from '../errors';
 import { makeDirDurable, type FileHandleId, type LogDisk } from './disk';
+import { WalError } from './errors';
 import { encodeRecord, type WalRecord } from './record';
 import { segmentName, type SegmentInfo } from './segments';
 
@@ -23,7 +24,6 @@ export interface WalWriterOptions<R extends WalRecord = WalRecord> {
   /** A segment is rotated before a write would take it past this size. */
   segmentBytesMax: number;
   start: WriterStart;
-  retryAfterSeconds: number;
   /** Called after each successful fdatasync with its records, in seq order. */
   onDurable: (records: R[], stats: FlushStats) => void;
   /** Called once when the log can no longer be trusted (fsync/EIO); the process must stop. */
@@ -132,12 +132,9 @@ export class WalWriter<R extends WalRecord = WalRecord> {
 
   private assertWritable(): void {
     if (this.failure !== null) {
-      throw new AppError('log_failed', 'the log failed and the service is stopping for recovery', {
-        retryAfterSeconds: this.options.retryAfterSeconds,
-        cause: this.failure,
-      });
+      throw new WalError('failed', 'the log failed and the service is stopping for recovery', { cause: this.failure });
     }
-    if (this.closed) throw new AppError('shutting_down', 'the log is closed', { retryAfterSeconds: this.options.retryAfterSeconds });
+    if (this.closed) throw new WalError('closed', 'the log is closed');
   }
 
   private scheduleFlush(): void {
@@ -244,10 +241,7 @@ export class WalWriter<R extends WalRecord = WalRecord> {
     this.queued = [];
     this.nextSeqValue = firstSeq;
     this.noSpaceSince ??= Date.now();
-    const error = new AppError('log_no_space', `the log device is full: ${err.message}`, {
-      retryAfterSeconds: this.options.retryAfterSeconds,
-      cause: err,
-    });
+    const error = new WalError('no_space', `the log device is full: ${err.message}`, { cause: err });
     const waiters = this.waiters;
     this.waiters = [];
     for (const waiter of waiters) waiter.reject(error);
@@ -256,10 +250,7 @@ export class WalWriter<R extends WalRecord = WalRecord> {
   /** Fail-stop: nothing more is acknowledged; no fsync retry (the page cache state is unknown). */
   private fail(err: Error): void {
     if (this.failure !== null) return;
-    this.failure = new AppError('log_failed', `the log could not be made durable: ${err.message}`, {
-      retryAfterSeconds: this.options.retryAfterSeconds,
-      cause: err,
-    });
+    this.failure = new WalError('failed', `the log could not be made durable: ${err.message}`, { cause: err });
     this.queued = [];
     const waiters = this.waiters;
     this.waiters = [];

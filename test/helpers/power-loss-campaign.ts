@@ -3,6 +3,7 @@ import path from 'node:path';
 import pino from 'pino';
 import { Random } from '../../src/chaos/random';
 import { AppError } from '../../src/errors';
+import { WalError } from '../../src/wal/errors';
 import { Aggregator, type ValidEvent } from '../../src/ingest/aggregator';
 import { canonicalEventJson, classifyScan, scanSegmentBytes, type LogEvent } from '../../src/wal/record';
 import { listSegments } from '../../src/wal/segments';
@@ -178,7 +179,7 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
         answer = await aggregator.publish(events);
       } catch (err) {
         if (isCrashed() || err instanceof SimulatedPowerLoss) return;
-        if (err instanceof AppError && err.status === 503) continue;
+        if ((err instanceof AppError && err.status === 503) || err instanceof WalError) continue;
         result.unexpectedErrors.push(String(err));
         return;
       }

@@ -28,7 +28,6 @@ function makeWriter(disk: CountingDisk, walDir: string, segmentBytesMax = 1 << 2
     walDir,
     segmentBytesMax,
     start: { nextSeq: 1, lastSegment: null },
-    retryAfterSeconds: 1,
     onDurable: (records) => durable.push(...records.map((r) => r.seq)),
     onFatal: (err) => {
       throw err;

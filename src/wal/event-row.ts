@@ -1,0 +1,45 @@
+import type { LogEvent } from './record';
+
+/** A logged event with the fields the index keys and filters on; `body` is its exact JSON text from the log. */
+export interface EventRow {
+  seq: number;
+  topic: string;
+  eventId: string;
+  source: string;
+  tsMs: number;
+  body: string;
+}
+
+/**
+ * The first four fields of canonicalEventJson's output, each a JSON string token. Recovery
+ * reads them without parsing the payload; anything else falls back to JSON.parse.
+ */
+const CANONICAL_HEAD = /^\{"topic":("(?:[^"\\]|\\.)*"),"event_id":("(?:[^"\\]|\\.)*"),"timestamp":("(?:[^"\\]|\\.)*"),"source":("(?:[^"\\]|\\.)*")[,}]/;
+
+/** The value of a JSON string token: escapes only cost a JSON.parse when present. */
+function jsonStringValue(token: string): string {
+  return token.includes('\\') ? (JSON.parse(token) as string) : token.slice(1, -1);
+}
+
+/**
+ * Builds the row the index stores for a logged event, from its seq and its JSON text as
+ * the log holds it (recovery, rebuild and export have only that). It does not validate
+ * the event: a timestamp that names no instant gives tsMs 0.
+ */
+export function rowFromEventJson(seq: number, eventJson: string): EventRow {
+  let topic: string;
+  let eventId: string;
+  let timestamp: string;
+  let source: string;
+  const head = CANONICAL_HEAD.exec(eventJson);
+  if (head !== null) {
+    topic = jsonStringValue(head[1]!);
+    eventId = jsonStringValue(head[2]!);
+    timestamp = jsonStringValue(head[3]!);
+    source = jsonStringValue(head[4]!);
+  } else {
+    ({ topic, event_id: eventId, timestamp, source } = JSON.parse(eventJson) as LogEvent);
+  }
+  const tsMs = Date.parse(timestamp);
+  return { seq, topic, eventId, source, tsMs: Number.isNaN(tsMs) ? 0 : tsMs, body: eventJson };
+}
