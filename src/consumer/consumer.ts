@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import type { IndexRow, IndexStore } from '../index/store';
-import { IndexWorkerClient } from './index-worker';
+import { InlineApplier, type IndexApplier, type IndexBatch } from './index-applier';
 
 export interface ConsumerOptions {
   store: IndexStore;
@@ -12,21 +12,24 @@ export interface ConsumerOptions {
   /** Wait before retrying a batch the index refused (e.g. SQLITE_FULL). */
   retryDelayMs?: number;
   /**
-   * Write the index from a worker thread (its own connection to `store`'s file) instead of
-   * this thread. Rows must then be proven new by the caller; `store` learns of each commit
-   * through noteCommitted before onApplied is called.
+   * What commits each batch (createIndexApplier picks one by INDEX_WORKER); an InlineApplier
+   * over `store` when not given. Shutdown finishes on this thread through `store` whatever it is.
    */
-  worker?: { databasePath: string };
+  applier?: IndexApplier;
 }
 
 /**
  * Drains durable records from an in-memory queue into the index, one transaction per
- * batch: on this thread one batch per event-loop turn, or on a worker thread with one
- * batch in flight (rows arriving meanwhile form the next, larger batch). It holds nothing
- * that is not also in the fsynced log: a crash loses only work that recovery redoes.
+ * batch, through its IndexApplier: one batch in flight at a time (on this thread it is
+ * done within the turn; on a worker thread rows arriving meanwhile form the next, larger
+ * batch). It holds nothing that is not also in the fsynced log: a crash loses only work
+ * that recovery redoes.
  */
 export class Consumer {
   private readonly options: ConsumerOptions;
+  private readonly applier: IndexApplier;
+  /** Shutdown's path: whatever the applier, what is left is applied here, on this thread. */
+  private readonly inline: InlineApplier;
   private queue: IndexRow[] = [];
   private head = 0;
   private duplicates = 0;
@@ -35,14 +38,18 @@ export class Consumer {
   private stopped = false;
   private idleWaiters: Array<() => void> = [];
   private lastError: Error | null = null;
-  private worker: IndexWorkerClient | null = null;
-  private inFlight = false;
-  private inFlightDuplicates = 0;
-  private inFlightConflicts = 0;
+  /** The batch the applier is committing now, if any. */
+  private inFlight: IndexBatch | null = null;
 
   constructor(options: ConsumerOptions) {
     this.options = options;
-    if (options.worker !== undefined) this.worker = new IndexWorkerClient(options.worker.databasePath);
+    this.inline = new InlineApplier(options.store);
+    this.applier = options.applier ?? this.inline;
+  }
+
+  /** Which applier writes the index ('inline' or 'worker'). */
+  get applierKind(): IndexApplier['kind'] {
+    return this.applier.kind;
   }
 
   /** Rows waiting to be indexed. */
@@ -73,7 +80,8 @@ export class Consumer {
 
   /** Duplicates noted but not yet committed to the index (waiting, or in the batch in flight). */
   uncommittedDuplicates(): { duplicates: number; conflicts: number } {
-    return { duplicates: this.duplicates + this.inFlightDuplicates, conflicts: this.conflicts + this.inFlightConflicts };
+    const flying = this.inFlight;
+    return { duplicates: this.duplicates + (flying?.duplicates ?? 0), conflicts: this.conflicts + (flying?.conflicts ?? 0) };
   }
 
   /** Resolves once the queue is empty and every counter is committed. */
@@ -88,26 +96,39 @@ export class Consumer {
   }
 
   /**
-   * Applies everything queued right now, synchronously on this thread (used by recovery,
-   * and by shutdown after a worker failure). Not while a worker batch is in flight.
+   * Applies everything queued right now, synchronously on this thread (shutdown, also
+   * after a worker failure). Not while a batch is in flight. Throws if the index refuses
+   * a batch; that batch and the rest stay queued.
    */
   applyAll(): void {
-    if (this.inFlight) throw new Error('consumer: applyAll while a worker batch is in flight');
-    while (!this.isIdle()) this.applyOneBatch();
+    if (this.inFlight !== null) throw new Error('consumer: applyAll while a batch is in flight');
+    while (!this.isIdle()) {
+      const { batch, end } = this.takeBatch();
+      let elapsedMs: number;
+      try {
+        elapsedMs = this.inline.apply(batch);
+      } catch (err) {
+        this.returnBatch(batch);
+        throw err;
+      }
+      this.advance(end);
+      this.options.onApplied(batch.rows, elapsedMs);
+    }
+    this.releaseIdle();
   }
 
   /**
-   * Stops after indexing everything queued (through the worker while it works, else on
-   * this thread), then ends the worker thread. Throws if the index refuses the rows.
+   * Stops after indexing everything queued (through a concurrent applier while it works,
+   * else on this thread), then closes the applier. Throws if the index refuses the rows.
    */
   async drain(): Promise<void> {
-    if (this.worker !== null && !this.worker.dead && this.lastError === null) {
+    if (this.applier.concurrent && this.lastError === null) {
       this.schedule(0);
       await this.whenIdle();
     }
     this.stop();
-    while (this.inFlight) await new Promise((resolve) => setImmediate(resolve));
-    await this.worker?.close();
+    while (this.inFlight !== null) await new Promise((resolve) => setImmediate(resolve));
+    await this.applier.close();
     this.applyAll();
   }
 
@@ -126,86 +147,61 @@ export class Consumer {
     else setImmediate(run);
   }
 
+  /** The next batch (at most batchMax rows, and every duplicate noted so far); the queue keeps its rows until committed. */
+  private takeBatch(): { batch: IndexBatch; end: number } {
+    const end = Math.min(this.queue.length, this.head + this.options.batchMax);
+    const batch: IndexBatch = { rows: this.queue.slice(this.head, end), duplicates: this.duplicates, conflicts: this.conflicts };
+    this.duplicates = 0;
+    this.conflicts = 0;
+    return { batch, end };
+  }
+
+  /** Gives an uncommitted batch's counts back; its rows never left the queue. */
+  private returnBatch(batch: IndexBatch): void {
+    this.duplicates += batch.duplicates;
+    this.conflicts += batch.conflicts;
+  }
+
+  /** Sends the next batch to the applier; its outcome advances the queue or schedules a retry. */
   private tick(): void {
-    if (this.stopped || this.isIdle()) return;
-    if (this.worker !== null) {
-      this.sendToWorker();
-      return;
-    }
+    if (this.stopped || this.isIdle() || this.inFlight !== null) return;
+    const { batch, end } = this.takeBatch();
+    this.inFlight = batch;
+    let outcome: number | Promise<number>;
     try {
-      this.applyOneBatch();
+      outcome = this.applier.apply(batch);
     } catch (err) {
-      // The rows stay queued (and stay in the log): retry later, keep serving reads.
-      if (this.lastError === null) this.options.logger.error({ err }, 'index apply failed; retrying');
-      this.lastError = err as Error;
-      this.schedule(this.options.retryDelayMs ?? 1000);
+      this.failed(batch, err as Error);
       return;
     }
+    if (typeof outcome === 'number') this.committed(batch, end, outcome);
+    else outcome.then((elapsedMs) => this.committed(batch, end, elapsedMs), (err: Error) => this.failed(batch, err));
+  }
+
+  private committed(batch: IndexBatch, end: number, elapsedMs: number): void {
+    this.inFlight = null;
+    this.advance(end);
     if (this.lastError !== null) {
       this.options.logger.info('index apply recovered');
       this.lastError = null;
     }
+    this.options.onApplied(batch.rows, elapsedMs);
     if (this.isIdle()) this.releaseIdle();
     else this.schedule(0);
   }
 
-  private applyOneBatch(): void {
-    const end = Math.min(this.queue.length, this.head + this.options.batchMax);
-    const rows = this.queue.slice(this.head, end);
-    const started = performance.now();
-    this.options.store.applyBatch(rows, this.duplicates, this.conflicts);
-    this.duplicates = 0;
-    this.conflicts = 0;
+  /** Nothing of the batch was committed: its rows stay queued (and in the log); retry later, keep serving reads. */
+  private failed(batch: IndexBatch, err: Error): void {
+    this.inFlight = null;
+    this.returnBatch(batch);
+    if (this.lastError === null) this.options.logger.error({ err }, 'index apply failed; retrying');
+    this.lastError = err;
+    this.schedule(this.options.retryDelayMs ?? 1000);
+  }
+
+  /** Drops committed rows from the head of the queue. */
+  private advance(end: number): void {
     this.head = end;
-    this.compactQueue();
-    this.options.onApplied(rows, performance.now() - started);
-    if (this.isIdle()) this.releaseIdle();
-  }
-
-  /** Sends the next batch to the worker; its answer advances the queue or schedules a retry. */
-  private sendToWorker(): void {
-    if (this.inFlight) return;
-    if (this.worker!.dead) this.worker = new IndexWorkerClient(this.options.worker!.databasePath);
-    const end = Math.min(this.queue.length, this.head + this.options.batchMax);
-    const rows = this.queue.slice(this.head, end);
-    const duplicates = this.duplicates;
-    const conflicts = this.conflicts;
-    this.duplicates = 0;
-    this.conflicts = 0;
-    this.inFlight = true;
-    this.inFlightDuplicates = duplicates;
-    this.inFlightConflicts = conflicts;
-    this.worker!.apply(rows, duplicates, conflicts).then(
-      ({ counters, elapsedMs }) => {
-        this.inFlight = false;
-        this.inFlightDuplicates = 0;
-        this.inFlightConflicts = 0;
-        this.options.store.noteCommitted(rows, counters);
-        this.head = end;
-        this.compactQueue();
-        if (this.lastError !== null) {
-          this.options.logger.info('index apply recovered');
-          this.lastError = null;
-        }
-        this.options.onApplied(rows, elapsedMs);
-        if (this.isIdle()) this.releaseIdle();
-        else this.schedule(0);
-      },
-      (err: Error) => {
-        this.inFlight = false;
-        this.inFlightDuplicates = 0;
-        this.inFlightConflicts = 0;
-        // Nothing of the batch was committed: its rows stay queued and its counts come back.
-        this.duplicates += duplicates;
-        this.conflicts += conflicts;
-        if (this.lastError === null) this.options.logger.error({ err }, 'index apply failed; retrying');
-        this.lastError = err;
-        this.schedule(this.options.retryDelayMs ?? 1000);
-      },
-    );
-  }
-
-  private compactQueue(): void {
     // Compact the array now and then instead of shifting on every batch.
     if (this.head > 4096 && this.head * 2 > this.queue.length) {
       this.queue = this.queue.slice(this.head);

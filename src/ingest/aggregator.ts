@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { Consumer } from '../consumer/consumer';
+import { createIndexApplier } from '../consumer/index-applier';
 import { AppError } from '../errors';
 import { keyHash } from '../index/key-table';
 import { PendingKeys, type PendingEntry } from './pending-keys';
@@ -170,7 +171,7 @@ export class Aggregator {
       batchMax: config.indexBatchMax,
       logger,
       // Live rows are proven new by publish's exact dedup, so a worker may append them blindly.
-      worker: config.indexWorker === true ? { databasePath: config.databasePath } : undefined,
+      applier: createIndexApplier(store, config.indexWorker === true ? { databasePath: config.databasePath } : undefined),
       onApplied: (rows, elapsedMs) => {
         for (const row of rows) {
           this.pending.removeSeq(row.keyHash ?? keyHash(row.topic, row.eventId), row.seq);
@@ -204,7 +205,10 @@ export class Aggregator {
     });
     this.recoveryValue = { ...report, durationMs: performance.now() - started };
     this.stateValue = 'ready';
-    logger.info({ ...report, tornTail: report.tornTail !== null, durationMs: Math.round(this.recoveryValue.durationMs) }, 'recovery: done, accepting writes');
+    logger.info(
+      { ...report, tornTail: report.tornTail !== null, durationMs: Math.round(this.recoveryValue.durationMs), indexApplier: this.consumer.applierKind },
+      'recovery: done, accepting writes',
+    );
     return report;
   }
 
