@@ -180,13 +180,13 @@ export class Consumer {
         if (this.isIdle()) this.releaseIdle();
         else this.schedule(0);
       },
-      (err: Error) => {
+      (err: unknown) => {
         this.inFlight = false;
         // Nothing of the batch was committed: its rows stay queued and its counts come back.
         this.duplicates += duplicates;
         this.conflicts += conflicts;
         if (this.lastError === null) this.options.logger.error({ err }, 'index apply failed; retrying');
-        this.lastError = err;
+        this.lastError = err instanceof Error ? err : new Error(String(err));
         this.schedule(this.options.retryDelayMs ?? 1000);
       },
     );

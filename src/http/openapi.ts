@@ -12,8 +12,8 @@ export type DocumentedLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 
 
 /** The schemas ajv validates with, by the `$id` they carry; they enter the document unchanged but for refs. */
 export const VALIDATED_SCHEMAS: Record<string, JsonObject> = {
-  [EVENT_SCHEMA.$id]: EVENT_SCHEMA as unknown as JsonObject,
-  [BATCH_SCHEMA.$id]: BATCH_SCHEMA as unknown as JsonObject,
+  [EVENT_SCHEMA.$id]: EVENT_SCHEMA,
+  [BATCH_SCHEMA.$id]: BATCH_SCHEMA,
 };
 
 /**
@@ -300,7 +300,7 @@ export function buildOpenApiDocument(limits: DocumentedLimits, options: { versio
     paths[path] = {};
     for (const [method, operation] of Object.entries(operations)) {
       const scope = scopeForPath(path);
-      paths[path]![method] = { ...operation, 'x-scope': scope ?? 'open', security: scope === null ? [] : [{ bearerAuth: [] }] };
+      paths[path][method] = { ...operation, 'x-scope': scope ?? 'open', security: scope === null ? [] : [{ bearerAuth: [] }] };
     }
   }
   const schemas: Record<string, unknown> = {};

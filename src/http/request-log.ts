@@ -19,14 +19,14 @@ export const UNMATCHED_ROUTE = '(unmatched)';
  * "(unmatched)". Never the raw URL, so query strings and ids do not reach logs or labels.
  */
 export function matchedRoute(req: IncomingMessage, routes: Record<string, string[]>): string {
-  const url = (req as Request).originalUrl ?? req.url ?? '/';
+  const url = (req as Partial<Request>).originalUrl ?? req.url ?? '/';
   const queryAt = url.indexOf('?');
   let path = (queryAt === -1 ? url : url.slice(0, queryAt)).toLowerCase();
   if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
   for (const known of Object.keys(routes)) {
     if (known.toLowerCase() === path) return known;
   }
-  const pattern = (req as Request).route?.path;
+  const pattern = (req as { route?: { path?: unknown } }).route?.path;
   return typeof pattern === 'string' ? pattern : UNMATCHED_ROUTE;
 }
 
@@ -52,7 +52,7 @@ function withErrorCode(res: ServerResponse, value: Record<string, unknown>): Rec
  */
 export function requestLogger(logger: Logger, routes: Record<string, string[]>): RequestHandler {
   const quietRoutes = new Set(['/health', '/metrics']);
-  const middleware = pinoHttp<IncomingMessage, ServerResponse, never>({
+  const middleware = pinoHttp({
     logger,
     genReqId: requestIdFor,
     quietReqLogger: true,
@@ -76,5 +76,5 @@ export function requestLogger(logger: Logger, routes: Record<string, string[]>):
     customSuccessMessage: (req, res, responseTime) => `${req.method} ${matchedRoute(req, routes)} ${res.statusCode} ${responseTime}ms`,
     customErrorMessage: (req, res) => `${req.method} ${matchedRoute(req, routes)} ${res.statusCode} failed`,
   });
-  return middleware as unknown as RequestHandler;
+  return middleware;
 }
