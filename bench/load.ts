@@ -180,8 +180,8 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
-  main().catch((err: Error) => {
-    process.stderr.write(`load: ${err.stack ?? err.message}\n`);
+  main().catch((err: unknown) => {
+    process.stderr.write(`load: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.exit(1);
   });
 }

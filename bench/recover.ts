@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   process.stdout.write(`${JSON.stringify({ seconds, recordsReplayed: report.recordsReplayed, maxRssMb })}\n`);
 }
 
-main().catch((err: Error) => {
-  process.stderr.write(`recover: ${err.stack ?? err.message}\n`);
+main().catch((err: unknown) => {
+  process.stderr.write(`recover: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });

@@ -596,8 +596,8 @@ function renderResults(options: BenchOptions, startedAt: Date, loadAtStart: stri
   ].join('\n');
 }
 
-main().catch((err: Error) => {
+main().catch((err: unknown) => {
   for (const dir of tempDirs) removeDir(dir);
-  process.stderr.write(`bench: ${err.stack ?? err.message}\n`);
+  process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
   process.exit(1);
 });

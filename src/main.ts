@@ -52,7 +52,7 @@ export async function main(env: NodeJS.ProcessEnv = process.env, options: { disk
         logger.info({ clean }, 'stopped');
         process.exit(clean ? 0 : 1);
       },
-      (err: Error) => {
+      (err: unknown) => {
         logger.error({ err }, 'shutdown failed');
         process.exit(1);
       },

@@ -95,7 +95,7 @@ export async function startService(
   if (warning !== null) logger.warn({ host: config.host, openScopes: openScopes(config.apiKeyDigests) }, warning);
 
   const ready = aggregator.open().then(() => undefined);
-  ready.catch((err: Error) => options.onFatal?.(err));
+  ready.catch((err: unknown) => options.onFatal?.(err instanceof Error ? err : new Error(String(err))));
 
   let stopping: Promise<{ clean: boolean }> | null = null;
   // server.close() drops only the connections idle at that instant. A keep-alive client whose

@@ -269,6 +269,7 @@ export async function runChaos(input: Partial<ChaosOptions> = {}): Promise<Chaos
       wake(campaign);
       if (mode !== 'recovery') {
         await current.waitUntil(() => current.recoveryDone || !current.running, START_TIMEOUT_MS, 'recovery to finish');
+        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the await above may end the process
         if (!current.running) throw new Error(`the server exited by itself during recovery (cycle ${cycles + 1}):\n${current.output()}`);
       }
       await killServer(campaign, current, mode, random, walDir);
@@ -366,7 +367,23 @@ function example(result: ChaosResult, text: string): void {
   if (result.examples.length < 20) result.examples.push(text);
 }
 
-async function getJson(url: string): Promise<any> {
+/** The fields of GET /stats that the final checks read. */
+interface StatsAnswer {
+  queue_size: number;
+  unique_processed: number;
+  accepted: number;
+  received: number;
+  duplicate_dropped: number;
+  checkpoint_seq: number;
+}
+
+/** One page of GET /events, as far as the final checks read it. */
+interface EventsPage {
+  events: Array<{ seq: number; topic: string; event_id: string; timestamp: string; source: string; payload: unknown }>;
+  next_cursor: string | null;
+}
+
+async function getJson(url: string): Promise<unknown> {
   const res = await fetch(url, { signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
   if (res.status !== 200) throw new Error(`GET ${url} answered ${res.status}`);
   return res.json();
@@ -376,18 +393,18 @@ async function getJson(url: string): Promise<any> {
 async function verifyIndex(url: string, ledger: PublisherLedger, result: ChaosResult): Promise<void> {
   // Everything acknowledged is in the log; wait until the consumer has indexed it.
   const deadline = Date.now() + 60_000;
-  let stats = await getJson(`${url}/stats`);
+  let stats = (await getJson(`${url}/stats`)) as StatsAnswer;
   while (stats.queue_size !== 0) {
     if (Date.now() > deadline) throw new Error(`the index did not catch up: queue_size=${stats.queue_size}`);
     await pauseMs(50);
-    stats = await getJson(`${url}/stats`);
+    stats = (await getJson(`${url}/stats`)) as StatsAnswer;
   }
 
   const seen = new Map<string, number>();
   let after: string | null = null;
   for (;;) {
-    const page: any = await getJson(`${url}/events?limit=1000${after === null ? '' : `&after=${after}`}`);
-    for (const stored of page.events as Array<Record<string, any>>) {
+    const page = (await getJson(`${url}/events?limit=1000${after === null ? '' : `&after=${after}`}`)) as EventsPage;
+    for (const stored of page.events) {
       result.stored += 1;
       const key = PublisherLedger.keyOf(stored.topic, stored.event_id);
       seen.set(key, (seen.get(key) ?? 0) + 1);

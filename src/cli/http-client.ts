@@ -1,7 +1,7 @@
 /** An answer from the aggregator: status, parsed JSON body (or text) and Retry-After seconds. */
 export interface HttpAnswer {
   status: number;
-  body: any;
+  body: unknown;
   retryAfterSeconds: number | null;
 }
 
@@ -62,14 +62,13 @@ export async function postWithRetries(url: string, body: string, options: { retr
   for (let attempt = 0; ; attempt += 1) {
     let reason: string;
     let waitMs = Math.min(5000, 100 * 2 ** attempt) * (0.5 + Math.random() / 2);
-    let networkError: Error | null = null;
     try {
       const answer = await requestJson('POST', url, body, options.timeoutMs);
       if (!RETRYABLE_STATUSES.has(answer.status) || attempt >= options.retries) return { answer, error: null, retries, ambiguousRetries };
       reason = `${answer.status} ${typeof answer.body === 'object' && answer.body !== null ? (answer.body as { error?: string }).error ?? '' : ''}`.trim();
       if (answer.retryAfterSeconds !== null) waitMs = answer.retryAfterSeconds * 1000;
     } catch (err) {
-      networkError = err as Error;
+      const networkError = err as Error;
       const cause = (err as { cause?: { code?: string } }).cause?.code;
       reason = `${(err as Error).message}${cause !== undefined ? ` (${cause})` : ''}`;
       if (attempt >= options.retries) return { answer: null, error: networkError, retries, ambiguousRetries };

@@ -5,19 +5,19 @@ import { COMMON_HELP, EXIT_PROBLEM, EXIT_USAGE, parseCommandArgs, UsageError, ty
 interface CommandEntry {
   name: string;
   summary: string;
-  load: () => Command;
+  load: () => Promise<Command>;
 }
 
 /** Every subcommand, in the order the help lists them. */
 export const COMMANDS: CommandEntry[] = [
-  { name: 'serve', summary: 'run the aggregator (what `npm start` runs)', load: () => (require('./serve') as typeof import('./serve')).serveCommand },
-  { name: 'verify', summary: 'check every segment (checksums, seq order, torn tail) and the index against the log', load: () => (require('./verify') as typeof import('./verify')).verifyCommand },
-  { name: 'repair', summary: 'cut a torn tail (bytes kept); --quarantine-corrupt moves corrupt records out', load: () => (require('./repair') as typeof import('./repair')).repairCommand },
-  { name: 'rebuild', summary: 'rebuild the SQLite index from the log alone (server stopped)', load: () => (require('./rebuild') as typeof import('./rebuild')).rebuildCommand },
-  { name: 'export', summary: 'write logged events as NDJSON (filters: topic, since, until, source, from-seq)', load: () => (require('./export') as typeof import('./export')).exportCommand },
-  { name: 'replay', summary: 're-publish logged events to another aggregator (batches, retries, rate limit)', load: () => (require('./replay') as typeof import('./replay')).replayCommand },
-  { name: 'tail', summary: 'print the newest events; -f follows new ones (data dir, or a server URL via SSE)', load: () => (require('./tail') as typeof import('./tail')).tailCommand },
-  { name: 'publish', summary: 'publisher simulator: seed scenarios or a load, expected vs observed stats', load: () => (require('./publish') as typeof import('./publish')).publishCommand },
+  { name: 'serve', summary: 'run the aggregator (what `npm start` runs)', load: async () => (await import('./serve')).serveCommand },
+  { name: 'verify', summary: 'check every segment (checksums, seq order, torn tail) and the index against the log', load: async () => (await import('./verify')).verifyCommand },
+  { name: 'repair', summary: 'cut a torn tail (bytes kept); --quarantine-corrupt moves corrupt records out', load: async () => (await import('./repair')).repairCommand },
+  { name: 'rebuild', summary: 'rebuild the SQLite index from the log alone (server stopped)', load: async () => (await import('./rebuild')).rebuildCommand },
+  { name: 'export', summary: 'write logged events as NDJSON (filters: topic, since, until, source, from-seq)', load: async () => (await import('./export')).exportCommand },
+  { name: 'replay', summary: 're-publish logged events to another aggregator (batches, retries, rate limit)', load: async () => (await import('./replay')).replayCommand },
+  { name: 'tail', summary: 'print the newest events; -f follows new ones (data dir, or a server URL via SSE)', load: async () => (await import('./tail')).tailCommand },
+  { name: 'publish', summary: 'publisher simulator: seed scenarios or a load, expected vs observed stats', load: async () => (await import('./publish')).publishCommand },
 ];
 
 function overview(): string {
@@ -41,7 +41,7 @@ ${COMMON_HELP}`;
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-    const topic = name === 'help' ? COMMANDS.find((c) => c.name === rest[0])?.load() : undefined;
+    const topic = name === 'help' ? await COMMANDS.find((c) => c.name === rest[0])?.load() : undefined;
     process.stdout.write(`${topic !== undefined ? `${topic.help}\n\n${COMMON_HELP}` : overview()}\n`);
     return name === undefined ? EXIT_USAGE : 0;
   }
@@ -50,9 +50,9 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
     process.stderr.write(`logagg: unknown command ${JSON.stringify(name)}; run \`logagg --help\`\n`);
     return EXIT_USAGE;
   }
-  const command = entry.load();
+  const command = await entry.load();
   try {
-    const context = parseCommandArgs(command, rest, env, process.stderr.isTTY === true);
+    const context = parseCommandArgs(command, rest, env, (process.stderr.isTTY as boolean | undefined) === true);
     if (context.help) {
       process.stdout.write(`${command.help}\n\n${COMMON_HELP}\n`);
       return 0;

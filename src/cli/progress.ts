@@ -20,9 +20,9 @@ export function startProgress(enabled: boolean, label: string, total: number, un
     {
       stream: process.stderr,
       format: `${label} [{bar}] {percentage}% | {value}/{total} ${unit} | {duration_formatted} elapsed, eta {eta_formatted}`,
-      hideCursor: process.stderr.isTTY === true,
+      hideCursor: (process.stderr.isTTY as boolean | undefined) === true,
       clearOnComplete: false,
-      noTTYOutput: process.stderr.isTTY !== true,
+      noTTYOutput: (process.stderr.isTTY as boolean | undefined) !== true,
       notTTYSchedule: 1000,
       etaBuffer: 50,
     },

@@ -148,7 +148,7 @@ async function followUrl(url: string, filter: EventFilter, afterSeq: number, pri
           while ((end = buffer.indexOf('\n\n')) !== -1) {
             const block = parseSseBlock(buffer.slice(0, end));
             buffer = buffer.slice(end + 2);
-            if (block === null || block.id === null) continue;
+            if (block?.id == null) continue;
             const seq = Number(block.id);
             if (!(seq > lastSeq)) continue;
             lastSeq = seq;
@@ -176,7 +176,8 @@ async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, 
   if (filter.fromSeq === undefined && onlySeq) {
     // Without filters the newest seq is in /stats: start just before the last `count`.
     const stats = await requestJson('GET', `${url}/stats`, undefined, timeoutMs);
-    if (stats.status === 200 && typeof stats.body.accepted === 'number') after = Math.max(0, stats.body.accepted - count);
+    const accepted = (stats.body as { accepted?: unknown } | null)?.accepted;
+    if (stats.status === 200 && typeof accepted === 'number') after = Math.max(0, accepted - count);
   }
   const found: Array<{ seq: number; eventJson: string }> = [];
   const serverTopic = filter.topics?.length === 1 ? filter.topics[0] : undefined;
@@ -184,9 +185,10 @@ async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, 
     const params = new URLSearchParams({ limit: '1000', after: String(after) });
     if (serverTopic !== undefined) params.set('topic', serverTopic);
     if (filter.source !== undefined) params.set('source', filter.source);
-    const answer = await requestJson('GET', `${url}/events?${params}`, undefined, timeoutMs);
+    const answer = await requestJson('GET', `${url}/events?${params.toString()}`, undefined, timeoutMs);
     if (answer.status !== 200) throw new Error(`GET /events answered ${answer.status}: ${JSON.stringify(answer.body)}`);
-    for (const event of answer.body.events as Array<Record<string, unknown>>) {
+    const page = answer.body as { events: Array<Record<string, unknown>>; next_cursor: string | null };
+    for (const event of page.events) {
       const seq = event.seq as number;
       delete event.seq;
       const eventJson = JSON.stringify(event);
@@ -194,8 +196,8 @@ async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, 
       found.push({ seq, eventJson });
       if (filter.fromSeq === undefined && found.length > count) found.shift();
     }
-    if (answer.body.next_cursor === null) return found;
-    after = Number(answer.body.next_cursor);
+    if (page.next_cursor === null) return found;
+    after = Number(page.next_cursor);
   }
 }
 
@@ -253,7 +255,8 @@ Examples:
       lastSeq = initial.length > 0 ? initial[initial.length - 1]!.seq : Math.max(0, (filter.fromSeq ?? 1) - 1);
       if (initial.length === 0 && filter.fromSeq === undefined) {
         const stats = await requestJson('GET', `${url}/stats`, undefined, 30_000).catch(() => null);
-        if (stats?.status === 200 && typeof stats.body.accepted === 'number') lastSeq = stats.body.accepted;
+        const accepted = (stats?.body as { accepted?: unknown } | null | undefined)?.accepted;
+        if (stats?.status === 200 && typeof accepted === 'number') lastSeq = accepted;
       }
       if (follow) await followUrl(url, filter, lastSeq, print, signal.stopped, signal.wait);
       return EXIT_OK;

@@ -96,7 +96,7 @@ export function verifyDataDir(paths: { dataDir: string; walDir: string; database
     let current: { report: SegmentReport; badSinceRecord: BadLine[] } | null = null;
     for (const item of readLog(segments, 1, progress)) {
       const info = item.segment;
-      if (current === null) current = { report: { file: info.path, firstSeq: null, lastSeq: null, records: 0, bytes: 0, problems: [] }, badSinceRecord: [] };
+      current ??= { report: { file: info.path, firstSeq: null, lastSeq: null, records: 0, bytes: 0, problems: [] }, badSinceRecord: [] };
       const { report, badSinceRecord } = current;
       const { problems } = report;
       if (item.kind === 'bad_line') {
@@ -226,13 +226,13 @@ function compareWithIndex(index: IndexCheck, record: LocatedRecord, file: string
   const row = cursor.current;
   if (isTombstoneEventJson(record.eventJson)) {
     // A seq that repair replaced with a tombstone must not be indexed.
-    if (row !== undefined && row.seq === record.seq) {
+    if (row?.seq === record.seq) {
       report.problems.push({ kind: 'index_mismatch', file, offset: record.offset, seq: record.seq, detail: `index holds seq ${record.seq}, which repair replaced with a tombstone; \`logagg rebuild\` drops it` });
       cursor.advance();
     }
     return;
   }
-  if (row !== undefined && row.seq === record.seq) {
+  if (row?.seq === record.seq) {
     if (row.body !== record.eventJson) {
       report.problems.push({ kind: 'index_mismatch', file, offset: record.offset, seq: record.seq, detail: `index row for seq ${record.seq} differs from the logged event` });
     }

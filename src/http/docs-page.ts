@@ -1,7 +1,49 @@
 import type { RequestHandler } from 'express';
 import { ERROR_CATALOGUE } from '../errors';
 
-type JsonObject = Record<string, any>;
+/** The parts of a JSON Schema that the page reads. */
+interface Schema {
+  $ref?: string;
+  description?: string;
+  type?: string | string[];
+  enum?: unknown[];
+  const?: unknown;
+  items?: Schema;
+  minLength?: number;
+  maxLength?: number;
+  minimum?: number;
+  maximum?: number;
+  format?: string;
+  default?: unknown;
+  required?: string[];
+  properties?: Record<string, Schema>;
+  oneOf?: Schema[];
+  allOf?: Schema[];
+}
+
+/** A body or answer of one media type. */
+interface Media {
+  schema?: Schema;
+}
+
+/** The parts of an OpenAPI operation that the page reads. */
+interface Operation {
+  operationId?: string;
+  summary?: string;
+  description?: string;
+  'x-scope'?: string;
+  parameters?: Array<{ name: string; in: string; description?: string; schema?: Schema }>;
+  requestBody?: { content?: Record<string, Media> };
+  responses?: Record<string, { description?: string; content?: Record<string, Media> }>;
+}
+
+/** The parts of the OpenAPI document (as buildOpenApiDocument makes it) that the page reads. */
+interface OpenApiDocument {
+  openapi: string;
+  info: { title: string; version: string; description?: string };
+  paths: Record<string, Record<string, Operation>>;
+  components: { schemas: Record<string, Schema> };
+}
 
 /** Escapes text for HTML element content and attribute values. */
 export function escapeHtml(text: unknown): string {
@@ -16,7 +58,7 @@ function prose(text: unknown): string {
 }
 
 /** Follows a local `#/components/schemas/<name>` reference; anything else is returned as is. */
-function resolve(document: JsonObject, schema: JsonObject): { name: string | null; schema: JsonObject } {
+function resolve(document: OpenApiDocument, schema: Schema): { name: string | null; schema: Schema } {
   const target = typeof schema.$ref === 'string' ? /^#\/components\/schemas\/(.+)$/.exec(schema.$ref) : null;
   if (target === null) return { name: null, schema };
   return { name: target[1]!, schema: document.components.schemas[target[1]!] ?? {} };
@@ -31,7 +73,7 @@ function describeRange(min: number | undefined, max: number | undefined, unit: s
 }
 
 /** "string, 1..255 chars, date-time" and so on: the constraints of a schema on one line. */
-function describeType(document: JsonObject, schema: JsonObject): string {
+function describeType(document: OpenApiDocument, schema: Schema): string {
   const { name, schema: s } = resolve(document, schema);
   if (name !== null) return `<a href="#schema-${escapeHtml(name)}">${escapeHtml(name)}</a>`;
   if (s.enum !== undefined) return `one of ${s.enum.map((v: unknown) => `<code>${escapeHtml(JSON.stringify(v))}</code>`).join(', ')}`;
@@ -45,9 +87,9 @@ function describeType(document: JsonObject, schema: JsonObject): string {
 }
 
 /** A table of an object schema's properties: name, type and constraints, required, description. */
-function propertiesTable(document: JsonObject, schema: JsonObject): string {
-  const required = new Set<string>(schema.required ?? []);
-  const rows = Object.entries<JsonObject>(schema.properties ?? {}).map(
+function propertiesTable(document: OpenApiDocument, schema: Schema): string {
+  const required = new Set(schema.required ?? []);
+  const rows = Object.entries(schema.properties ?? {}).map(
     ([name, property]) =>
       `<tr><td><code>${escapeHtml(name)}</code></td><td>${describeType(document, property)}</td><td>${required.has(name) ? 'yes' : ''}</td><td>${prose(property.description ?? '')}</td></tr>`,
   );
@@ -55,14 +97,14 @@ function propertiesTable(document: JsonObject, schema: JsonObject): string {
 }
 
 /** The schema names a body or answer refers to (one, or the members of oneOf/allOf). */
-function schemaLinks(document: JsonObject, schema: JsonObject | undefined): string {
+function schemaLinks(document: OpenApiDocument, schema: Schema | undefined): string {
   if (schema === undefined) return '';
-  const members: JsonObject[] = schema.oneOf ?? schema.allOf ?? [schema];
+  const members = schema.oneOf ?? schema.allOf ?? [schema];
   return members.map((member) => (member.$ref !== undefined ? describeType(document, member) : '')).filter((s) => s !== '').join(' or ');
 }
 
 /** One operation: method, path, scope, description, parameters, body and answers. */
-function operationSection(document: JsonObject, path: string, method: string, op: JsonObject): string {
+function operationSection(document: OpenApiDocument, path: string, method: string, op: Operation): string {
   const out: string[] = [];
   out.push(`<section class="op" id="${escapeHtml(op.operationId ?? `${method}-${path}`)}">`);
   out.push(`<h3><span class="method">${escapeHtml(method.toUpperCase())}</span> <code>${escapeHtml(path)}</code> — ${escapeHtml(op.summary)}</h3>`);
@@ -70,14 +112,14 @@ function operationSection(document: JsonObject, path: string, method: string, op
   if (op.description !== undefined) out.push(`<p>${prose(op.description)}</p>`);
   if (Array.isArray(op.parameters) && op.parameters.length > 0) {
     const rows = op.parameters.map(
-      (p: JsonObject) => `<tr><td><code>${escapeHtml(p.name)}</code></td><td>${escapeHtml(p.in)}</td><td>${describeType(document, p.schema ?? {})}</td><td>${escapeHtml(p.description ?? '')}</td></tr>`,
+      (p) => `<tr><td><code>${escapeHtml(p.name)}</code></td><td>${escapeHtml(p.in)}</td><td>${describeType(document, p.schema ?? {})}</td><td>${escapeHtml(p.description ?? '')}</td></tr>`,
     );
     out.push(`<h4>Parameters</h4><table><tr><th>name</th><th>in</th><th>type</th><th>description</th></tr>${rows.join('')}</table>`);
   }
   const body = op.requestBody?.content?.['application/json']?.schema;
   if (body !== undefined) out.push(`<h4>Request body (application/json)</h4><p>${schemaLinks(document, body)}</p>`);
-  const rows = Object.entries<JsonObject>(op.responses ?? {}).map(([status, answer]) => {
-    const [type, media] = Object.entries<JsonObject>(answer.content ?? {})[0] ?? ['', {}];
+  const rows = Object.entries(op.responses ?? {}).map(([status, answer]) => {
+    const [type, media]: [string, Media] = Object.entries(answer.content ?? {})[0] ?? ['', {}];
     const links = type === 'application/json' ? schemaLinks(document, media.schema) : '';
     const shape = links !== '' ? links : escapeHtml(type);
     return `<tr><td>${escapeHtml(status)}</td><td>${shape}</td><td>${prose(answer.description ?? '')}</td></tr>`;
@@ -92,19 +134,20 @@ function operationSection(document: JsonObject, path: string, method: string, op
  * network): every operation, every schema as a table, and the error catalogue. It reads
  * only the document, so the page cannot say anything the document does not.
  */
-export function renderDocsPage(document: JsonObject): string {
+export function renderDocsPage(json: Record<string, unknown>): string {
+  const document = json as unknown as OpenApiDocument;
   const sections: string[] = [];
-  for (const [path, operations] of Object.entries<JsonObject>(document.paths)) {
-    for (const [method, op] of Object.entries<JsonObject>(operations)) sections.push(operationSection(document, path, method, op));
+  for (const [path, operations] of Object.entries(document.paths)) {
+    for (const [method, op] of Object.entries(operations)) sections.push(operationSection(document, path, method, op));
   }
-  const schemas = Object.entries<JsonObject>(document.components.schemas).map(
+  const schemas = Object.entries(document.components.schemas).map(
     ([name, schema]) =>
       `<section id="schema-${escapeHtml(name)}"><h3>${escapeHtml(name)}</h3>${schema.description !== undefined ? `<p>${escapeHtml(schema.description)}</p>` : ''}${propertiesTable(document, schema)}</section>`,
   );
   const errors = Object.entries(ERROR_CATALOGUE).map(
     ([code, { status, meaning }]) => `<tr><td><code>${escapeHtml(code)}</code></td><td>${status}</td><td>${escapeHtml(meaning)}</td></tr>`,
   );
-  const info = document.info as JsonObject;
+  const info = document.info;
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(info.title)} API</title>
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -130,7 +173,7 @@ ${schemas.join('\n')}
 }
 
 /** GET /docs. */
-export function docsPageHandler(document: JsonObject): RequestHandler {
+export function docsPageHandler(document: Record<string, unknown>): RequestHandler {
   const page = renderDocsPage(document);
   return (_req, res) => {
     res.status(200).type('text/html; charset=utf-8').send(page);

@@ -25,7 +25,7 @@ export function toAppError(err: unknown, retryAfterSeconds = 1): AppError | null
   if (err instanceof AppError) return err;
   if (err instanceof WalError) return new AppError(WAL_ERRORS[err.code], err.message, { retryAfterSeconds, cause: err });
   const type = (err as { type?: string } | null)?.type;
-  if (type !== undefined && BODY_PARSER_ERRORS[type] !== undefined) return BODY_PARSER_ERRORS[type]!(err as { message: string });
+  if (type !== undefined && BODY_PARSER_ERRORS[type] !== undefined) return BODY_PARSER_ERRORS[type](err as { message: string });
   // zlib errors from a broken gzip/deflate/br body arrive from body-parser with status 400.
   const zlibCode = (err as { code?: unknown } | null)?.code;
   if (typeof zlibCode === 'string' && /^(Z_|ERR__|ERR_BROTLI|ERR_ZLIB)/.test(zlibCode)) {

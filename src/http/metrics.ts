@@ -147,33 +147,33 @@ export class ServiceMetrics {
   }
 
   private gauge(name: string, help: string, read: (sources: MetricsSources) => number | undefined): Gauge {
-    const metrics = this;
-    return new Gauge({
+    const gauge: Gauge = new Gauge({
       name,
       help,
       registers: [this.registry],
-      collect() {
-        if (metrics.sources === null) return;
-        const value = read(metrics.sources);
-        if (value !== undefined) this.set(value);
+      collect: () => {
+        if (this.sources === null) return;
+        const value = read(this.sources);
+        if (value !== undefined) gauge.set(value);
       },
     });
+    return gauge;
   }
 
   /** A gauge of the log on disk; both log gauges share one directory listing per scrape. */
   private logGauge(name: string, help: string, field: 'bytes' | 'segments'): Gauge {
-    const metrics = this;
-    return new Gauge({
+    const gauge: Gauge = new Gauge({
       name,
       help,
       registers: [this.registry],
-      async collect() {
-        metrics.logMeasure ??= metrics.measureLog().finally(() => {
-          metrics.logMeasure = null;
+      collect: async () => {
+        this.logMeasure ??= this.measureLog().finally(() => {
+          this.logMeasure = null;
         });
-        this.set((await metrics.logMeasure)[field]);
+        gauge.set((await this.logMeasure)[field]);
       },
     });
+    return gauge;
   }
 
   /** Sums the sizes of the segment files; a segment removed meanwhile is skipped. */

@@ -20,7 +20,7 @@ export function jsonDepth(value: unknown, stopAbove: number): number {
     if (node === null || typeof node !== 'object') continue;
     if (depth > deepest) deepest = depth;
     if (deepest > stopAbove) return deepest;
-    for (const child of Object.values(node as object)) stack.push([child, depth + 1]);
+    for (const child of Object.values(node)) stack.push([child, depth + 1]);
   }
   return deepest;
 }

@@ -79,5 +79,5 @@ export function requestLogger(logger: Logger, routes: RouteIndex): RequestHandle
     customSuccessMessage: (req, res, responseTime) => `${req.method} ${matchedRoute(req, routes)} ${res.statusCode} ${responseTime}ms`,
     customErrorMessage: (req, res) => `${req.method} ${matchedRoute(req, routes)} ${res.statusCode} failed`,
   });
-  return middleware as unknown as RequestHandler;
+  return middleware;
 }

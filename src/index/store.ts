@@ -248,7 +248,7 @@ export class IndexStore {
     let found: { seq: number; body: string } | undefined;
     this.keyTable().find(hash, (seq) => {
       const row = this.statements.bySeq.get(seq) as { topic: string; event_id: string; body: string } | undefined;
-      if (row === undefined || row.topic !== topic || row.event_id !== eventId) return false;
+      if (row?.topic !== topic || row.event_id !== eventId) return false;
       found = { seq, body: row.body };
       return true;
     });

@@ -32,8 +32,8 @@ describe('logagg tail', () => {
         expect((await postJson(`${server.url}/publish`, { events })).status).to.equal(200);
       }
       await waitFor(() => parseNdjson(fromDir.stdout()).length === 41, { what: 'tail -f on the data dir' });
-      await waitFor(() => parseNdjson(fromUrl.stdout()).length === 20, { what: 'tail -f on the URL' }).catch((err: Error) => {
-        throw new Error(`${err.message}\nstdout: ${fromUrl.stdout()}\nstderr: ${fromUrl.stderr()}`);
+      await waitFor(() => parseNdjson(fromUrl.stdout()).length === 20, { what: 'tail -f on the URL' }).catch((err: unknown) => {
+        throw new Error(`${String(err)}\nstdout: ${fromUrl.stdout()}\nstderr: ${fromUrl.stderr()}`);
       });
       expect(parseNdjson(fromDir.stdout()).map((e) => e.seq)).to.deep.equal(Array.from({ length: 41 }, (_, i) => i + 5));
       const live = parseNdjson(fromUrl.stdout());

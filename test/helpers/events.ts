@@ -36,7 +36,7 @@ export async function fetchAllEvents(baseUrl: string, topic?: string): Promise<A
     const params = new URLSearchParams({ limit: '1000' });
     if (topic !== undefined) params.set('topic', topic);
     if (after !== null) params.set('after', after);
-    const { status, body } = await getJson(`${baseUrl}/events?${params}`);
+    const { status, body } = await getJson(`${baseUrl}/events?${params.toString()}`);
     if (status !== 200) throw new Error(`GET /events answered ${status}: ${JSON.stringify(body)}`);
     all.push(...body.events);
     if (body.next_cursor === null) return all;

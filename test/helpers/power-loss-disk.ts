@@ -229,7 +229,7 @@ export class PowerLossDisk implements LogDisk {
     if (this.crashesAtNextOperation()) {
       // The power goes out during this write: its bytes are in flight, the crash model decides their fate.
       const open = this.handles.get(handle);
-      if (open !== undefined && open.generation === this.generation) applyChange(this.files.get(open.path)!, { kind: 'write', position, data: Buffer.from(data) });
+      if (open?.generation === this.generation) applyChange(this.files.get(open.path)!, { kind: 'write', position, data: Buffer.from(data) });
     }
     return this.stepAsync(() => {
       const file = this.fileOf(handle);
@@ -363,7 +363,7 @@ export class PowerLossDisk implements LogDisk {
 
   private fileOf(handle: FileHandleId): SimFile {
     const open = this.handles.get(handle);
-    if (open === undefined || open.generation !== this.generation) throw errnoError('EBADF', `bad file handle ${handle}`);
+    if (open?.generation !== this.generation) throw errnoError('EBADF', `bad file handle ${handle}`);
     return this.files.get(open.path)!;
   }
 
@@ -420,7 +420,7 @@ function survivingBytes(file: SimFile, model: CrashModel, random: RandomSource):
   const kept = Math.floor(random.next() * (file.changes.length + 1));
   for (let i = 0; i < kept; i += 1) bytes = changed(bytes, file.changes[i]!);
   const tearing = file.changes[kept];
-  if (tearing === undefined || tearing.kind !== 'write') return bytes;
+  if (tearing?.kind !== 'write') return bytes;
   const length = Math.floor(random.next() * tearing.data.length);
   const written = Buffer.from(tearing.data.subarray(0, length));
   if (model === 'garble' && length > 0) {

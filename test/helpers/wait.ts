@@ -5,12 +5,12 @@ export async function waitFor<T>(check: () => T | Promise<T>, options: { timeout
   for (;;) {
     try {
       const value = await check();
-      if (value) return value as NonNullable<T>;
+      if (value) return value;
     } catch (err) {
       lastError = err;
     }
     if (Date.now() > deadline) {
-      throw new Error(`timed out waiting for ${options.what ?? 'condition'}${lastError ? `: ${String(lastError)}` : ''}`);
+      throw new Error(`timed out waiting for ${options.what ?? 'condition'}${lastError ? `: ${lastError instanceof Error ? String(lastError) : JSON.stringify(lastError)}` : ''}`);
     }
     await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 25));
   }

@@ -57,7 +57,7 @@ function allRefs(value: unknown, out: string[] = []): string[] {
 const LIMITS = { bodyBytesMax: 1024 * 1024, batchEventsMax: 1000, payloadBytesMax: 65536, payloadDepthMax: 32 };
 
 describe('OpenAPI document', () => {
-  const document = buildOpenApiDocument(LIMITS) as Json;
+  const document: Json = buildOpenApiDocument(LIMITS);
   let app: Express;
   let aggregator: Aggregator;
   before(async () => {

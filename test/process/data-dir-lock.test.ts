@@ -30,7 +30,7 @@ function runServerToExit(dataDir: string): Promise<{ code: number | null; output
 function ownProcStart(): string | null {
   try {
     const text = fs.readFileSync(`/proc/${process.pid}/stat`, 'utf8');
-    return text.slice(text.lastIndexOf(')') + 2).split(' ')[19];
+    return text.slice(text.lastIndexOf(')') + 2).split(' ')[19] ?? null;
   } catch {
     return null;
   }
@@ -79,7 +79,7 @@ describe('one process per data dir', function () {
     try {
       const holder = JSON.parse(fs.readFileSync(path.join(dataDir, LOCK_FILE), 'utf8'));
       expect(holder.pid).to.equal(second.child.pid);
-      const events = (await (await fetch(`${second.url}/events?topic=lock`)).json()) as { events: { event_id: string }[] };
+      const events = (await (await fetch(`${second.url}/events?topic=lock`)).json()) as { events: Array<{ event_id: string }> };
       expect(events.events.map((e) => e.event_id)).to.deep.equal(['one']);
     } finally {
       await second.kill('SIGTERM');

@@ -51,7 +51,7 @@ describe('graceful shutdown', function () {
       // The in-flight publish was finished (acknowledged), and its connection closed with it.
       expect(answers).to.have.length(1);
       expect(answers[0]).to.match(/^HTTP\/1\.1 200 /);
-      expect(answers[0].toLowerCase()).to.include('connection: close');
+      expect(answers[0]?.toLowerCase()).to.include('connection: close');
     } finally {
       clearInterval(pinger);
       socket.destroy();
@@ -63,7 +63,7 @@ describe('graceful shutdown', function () {
     // A live tail never ends by itself: the stop must end it, close its connection, and
     // refuse the reopened stream, or the client holds the shutdown until SHUTDOWN_TIMEOUT_MS.
     const server = await startServerProcess(makeTempDir(), { SHUTDOWN_TIMEOUT_MS: '8000', KEEP_ALIVE_TIMEOUT_MS: '5000' });
-    const answers: { status: number; connection: string | null }[] = [];
+    const answers: Array<{ status: number; connection: string | null }> = [];
     let streaming = true;
     let opened!: () => void;
     const firstOpen = new Promise<void>((resolve) => (opened = resolve));
@@ -85,7 +85,7 @@ describe('graceful shutdown', function () {
       await firstOpen;
       const exit = await server.kill('SIGTERM');
       expect(exit.code, server.output()).to.equal(0);
-      expect(answers[0].status).to.equal(200);
+      expect(answers[0]?.status).to.equal(200);
       // Whatever reached the server after SIGTERM was refused and its connection closed.
       for (const later of answers.slice(1)) expect(later).to.deep.equal({ status: 503, connection: 'close' });
     } finally {

@@ -24,9 +24,9 @@ function syslogNgMissing(): string | null {
 
 /** The environment without proxy settings, so syslog-ng's libcurl talks to loopback directly. */
 function withoutProxy(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const out: NodeJS.ProcessEnv = { ...env, NO_PROXY: '127.0.0.1,localhost', no_proxy: '127.0.0.1,localhost' };
-  for (const name of ['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY']) delete out[name];
-  return out;
+  const proxyNames = new Set(['http_proxy', 'HTTP_PROXY', 'https_proxy', 'HTTPS_PROXY', 'all_proxy', 'ALL_PROXY']);
+  const kept = Object.entries(env).filter(([name]) => !proxyNames.has(name));
+  return { ...Object.fromEntries(kept), NO_PROXY: '127.0.0.1,localhost', no_proxy: '127.0.0.1,localhost' };
 }
 
 /** A free loopback TCP port (bound and released; syslog-ng binds it right after). */

@@ -7,8 +7,9 @@ import { sampleValue } from '../helpers/prometheus';
 import { waitFor } from '../helpers/wait';
 
 /** The shipped example configuration (docker/winston), loaded as a user would require it. */
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- a plain .js file, loaded as its users load it
 const { logAggregatorTransport } = require(path.resolve(__dirname, '../../../docker/winston/log-aggregator-transport.js')) as {
-  logAggregatorTransport(options: Record<string, unknown>): winston.transport;
+  logAggregatorTransport: (options: Record<string, unknown>) => winston.transport;
 };
 
 const PUBLISH_KEY = 'winston-key-0123456789abcdef';
