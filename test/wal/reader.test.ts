@@ -3,8 +3,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { NodeDisk } from '../../src/wal/disk';
 import { readLog, readSegment, type LogItem, type ReadLogOptions } from '../../src/wal/reader';
+import { recoverLog } from '../../src/wal/recovery';
+import { repairLog } from '../../src/wal/repair';
 import { encodeRecord, TOMBSTONE_EVENT_KEY } from '../../src/wal/record';
-import { segmentName } from '../../src/wal/segments';
+import { READ_CHUNK_BYTES, segmentName } from '../../src/wal/segments';
 import { makeTempDir } from '../helpers/temp-dir';
 
 const disk = new NodeDisk();
@@ -108,7 +110,37 @@ describe('WalReader', () => {
   });
 });
 
+/** A real disk that refuses whole-file reads and remembers the longest ranged read. */
+class ChunkOnlyDisk extends NodeDisk {
+  longestRead = 0;
+
+  override readFile(file: string): Buffer {
+    throw new Error(`whole-file read of ${file}`);
+  }
+
+  override readRange(file: string, position: number, length: number): Buffer {
+    this.longestRead = Math.max(this.longestRead, length);
+    return super.readRange(file, position, length);
+  }
+}
+
 describe('the one log reader', () => {
+  it('is how recovery and repair read: in chunks, never a whole segment', async () => {
+    const big = 'x'.repeat(READ_CHUNK_BYTES / 4);
+    const record = (seq: number): string => encodeRecord(seq, JSON.stringify({ topic: 't', event_id: `e-${seq}`, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { big } }));
+    const segment = Array.from({ length: 6 }, (_, i) => record(i + 1)).join('');
+    const walDir = makeLog({ 1: segment.replace('e-3', 'e-x'), 7: record(7) + 'torn' });
+    const repairDisk = new ChunkOnlyDisk();
+    const repaired = repairLog({ disk: repairDisk, walDir, quarantineCorrupt: true });
+    expect(repaired.changes.map((c) => [c.kind, c.seqsTombstoned])).to.deep.equal([['corrupt_quarantined', [3]], ['torn_tail_cut', []]]);
+    expect(repairDisk.longestRead).to.equal(READ_CHUNK_BYTES);
+    const recoveryDisk = new ChunkOnlyDisk();
+    const seqs: number[] = [];
+    await recoverLog({ disk: recoveryDisk, walDir, checkpointSeq: 0, chunkRecords: 100, onRecords: async (records) => void seqs.push(...records.map((r) => r.seq)) });
+    expect(seqs).to.deep.equal([1, 2, 3, 4, 5, 6, 7]);
+    expect(recoveryDisk.longestRead).to.equal(READ_CHUNK_BYTES);
+  });
+
   it('is the only code in src/ that splits or decodes log lines', () => {
     const srcDir = path.resolve(__dirname, '../../../src');
     const offenders: string[] = [];
