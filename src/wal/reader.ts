@@ -193,7 +193,7 @@ function* readSegmentWithState(
     if (atSegmentStart && seq !== segment.firstSeq) {
       yield { kind: 'seq_break', segment, offset, problem: 'segment_name', expected: segment.firstSeq, seq, atSegmentStart };
     }
-    const expected = from === 0 || firstSeq !== null ? state.expected : null;
+    const { expected } = state;
     if (expected !== null && seq < expected) {
       yield { kind: 'seq_break', segment, offset, problem: 'seq_order', expected, seq, atSegmentStart };
     } else if (expected !== null && seq > expected && !state.corruptionSinceRecord) {

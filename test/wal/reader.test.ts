@@ -125,7 +125,9 @@ class ChunkOnlyDisk extends NodeDisk {
 }
 
 describe('the one log reader', () => {
-  it('is how recovery and repair read: in chunks, never a whole segment', async () => {
+  it('is how recovery and repair read: in chunks, never a whole segment', async function () {
+    // Copies several MiB through a disk that fsyncs: slow on a loaded machine, bounded here.
+    this.timeout(120_000);
     const big = 'x'.repeat(READ_CHUNK_BYTES / 4);
     const record = (seq: number): string => encodeRecord(seq, JSON.stringify({ topic: 't', event_id: `e-${seq}`, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { big } }));
     const segment = Array.from({ length: 6 }, (_, i) => record(i + 1)).join('');
