@@ -1,9 +1,8 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { classifyScan, scanSegmentBytes } from '../wal/record';
 import { NodeDisk } from '../wal/disk';
-import { listSegments } from '../wal/segments';
+import { readLog, type LogItem } from '../wal/reader';
 import { PublisherLedger, type SentEvent } from './publisher';
 import { Random } from './random';
 import { ChaosServer } from './server';
@@ -450,25 +449,21 @@ async function verifyIndex(url: string, ledger: PublisherLedger, result: ChaosRe
 
 /** Reads every segment of the log into `result`: each record valid, each key once, nothing unsent, nothing acknowledged missing. */
 export function verifyLog(walDir: string, ledger: PublisherLedger, result: ChaosResult): void {
-  const disk = new NodeDisk();
-  const segments = listSegments(disk, walDir);
   const counts = new Map<string, number>();
-  let expectedSeq: number | null = null;
-  segments.forEach((segment, i) => {
-    const scan = scanSegmentBytes(disk.readFile(segment.path));
-    const verdict = classifyScan(scan, i === segments.length - 1, expectedSeq ?? segment.firstSeq);
-    if (verdict.kind !== 'clean') {
+  // Policy: after a clean stop, any corruption, seq break or torn tail garbles its segment.
+  let problem: LogItem | null = null;
+  for (const item of readLog({ disk: new NodeDisk(), walDir })) {
+    if (item.kind === 'corruption' || item.kind === 'seq_break' || item.kind === 'torn_tail') problem ??= item;
+    if (item.kind === 'segment_end' && problem !== null) {
       result.garbled += 1;
-      example(result, `log segment ${segment.name} after a clean stop is ${verdict.kind}: ${JSON.stringify(verdict)}`);
+      example(result, `log segment ${item.segment.name} after a clean stop has a ${problem.kind}: ${JSON.stringify({ ...problem, segment: undefined })}`);
+      problem = null;
     }
-    for (const record of scan.records) {
-      const event = JSON.parse(record.eventJson) as { topic: string; event_id: string };
-      const key = PublisherLedger.keyOf(event.topic, event.event_id);
-      counts.set(key, (counts.get(key) ?? 0) + 1);
-    }
-    const last = scan.records[scan.records.length - 1];
-    if (last !== undefined) expectedSeq = last.seq + 1;
-  });
+    if (item.kind !== 'record') continue;
+    const event = JSON.parse(item.eventJson) as { topic: string; event_id: string };
+    const key = PublisherLedger.keyOf(event.topic, event.event_id);
+    counts.set(key, (counts.get(key) ?? 0) + 1);
+  }
   for (const [key, count] of counts) {
     if (!ledger.keys.has(key)) {
       result.unsent += 1;

@@ -1,6 +1,9 @@
 import fs from 'node:fs';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, parseFilter, stringFlag, UsageError, type Command, type EventFilter } from './args';
-import { corruptLines, eventLine, logSegments, matchesFilter, readLog, segmentsBytes, segmentsFrom, writeWithBackpressure } from './log-reader';
+import { readLog } from '../wal/reader';
+import { eventJsonWithSeq } from '../wal/record';
+import { segmentsFrom } from '../wal/segments';
+import { DISK, logSegments, matchesFilter, segmentsBytes, writeWithBackpressure } from './log-reader';
 import { startProgress } from './progress';
 
 /** Bytes of NDJSON gathered before one write to the output. */
@@ -34,17 +37,19 @@ export async function exportEvents(walDir: string, filter: EventFilter, output: 
       await writeWithBackpressure(output, chunk);
       chunk = '';
     };
-    for (const item of readLog(segments, filter.fromSeq ?? 1, progress)) {
-      if (item.kind === 'segment_end') {
+    // Policy: skip corruption (listing it), skip tombstones, stop at nothing.
+    for (const item of readLog({ disk: DISK, walDir, fromSeq: filter.fromSeq ?? 1, onBytesRead: (bytes) => progress.update(bytes) })) {
+      if (item.kind === 'corruption') {
+        summary.corruptLinesSkipped.push({ file: item.segment.path, offset: item.offset, problem: item.problem });
+      } else if (item.kind === 'segment_end') {
         summary.segments += 1;
-        for (const bad of corruptLines(item)) summary.corruptLinesSkipped.push({ file: item.segment.path, offset: bad.offset, problem: bad.problem });
         await flush();
+      } else if (item.kind === 'record' && matchesFilter(item.seq, item.eventJson, filter)) {
+        chunk += `${eventJsonWithSeq(item.seq, item.eventJson)}\n`;
+        summary.events += 1;
+        summary.lastSeq = item.seq;
+        if (chunk.length >= WRITE_CHUNK_BYTES) await flush();
       }
-      if (item.kind !== 'record' || !matchesFilter(item.record.seq, item.record.eventJson, filter)) continue;
-      chunk += `${eventLine(item.record.seq, item.record.eventJson)}\n`;
-      summary.events += 1;
-      summary.lastSeq = item.record.seq;
-      if (chunk.length >= WRITE_CHUNK_BYTES) await flush();
     }
   } finally {
     progress.stop();

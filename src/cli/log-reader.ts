@@ -1,10 +1,14 @@
 import fs from 'node:fs';
 import { rowFromEventJson } from '../wal/event-row';
 import { NodeDisk } from '../wal/disk';
-import { isTombstoneEventJson, scanLines, type BadLine, type LocatedRecord } from '../wal/record';
-import { listSegments, readSegmentChunks, type SegmentInfo } from '../wal/segments';
+import { isTombstoneEventJson } from '../wal/record';
+import { listSegments, type SegmentInfo } from '../wal/segments';
 import type { EventFilter } from './args';
-import type { Progress } from './progress';
+
+/*
+ * What the commands share around the log. Reading it is src/wal/reader.ts's job: every
+ * command reads segments through readLog there and picks its own policy.
+ */
 
 /** The disk the CLI reads the log through (the server's own framing and file access). */
 export const DISK = new NodeDisk();
@@ -21,59 +25,6 @@ export function segmentsBytes(segments: SegmentInfo[]): number {
   return total;
 }
 
-/** The segments that may hold seqs >= fromSeq (a segment ends where the next one starts). */
-export function segmentsFrom(segments: SegmentInfo[], fromSeq: number): SegmentInfo[] {
-  return segments.filter((_segment, i) => {
-    const next = segments[i + 1];
-    return next === undefined || next.firstSeq > fromSeq;
-  });
-}
-
-/**
- * What readLog yields: each line of a segment as it is decoded (a record or a bad line),
- * then the end of that segment with its bad lines again (few; the records are not kept).
- */
-export type LogItem =
-  | { kind: 'record'; segment: SegmentInfo; record: LocatedRecord }
-  | { kind: 'bad_line'; segment: SegmentInfo; line: BadLine }
-  | { kind: 'segment_end'; segment: SegmentInfo; isLast: boolean; badLines: BadLine[]; validBytes: number; totalBytes: number };
-
-/**
- * Reads segments in chunks (READ_CHUNK_BYTES), skipping those that hold only seqs below
- * `fromSeq`, so that memory follows the chunk size rather than SEGMENT_BYTES_MAX. For the
- * readers that go through the log front to back (verify, export, replay, rebuild); it
- * never changes a file. `progress` counts bytes, inside a segment too (one may be 64 MiB).
- */
-export function* readLog(segments: SegmentInfo[], fromSeq = 1, progress?: Progress): Generator<LogItem> {
-  const last = segments[segments.length - 1];
-  let doneBytes = 0;
-  for (const segment of segmentsFrom(segments, fromSeq)) {
-    const badLines: BadLine[] = [];
-    let validBytes = 0;
-    let totalBytes = 0;
-    for (const line of scanLines(readSegmentChunks(DISK, segment.path))) {
-      totalBytes = line.offset + line.length;
-      if (line.record === null) {
-        const bad: BadLine = { offset: line.offset, length: line.length, problem: line.problem };
-        badLines.push(bad);
-        yield { kind: 'bad_line', segment, line: bad };
-        continue;
-      }
-      validBytes = totalBytes;
-      if ((line.record.seq & 1023) === 0) progress?.update(doneBytes + line.offset);
-      yield { kind: 'record', segment, record: { ...line.record, offset: line.offset, length: line.length } };
-    }
-    doneBytes += totalBytes;
-    progress?.update(doneBytes);
-    yield { kind: 'segment_end', segment, isLast: segment === last, badLines, validBytes, totalBytes };
-  }
-}
-
-/** The bad lines of a segment that are not its torn tail, i.e. corruption in the middle of the log. */
-export function corruptLines(end: { isLast: boolean; badLines: BadLine[]; validBytes: number }): BadLine[] {
-  return end.badLines.filter((bad) => !(end.isLast && bad.offset >= end.validBytes));
-}
-
 /**
  * Whether a logged record is an event that passes `filter`. A repair tombstone (the
  * placeholder `repairLog` leaves for a quarantined record) is never an event.
@@ -88,11 +39,6 @@ export function matchesFilter(seq: number, eventJson: string, filter: EventFilte
   if (filter.sinceMs !== undefined && row.tsMs < filter.sinceMs) return false;
   if (filter.untilMs !== undefined && row.tsMs >= filter.untilMs) return false;
   return true;
-}
-
-/** An event line as GET /events and `logagg export` show it: the logged JSON with its seq first. */
-export function eventLine(seq: number, eventJson: string): string {
-  return `{"seq":${seq},${eventJson.slice(1)}`;
 }
 
 /** Writes to a stream, waiting for 'drain' when its buffer is full. */

@@ -2,9 +2,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { IndexStore, type IndexRow } from '../index/store';
 import { rowFromEventJson } from '../wal/event-row';
-import { isTombstoneEventJson, SegmentLineCheck, type CorruptVerdict } from '../wal/record';
+import { describeBadLine, describeSeqBreak, readLog } from '../wal/reader';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
-import { logSegments, readLog, segmentsBytes } from './log-reader';
+import { DISK, logSegments, segmentsBytes } from './log-reader';
 import { lockDataDir } from '../data-dir-lock';
 import { startProgress } from './progress';
 
@@ -94,36 +94,25 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
   const progress = startProgress(options.progress === true, 'rebuild', segmentsBytes(segments), 'bytes');
   const store = new IndexStore(temp);
   try {
-    let expected: number | null = null;
     let rows: IndexRow[] = [];
-    // The rules recovery applies, segment by segment; seqs run on across segments.
-    let check: SegmentLineCheck | null = null;
-    const corrupt = (file: string, verdict: CorruptVerdict): Error =>
-      new Error(`${file}: corrupt record at byte offset ${verdict.offset}: ${verdict.detail}; run \`logagg verify\` and \`logagg repair\` first`);
-    for (const item of readLog(segments, 1, progress)) {
-      check ??= new SegmentLineCheck(expected);
-      if (item.kind === 'bad_line') {
-        check.bad(item.line);
-        continue;
+    const corrupt = (file: string, offset: number, detail: string): Error =>
+      new Error(`${file}: corrupt record at byte offset ${offset}: ${detail}; run \`logagg verify\` and \`logagg repair\` first`);
+    // Policy: the rules recovery applies; refuse at the first corruption or seq break, ignore
+    // (without cutting) a torn tail, index records, count tombstones.
+    for (const item of readLog({ disk: DISK, walDir: paths.walDir, onBytesRead: (bytes) => progress.update(bytes) })) {
+      if (item.kind === 'corruption') throw corrupt(item.segment.path, item.offset, describeBadLine(item));
+      if (item.kind === 'seq_break') throw corrupt(item.segment.path, item.offset, describeSeqBreak(item));
+      if (item.kind === 'torn_tail') report.tornTailBytesIgnored = item.bytes;
+      if (item.kind === 'tombstone') {
+        // A repair tombstone keeps the seqs continuous; it is not an event.
+        report.records += 1;
+        report.tombstones += 1;
       }
-      if (item.kind === 'segment_end') {
-        const verdict = check.end(item.isLast);
-        if (verdict.kind === 'corrupt') throw corrupt(item.segment.path, verdict);
-        if (verdict.kind === 'torn_tail') report.tornTailBytesIgnored = verdict.bytes;
-        if (check.lastSeq !== null) expected = check.lastSeq + 1;
-        check = null;
-        if (rows.length > 0) report.rows += store.applyBatch(rows);
-        rows = [];
-        continue;
+      if (item.kind === 'record') {
+        report.records += 1;
+        rows.push(rowFromEventJson(item.seq, item.eventJson));
       }
-      const { record } = item;
-      const verdict = check.record(record);
-      if (verdict !== null) throw corrupt(item.segment.path, verdict);
-      report.records += 1;
-      // A repair tombstone keeps the seqs continuous; it is not an event.
-      if (isTombstoneEventJson(record.eventJson)) report.tombstones += 1;
-      else rows.push(rowFromEventJson(record.seq, record.eventJson));
-      if (rows.length >= REBUILD_BATCH_ROWS) {
+      if (rows.length >= REBUILD_BATCH_ROWS || (item.kind === 'segment_end' && rows.length > 0)) {
         report.rows += store.applyBatch(rows);
         rows = [];
       }

@@ -2,7 +2,10 @@ import fs from 'node:fs';
 import split2 from 'split2';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, intFlag, numberFlag, parseFilter, stringFlag, UsageError, urlFlag, type Command, type EventFilter } from './args';
 import { delay, postWithRetries } from './http-client';
-import { logSegments, matchesFilter, readLog, segmentsBytes, segmentsFrom } from './log-reader';
+import { readLog } from '../wal/reader';
+import { splitEventJsonSeq } from '../wal/record';
+import { segmentsFrom } from '../wal/segments';
+import { DISK, logSegments, matchesFilter, segmentsBytes } from './log-reader';
 import { startProgress, type Progress } from './progress';
 
 /** One event to re-publish: its JSON as logged (without seq) and its seq in the source. */
@@ -32,12 +35,11 @@ export interface ReplaySummary {
 
 /** Events of the log that match the filter, with progress counted in segment bytes. */
 async function* fromLog(walDir: string, filter: EventFilter, progress: Progress): AsyncGenerator<ReplayEvent> {
-  for (const item of readLog(logSegments(walDir), filter.fromSeq ?? 1, progress)) {
-    if (item.kind === 'record' && matchesFilter(item.record.seq, item.record.eventJson, filter)) yield { seq: item.record.seq, json: item.record.eventJson };
+  // Policy: records only; corruption, seq breaks, tombstones and a torn tail are skipped.
+  for (const item of readLog({ disk: DISK, walDir, fromSeq: filter.fromSeq ?? 1, onBytesRead: (bytes) => progress.update(bytes) })) {
+    if (item.kind === 'record' && matchesFilter(item.seq, item.eventJson, filter)) yield { seq: item.seq, json: item.eventJson };
   }
 }
-
-const SEQ_PREFIX = /^\{"seq":(\d+),/;
 
 /** Events of an export file (or stdin), seq stripped, that match the filter. */
 async function* fromNdjson(input: NodeJS.ReadableStream, name: string, filter: EventFilter, progress: Progress): AsyncGenerator<ReplayEvent> {
@@ -48,11 +50,10 @@ async function* fromNdjson(input: NodeJS.ReadableStream, name: string, filter: E
     if (line.trim() === '') continue;
     let seq: number | null = null;
     let json: string;
-    const match = SEQ_PREFIX.exec(line);
-    if (match !== null) {
-      // The export shape: splice the seq out without re-serialising the event.
-      seq = Number(match[1]);
-      json = `{${line.slice(match[0].length)}`;
+    const split = splitEventJsonSeq(line);
+    if (split !== null) {
+      // The export shape: the seq spliced out without re-serialising the event.
+      ({ seq, eventJson: json } = split);
     } else {
       let parsed: Record<string, unknown>;
       try {

@@ -1,16 +1,17 @@
 import fs from 'node:fs';
-import { scanLines } from '../wal/record';
-import { READ_CHUNK_BYTES, readSegmentChunks } from '../wal/segments';
+import { readLog, readSegment, readSegments } from '../wal/reader';
+import { eventJsonWithSeq } from '../wal/record';
+import type { SegmentInfo } from '../wal/segments';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, intFlag, parseFilter, UsageError, urlFlag, type Command, type EventFilter } from './args';
 import { authHeaders, delay, requestJson } from './http-client';
-import { DISK, eventLine, logSegments, matchesFilter, readLog, writeWithBackpressure } from './log-reader';
+import { DISK, logSegments, matchesFilter, writeWithBackpressure } from './log-reader';
 
 /** How tail prints each event. */
 type Printer = (seq: number, eventJson: string) => Promise<void>;
 
 function makePrinter(json: boolean): Printer {
   return (seq, eventJson) => {
-    if (json) return writeWithBackpressure(process.stdout, `${eventLine(seq, eventJson)}\n`);
+    if (json) return writeWithBackpressure(process.stdout, `${eventJsonWithSeq(seq, eventJson)}\n`);
     const event = JSON.parse(eventJson) as { topic: string; event_id: string; timestamp: string; source: string; payload?: unknown };
     const payload = event.payload === undefined ? '' : ` ${JSON.stringify(event.payload)}`;
     return writeWithBackpressure(process.stdout, `#${seq} ${event.timestamp} ${event.topic} ${event.event_id} (${event.source})${payload}\n`);
@@ -43,11 +44,12 @@ function lastEventsOfLog(walDir: string, filter: EventFilter, count: number): { 
     const want = count - events.length;
     let kept: Array<{ seq: number; eventJson: string }> = [];
     let segmentLast = 0;
-    for (const item of readLog([segments[i]!])) {
-      if (item.kind !== 'record') continue;
-      segmentLast = item.record.seq;
-      if (want <= 0 || !matchesFilter(item.record.seq, item.record.eventJson, filter)) continue;
-      kept.push({ seq: item.record.seq, eventJson: item.record.eventJson });
+    // Policy: records only (a tombstone still counts for the log's last seq).
+    for (const item of readSegments(DISK, [segments[i]!])) {
+      if (item.kind !== 'record' && item.kind !== 'tombstone') continue;
+      segmentLast = item.seq;
+      if (item.kind === 'tombstone' || want <= 0 || !matchesFilter(item.seq, item.eventJson, filter)) continue;
+      kept.push({ seq: item.seq, eventJson: item.eventJson });
       if (kept.length >= 2 * want) kept = kept.slice(-want);
     }
     if (lastSeq === 0) lastSeq = segmentLast;
@@ -63,38 +65,47 @@ function lastEventsOfLog(walDir: string, filter: EventFilter, count: number): { 
  */
 async function followLog(walDir: string, filter: EventFilter, afterSeq: number, print: Printer, pollMs: number, stopped: () => boolean, wait: Promise<void>): Promise<void> {
   let lastSeq = afterSeq;
-  let current: { path: string; firstSeq: number; offset: number } | null = null;
+  let current: { segment: SegmentInfo; offset: number } | null = null;
   while (!stopped()) {
     const segments = logSegments(walDir);
     if (current === null) {
       // Start in the segment that holds lastSeq + 1 (or the newest), from its beginning.
       const start = [...segments].reverse().find((s) => s.firstSeq <= lastSeq + 1) ?? segments[0];
-      if (start !== undefined) current = { path: start.path, firstSeq: start.firstSeq, offset: 0 };
+      if (start !== undefined) current = { segment: start, offset: 0 };
     }
     if (current !== null) {
-      const size = fs.existsSync(current.path) ? fs.statSync(current.path).size : 0;
+      const segment: SegmentInfo = current.segment;
+      // The writer finishes a segment before starting the next: once one exists, this one is complete.
+      const next: SegmentInfo | undefined = segments.find((s) => s.firstSeq > segment.firstSeq);
+      const size = fs.existsSync(segment.path) ? fs.statSync(segment.path).size : 0;
       if (size < current.offset) current.offset = 0;
       if (size > current.offset) {
-        // The bytes appended since the last read, in chunks; a partial last line (no newline
-        // yet) is left for the next poll.
-        let consumed = 0;
-        for (const line of scanLines(readSegmentChunks(DISK, current.path, READ_CHUNK_BYTES, current.offset))) {
-          if (line.problem === 'torn') break;
-          consumed = line.offset + line.length;
-          if (line.record === null) {
-            process.stderr.write(`tail: skipped a bad line (${line.problem}) in ${current.path} at byte offset ${current.offset + line.offset}\n`);
+        // The bytes appended since the last read. Policy: skip bad lines (saying so) and
+        // tombstones; a torn tail of the newest segment is a line still being written (or
+        // one recovery will cut), so the next poll resumes at it.
+        let consumed = current.offset;
+        for (const item of readSegment(DISK, segment, { isLast: next === undefined, from: current.offset })) {
+          if (item.kind === 'torn_tail') break;
+          if (item.kind === 'segment_end') {
+            consumed = item.totalBytes;
+            break;
+          }
+          if (item.kind === 'corruption') {
+            process.stderr.write(`tail: skipped a bad line (${item.problem}) in ${segment.path} at byte offset ${item.offset}\n`);
+            consumed = item.offset + item.bytes;
             continue;
           }
-          if (line.record.seq <= lastSeq) continue;
-          lastSeq = line.record.seq;
-          if (matchesFilter(line.record.seq, line.record.eventJson, filter)) await print(line.record.seq, line.record.eventJson);
+          if (item.kind !== 'record' && item.kind !== 'tombstone') continue;
+          consumed = item.offset + item.length;
+          if (item.seq <= lastSeq) continue;
+          lastSeq = item.seq;
+          if (item.kind === 'record' && matchesFilter(item.seq, item.eventJson, filter)) await print(item.seq, item.eventJson);
         }
-        current.offset += consumed;
+        current.offset = consumed;
       }
-      const next = segments.find((s) => s.firstSeq > current!.firstSeq);
-      // The writer finishes a segment before starting the next: once one exists, move on after a last read.
+      // Move on to the next segment once this one is read to its end.
       if (next !== undefined && size === current.offset) {
-        current = { path: next.path, firstSeq: next.firstSeq, offset: 0 };
+        current = { segment: next, offset: 0 };
         continue;
       }
     }
@@ -266,10 +277,10 @@ Examples:
     if (filter.fromSeq !== undefined) {
       // Everything from --from-seq, printed as it is read.
       lastSeq = filter.fromSeq - 1;
-      for (const item of readLog(logSegments(paths.walDir), filter.fromSeq)) {
-        if (item.kind !== 'record' || !matchesFilter(item.record.seq, item.record.eventJson, filter)) continue;
-        await print(item.record.seq, item.record.eventJson);
-        lastSeq = item.record.seq;
+      for (const item of readLog({ disk: DISK, walDir: paths.walDir, fromSeq: filter.fromSeq })) {
+        if (item.kind !== 'record' || !matchesFilter(item.seq, item.eventJson, filter)) continue;
+        await print(item.seq, item.eventJson);
+        lastSeq = item.seq;
       }
     } else {
       const last = lastEventsOfLog(paths.walDir, filter, count);

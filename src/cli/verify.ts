@@ -1,9 +1,10 @@
 import fs from 'node:fs';
 import { IndexStore } from '../index/store';
-import { isTombstoneEventJson, type BadLine, type LocatedRecord } from '../wal/record';
+import { describeBadLine, readLog, type LogItem, type ReadRecord } from '../wal/reader';
+import { isTombstoneEventJson } from '../wal/record';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
-import { logSegments, readLog, segmentsBytes } from './log-reader';
-import { startProgress } from './progress';
+import { DISK, logSegments, segmentsBytes } from './log-reader';
+import { startProgress, type Progress } from './progress';
 
 /** One problem found, with the file and byte offset it is at (offset null when it has none). */
 export interface VerifyProblem {
@@ -59,7 +60,7 @@ class IndexCursor {
   current: { seq: number; body: string } | undefined;
 
   constructor(store: IndexStore) {
-    this.rows = store.db.prepare('SELECT seq, body FROM events ORDER BY seq').iterate() as Iterator<{ seq: number; body: string }>;
+    this.rows = store.rowsInSeqOrder();
     this.advance();
   }
 
@@ -82,103 +83,100 @@ class IndexCursor {
  */
 export function verifyDataDir(paths: { dataDir: string; walDir: string; databasePath: string }, options: { progress?: boolean } = {}): VerifyReport {
   const segments = logSegments(paths.walDir);
-  let tombstones = 0;
   const progress = startProgress(options.progress === true, 'verify', segmentsBytes(segments), 'bytes');
   const index = openIndex(paths.databasePath);
-  const segmentReports: SegmentReport[] = [];
-  let expected: number | null = null;
-  let records = 0;
-  let lastSeq = 0;
-  // Bad lines after the last record seen (possibly at the end of the previous segment).
-  let badPending = false;
+  let log: LogCheck;
   try {
-    // The segment being read: its report so far, and the bad lines since its last record.
-    let current: { report: SegmentReport; badSinceRecord: BadLine[] } | null = null;
-    for (const item of readLog(segments, 1, progress)) {
-      const info = item.segment;
-      current ??= { report: { file: info.path, firstSeq: null, lastSeq: null, records: 0, bytes: 0, problems: [] }, badSinceRecord: [] };
-      const { report, badSinceRecord } = current;
-      const { problems } = report;
-      if (item.kind === 'bad_line') {
-        badSinceRecord.push(item.line);
-        continue;
+    // One read transaction: counters, rows and their comparison with the log come from the same snapshot.
+    log = index.opened === null ? checkLog(paths.walDir, index, progress) : index.opened.withSnapshot(() => {
+      readIndexHeader(index);
+      try {
+        return checkLog(paths.walDir, index, progress);
+      } finally {
+        index.cursor?.close();
       }
-      if (item.kind === 'record') {
-        const { record } = item;
-        // Bad lines followed by a record cannot be a torn tail: each is reported.
-        for (const bad of badSinceRecord) problems.push(badLineProblem(info.path, bad));
-        // A gap right after a bad line is that line's consequence, already reported.
-        const badBetween = badPending || badSinceRecord.length > 0;
-        badPending = false;
-        current.badSinceRecord = [];
-        const first = report.firstSeq === null;
-        // Seq order and continuity, within the segment and from the previous one.
-        if (first) {
-          report.firstSeq = record.seq;
-          if (record.seq !== info.firstSeq) {
-            problems.push({ kind: 'segment_name', file: info.path, offset: record.offset, seq: record.seq, detail: `segment named for seq ${info.firstSeq} starts with seq ${record.seq}` });
-          }
-        }
-        if (expected !== null && record.seq !== expected) {
-          if (record.seq < expected) {
-            problems.push({ kind: 'seq_order', file: info.path, offset: record.offset, seq: record.seq, detail: `seq ${record.seq} after seq ${expected - 1} (repeated or out of order)` });
-          } else if (!badBetween) {
-            const detail = first ? `expected seq ${expected}, found ${record.seq} (records or a segment missing before this one)` : `expected seq ${expected}, found ${record.seq}`;
-            problems.push({ kind: 'seq_gap', file: info.path, offset: record.offset, seq: record.seq, detail });
-          }
-        }
-        expected = record.seq + 1;
-        lastSeq = Math.max(lastSeq, record.seq);
-        report.lastSeq = record.seq;
-        report.records += 1;
-        if (isTombstoneEventJson(record.eventJson)) tombstones += 1;
-        if (index.store !== null) compareWithIndex(index, record, info.path);
-        continue;
-      }
-      // The end of the segment: bad lines after its last record are the torn tail of the
-      // last segment, corruption in any other.
-      const firstTrailing = badSinceRecord[0];
-      if (firstTrailing !== undefined && item.isLast) {
-        const bytes = item.totalBytes - item.validBytes;
-        problems.push({ kind: 'torn_tail', file: info.path, offset: item.validBytes, bytes, detail: `${bytes} bytes after the last valid record (${firstTrailing.problem}); \`logagg repair\` or the next start cuts them` });
-      } else if (firstTrailing !== undefined) {
-        for (const bad of badSinceRecord) problems.push(badLineProblem(info.path, bad));
-        badPending = true;
-      }
-      report.bytes = item.totalBytes;
-      records += report.records;
-      segmentReports.push(report);
-      current = null;
-    }
-    finishIndex(index, lastSeq);
+    });
   } finally {
-    index.cursor?.close();
-    if (index.store !== null) {
-      if (index.store.db.inTransaction) index.store.db.exec('COMMIT');
-      index.store.close();
-    }
+    index.opened?.close();
     progress.stop();
   }
-  const problems = segmentReports.reduce((n, s) => n + s.problems.length, 0) + index.report.problems.length;
+  const problems = log.segments.reduce((n, s) => n + s.problems.length, 0) + index.report.problems.length;
   return {
     dataDir: paths.dataDir,
     walDir: paths.walDir,
-    segments: segmentReports,
-    records,
-    lastSeq,
-    tombstones,
+    segments: log.segments,
+    records: log.records,
+    lastSeq: log.lastSeq,
+    tombstones: log.tombstones,
     index: index.report,
     problems,
     ok: problems === 0,
   };
 }
 
-/** A bad line that is no torn tail, as verify reports it. */
-function badLineProblem(file: string, bad: BadLine): VerifyProblem {
-  return { kind: bad.problem, file, offset: bad.offset, bytes: bad.length, detail: `${bad.problem} in a ${bad.length}-byte line` };
+/** What verify found in the log itself. */
+interface LogCheck {
+  segments: SegmentReport[];
+  records: number;
+  lastSeq: number;
+  tombstones: number;
+}
+
+/**
+ * Verify's policy over the one log reader: report every corruption, seq break and torn tail
+ * and go on; compare each record with the index as it comes.
+ */
+function checkLog(walDir: string, index: IndexCheck, progress: Progress): LogCheck {
+  const check: LogCheck = { segments: [], records: 0, lastSeq: 0, tombstones: 0 };
+  // The report of the segment being read.
+  let report: SegmentReport | null = null;
+  for (const item of readLog({ disk: DISK, walDir, onBytesRead: (bytes) => progress.update(bytes) })) {
+    const file = item.segment.path;
+    report ??= { file, firstSeq: null, lastSeq: null, records: 0, bytes: 0, problems: [] };
+    const { problems } = report;
+    switch (item.kind) {
+      case 'corruption':
+        problems.push({ kind: item.problem, file, offset: item.offset, bytes: item.bytes, detail: describeBadLine(item) });
+        break;
+      case 'seq_break':
+        problems.push({ kind: item.problem, file, offset: item.offset, seq: item.seq, detail: seqBreakDetail(item) });
+        break;
+      case 'torn_tail':
+        problems.push({ kind: 'torn_tail', file, offset: item.offset, bytes: item.bytes, detail: `${item.bytes} bytes after the last valid record (${item.problem}); \`logagg repair\` or the next start cuts them` });
+        break;
+      case 'record':
+      case 'tombstone':
+        report.firstSeq ??= item.seq;
+        report.lastSeq = item.seq;
+        report.records += 1;
+        check.lastSeq = Math.max(check.lastSeq, item.seq);
+        if (item.kind === 'tombstone') check.tombstones += 1;
+        if (index.store !== null) compareWithIndex(index, item);
+        break;
+      case 'segment_end':
+        report.bytes = item.totalBytes;
+        check.records += report.records;
+        check.segments.push(report);
+        report = null;
+        break;
+    }
+  }
+  finishIndex(index, check.lastSeq);
+  return check;
+}
+
+/** How verify words a seq break in its report. */
+function seqBreakDetail(item: Extract<LogItem, { kind: 'seq_break' }>): string {
+  if (item.problem === 'segment_name') return `segment named for seq ${item.expected} starts with seq ${item.seq}`;
+  if (item.problem === 'seq_order') return `seq ${item.seq} after seq ${item.expected - 1} (repeated or out of order)`;
+  if (item.atSegmentStart) return `expected seq ${item.expected}, found ${item.seq} (records or a segment missing before this one)`;
+  return `expected seq ${item.expected}, found ${item.seq}`;
 }
 
 interface IndexCheck {
+  /** The index as opened (closed at the end), null when absent or unopenable. */
+  opened: IndexStore | null;
+  /** The index to compare with, null when absent or unreadable. */
   store: IndexStore | null;
   cursor: IndexCursor | null;
   report: IndexReport;
@@ -196,12 +194,21 @@ function openIndex(databasePath: string): IndexCheck {
     notYetIndexed: 0,
     problems: [],
   };
-  if (!report.present) return { store: null, cursor: null, report };
-  let store: IndexStore;
+  const index: IndexCheck = { opened: null, store: null, cursor: null, report };
+  if (!report.present) return index;
   try {
-    store = new IndexStore(databasePath, { readonly: true });
-    // One read transaction: counters and rows come from the same snapshot.
-    store.db.exec('BEGIN');
+    index.opened = new IndexStore(databasePath, { readonly: true });
+  } catch (err) {
+    noteUnreadable(index, err);
+  }
+  return index;
+}
+
+/** Reads the counters and row count (inside the snapshot) and opens the row cursor. */
+function readIndexHeader(index: IndexCheck): void {
+  const { report } = index;
+  const store = index.opened!;
+  try {
     const counters = store.readCounters();
     report.checkpointSeq = counters.checkpointSeq;
     report.uniqueTotal = counters.uniqueTotal;
@@ -209,13 +216,19 @@ function openIndex(databasePath: string): IndexCheck {
     report.conflictsTotal = counters.conflictsTotal;
     report.rows = store.countRows();
   } catch (err) {
-    report.problems.push({ kind: 'index_unreadable', file: databasePath, offset: null, detail: `cannot read the index: ${(err as Error).message}; \`logagg rebuild\` makes a new one from the log` });
-    return { store: null, cursor: null, report };
+    noteUnreadable(index, err);
+    return;
   }
-  return { store, cursor: new IndexCursor(store), report };
+  index.store = store;
+  index.cursor = new IndexCursor(store);
 }
 
-function compareWithIndex(index: IndexCheck, record: LocatedRecord, file: string): void {
+function noteUnreadable(index: IndexCheck, err: unknown): void {
+  index.report.problems.push({ kind: 'index_unreadable', file: index.report.file, offset: null, detail: `cannot read the index: ${(err as Error).message}; \`logagg rebuild\` makes a new one from the log` });
+}
+
+function compareWithIndex(index: IndexCheck, record: ReadRecord): void {
+  const file = record.segment.path;
   const cursor = index.cursor!;
   const report = index.report;
   const checkpoint = report.checkpointSeq ?? 0;

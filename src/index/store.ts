@@ -70,7 +70,7 @@ const COUNTER_KEYS = {
  * always be rebuilt from the log; the checkpoint says how far it has applied it.
  */
 export class IndexStore {
-  readonly db: Database.Database;
+  private readonly db: Database.Database;
   private readonly topicSet = new Set<string>();
   private readonly statements;
   private readonly queryCache = new Map<string, Database.Statement>();
@@ -273,6 +273,20 @@ export class IndexStore {
   /** Counts rows directly (slow on big indexes; for verify and tests). */
   countRows(): number {
     return Number(this.statements.count.get());
+  }
+
+  /**
+   * Runs `read` inside one read transaction, so that everything it reads (counters, rows)
+   * comes from the same snapshot even while a server commits (WAL mode); `logagg verify`
+   * uses it. It commits afterwards, or rolls back when `read` throws.
+   */
+  withSnapshot<T>(read: () => T): T {
+    return this.db.transaction(read)();
+  }
+
+  /** Every row's seq and body in seq order, read one at a time (for comparing with the log). */
+  rowsInSeqOrder(): IterableIterator<{ seq: number; body: string }> {
+    return this.db.prepare('SELECT seq, body FROM events ORDER BY seq').iterate() as IterableIterator<{ seq: number; body: string }>;
   }
 
   /** Events matching `query` in seq (publish) order. */

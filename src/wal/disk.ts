@@ -24,11 +24,16 @@ export interface LogDisk {
   fdatasync(handle: FileHandleId): Promise<void>;
   truncate(handle: FileHandleId, size: number): Promise<void>;
   close(handle: FileHandleId): void;
-  /** Truncates a closed file (recovery's torn-tail cut), then fsyncs it. */
-  truncateFileSync(path: string, size: number): void;
+  /** Truncates a closed file (a torn-tail cut), then fsyncs it: the new size is durable on return. */
+  truncateFileDurably(path: string, size: number): void;
   /** Makes a directory entry (a new segment's name) durable. */
   fsyncDir(dir: string): void;
-  writeFileSync(path: string, data: Buffer): void;
+  /**
+   * Creates or replaces a file with `data` (one buffer, or chunks written in turn so that a
+   * big copy holds one chunk at a time), then fsyncs it. Its name is durable only once the
+   * directory is fsynced (fsyncDir).
+   */
+  writeFileDurably(path: string, data: Buffer | Iterable<Buffer>): void;
   /** Puts `from` in place of `to` in one step (rename(2)); durable once the directory is fsynced. */
   renameSync(from: string, to: string): void;
 }
@@ -47,6 +52,10 @@ function writeAll(fd: number, data: Buffer, position: number): Promise<void> {
     };
     step(0);
   });
+}
+
+function writeAllSync(fd: number, data: Buffer): void {
+  for (let written = 0; written < data.length; ) written += fs.writeSync(fd, data, written, data.length - written);
 }
 
 /**
@@ -125,7 +134,7 @@ export class NodeDisk implements LogDisk {
     fs.closeSync(handle);
   }
 
-  truncateFileSync(path: string, size: number): void {
+  truncateFileDurably(path: string, size: number): void {
     const fd = fs.openSync(path, 'r+');
     try {
       fs.ftruncateSync(fd, size);
@@ -144,10 +153,10 @@ export class NodeDisk implements LogDisk {
     }
   }
 
-  writeFileSync(path: string, data: Buffer): void {
+  writeFileDurably(path: string, data: Buffer | Iterable<Buffer>): void {
     const fd = fs.openSync(path, 'w');
     try {
-      fs.writeSync(fd, data);
+      for (const chunk of Buffer.isBuffer(data) ? [data] : data) writeAllSync(fd, chunk);
       fs.fsyncSync(fd);
     } finally {
       fs.closeSync(fd);

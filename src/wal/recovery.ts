@@ -1,7 +1,8 @@
-import path from 'node:path';
 import { makeDirDurable, type LogDisk } from './disk';
-import { scanLines, SegmentLineCheck, type WalRecord } from './record';
-import { listSegments, readSegmentChunks, type SegmentInfo } from './segments';
+import { cutTornTail } from './quarantine';
+import { describeBadLine, describeSeqBreak, readLog } from './reader';
+import type { WalRecord } from './record';
+import type { SegmentInfo } from './segments';
 import type { WriterStart } from './writer';
 
 /** A bad record in the middle of the log: startup stops and names file and offset. */
@@ -53,70 +54,46 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
   const { disk, walDir, checkpointSeq } = options;
   // The log directory's own name must survive power loss before anything in it is acknowledged.
   makeDirDurable(disk, walDir);
-  const segments = listSegments(disk, walDir);
-  let startIndex = 0;
-  for (let i = 0; i < segments.length; i += 1) {
-    if (segments[i]!.firstSeq <= checkpointSeq + 1) startIndex = i;
-  }
-
   const report: RecoveryReport = { segmentsRead: 0, recordsReplayed: 0, lastSeq: checkpointSeq, tornTail: null };
   let lastSegment: { info: SegmentInfo; size: number } | null = null;
-  let expectedSeq: number | null = null;
-  for (let i = startIndex; i < segments.length; i += 1) {
-    const segment = segments[i]!;
-    const isLast = i === segments.length - 1;
-    report.segmentsRead += 1;
-    const check = new SegmentLineCheck(null);
-    let chunk: WalRecord[] = [];
-    for (const line of scanLines(readSegmentChunks(disk, segment.path, options.readChunkBytes))) {
-      if (line.record === null) {
-        check.bad(line);
-        continue;
-      }
-      const first = check.lastSeq === null;
-      const corrupt = check.record({ ...line.record, offset: line.offset, length: line.length });
-      if (corrupt !== null) throw new LogCorruptionError(segment.path, corrupt.offset, corrupt.detail);
-      const { seq } = line.record;
-      if (first && seq !== segment.firstSeq) {
-        throw new LogCorruptionError(segment.path, line.offset, `segment named for seq ${segment.firstSeq} starts with seq ${seq}`);
-      }
-      if (first && expectedSeq !== null && seq !== expectedSeq) {
-        throw new LogCorruptionError(segment.path, line.offset, `expected seq ${expectedSeq}, found ${seq} (a segment is missing)`);
-      }
-      // Replay what the index does not have yet, in bounded chunks.
-      if (seq <= checkpointSeq) continue;
-      chunk.push(line.record);
-      if (chunk.length >= options.chunkRecords) {
-        await options.onRecords(chunk);
-        report.recordsReplayed += chunk.length;
-        chunk = [];
-      }
+  let torn: { segment: SegmentInfo; offset: number } | null = null;
+  let chunk: WalRecord[] = [];
+  const replayChunk = async (): Promise<void> => {
+    if (chunk.length === 0) return;
+    await options.onRecords(chunk);
+    report.recordsReplayed += chunk.length;
+    chunk = [];
+  };
+  // Policy: stop at the first corruption or seq break; a torn tail is the end of the log.
+  for (const item of readLog({ disk, walDir, fromSeq: checkpointSeq + 1, readChunkBytes: options.readChunkBytes })) {
+    switch (item.kind) {
+      case 'corruption':
+        throw new LogCorruptionError(item.segment.path, item.offset, describeBadLine(item));
+      case 'seq_break':
+        throw new LogCorruptionError(item.segment.path, item.offset, describeSeqBreak(item));
+      case 'torn_tail':
+        torn = { segment: item.segment, offset: item.offset };
+        break;
+      case 'record':
+      case 'tombstone':
+        // Replay what the index does not have yet, in bounded chunks; tombstones too, so
+        // that the checkpoint passes their seqs.
+        if (item.seq <= checkpointSeq) break;
+        chunk.push({ seq: item.seq, eventJson: item.eventJson });
+        if (chunk.length >= options.chunkRecords) await replayChunk();
+        break;
+      case 'segment_end':
+        report.segmentsRead += 1;
+        await replayChunk();
+        if (item.lastSeq !== null) report.lastSeq = Math.max(report.lastSeq, item.lastSeq);
+        if (item.isLast) lastSegment = { info: item.segment, size: item.validBytes };
+        break;
     }
-    const verdict = check.end(isLast);
-    if (verdict.kind === 'corrupt') throw new LogCorruptionError(segment.path, verdict.offset, verdict.detail);
-    if (chunk.length > 0) {
-      await options.onRecords(chunk);
-      report.recordsReplayed += chunk.length;
-    }
-    if (verdict.kind === 'torn_tail') report.tornTail = cutTornTail(disk, walDir, segment, verdict.offset);
-    if (check.lastSeq !== null) {
-      expectedSeq = check.lastSeq + 1;
-      report.lastSeq = Math.max(report.lastSeq, check.lastSeq);
-    }
-    if (isLast) lastSegment = { info: segment, size: check.validBytes };
+  }
+  if (torn !== null) {
+    const cut = cutTornTail(disk, walDir, torn.segment, torn.offset);
+    report.tornTail = { file: torn.segment.path, offset: torn.offset, bytesDropped: cut.bytesDropped, savedTo: cut.savedTo };
   }
   const nextSeq = report.lastSeq + 1;
   return { start: { nextSeq, lastSegment }, report };
-}
-
-/** Saves the torn bytes beside the log, then truncates the segment to its last valid record. */
-function cutTornTail(disk: LogDisk, walDir: string, segment: SegmentInfo, offset: number): NonNullable<RecoveryReport['tornTail']> {
-  const quarantineDir = path.join(walDir, 'quarantine');
-  makeDirDurable(disk, quarantineDir);
-  const savedTo = path.join(quarantineDir, `${segment.name}.${offset}.torn`);
-  const torn = disk.readRange(segment.path, offset, disk.fileSize(segment.path) - offset);
-  disk.writeFileSync(savedTo, torn);
-  disk.fsyncDir(quarantineDir);
-  disk.truncateFileSync(segment.path, offset);
-  return { file: segment.path, offset, bytesDropped: torn.length, savedTo };
 }

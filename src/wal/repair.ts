@@ -1,7 +1,9 @@
 import path from 'node:path';
 import { makeDirDurable, NodeDisk, type LogDisk } from './disk';
-import { classifyScan, encodeRecord, scanSegmentBytes, TOMBSTONE_EVENT_KEY, type SegmentScan } from './record';
-import { listSegments, type SegmentInfo } from './segments';
+import { cutTornTail, freshPath, quarantineDirOf } from './quarantine';
+import { describeBadLine, readLog, type LogItem } from './reader';
+import { encodeRecord, TOMBSTONE_EVENT_KEY } from './record';
+import { readSegmentChunks, type SegmentInfo } from './segments';
 
 /**
  * Suffix of a segment's new content while a repair writes it. Recovery and the tools read
@@ -73,12 +75,113 @@ function tombstoneJson(savedTo: string | null): string {
   return JSON.stringify({ [TOMBSTONE_EVENT_KEY]: { reason: 'corrupt record moved to quarantine by repair', saved_to: path.basename(savedTo) } });
 }
 
-/** A path in the quarantine that does not exist yet: a second repair never overwrites the first's files. */
-function freshPath(disk: LogDisk, dir: string, name: string, taken: Set<string>): string {
-  let candidate = path.join(dir, name);
-  for (let n = 1; disk.exists(candidate) || taken.has(candidate); n += 1) candidate = path.join(dir, `${name}.${n}`);
-  taken.add(candidate);
-  return candidate;
+/**
+ * One change to a segment's bytes in a rewrite: bytes [start, end) removed (a run of bad
+ * lines, saved to `savedTo`) and tombstones written in their place, or tombstones inserted
+ * at `start` (end === start, savedTo null: seqs missing with no bytes left).
+ */
+interface Edit {
+  start: number;
+  end: number;
+  savedTo: string | null;
+  tombstoneSeqs: number[];
+}
+
+/**
+ * Repair's plan for one segment, built record by record as the reader goes: the runs of bad
+ * lines, the tombstones each needs (from the seqs of the valid records around it) and the
+ * seqs missing with no bytes left. It holds the edits, never the segment's bytes.
+ */
+class RewritePlan {
+  readonly edits: Edit[] = [];
+  /** Set when the seqs go backwards: no tombstone can be told, the segment is left as it is. */
+  unorderable = false;
+  private previousSeq: number;
+  private run: { start: number; end: number } | null = null;
+
+  constructor(
+    private readonly disk: LogDisk,
+    private readonly segment: SegmentInfo,
+    private readonly quarantineDir: string,
+    private readonly taken: Set<string>,
+  ) {
+    this.previousSeq = segment.firstSeq - 1;
+  }
+
+  badBytes(offset: number, bytes: number): void {
+    this.run = this.run === null ? { start: offset, end: offset + bytes } : { start: this.run.start, end: offset + bytes };
+  }
+
+  record(offset: number, seq: number): void {
+    this.closeRun(seq);
+    if (seq <= this.previousSeq) this.unorderable = true;
+    this.fillMissing(offset, seq);
+  }
+
+  /** At the end of the segment, with the seq the next segment starts at (null for the last: its trailing run is a torn tail). */
+  end(totalBytes: number, nextFirstSeq: number | null): void {
+    this.closeRun(nextFirstSeq);
+    if (nextFirstSeq === null) return;
+    if (nextFirstSeq <= this.previousSeq) this.unorderable = true;
+    this.fillMissing(totalBytes, nextFirstSeq);
+  }
+
+  /** Every tombstoned seq, in order. */
+  tombstoned(): number[] {
+    return this.edits.flatMap((edit) => edit.tombstoneSeqs);
+  }
+
+  /** A run of bad lines ends; the next valid seq (or null) says which seqs it held. */
+  private closeRun(nextSeq: number | null): void {
+    if (this.run === null) return;
+    const savedTo = freshPath(this.disk, this.quarantineDir, `${this.segment.name}.${this.run.start}.corrupt`, this.taken);
+    const tombstoneSeqs: number[] = [];
+    if (nextSeq !== null) {
+      if (nextSeq <= this.previousSeq) this.unorderable = true;
+      for (let seq = this.previousSeq + 1; seq < nextSeq; seq += 1) tombstoneSeqs.push(seq);
+      this.previousSeq = Math.max(this.previousSeq, nextSeq - 1);
+    }
+    this.edits.push({ ...this.run, savedTo, tombstoneSeqs });
+    this.run = null;
+  }
+
+  /** Seqs missing before `seq` with no bytes left: tombstones at `offset`, nothing to save. */
+  private fillMissing(offset: number, seq: number): void {
+    if (seq > this.previousSeq + 1) {
+      const tombstoneSeqs: number[] = [];
+      for (let missing = this.previousSeq + 1; missing < seq; missing += 1) tombstoneSeqs.push(missing);
+      this.edits.push({ start: offset, end: offset, savedTo: null, tombstoneSeqs });
+    }
+    this.previousSeq = Math.max(this.previousSeq, seq);
+  }
+}
+
+/** Tombstone lines written at once while rewriting (a gap may span many seqs). */
+const TOMBSTONES_PER_WRITE = 1024;
+
+/** The rewritten segment, in chunks: the original bytes between edits, tombstones in place of each. */
+function* rewrittenChunks(disk: LogDisk, file: string, edits: Edit[], totalBytes: number): Generator<Buffer> {
+  let position = 0;
+  for (const edit of edits) {
+    yield* readSegmentChunks(disk, file, undefined, position, edit.start);
+    for (let i = 0; i < edit.tombstoneSeqs.length; i += TOMBSTONES_PER_WRITE) {
+      const seqs = edit.tombstoneSeqs.slice(i, i + TOMBSTONES_PER_WRITE);
+      yield Buffer.from(seqs.map((seq) => encodeRecord(seq, tombstoneJson(edit.savedTo))).join(''));
+    }
+    position = edit.end;
+  }
+  yield* readSegmentChunks(disk, file, undefined, position, totalBytes);
+}
+
+/** What repair saw in one segment while the reader went through it. */
+interface SegmentFindings {
+  /** The first corrupt line, which repair reports before any seq problem (a gap it leaves is its consequence). */
+  corruption: RepairProblem | null;
+  /** The first seq out of turn inside the segment, counted from the seq the segment is named for. */
+  seqProblem: RepairProblem | null;
+  tornTail: { offset: number; bytes: number } | null;
+  lastRecordOffset: number | null;
+  plan: RewritePlan | null;
 }
 
 /**
@@ -87,170 +190,133 @@ function freshPath(disk: LogDisk, dir: string, name: string, taken: Set<string>)
  * anywhere are moved to quarantine and tombstones keep the seqs continuous (the whole
  * segment is copied to quarantine first). It never deletes a byte without saving it,
  * and it does not touch the index: start the service (or rebuild the index) afterwards.
+ * Segments are read through the log reader in chunks, and copied in chunks: memory follows
+ * the chunk size and the number of problems, not the segment's size.
  */
 export function repairLog(options: RepairOptions): RepairResult {
   const disk = options.disk ?? new NodeDisk();
   const { walDir } = options;
-  const quarantineDir = path.join(walDir, 'quarantine');
+  const quarantineDir = quarantineDirOf(walDir);
   const result: RepairResult = { segmentsChecked: 0, recordsValid: 0, changes: [], remaining: [], clean: false };
-  const segments = listSegments(disk, walDir);
-  let expectedSeq: number | null = null;
   const taken = new Set<string>();
+  const dryRun = options.dryRun === true;
+  let findings: SegmentFindings | null = null;
 
-  segments.forEach((segment, i) => {
-    const isLast = i === segments.length - 1;
-    const bytes = disk.readFile(segment.path);
-    const scan = scanSegmentBytes(bytes);
-    result.segmentsChecked += 1;
-    result.recordsValid += scan.records.length;
-    const nextFirstSeq = isLast ? null : segments[i + 1]!.firstSeq;
-    const verdict = classifyScan(scan, isLast, expectedSeq ?? segment.firstSeq);
-    const lastRecord = scan.records[scan.records.length - 1];
-
-    // Seqs missing between this segment's last record and the next segment's first.
-    const lastSeq = lastRecord?.seq ?? segment.firstSeq - 1;
-    const endGap = nextFirstSeq !== null && nextFirstSeq > lastSeq + 1;
-    if (nextFirstSeq !== null && nextFirstSeq <= lastSeq) {
-      result.remaining.push({ problem: 'seq_order', file: segment.path, offset: lastRecord?.offset ?? 0, detail: `seq ${lastSeq} here but the next segment starts at seq ${nextFirstSeq}: repair cannot reorder the log; restore it from a backup` });
-    } else if (verdict.kind === 'torn_tail' && !endGap) {
-      const savedTo = freshPath(disk, quarantineDir, `${segment.name}.${verdict.offset}.torn`, taken);
-      if (options.dryRun !== true) {
-        // Save first, then cut: a crash between the two leaves both copies.
-        makeDirDurable(disk, quarantineDir);
-        disk.writeFileSync(savedTo, bytes.subarray(verdict.offset));
-        disk.fsyncDir(quarantineDir);
-        disk.truncateFileSync(segment.path, verdict.offset);
-      }
-      result.changes.push({
-        kind: 'torn_tail_cut',
-        file: segment.path,
-        offset: verdict.offset,
-        bytesRemoved: verdict.bytes,
-        savedTo: options.dryRun === true ? [] : [savedTo],
-        backupOf: null,
-        seqsTombstoned: [],
-      });
-    } else if (verdict.kind === 'corrupt' || endGap) {
-      const problem: RepairProblem =
-        verdict.kind === 'corrupt'
-          ? { problem: verdict.problem, file: segment.path, offset: verdict.offset, detail: verdict.detail }
-          : { problem: 'seq_gap', file: segment.path, offset: bytes.length, detail: `seqs ${lastSeq + 1}..${nextFirstSeq! - 1} are missing before the next segment` };
-      if (options.quarantineCorrupt !== true) {
-        result.remaining.push(problem);
-      } else {
-        const change = rewriteWithTombstones(disk, segment, bytes, scan, isLast, nextFirstSeq, quarantineDir, taken, options.dryRun === true);
-        if (change === null) result.remaining.push({ ...problem, problem: problem.problem === 'seq_gap' ? 'seq_order' : problem.problem, detail: `${problem.detail} (seqs around it are not in order; left in place)` });
-        else result.changes.push(change);
-      }
+  // Policy: note every problem of a segment, then at its end cut, quarantine or report.
+  for (const item of readLog({ disk, walDir })) {
+    const { segment } = item;
+    findings ??= {
+      corruption: null,
+      seqProblem: null,
+      tornTail: null,
+      lastRecordOffset: null,
+      plan: options.quarantineCorrupt === true ? new RewritePlan(disk, segment, quarantineDir, taken) : null,
+    };
+    switch (item.kind) {
+      case 'corruption':
+        findings.corruption ??= { problem: item.problem, file: segment.path, offset: item.offset, detail: describeBadLine(item) };
+        findings.plan?.badBytes(item.offset, item.bytes);
+        break;
+      case 'torn_tail':
+        findings.tornTail = { offset: item.offset, bytes: item.bytes };
+        findings.plan?.badBytes(item.offset, item.bytes);
+        break;
+      case 'seq_break':
+        // A segment must start at the seq it is named for; a break at its start relative to
+        // the previous segment is that segment's boundary, handled at its end.
+        if (item.problem === 'segment_name' || !item.atSegmentStart) {
+          findings.seqProblem ??= { problem: 'seq_gap', file: segment.path, offset: item.offset, detail: `expected seq ${item.expected}, found ${item.seq}` };
+        }
+        break;
+      case 'record':
+      case 'tombstone':
+        result.recordsValid += 1;
+        findings.lastRecordOffset = item.offset;
+        findings.plan?.record(item.offset, item.seq);
+        break;
+      case 'segment_end':
+        result.segmentsChecked += 1;
+        findings.plan?.end(item.totalBytes, item.boundary?.nextFirstSeq ?? null);
+        repairSegment(item, findings);
+        options.onSegmentChecked?.(item.totalBytes);
+        findings = null;
+        break;
     }
-    options.onSegmentChecked?.(bytes.length);
-    if (lastRecord !== undefined) expectedSeq = Math.max(lastRecord.seq + 1, expectedSeq ?? 0);
-    // A segment that ended in a corrupt region continues where the next one starts.
-    if (nextFirstSeq !== null) expectedSeq = nextFirstSeq;
-  });
+  }
   result.clean = result.remaining.length === 0;
   return result;
-}
 
-/**
- * Rewrites one segment without its bad lines: each run of bad lines goes to its own
- * quarantine file and is replaced by tombstones for the seqs it must have held (from the
- * seqs of the valid records around it); a seq missing with no bad bytes in its place (a
- * gap, also before the next segment) gets a tombstone too. Returns null when the seqs
- * cannot be told (they go backwards).
- */
-function rewriteWithTombstones(
-  disk: LogDisk,
-  segment: SegmentInfo,
-  bytes: Buffer,
-  scan: SegmentScan,
-  isLast: boolean,
-  nextFirstSeq: number | null,
-  quarantineDir: string,
-  taken: Set<string>,
-  dryRun: boolean,
-): RepairChange | null {
-  // Walk lines in order: valid records and runs of bad lines between them.
-  type Piece = { kind: 'record'; offset: number; length: number; seq: number } | { kind: 'bad'; offset: number; length: number };
-  const pieces: Piece[] = [
-    ...scan.records.map((r) => ({ kind: 'record' as const, offset: r.offset, length: r.length, seq: r.seq })),
-    ...scan.badLines.map((b) => ({ kind: 'bad' as const, offset: b.offset, length: b.length })),
-  ].sort((a, b) => a.offset - b.offset);
+  function repairSegment(end: Extract<LogItem, { kind: 'segment_end' }>, found: SegmentFindings): void {
+    const { segment, boundary } = end;
+    const lastSeq = end.lastSeq ?? segment.firstSeq - 1;
+    if (boundary?.relation === 'order') {
+      const detail = `seq ${lastSeq} here but the next segment starts at seq ${boundary.nextFirstSeq}: repair cannot reorder the log; restore it from a backup`;
+      result.remaining.push({ problem: 'seq_order', file: segment.path, offset: found.lastRecordOffset ?? 0, detail });
+      return;
+    }
+    const problem =
+      found.corruption ??
+      found.seqProblem ??
+      (boundary?.relation === 'gap'
+        ? { problem: 'seq_gap', file: segment.path, offset: end.totalBytes, detail: `seqs ${lastSeq + 1}..${boundary.nextFirstSeq - 1} are missing before the next segment` }
+        : null);
+    if (problem === null) {
+      if (found.tornTail !== null) cutTail(segment, found.tornTail);
+      return;
+    }
+    if (found.plan === null) {
+      result.remaining.push(problem);
+      return;
+    }
+    const change = rewriteWithTombstones(segment, found.plan, end.totalBytes);
+    if (change === null) {
+      const kind = problem.problem === 'seq_gap' ? 'seq_order' : problem.problem;
+      result.remaining.push({ ...problem, problem: kind, detail: `${problem.detail} (seqs around it are not in order; left in place)` });
+    } else {
+      result.changes.push(change);
+    }
+  }
 
-  const out: Buffer[] = [];
-  const tombstoned: number[] = [];
-  const saved: Array<{ offset: number; data: Buffer; savedTo: string }> = [];
-  let previousSeq = segment.firstSeq - 1;
-  let firstRemoved = -1;
-  let bytesRemoved = 0;
-  for (let k = 0; k < pieces.length; k += 1) {
-    const piece = pieces[k]!;
-    if (piece.kind === 'record') {
-      if (piece.seq <= previousSeq) return null;
-      // Seqs missing with no bytes left: tombstones, nothing to save.
-      for (let seq = previousSeq + 1; seq < piece.seq; seq += 1) {
-        tombstoned.push(seq);
-        out.push(Buffer.from(encodeRecord(seq, tombstoneJson(null))));
-      }
-      out.push(bytes.subarray(piece.offset, piece.offset + piece.length));
-      previousSeq = piece.seq;
-      continue;
-    }
-    // A run of bad lines, up to the next valid record.
-    let end = k;
-    while (end + 1 < pieces.length && pieces[end + 1]!.kind === 'bad') end += 1;
-    const runStart = piece.offset;
-    const runEnd = pieces[end]!.offset + pieces[end]!.length;
-    const following = pieces[end + 1];
-    const nextSeq = following !== undefined ? (following as { seq: number }).seq : nextFirstSeq;
-    // A trailing run in the last segment is a torn tail: cut, no tombstone.
-    if (nextSeq === null && !isLast) return null;
-    const savedTo = freshPath(disk, quarantineDir, `${segment.name}.${runStart}.corrupt`, taken);
-    saved.push({ offset: runStart, data: bytes.subarray(runStart, runEnd), savedTo });
-    if (nextSeq !== null) {
-      if (nextSeq <= previousSeq) return null;
-      for (let seq = previousSeq + 1; seq < nextSeq; seq += 1) {
-        tombstoned.push(seq);
-        out.push(Buffer.from(encodeRecord(seq, tombstoneJson(savedTo))));
-      }
-    }
-    if (firstRemoved === -1) firstRemoved = runStart;
-    bytesRemoved += runEnd - runStart;
-    previousSeq = nextSeq === null ? previousSeq : nextSeq - 1;
-    k = end;
+  function cutTail(segment: SegmentInfo, torn: { offset: number; bytes: number }): void {
+    // Save first, then cut: a crash between the two leaves both copies.
+    const savedTo = dryRun ? [] : [cutTornTail(disk, walDir, segment, torn.offset, taken).savedTo];
+    result.changes.push({ kind: 'torn_tail_cut', file: segment.path, offset: torn.offset, bytesRemoved: torn.bytes, savedTo, backupOf: null, seqsTombstoned: [] });
   }
-  // Seqs missing at the end, before the next segment's first seq.
-  if (nextFirstSeq !== null) {
-    if (nextFirstSeq <= previousSeq) return null;
-    for (let seq = previousSeq + 1; seq < nextFirstSeq; seq += 1) {
-      tombstoned.push(seq);
-      out.push(Buffer.from(encodeRecord(seq, tombstoneJson(null))));
+
+  /**
+   * Rewrites one segment by its plan: each run of bad lines goes to its own quarantine file
+   * and is replaced by tombstones for the seqs it must have held; a seq missing with no bad
+   * bytes in its place (a gap, also before the next segment) gets a tombstone too. Returns
+   * null when the seqs cannot be told (they go backwards) or there is nothing to change.
+   */
+  function rewriteWithTombstones(segment: SegmentInfo, plan: RewritePlan, totalBytes: number): RepairChange | null {
+    const tombstoned = plan.tombstoned();
+    const removed = plan.edits.filter((edit) => edit.savedTo !== null);
+    if (plan.unorderable || (removed.length === 0 && tombstoned.length === 0)) return null;
+    const backup = freshPath(disk, quarantineDir, `${segment.name}.original`, taken);
+    if (!dryRun) {
+      // Backup of the whole segment first, then the removed runs, then the rewrite.
+      makeDirDurable(disk, quarantineDir);
+      disk.writeFileDurably(backup, readSegmentChunks(disk, segment.path, undefined, 0, totalBytes));
+      for (const edit of removed) disk.writeFileDurably(edit.savedTo!, readSegmentChunks(disk, segment.path, undefined, edit.start, edit.end));
+      disk.fsyncDir(quarantineDir);
+      // The new content goes in whole or not at all: written and fsynced under a name no
+      // reader takes for a segment, then renamed over it. Rewriting in place, a power loss
+      // could leave the segment half written: valid records lost from the live log.
+      const rewritten = path.join(path.dirname(segment.path), `${segment.name}${REWRITE_SUFFIX}`);
+      disk.writeFileDurably(rewritten, rewrittenChunks(disk, segment.path, plan.edits, totalBytes));
+      disk.renameSync(rewritten, segment.path);
+      disk.fsyncDir(path.dirname(segment.path));
     }
+    const firstRemoved = removed[0];
+    return {
+      kind: firstRemoved === undefined ? 'missing_tombstoned' : 'corrupt_quarantined',
+      file: segment.path,
+      offset: firstRemoved?.start ?? plan.edits[0]!.start,
+      bytesRemoved: removed.reduce((n, edit) => n + edit.end - edit.start, 0),
+      savedTo: dryRun ? [] : removed.map((edit) => edit.savedTo!),
+      backupOf: dryRun ? null : backup,
+      seqsTombstoned: tombstoned,
+    };
   }
-  if (firstRemoved === -1 && tombstoned.length === 0) return null;
-  const firstTombstoneRecord = scan.records.find((r) => r.seq > tombstoned[0]!);
-  const backup = freshPath(disk, quarantineDir, `${segment.name}.original`, taken);
-  if (!dryRun) {
-    // Backup of the whole segment first, then the removed runs, then the rewrite.
-    makeDirDurable(disk, quarantineDir);
-    disk.writeFileSync(backup, bytes);
-    for (const run of saved) disk.writeFileSync(run.savedTo, run.data);
-    disk.fsyncDir(quarantineDir);
-    // The new content goes in whole or not at all: written and fsynced under a name no
-    // reader takes for a segment, then renamed over it. Rewriting in place, a power loss
-    // could leave the segment half written: valid records lost from the live log.
-    const rewritten = path.join(path.dirname(segment.path), `${segment.name}${REWRITE_SUFFIX}`);
-    disk.writeFileSync(rewritten, Buffer.concat(out));
-    disk.renameSync(rewritten, segment.path);
-    disk.fsyncDir(path.dirname(segment.path));
-  }
-  return {
-    kind: firstRemoved === -1 ? 'missing_tombstoned' : 'corrupt_quarantined',
-    file: segment.path,
-    offset: firstRemoved !== -1 ? firstRemoved : (firstTombstoneRecord?.offset ?? bytes.length),
-    bytesRemoved,
-    savedTo: dryRun ? [] : saved.map((s) => s.savedTo),
-    backupOf: dryRun ? null : backup,
-    seqsTombstoned: tombstoned,
-  };
 }

@@ -27,15 +27,24 @@ export function listSegments(disk: LogDisk, walDir: string): SegmentInfo[] {
   return segments.sort((a, b) => a.firstSeq - b.firstSeq);
 }
 
+/** The segments that may hold seqs >= fromSeq (a segment ends where the next one starts). */
+export function segmentsFrom(segments: SegmentInfo[], fromSeq: number): SegmentInfo[] {
+  return segments.filter((_segment, i) => {
+    const next = segments[i + 1];
+    return next === undefined || next.firstSeq > fromSeq;
+  });
+}
+
 /** How much of a segment a reader holds at once (see readSegmentChunks). */
 export const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 
 /**
- * A segment's bytes from `from` on, in consecutive chunks of `chunkBytes`, up to the size it
- * had when the reading started, so that memory follows the chunk size and not SEGMENT_BYTES_MAX.
+ * A segment's bytes from `from` on, in consecutive chunks of `chunkBytes`, up to `to` or the
+ * size it had when the reading started, so that memory follows the chunk size and not
+ * SEGMENT_BYTES_MAX.
  */
-export function* readSegmentChunks(disk: LogDisk, file: string, chunkBytes = READ_CHUNK_BYTES, from = 0): Generator<Buffer> {
-  const size = disk.fileSize(file);
+export function* readSegmentChunks(disk: LogDisk, file: string, chunkBytes = READ_CHUNK_BYTES, from = 0, to?: number): Generator<Buffer> {
+  const size = Math.min(disk.fileSize(file), to ?? Number.MAX_SAFE_INTEGER);
   for (let position = from; position < size; ) {
     const chunk = disk.readRange(file, position, Math.min(chunkBytes, size - position));
     if (chunk.length === 0) return;

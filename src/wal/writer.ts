@@ -56,7 +56,6 @@ export class WalWriter<R extends WalRecord = WalRecord> {
   private handle: FileHandleId | null = null;
   private segment: SegmentInfo | null;
   private segmentSize: number;
-  private segmentCount = 0;
   private closed = false;
   /** Set while the last write failed for lack of space; cleared by the next success. */
   noSpaceSince: number | null = null;
@@ -206,7 +205,6 @@ export class WalWriter<R extends WalRecord = WalRecord> {
     this.handle = handle;
     this.segment = info;
     this.segmentSize = 0;
-    this.segmentCount += 1;
     return handle;
   }
 

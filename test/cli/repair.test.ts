@@ -3,8 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { runLogagg } from '../helpers/cli';
 import { fetchAllEvents, makeEvent, postJson } from '../helpers/events';
-import { isTombstoneEventJson, scanSegmentBytes } from '../../src/wal/record';
+import { isTombstoneEventJson } from '../../src/wal/record';
 import { dataDirFromWalFixture, FIXTURES_DIR } from '../helpers/fixtures';
+import { readSegmentFile } from '../helpers/log-read';
 import { startServerProcess } from '../helpers/server-process';
 
 const SEGMENT = '00000000000000000001.ndjson';
@@ -96,8 +97,8 @@ describe('logagg repair', () => {
 
     // The segment keeps records 1 and 3 byte for byte, with a tombstone for seq 2 between them.
     const repaired = fs.readFileSync(path.join(dataDir, 'wal', SEGMENT));
-    const scan = scanSegmentBytes(repaired);
-    expect(scan.badLines).to.deep.equal([]);
+    const scan = readSegmentFile(path.join(dataDir, 'wal', SEGMENT));
+    expect(scan.problems).to.deep.equal([]);
     expect(scan.records.map((r) => r.seq)).to.deep.equal([1, 2, 3]);
     expect(isTombstoneEventJson(scan.records[1]!.eventJson)).to.equal(true);
     expect(repaired.subarray(0, 147)).to.deep.equal(original.subarray(0, 147));

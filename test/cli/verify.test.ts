@@ -1,11 +1,11 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { IndexStore } from '../../src/index/store';
-import { scanSegmentBytes } from '../../src/wal/record';
+import Database from 'better-sqlite3';
 import { runLogagg } from '../helpers/cli';
 import { makeDataDir, variedEvents } from '../helpers/data-dir';
 import { dataDirFromWalFixture, flipBit } from '../helpers/fixtures';
+import { readSegmentFile } from '../helpers/log-read';
 import { startServerProcess } from '../helpers/server-process';
 
 const SEGMENT = '00000000000000000001.ndjson';
@@ -64,7 +64,7 @@ describe('logagg verify', () => {
 
     // Flip a bit inside the middle record of the middle segment.
     const file = path.join(dataDir, 'wal', segments[Math.floor(segments.length / 2)]!);
-    const records = scanSegmentBytes(fs.readFileSync(file)).records;
+    const records = readSegmentFile(file).records;
     const victim = records[Math.floor(records.length / 2)]!;
     flipBit(file, victim.offset + Math.floor(victim.length / 2));
 
@@ -81,10 +81,11 @@ describe('logagg verify', () => {
 
   it('checks that the index agrees with the log: a missing row, a changed row, wrong counters', async () => {
     const dataDir = await makeDataDir([variedEvents(10)]);
-    const store = new IndexStore(path.join(dataDir, 'index.db'));
-    store.db.prepare('DELETE FROM events WHERE seq = 4').run();
-    store.db.prepare(`UPDATE events SET body = '{"topic":"x"}' WHERE seq = 7`).run();
-    store.close();
+    // Tamper with the index behind the store's back, as a damaged file would.
+    const db = new Database(path.join(dataDir, 'index.db'));
+    db.prepare('DELETE FROM events WHERE seq = 4').run();
+    db.prepare(`UPDATE events SET body = '{"topic":"x"}' WHERE seq = 7`).run();
+    db.close();
     const { code, report } = await verifyJson(dataDir);
     expect(code).to.equal(1);
     const kinds = report.index.problems.map((p: any) => `${p.kind}:${p.seq ?? ''}`);

@@ -9,7 +9,7 @@ import type { FileHandleId, LogDisk } from '../../src/wal/disk';
 export type CrashModel = 'drop' | 'keep' | 'torn' | 'garble';
 
 /** The operation a fault applies to. */
-export type DiskOperation = 'write' | 'fdatasync' | 'truncate' | 'openForWrite' | 'fsyncDir' | 'writeFileSync' | 'truncateFileSync' | 'mkdirp' | 'renameSync';
+export type DiskOperation = 'write' | 'fdatasync' | 'truncate' | 'openForWrite' | 'fsyncDir' | 'writeFileDurably' | 'truncateFileDurably' | 'mkdirp' | 'renameSync';
 
 /** Thrown by every synchronous call after the simulated power went out. */
 export class SimulatedPowerLoss extends Error {
@@ -267,8 +267,8 @@ export class PowerLossDisk implements LogDisk {
     this.handles.delete(handle);
   }
 
-  truncateFileSync(file: string, size: number): void {
-    this.step('truncateFileSync', file);
+  truncateFileDurably(file: string, size: number): void {
+    this.step('truncateFileDurably', file);
     const found = this.files.get(this.inside(file));
     if (found === undefined) throw errnoError('ENOENT', `open ${file}`);
     applyChange(found, { kind: 'truncate', size });
@@ -285,8 +285,9 @@ export class PowerLossDisk implements LogDisk {
     }
   }
 
-  writeFileSync(file: string, data: Buffer): void {
+  writeFileDurably(file: string, chunks: Buffer | Iterable<Buffer>): void {
     const target = this.inside(file);
+    const data = Buffer.isBuffer(chunks) ? chunks : Buffer.concat([...chunks]);
     if (this.crashesAtNextOperation()) {
       // The power goes out during this call: the file is already opened (truncated) and its
       // bytes are in flight; the crash model decides their fate.
@@ -297,7 +298,7 @@ export class PowerLossDisk implements LogDisk {
         applyChange(found, { kind: 'write', position: 0, data: Buffer.from(data) });
       }
     }
-    this.step('writeFileSync', file);
+    this.step('writeFileDurably', file);
     if (!this.files.has(target)) this.createFile(target);
     const found = this.files.get(target)!;
     applyChange(found, { kind: 'truncate', size: 0 });

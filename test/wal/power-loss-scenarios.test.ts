@@ -45,7 +45,7 @@ describe('power loss at chosen instants', () => {
     const first = await open();
     await first.publish([valid('t', 'first')]);
     disk.crashNow();
-    first.index.db.close();
+    first.index.close();
     disk.reboot(LOSE_EVERY_UNSYNCED_ENTRY, 'drop');
     const second = await open();
     expect(second.index.lookup('t', 'first')?.seq).to.equal(1);
@@ -57,14 +57,14 @@ describe('power loss at chosen instants', () => {
     const first = await open();
     await first.publish([valid('t', 'a')]);
     disk.crashNow();
-    first.index.db.close();
+    first.index.close();
     disk.reboot(LOSE_EVERY_UNSYNCED_ENTRY, 'drop');
     const second = await open();
     const big = (id: string) => ({ ...valid('t', id), event: { ...makeEvent('t', id), payload: { pad: 'x'.repeat(3000) } } });
     await second.publish([big('b')]);
     await second.publish([big('c')]);
     disk.crashNow();
-    second.index.db.close();
+    second.index.close();
     disk.reboot(LOSE_EVERY_UNSYNCED_ENTRY, 'drop');
     const third = await open();
     expect(['a', 'b', 'c'].map((id) => third.index.lookup('t', id)?.seq)).to.deep.equal([1, 2, 3]);
@@ -87,7 +87,7 @@ describe('power loss at chosen instants', () => {
     expect(second.recovery?.tornTail?.bytesDropped).to.equal(40);
     const savedTo = second.recovery!.tornTail!.savedTo;
     disk.crashNow();
-    second.index.db.close();
+    second.index.close();
     disk.reboot(LOSE_EVERY_UNSYNCED_ENTRY, 'drop');
     expect(disk.peek(savedTo)?.toString()).to.equal(torn);
     expect(disk.peek(segment)!.length).to.equal(encodeRecord(1, canonicalEventJson(makeEvent('t', 'a'))).length);

@@ -1,11 +1,14 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { canonicalEventJson, classifyScan, decodeLine, encodeRecord, RECORD_LINE_BYTES_MAX, scanLines, scanSegmentBytes } from '../../src/wal/record';
+import { describeSeqBreak, type LogItem } from '../../src/wal/reader';
+import { canonicalEventJson, decodeLine, encodeRecord, RECORD_LINE_BYTES_MAX, scanLines } from '../../src/wal/record';
 import { FIXTURES_DIR } from '../helpers/fixtures';
+import { readSegmentFile, segmentOf, type SegmentRead } from '../helpers/log-read';
 
 const SEGMENT = '00000000000000000001.ndjson';
-const readFixture = (name: string): Buffer => fs.readFileSync(path.join(FIXTURES_DIR, 'wal', name, SEGMENT));
+const fixtureFile = (name: string): string => path.join(FIXTURES_DIR, 'wal', name, SEGMENT);
+const readFixture = (name: string, isLast = true): SegmentRead => readSegmentFile(fixtureFile(name), { isLast });
 
 describe('wal record framing', () => {
   it('round-trips a record through encode and decode', () => {
@@ -41,41 +44,42 @@ describe('wal record framing', () => {
 
 describe('WalReader on byte-exact fixtures', () => {
   it('reads every record of a clean segment', () => {
-    const scan = scanSegmentBytes(readFixture('ok'));
-    expect(scan.records.map((r) => r.seq)).to.deep.equal([1, 2, 3]);
-    expect(scan.records.map((r) => r.offset)).to.deep.equal([0, 147, 294]);
-    expect(scan.badLines).to.deep.equal([]);
-    expect(scan.validBytes).to.equal(441);
-    expect(classifyScan(scan, true, 1)).to.deep.equal({ kind: 'clean' });
+    const read = readFixture('ok');
+    expect(read.records.map((r) => r.seq)).to.deep.equal([1, 2, 3]);
+    expect(read.records.map((r) => r.offset)).to.deep.equal([0, 147, 294]);
+    expect(read.problems).to.deep.equal([]);
+    expect(read.validBytes).to.equal(441);
   });
 
   it('treats an empty segment as an empty log', () => {
-    const scan = scanSegmentBytes(readFixture('empty'));
-    expect(scan.records).to.deep.equal([]);
-    expect(classifyScan(scan, true, 1)).to.deep.equal({ kind: 'clean' });
+    const read = readFixture('empty');
+    expect(read.records).to.deep.equal([]);
+    expect(read.problems).to.deep.equal([]);
   });
 
   it('treats a torn final line as the end of the log', () => {
-    const scan = scanSegmentBytes(readFixture('torn-tail'));
-    expect(scan.records.map((r) => r.seq)).to.deep.equal([1, 2, 3]);
-    expect(classifyScan(scan, true, 1)).to.deep.equal({ kind: 'torn_tail', offset: 441, bytes: 40, problem: 'torn' });
+    const read = readFixture('torn-tail');
+    expect(read.records.map((r) => r.seq)).to.deep.equal([1, 2, 3]);
+    expect(read.problems).to.deep.equal([{ kind: 'torn_tail', offset: 441, bytes: 40, problem: 'torn' }]);
   });
 
   it('calls a torn line in an older segment corruption', () => {
-    const scan = scanSegmentBytes(readFixture('torn-tail'));
-    expect(classifyScan(scan, false, 1)).to.include({ kind: 'corrupt', offset: 441 });
+    const read = readFixture('torn-tail', false);
+    expect(read.problems).to.have.length(1);
+    expect(read.problems[0]).to.include({ kind: 'corruption', offset: 441 });
   });
 
   it('reports a bad checksum in the middle as corruption at its offset', () => {
-    const scan = scanSegmentBytes(readFixture('bad-crc-middle'));
-    expect(scan.records.map((r) => r.seq)).to.deep.equal([1, 3]);
-    expect(scan.badLines).to.deep.equal([{ offset: 147, length: 147, problem: 'bad_crc' }]);
-    expect(classifyScan(scan, true, 1)).to.deep.include({ kind: 'corrupt', offset: 147, problem: 'bad_crc' });
+    const read = readFixture('bad-crc-middle');
+    expect(read.records.map((r) => r.seq)).to.deep.equal([1, 3]);
+    // The seq gap the bad line leaves is its consequence, not a second problem.
+    expect(read.problems).to.deep.equal([{ kind: 'corruption', offset: 147, bytes: 147, problem: 'bad_crc' }]);
   });
 
   it('reports a seq gap as corruption at the record after the gap', () => {
-    const scan = scanSegmentBytes(readFixture('seq-gap'));
-    expect(classifyScan(scan, true, 1)).to.deep.equal({ kind: 'corrupt', offset: 147, problem: 'seq_gap', detail: 'expected seq 2, found 3' });
+    const read = readFixture('seq-gap');
+    expect(read.problems).to.deep.equal([{ kind: 'seq_break', offset: 147, problem: 'seq_gap', expected: 2, seq: 3, atSegmentStart: false }]);
+    expect(describeSeqBreak({ ...(read.problems[0] as Omit<Extract<LogItem, { kind: 'seq_break' }>, 'segment'>), segment: segmentOf(SEGMENT) })).to.equal('expected seq 2, found 3');
   });
 });
 

@@ -4,7 +4,8 @@ import path from 'node:path';
 import pino from 'pino';
 import { Random } from '../../src/chaos/random';
 import { Aggregator } from '../../src/ingest/aggregator';
-import { isTombstoneEventJson, scanSegmentBytes, type LocatedRecord } from '../../src/wal/record';
+import { isTombstoneEventJson } from '../../src/wal/record';
+import { readSegmentFile, type SegmentRead } from '../helpers/log-read';
 import { LogCorruptionError, recoverLog, type RecoveryReport } from '../../src/wal/recovery';
 import { repairLog } from '../../src/wal/repair';
 import { listSegments } from '../../src/wal/segments';
@@ -16,7 +17,7 @@ import { makeTempDir } from '../helpers/temp-dir';
 
 const EVENTS = 40;
 
-interface Located extends LocatedRecord {
+interface Located extends Omit<SegmentRead['records'][number], 'tombstone'> {
   file: string;
   segmentIndex: number;
 }
@@ -38,7 +39,7 @@ async function buildLog(): Promise<{ walDir: string; records: Located[]; segment
   const segments = listSegments(new NodeDisk(), walDir).map((s) => s.path);
   const records: Located[] = [];
   segments.forEach((file, segmentIndex) => {
-    for (const record of scanSegmentBytes(fs.readFileSync(file)).records) records.push({ ...record, file, segmentIndex });
+    for (const { tombstone: _tombstone, ...record } of readSegmentFile(file).records) records.push({ ...record, file, segmentIndex });
   });
   return { walDir, records, segments };
 }
@@ -56,7 +57,7 @@ function copyLogInMemory(walDir: string): { dataDir: string; walDir: string; dis
   const disk = new PowerLossDisk(dataDir);
   disk.mkdirp(path.join(dataDir, 'wal'));
   for (const name of fs.readdirSync(walDir)) {
-    if (name.endsWith('.ndjson')) disk.writeFileSync(path.join(dataDir, 'wal', name), fs.readFileSync(path.join(walDir, name)));
+    if (name.endsWith('.ndjson')) disk.writeFileDurably(path.join(dataDir, 'wal', name), fs.readFileSync(path.join(walDir, name)));
   }
   return { dataDir, walDir: path.join(dataDir, 'wal'), disk };
 }
@@ -72,7 +73,7 @@ async function startOn(dataDir: string, warnings: string[] = [], overrides: { in
 }
 
 function storedIds(aggregator: Aggregator): string[] {
-  return (aggregator.index.db.prepare('SELECT event_id FROM events ORDER BY seq').pluck().all() as string[]);
+  return [...aggregator.index.rowsInSeqOrder()].map((row) => (JSON.parse(row.body) as { event_id: string }).event_id);
 }
 
 describe('torn and corrupt logs', function () {
@@ -96,7 +97,7 @@ describe('torn and corrupt logs', function () {
       const copy = wholeStartup ? copyLog(log.walDir) : copyLogInMemory(log.walDir);
       const file = path.join(copy.walDir, path.basename(lastFile));
       if (wholeStartup) cutTo(file, cut);
-      else copy.disk.truncateFileSync(file, cut);
+      else copy.disk.truncateFileDurably(file, cut);
       const complete = log.records.filter((r) => r.file !== lastFile || r.offset + r.length <= cut);
       const warnings: string[] = [];
       const validEnd = complete[complete.length - 1]!.offset + complete[complete.length - 1]!.length;
@@ -242,7 +243,7 @@ describe('torn and corrupt logs', function () {
         for (const file of log.segments) {
           const bytes = fs.readFileSync(file);
           if (file === record.file) bytes[record.offset + 30]! ^= 0x08;
-          disk.writeFileSync(path.join(walDir, path.basename(file)), bytes);
+          disk.writeFileDurably(path.join(walDir, path.basename(file)), bytes);
         }
         disk.fsyncDir(dataDir);
         disk.fsyncDir(walDir);

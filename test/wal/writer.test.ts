@@ -2,9 +2,9 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { NodeDisk } from '../../src/wal/disk';
-import { scanSegmentBytes } from '../../src/wal/record';
 import { listSegments } from '../../src/wal/segments';
 import { WalWriter } from '../../src/wal/writer';
+import { readSegmentFile } from '../helpers/log-read';
 import { makeTempDir } from '../helpers/temp-dir';
 
 /** A real disk that counts the durability calls made through it. */
@@ -76,7 +76,8 @@ describe('WalWriter', () => {
     for (const segment of segments) {
       const bytes = fs.readFileSync(segment.path);
       expect(bytes.length).to.be.at.most(4096);
-      const scan = scanSegmentBytes(bytes);
+      const scan = readSegmentFile(segment.path);
+      expect(scan.problems).to.deep.equal([]);
       expect(scan.records[0]!.seq).to.equal(segment.firstSeq);
       for (const record of scan.records) expect(record.seq).to.equal(expected++);
     }
