@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { canonicalEventJson, encodeRecord } from '../src/wal/record';
 import { segmentName } from '../src/wal/segments';
-import { startServerProcess, type ServerProcess } from '../test/helpers/server-process';
+import { startServerProcess, type ServerProcess } from '../test/harness/server-process';
 import { benchEvent } from './events';
 import type { LoadResult, LoadSpec } from './load';
 

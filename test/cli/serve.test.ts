@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnLogagg } from '../helpers/cli';
+import { spawnLogagg } from '../harness/logagg-process';
 import { makeEvent, postJson } from '../helpers/events';
 import { makeTempDir } from '../helpers/temp-dir';
 import { waitFor } from '../helpers/wait';

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
-import { parseNdjson, runLogagg, spawnLogagg } from '../helpers/cli';
+import { parseNdjson, runLogagg, spawnLogagg } from '../harness/logagg-process';
 import { makeDataDir, variedEvents } from '../helpers/data-dir';
 import { makeEvent, postJson } from '../helpers/events';
-import { startServerProcess } from '../helpers/server-process';
+import { startServerProcess } from '../harness/server-process';
 import { waitFor } from '../helpers/wait';
 
 describe('logagg tail', () => {

@@ -3,10 +3,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { IndexStore } from '../../src/index/store';
 import { scanSegmentBytes } from '../../src/wal/record';
-import { runLogagg } from '../helpers/cli';
+import { runLogagg } from '../harness/logagg-process';
 import { makeDataDir, variedEvents } from '../helpers/data-dir';
 import { dataDirFromWalFixture, flipBit } from '../helpers/fixtures';
-import { startServerProcess } from '../helpers/server-process';
+import { startServerProcess } from '../harness/server-process';
 
 const SEGMENT = '00000000000000000001.ndjson';
 

@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import http from 'node:http';
 import { makeEvent, postJson } from '../helpers/events';
-import { startServerProcess, type ServerProcess } from '../helpers/server-process';
-import { openSse } from '../helpers/sse';
+import { startServerProcess, type ServerProcess } from '../harness/server-process';
+import { openSse } from '../harness/sse';
 import { makeTempDir } from '../helpers/temp-dir';
 import { waitFor } from '../helpers/wait';
 

@@ -3,9 +3,9 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LOCK_FILE } from '../../src/data-dir-lock';
-import { runLogagg } from '../helpers/cli';
+import { runLogagg } from '../harness/logagg-process';
 import { makeEvent, postJson } from '../helpers/events';
-import { MAIN_JS, startServerProcess } from '../helpers/server-process';
+import { MAIN_JS, startServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
 
 /** Runs the server entry point to its exit (it is expected to refuse), with its output. */

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { fetchAllEvents, getJson, makeEvent, postJson, type TestEvent } from '../helpers/events';
-import { startServerProcess } from '../helpers/server-process';
+import { startServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
 import { waitFor } from '../helpers/wait';
 

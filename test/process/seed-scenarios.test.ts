@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { getJson, makeEvent, postJson } from '../helpers/events';
-import { startServerProcess, type ServerProcess } from '../helpers/server-process';
+import { startServerProcess, type ServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
 import { waitFor } from '../helpers/wait';
 

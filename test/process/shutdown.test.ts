@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import { makeEvent } from '../helpers/events';
-import { startServerProcess } from '../helpers/server-process';
+import { startServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
 import { waitFor } from '../helpers/wait';
 

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 
 /** The compiled service entry point the harness runs, as `npm start` does. */
-export const SERVER_MAIN_JS = path.resolve(__dirname, '../main.js');
+export const SERVER_MAIN_JS = path.resolve(__dirname, '../../src/main.js');
 
 /** How a server process ended. */
 export interface ServerExit {

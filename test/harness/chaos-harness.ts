@@ -1,12 +1,12 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { classifyScan, scanSegmentBytes } from '../wal/record';
-import { NodeDisk } from '../wal/disk';
-import { listSegments } from '../wal/segments';
-import { PublisherLedger, type SentEvent } from './publisher';
-import { Random } from './random';
-import { ChaosServer } from './server';
+import { classifyScan, scanSegmentBytes } from '../../src/wal/record';
+import { NodeDisk } from '../../src/wal/disk';
+import { listSegments } from '../../src/wal/segments';
+import { PublisherLedger, type SentEvent } from './chaos-publisher';
+import { Random } from '../../src/cli/random';
+import { ChaosServer } from './chaos-server';
 
 /** Settings of one chaos campaign (flags of `npm run chaos`). */
 export interface ChaosOptions {

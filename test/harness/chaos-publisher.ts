@@ -1,4 +1,4 @@
-import type { Random } from './random';
+import type { Random } from '../../src/cli/random';
 
 /** One event as the chaos publishers send it; `payloadJson` is the exact payload text sent. */
 export interface SentEvent {

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { CHAOS_DEFAULTS, runChaos, summaryLine, type ChaosOptions } from '../chaos/harness';
+import { CHAOS_DEFAULTS, runChaos, summaryLine, type ChaosOptions } from './chaos-harness';
 
 const USAGE = `usage: npm run chaos -- [--cycles N] [--duration-ms MS] [--publishers N] [--data-dir DIR]
                         [--cycle-ms MS] [--segment-bytes N] [--batch-max N] [--seed N] [--keep]

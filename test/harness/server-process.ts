@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
-import { waitFor } from './wait';
+import { waitFor } from '../helpers/wait';
 
 /** The compiled entry point the tests run, as `npm start` does. */
 export const MAIN_JS = path.resolve(__dirname, '../../src/main.js');

@@ -1,13 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
-import { Random } from '../../src/chaos/random';
+import { Random } from '../../src/cli/random';
 import { AppError } from '../../src/errors';
 import { Aggregator, type ValidEvent } from '../../src/ingest/aggregator';
 import { canonicalEventJson, classifyScan, scanSegmentBytes, type LogEvent } from '../../src/wal/record';
 import { listSegments } from '../../src/wal/segments';
 import { PowerLossDisk, SimulatedPowerLoss, type CrashModel } from './power-loss-disk';
-import { makeTempDir } from './temp-dir';
+import { makeTempDir } from '../helpers/temp-dir';
 
 /** Settings of one simulated power-loss campaign. */
 export interface PowerLossOptions {
