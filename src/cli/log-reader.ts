@@ -3,7 +3,7 @@ import { rowFromEventJson } from '../ingest/aggregator';
 import { NodeDisk } from '../wal/disk';
 import { isTombstoneEventJson, scanLines, type BadLine, type LocatedRecord } from '../wal/record';
 import { listSegments, readSegmentChunks, type SegmentInfo } from '../wal/segments';
-import type { EventFilter } from './args';
+import { filterIsSeqOnly, type EventFilter } from './args';
 import type { Progress } from './progress';
 
 /** The disk the CLI reads the log through (the server's own framing and file access). */
@@ -81,7 +81,7 @@ export function corruptLines(end: { isLast: boolean; badLines: BadLine[]; validB
 export function matchesFilter(seq: number, eventJson: string, filter: EventFilter): boolean {
   if (isTombstoneEventJson(eventJson)) return false;
   if (filter.fromSeq !== undefined && seq < filter.fromSeq) return false;
-  if (filter.topics === undefined && filter.source === undefined && filter.sinceMs === undefined && filter.untilMs === undefined) return true;
+  if (filterIsSeqOnly(filter)) return true;
   const row = rowFromEventJson(seq, eventJson);
   if (filter.topics !== undefined && !filter.topics.includes(row.topic)) return false;
   if (filter.source !== undefined && row.source !== filter.source) return false;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { scanLines } from '../wal/record';
 import { READ_CHUNK_BYTES, readSegmentChunks } from '../wal/segments';
-import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, intFlag, parseFilter, UsageError, urlFlag, type Command, type EventFilter } from './args';
+import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, FILTER_OPTIONS, filterIsSeqOnly, parseFilter, UsageError, type EventFilter } from './args';
 import { authHeaders, delay, requestJson } from './http-client';
 import { DISK, eventLine, logSegments, matchesFilter, readLog, writeWithBackpressure } from './log-reader';
 
@@ -172,8 +172,7 @@ async function followUrl(url: string, filter: EventFilter, afterSeq: number, pri
 /** The last `count` matching events from a server's GET /events (paging; for -n without -f). */
 async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, timeoutMs: number): Promise<Array<{ seq: number; eventJson: string }>> {
   let after = (filter.fromSeq ?? 1) - 1;
-  const onlySeq = filter.topics === undefined && filter.source === undefined && filter.sinceMs === undefined && filter.untilMs === undefined;
-  if (filter.fromSeq === undefined && onlySeq) {
+  if (filter.fromSeq === undefined && filterIsSeqOnly(filter)) {
     // Without filters the newest seq is in /stats: start just before the last `count`.
     const stats = await requestJson('GET', `${url}/stats`, undefined, timeoutMs);
     if (stats.status === 200 && typeof stats.body.accepted === 'number') after = Math.max(0, stats.body.accepted - count);
@@ -200,43 +199,28 @@ async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, 
 }
 
 /** `logagg tail [-f]`: print the newest events, and with -f every new one as it arrives. */
-export const tailCommand: Command = {
+export const tailCommand = defineCommand({
   name: 'tail',
-  help: `Usage: logagg tail [-f] [-n N] [--data-dir DIR | --url URL] [filters] [--json]
-
-Prints the last N matching events (or every one from --from-seq), then with -f every new one
+  usage: ['logagg tail [-f] [-n N] [--data-dir DIR | --url URL] [filters] [--json]'],
+  description: `Prints the last N matching events (or every one from --from-seq), then with -f every new one
 as it arrives, until Ctrl-C (exit 0).
 From a data dir it reads the log files (safe while the server runs; -f polls them).
 From --url it asks the running server: GET /events for the start, then the live stream
 GET /events/stream (Server-Sent Events), reconnecting with Last-Event-ID after a drop, so
 nothing is missed or printed twice.
 Output: one line per event, "#seq timestamp topic event_id (source) payload";
-with --json the NDJSON shape of \`logagg export\`.
-
-${FILTER_HELP}
-
-Options:
-  -f, --follow     keep printing new events
-  -n, --lines N    how many of the newest events to print first (default 10; 0 = none)
-  --url URL        follow a running server instead of a data dir
-  --poll-ms N      data-dir mode: how often -f looks for new bytes (default 200)
-
-Examples:
-  npx logagg tail -f --data-dir ./data
-  npx logagg tail -f --url http://127.0.0.1:8080 --topic user.login --json`,
+with --json the NDJSON shape of \`logagg export\`.`,
+  examples: ['npx logagg tail -f --data-dir ./data', 'npx logagg tail -f --url http://127.0.0.1:8080 --topic user.login --json'],
   options: {
     ...FILTER_OPTIONS,
-    follow: { type: 'boolean', short: 'f' },
-    lines: { type: 'string', short: 'n' },
-    url: { type: 'string' },
-    'poll-ms': { type: 'string' },
+    follow: { type: 'boolean', short: 'f', description: 'keep printing new events' },
+    lines: { type: 'int', short: 'n', placeholder: 'N', default: 10, min: 0, max: 1_000_000, description: 'how many of the newest events to print first; 0 = none' },
+    url: { type: 'url', placeholder: 'URL', description: 'follow a running server instead of a data dir' },
+    pollMs: { type: 'int', placeholder: 'N', default: 200, min: 10, max: 60_000, description: 'data-dir mode: how often -f looks for new bytes' },
   },
   async run(context) {
-    const filter = parseFilter(context.values);
-    const count = intFlag(context.values, 'lines', 10, 0, 1_000_000);
-    const pollMs = intFlag(context.values, 'poll-ms', 200, 10, 60_000);
-    const url = urlFlag(context.values, 'url', false);
-    const follow = context.values.follow === true;
+    const filter = parseFilter(context.options);
+    const { lines: count, pollMs, url, follow } = context.options;
     const print = makePrinter(context.json);
     const signal = untilSignal();
     let lastSeq: number;
@@ -277,4 +261,4 @@ Examples:
     if (follow) await followLog(paths.walDir, filter, lastSeq, print, pollMs, signal.stopped, signal.wait);
     return EXIT_OK;
   },
-};
+});
