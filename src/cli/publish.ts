@@ -1,6 +1,6 @@
 import { defineCommand, EXIT_OK, EXIT_PROBLEM } from './args';
 import { postWithRetries, requestJson } from './http-client';
-import { waitUntil } from './wait';
+import { waitFor } from './wait';
 import { startProgress } from './progress';
 import { Random } from './random';
 
@@ -122,10 +122,13 @@ async function runPlan(url: string, plan: Plan, options: { retries: number; time
   progress.stop();
   const expected = plan.expected();
   // /stats counts unique events once indexed: wait for the queue to drain (bounded).
-  const after = await waitUntil(async () => {
-    const stats = await readStats(url);
-    return stats.queue_size === 0 && stats.unique_processed - before.unique_processed >= responses.accepted ? stats : null;
-  }, options.drainTimeoutMs).catch(() => readStats(url));
+  const after = await waitFor(
+    async () => {
+      const stats = await readStats(url);
+      return stats.queue_size === 0 && stats.unique_processed - before.unique_processed >= responses.accepted ? stats : null;
+    },
+    { timeoutMs: options.drainTimeoutMs, intervalMs: 50, what: 'the queue to drain', errors: 'throw' },
+  ).catch(() => readStats(url));
   const stats: Counts = {
     received: after.received - before.received,
     accepted: after.unique_processed - before.unique_processed,

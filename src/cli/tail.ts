@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { scanLines } from '../wal/record';
 import { READ_CHUNK_BYTES, readSegmentChunks } from '../wal/segments';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, FILTER_OPTIONS, filterIsSeqOnly, parseFilter, UsageError, type EventFilter } from './args';
@@ -105,21 +106,6 @@ async function followLog(walDir: string, filter: EventFilter, afterSeq: number, 
 /** A 4xx answer to the stream request: retrying would not help (exit 1). */
 class StreamRefusedError extends Error {}
 
-/** Parses one Server-Sent Events block into its id and data, or null for comments only. */
-function parseSseBlock(block: string): { id: string | null; data: string } | null {
-  let id: string | null = null;
-  const data: string[] = [];
-  for (const line of block.split('\n')) {
-    if (line.startsWith(':') || line === '') continue;
-    const colon = line.indexOf(':');
-    const field = colon === -1 ? line : line.slice(0, colon);
-    const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
-    if (field === 'id') id = value;
-    else if (field === 'data') data.push(value);
-  }
-  return data.length === 0 ? null : { id, data: data.join('\n') };
-}
-
 /**
  * Follows GET /events/stream on a server, reconnecting with Last-Event-ID after a drop or a
  * 503 (waiting Retry-After), so no event is missed or printed twice.
@@ -140,19 +126,18 @@ async function followUrl(url: string, filter: EventFilter, afterSeq: number, pri
         process.stderr.write(`tail: ${url}/events/stream answered ${res.status} ${await res.text()}; retrying in ${waitMs} ms\n`);
         if (res.status >= 400 && res.status < 500) throw new StreamRefusedError(`the server refused the stream: ${res.status}`);
       } else {
+        // eventsource-parser frames the stream (LF, CR or CRLF line ends, comments, multi-line data).
         const decoder = new TextDecoder();
-        let buffer = '';
+        const messages: EventSourceMessage[] = [];
+        const parser = createParser({ onEvent: (message) => messages.push(message) });
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          buffer += decoder.decode(chunk, { stream: true });
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) !== -1) {
-            const block = parseSseBlock(buffer.slice(0, end));
-            buffer = buffer.slice(end + 2);
-            if (block === null || block.id === null) continue;
-            const seq = Number(block.id);
+          parser.feed(decoder.decode(chunk, { stream: true }));
+          for (const message of messages.splice(0)) {
+            if (message.id === undefined) continue;
+            const seq = Number(message.id);
             if (!(seq > lastSeq)) continue;
             lastSeq = seq;
-            const event = JSON.parse(block.data) as Record<string, unknown>;
+            const event = JSON.parse(message.data) as Record<string, unknown>;
             delete event.seq;
             const eventJson = JSON.stringify(event);
             if (matchesFilter(seq, eventJson, filter)) await print(seq, eventJson);

@@ -6,7 +6,8 @@ import { NodeDisk } from '../../src/wal/disk';
 import { listSegments } from '../../src/wal/segments';
 import { PublisherLedger, type SentEvent } from './chaos-publisher';
 import { Random } from '../../src/cli/random';
-import { ChaosServer } from './chaos-server';
+import { waitFor } from '../../src/cli/wait';
+import { ServerRun } from './server-process';
 
 /** Settings of one chaos campaign (flags of `npm run chaos`). */
 export interface ChaosOptions {
@@ -208,16 +209,16 @@ async function runPublisher(campaign: Campaign, id: number): Promise<void> {
   }
 }
 
-async function startServer(dataDir: string, options: ChaosOptions): Promise<ChaosServer> {
-  return new ChaosServer(dataDir, {
-    SEGMENT_BYTES_MAX: String(options.segmentBytesMax),
-    BATCH_EVENTS_MAX: String(Math.max(options.batchEventsMax, 1)),
-    RETRY_AFTER_SECONDS: '1',
-  });
+/** Bytes of a server's output kept for a failure report (the last few dozen lines). */
+const SERVER_OUTPUT_BYTES_MAX = 16 * 1024;
+
+async function startServer(dataDir: string, options: ChaosOptions): Promise<ServerRun> {
+  const env = { SEGMENT_BYTES_MAX: String(options.segmentBytesMax), BATCH_EVENTS_MAX: String(Math.max(options.batchEventsMax, 1)), RETRY_AFTER_SECONDS: '1' };
+  return new ServerRun(dataDir, env, { outputBytesMax: SERVER_OUTPUT_BYTES_MAX });
 }
 
 /** Arms the kill of this cycle and resolves once the server is dead. */
-async function killServer(campaign: Campaign, server: ChaosServer, mode: KillMode, random: Random, walDir: string): Promise<void> {
+async function killServer(campaign: Campaign, server: ServerRun, mode: KillMode, random: Random, walDir: string): Promise<void> {
   const { cycleMs } = campaign.options;
   let watcher: fs.FSWatcher | null = null;
   // 'recovery' kills within the first milliseconds after listening, while the log is replayed.
@@ -257,7 +258,7 @@ export async function runChaos(input: Partial<ChaosOptions> = {}): Promise<Chaos
   const publishers = Array.from({ length: options.publishers }, (_, id) => runPublisher(campaign, id));
 
   // The kill/restart cycles.
-  let server: ChaosServer | null = null;
+  let server: ServerRun | null = null;
   try {
     while (cycles < options.cycles && (options.durationMs === 0 || Date.now() - started < options.durationMs)) {
       const mode = random.pick(KILL_MODES);
@@ -375,13 +376,13 @@ async function getJson(url: string): Promise<any> {
 /** Compares every stored event (GET /events, all pages) and /stats with the ledger. */
 async function verifyIndex(url: string, ledger: PublisherLedger, result: ChaosResult): Promise<void> {
   // Everything acknowledged is in the log; wait until the consumer has indexed it.
-  const deadline = Date.now() + 60_000;
-  let stats = await getJson(`${url}/stats`);
-  while (stats.queue_size !== 0) {
-    if (Date.now() > deadline) throw new Error(`the index did not catch up: queue_size=${stats.queue_size}`);
-    await pauseMs(50);
-    stats = await getJson(`${url}/stats`);
-  }
+  const stats = await waitFor(
+    async () => {
+      const current = await getJson(`${url}/stats`);
+      return current.queue_size === 0 ? current : null;
+    },
+    { timeoutMs: 60_000, intervalMs: 50, what: 'the index to catch up (queue_size 0)', errors: 'throw' },
+  );
 
   const seen = new Map<string, number>();
   let after: string | null = null;

@@ -1,5 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
+import { ChildProgram } from './server-process';
 
 /** The built CLI the tests run, as `npx logagg` does. */
 export const LOGAGG_JS = path.resolve(__dirname, '../../src/cli/logagg.js');
@@ -12,32 +12,19 @@ export interface CliResult {
 }
 
 /** Runs `node dist/src/cli/logagg.js ...args` to completion (bounded by timeoutMs) and collects its output. */
-export function runLogagg(args: string[], options: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [LOGAGG_JS, ...args], {
-      env: { ...process.env, LOG_LEVEL: 'warn', ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`logagg ${args.join(' ')} did not finish within ${options.timeoutMs ?? 30_000} ms\nstdout: ${stdout}\nstderr: ${stderr}`));
-    }, options.timeoutMs ?? 30_000);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-    child.stdin.end(options.input ?? '');
-  });
+export async function runLogagg(args: string[], options: { env?: Record<string, string>; input?: string; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
+  const timeoutMs = options.timeoutMs ?? 30_000;
+  const program = ChildProgram.node(LOGAGG_JS, args, { env: { ...process.env, LOG_LEVEL: 'warn', ...options.env }, input: options.input ?? '', cwd: options.cwd });
+  const exit = await program.runToExit(timeoutMs);
+  if (exit.signal === 'SIGKILL') {
+    throw new Error(`logagg ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout: ${program.stdout()}\nstderr: ${program.stderr()}`);
+  }
+  return { code: exit.code, stdout: program.stdout(), stderr: program.stderr() };
 }
 
 /** A long-running CLI process (tail -f) whose output grows while the test watches it. */
 export interface CliProcess {
-  child: ChildProcess;
+  program: ChildProgram;
   stdout: () => string;
   stderr: () => string;
   exited: Promise<number | null>;
@@ -46,21 +33,14 @@ export interface CliProcess {
 
 /** Starts `logagg ...args` without waiting for it to end. */
 export function spawnLogagg(args: string[], env: Record<string, string> = {}): CliProcess {
-  const child = spawn(process.execPath, [LOGAGG_JS, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-  child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const program = ChildProgram.node(LOGAGG_JS, args, { env: { ...process.env, ...env } });
+  const exited = program.exited.then((exit) => exit.code);
   return {
-    child,
-    stdout: () => stdout,
-    stderr: () => stderr,
+    program,
+    stdout: () => program.stdout(),
+    stderr: () => program.stderr(),
     exited,
-    stop: async (signal: NodeJS.Signals = 'SIGINT') => {
-      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-      return exited;
-    },
+    stop: async (signal: NodeJS.Signals = 'SIGINT') => (await program.kill(signal)).code,
   };
 }
 

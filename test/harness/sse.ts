@@ -1,3 +1,5 @@
+import { createParser } from 'eventsource-parser';
+
 /** A Server-Sent Events reader for tests: every event and comment as it arrives. */
 export interface SseClient {
   status: number;
@@ -9,7 +11,11 @@ export interface SseClient {
   close(): void;
 }
 
-/** Opens GET `url` as an event stream, optionally resuming after `lastEventId`. */
+/**
+ * Opens GET `url` as an event stream, optionally resuming after `lastEventId`. Framing (LF,
+ * CR or CRLF line ends, multi-line data, comments) is eventsource-parser's, as the CLI's tail
+ * uses; an event is kept when it has an id and JSON data.
+ */
 export async function openSse(url: string, lastEventId?: number): Promise<SseClient> {
   const controller = new AbortController();
   const headers: Record<string, string> = { accept: 'text/event-stream' };
@@ -27,26 +33,16 @@ export async function openSse(url: string, lastEventId?: number): Promise<SseCli
     await res.text();
     return client;
   }
+  const parser = createParser({
+    onEvent: (message) => {
+      if (message.id !== undefined) client.events.push({ id: Number(message.id), data: JSON.parse(message.data) });
+    },
+    onComment: (comment) => client.comments.push(comment.trim()),
+  });
   client.ended = (async () => {
     const decoder = new TextDecoder();
-    let buffer = '';
     try {
-      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-        buffer += decoder.decode(chunk, { stream: true });
-        let end: number;
-        while ((end = buffer.indexOf('\n\n')) !== -1) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          let id: string | null = null;
-          let data: string | null = null;
-          for (const line of block.split('\n')) {
-            if (line.startsWith(':')) client.comments.push(line.slice(1).trim());
-            else if (line.startsWith('id: ')) id = line.slice(4);
-            else if (line.startsWith('data: ')) data = line.slice(6);
-          }
-          if (id !== null && data !== null) client.events.push({ id: Number(id), data: JSON.parse(data) });
-        }
-      }
+      for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) parser.feed(decoder.decode(chunk, { stream: true }));
     } catch {
       // aborted by close()
     }

@@ -4,7 +4,7 @@ import { makeEvent, postJson } from '../helpers/events';
 import { startServerProcess, type ServerProcess } from '../harness/server-process';
 import { openSse } from '../harness/sse';
 import { makeTempDir } from '../helpers/temp-dir';
-import { waitFor } from '../helpers/wait';
+import { waitFor } from '../../src/cli/wait';
 
 async function publishMany(url: string, topic: string, from: number, count: number, perRequest = 10): Promise<void> {
   for (let i = from; i < from + count; i += perRequest) {

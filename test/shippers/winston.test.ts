@@ -4,7 +4,7 @@ import winston from 'winston';
 import { fetchAllEvents } from '../helpers/events';
 import { startInProcessService, type InProcessService } from '../helpers/in-process-service';
 import { sampleValue } from '../helpers/prometheus';
-import { waitFor } from '../helpers/wait';
+import { waitFor } from '../../src/cli/wait';
 
 /** The shipped example configuration (docker/winston), loaded as a user would require it. */
 const { logAggregatorTransport } = require(path.resolve(__dirname, '../../../docker/winston/log-aggregator-transport.js')) as {
