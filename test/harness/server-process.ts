@@ -146,7 +146,7 @@ export class ChildProgram {
   }
 }
 
-/** What `ServerRun` reads from the server's JSON log lines. */
+/** How to start a ServerRun. */
 export interface ServerRunOptions {
   /** The compiled entry point (default MAIN_JS, the real server). */
   script?: string;
@@ -172,14 +172,17 @@ export class ServerRun {
     });
   }
 
+  /** The server's process. */
   get child(): ChildProcess {
     return this.program.child;
   }
 
+  /** Resolves when the server has exited and its output is read. */
   get exited(): Promise<ProgramExit> {
     return this.program.exited;
   }
 
+  /** True until the server has exited. */
   get running(): boolean {
     return this.program.running;
   }
@@ -189,14 +192,17 @@ export class ServerRun {
     return this.port === null ? null : `http://127.0.0.1:${this.port}`;
   }
 
+  /** The newest output of the server (stdout and stderr). */
   output(): string {
     return this.program.output();
   }
 
+  /** SIGKILL now, synchronously. */
   killNow(): void {
     this.program.killNow();
   }
 
+  /** See ChildProgram.waitUntil: woken by each line of output and by the exit. */
   waitUntil(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
     return this.program.waitUntil(check, timeoutMs, what);
   }

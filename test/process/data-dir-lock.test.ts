@@ -18,7 +18,7 @@ async function runServerToExit(dataDir: string): Promise<{ code: number | null; 
 function ownProcStart(): string | null {
   try {
     const text = fs.readFileSync(`/proc/${process.pid}/stat`, 'utf8');
-    return text.slice(text.lastIndexOf(')') + 2).split(' ')[19];
+    return text.slice(text.lastIndexOf(')') + 2).split(' ')[19] ?? null;
   } catch {
     return null;
   }
