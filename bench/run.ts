@@ -1,10 +1,10 @@
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { canonicalEventJson, encodeRecord } from '../src/wal/record';
 import { segmentName } from '../src/wal/segments';
-import { startServerProcess, type ServerProcess } from '../test/helpers/server-process';
+import { defineOptions, formatHelp, parseOptions, UsageError } from '../src/cli/options';
+import { ChildProgram, startServerProcess, type ServerProcess } from '../test/harness/server-process';
 import { benchEvent } from './events';
 import type { LoadResult, LoadSpec } from './load';
 
@@ -41,34 +41,56 @@ const BENCH_DIR = path.resolve(__dirname, '../../bench');
 const DIST_BENCH = __dirname;
 const WORKLOADS = ['single', 'batch', 'latency', 'sustained', 'recovery', 'query', 'soak'];
 
-function parseOptions(argv: string[]): BenchOptions {
-  const mode = argv.includes('--full') ? 'full' : argv.includes('--quick') ? 'quick' : 'default';
-  const value = (name: string): string | undefined => argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3);
-  const number = (name: string, fallback: number): number => (value(name) === undefined ? fallback : Number(value(name)));
+const BENCH_DESCRIPTION = `Runs the service against its baselines, side by side, and writes the figures to bench/RESULTS.md.
+Flags take a value as --name=V or --name V.`;
+
+/** The flags of `npm run bench`; the numbers left out take the preset of the mode (--quick, default, --full). */
+export const BENCH_OPTIONS = defineOptions({
+  quick: { type: 'boolean', description: 'a short run' },
+  full: { type: 'boolean', description: 'more rounds and the 10-minute memory soak' },
+  only: { type: 'string', placeholder: 'A,B', description: `only these workloads (${WORKLOADS.join(', ')})` },
+  rounds: { type: 'int', placeholder: 'N', min: 1, max: 1000, defaultText: 'preset', description: 'rounds per workload' },
+  duration: { type: 'int', placeholder: 'S', min: 1, max: 3600, defaultText: 'preset', description: 'seconds per round' },
+  warmup: { type: 'int', placeholder: 'S', min: 0, max: 600, defaultText: '1 with --quick, else 2', description: 'warm-up seconds before a round' },
+  connections: { type: 'int', placeholder: 'N', default: 64, min: 1, max: 10_000, description: 'concurrent connections of the load generator' },
+  sustainedEvents: { type: 'int', placeholder: 'N', min: 1, max: 100_000_000, defaultText: 'preset', description: 'events of the sustained workload' },
+  recoveryEvents: { type: 'int', placeholder: 'N', min: 1, max: 100_000_000, defaultText: 'preset', description: 'events logged before the recovery workload' },
+  recoveryRounds: { type: 'int', placeholder: 'N', min: 1, max: 1000, defaultText: 'preset', description: 'rounds of the recovery workload' },
+  soak: { type: 'int', placeholder: 'S', min: 0, max: 7 * 24 * 3600, defaultText: '600 with --full, else 0', description: 'seconds of the memory soak' },
+  soakRate: { type: 'int', placeholder: 'N', default: 2000, min: 1, max: 1_000_000, description: 'events per second during the soak' },
+  out: { type: 'string', placeholder: 'FILE', defaultText: 'bench/RESULTS.md', description: 'where the results go' },
+  env: { type: 'string', placeholder: 'K=V,...', description: 'extra environment for the service, to measure settings' },
+  compareEnv: { type: 'string', placeholder: 'K=V,...', description: 'each round also runs the service with these settings, interleaved' },
+  help: { type: 'boolean', short: 'h', description: 'this help' },
+});
+
+function parseBenchArgs(argv: string[]): BenchOptions {
+  const { values } = parseOptions(BENCH_OPTIONS, argv);
+  const mode = values.full ? 'full' : values.quick ? 'quick' : 'default';
   const presets = {
     quick: { rounds: 3, durationSeconds: 3, sustainedEvents: 30_000, recoveryEvents: 100_000, recoveryRounds: 3, soakSeconds: 0 },
     default: { rounds: 3, durationSeconds: 8, sustainedEvents: 200_000, recoveryEvents: 1_000_000, recoveryRounds: 3, soakSeconds: 0 },
     full: { rounds: 5, durationSeconds: 15, sustainedEvents: 500_000, recoveryEvents: 1_000_000, recoveryRounds: 3, soakSeconds: 600 },
   }[mode];
-  const only = value('only');
+  const only = values.only;
   const unknown = only?.split(',').filter((name) => !WORKLOADS.includes(name)) ?? [];
-  if (unknown.length > 0) throw new Error(`--only: unknown workload(s) ${unknown.join(', ')}; known: ${WORKLOADS.join(', ')}`);
+  if (unknown.length > 0) throw new UsageError(`--only: unknown workload(s) ${unknown.join(', ')}; known: ${WORKLOADS.join(', ')}`);
   return {
     mode,
-    rounds: number('rounds', presets.rounds),
-    durationSeconds: number('duration', presets.durationSeconds),
-    warmupSeconds: number('warmup', mode === 'quick' ? 1 : 2),
-    connections: number('connections', 64),
+    rounds: values.rounds ?? presets.rounds,
+    durationSeconds: values.duration ?? presets.durationSeconds,
+    warmupSeconds: values.warmup ?? (mode === 'quick' ? 1 : 2),
+    connections: values.connections,
     batchSize: 100,
-    sustainedEvents: number('sustained-events', presets.sustainedEvents),
-    recoveryEvents: number('recovery-events', presets.recoveryEvents),
-    recoveryRounds: number('recovery-rounds', presets.recoveryRounds),
-    soakSeconds: number('soak', presets.soakSeconds),
-    soakEventsPerSecond: number('soak-rate', 2000),
+    sustainedEvents: values.sustainedEvents ?? presets.sustainedEvents,
+    recoveryEvents: values.recoveryEvents ?? presets.recoveryEvents,
+    recoveryRounds: values.recoveryRounds ?? presets.recoveryRounds,
+    soakSeconds: values.soak ?? presets.soakSeconds,
+    soakEventsPerSecond: values.soakRate,
     only: only === undefined ? null : new Set(only.split(',')),
-    resultsPath: value('out') ?? path.join(BENCH_DIR, 'RESULTS.md'),
-    serviceEnv: parseEnv(value('env') ?? ''),
-    compareEnv: value('compare-env') === undefined ? null : parseEnv(value('compare-env')!),
+    resultsPath: values.out ?? path.join(BENCH_DIR, 'RESULTS.md'),
+    serviceEnv: parseEnv(values.env ?? ''),
+    compareEnv: values.compareEnv === undefined ? null : parseEnv(values.compareEnv),
   };
 }
 
@@ -135,18 +157,11 @@ function median(values: number[]): number {
 }
 
 /** Runs a compiled bench script as a child process and parses the one JSON line it prints. */
-function runChild<T>(script: string, spec: unknown): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [path.join(DIST_BENCH, script), JSON.stringify(spec)], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString()));
-    child.once('exit', (code) => {
-      if (code !== 0) reject(new Error(`${script} exited ${code}: ${err}`));
-      else resolve(JSON.parse(out.trim().split('\n').pop()!) as T);
-    });
-  });
+async function runChild<T>(script: string, spec: unknown): Promise<T> {
+  const program = ChildProgram.node(path.join(DIST_BENCH, script), [JSON.stringify(spec)], { env: process.env });
+  const exit = await program.exited;
+  if (exit.code !== 0) throw new Error(`${script} exited ${exit.code}: ${program.stderr()}`);
+  return JSON.parse(program.stdout().trim().split('\n').pop()!) as T;
 }
 
 function runLoad(spec: LoadSpec): Promise<LoadResult> {
@@ -155,12 +170,11 @@ function runLoad(spec: LoadSpec): Promise<LoadResult> {
 
 /** The bare express baseline as a child process. */
 async function startBareServer(): Promise<{ url: string; stop: () => void }> {
-  const child = spawn(process.execPath, [path.join(DIST_BENCH, 'bare-server.js')], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.stdout.once('data', (chunk: Buffer) => resolve((JSON.parse(chunk.toString()) as { port: number }).port));
-    child.once('exit', (code) => reject(new Error(`bare server exited ${code}`)));
-  });
-  return { url: `http://127.0.0.1:${port}`, stop: () => child.kill('SIGKILL') };
+  const program = ChildProgram.node(path.join(DIST_BENCH, 'bare-server.js'), [], { env: process.env });
+  await program.waitUntil(() => program.stdout().includes('\n') || !program.running, 30_000, 'the bare server to listen');
+  if (!program.running) throw new Error(`bare server exited: ${program.stderr()}`);
+  const { port } = JSON.parse(program.stdout().split('\n')[0]!) as { port: number };
+  return { url: `http://127.0.0.1:${port}`, stop: () => program.killNow() };
 }
 
 const tempDirs: string[] = [];
@@ -528,7 +542,20 @@ function renderTable(rows: Row[]): string {
 }
 
 async function main(): Promise<void> {
-  const options = parseOptions(process.argv.slice(2));
+  const argv = process.argv.slice(2);
+  let options: BenchOptions;
+  try {
+    if (parseOptions(BENCH_OPTIONS, argv, { helpFlag: 'help' }).help) {
+      const usage = { usage: ['npm run bench -- [options]'], description: BENCH_DESCRIPTION };
+      process.stdout.write(`${formatHelp(usage, BENCH_OPTIONS)}\n`);
+      return;
+    }
+    options = parseBenchArgs(argv);
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`bench: ${err.message}; see \`npm run bench -- --help\`\n`);
+    process.exit(2);
+  }
   serviceEnv = options.serviceEnv;
   const report: Report = { rows: [], details: [] };
   const medians: Record<string, number> = {};
@@ -596,8 +623,10 @@ function renderResults(options: BenchOptions, startedAt: Date, loadAtStart: stri
   ].join('\n');
 }
 
-main().catch((err: unknown) => {
-  for (const dir of tempDirs) removeDir(dir);
-  process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-  process.exit(1);
-});
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    for (const dir of tempDirs) removeDir(dir);
+    process.stderr.write(`bench: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.exit(1);
+  });
+}

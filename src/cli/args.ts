@@ -1,27 +1,30 @@
 import path from 'node:path';
-import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { FIXED_LIMITS } from '../config/config';
+import { defineOptions, formatHelp, parseOptions, type HelpText, type OptionSpecs, type OptionValues } from './options';
+
+export { UsageError } from './options';
 
 /** Exit codes of every subcommand: fine, a problem was found (or an operation failed), usage error. */
 export const EXIT_OK = 0;
 export const EXIT_PROBLEM = 1;
 export const EXIT_USAGE = 2;
 
-/** A bad command line; the dispatcher prints it with a pointer to --help and exits 2. */
-export class UsageError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'UsageError';
-  }
-}
+/** Flags every subcommand takes. */
+export const COMMON_OPTIONS = defineOptions({
+  dataDir: { type: 'string', placeholder: 'DIR', description: 'data directory', defaultText: '$DATA_DIR, else ./data', group: 'Common options' },
+  json: { type: 'boolean', description: 'machine-readable output', group: 'Common options' },
+  progress: { type: 'boolean', description: 'show progress bars even when stderr is not a terminal', group: 'Common options' },
+  help: { type: 'boolean', short: 'h', description: 'this help', group: 'Common options' },
+});
 
-export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
-export type OptionValues = Record<string, string | boolean | string[] | undefined>;
+/** The lines every subcommand's help ends with. */
+export const COMMON_FOOTER = `Environment: LOGAGG_API_KEY  sent as "Authorization: Bearer <key>" to a server with API keys.
+Exit codes: 0 fine, 1 a problem was found or an operation failed, 2 usage error.`;
 
-/** What a subcommand receives: parsed flags, the environment, and the shared settings. */
-export interface CommandContext {
-  values: OptionValues;
-  positionals: string[];
+/** What a subcommand receives: its parsed flags (typed by its specs), the environment, and the shared settings. */
+export interface CommandContext<V> {
+  /** The command's own flags, by camelCase name. */
+  options: V;
   env: NodeJS.ProcessEnv;
   /** `--data-dir`, else DATA_DIR, else ./data; absolute. */
   dataDir: string;
@@ -31,111 +34,62 @@ export interface CommandContext {
   progress: boolean;
 }
 
-/** One subcommand: its flags, its help text and what it does. */
-export interface Command {
+/** A subcommand as it declares itself: help text, typed flags and what it does. */
+export interface CommandDefinition<S extends OptionSpecs> extends HelpText {
   name: string;
-  /** Help text after the common part: usage line, options, examples. */
-  help: string;
-  options: OptionSpec;
-  positionals?: boolean;
-  run(context: CommandContext): Promise<number>;
+  /** Its own flags; the common ones (COMMON_OPTIONS) are added to every command. */
+  options: S;
+  run(context: CommandContext<OptionValues<S>>): Promise<number>;
 }
 
-/** Flags every subcommand takes. */
-export const COMMON_OPTIONS: OptionSpec = {
-  help: { type: 'boolean', short: 'h' },
-  'data-dir': { type: 'string' },
-  json: { type: 'boolean' },
-  progress: { type: 'boolean' },
-};
+/** A subcommand as the dispatcher runs it: its specs and help for docs, and one entry point. */
+export interface Command {
+  name: string;
+  /** Every flag it takes, common ones included, in --help order. */
+  options: OptionSpecs;
+  help: HelpText;
+  /** The full --help text. */
+  helpText(): string;
+  /** Parses argv (a UsageError on a bad one) and runs the command; resolves with the exit code. */
+  invoke(argv: readonly string[], env: NodeJS.ProcessEnv, stderrIsTty: boolean): Promise<number>;
+}
 
-/** Help lines of the common flags. */
-export const COMMON_HELP = `Common options:
-  --data-dir DIR   data directory (default: $DATA_DIR, else ./data)
-  --json           machine-readable output
-  --progress       show progress bars even when stderr is not a terminal
-  -h, --help       this help
-Environment: LOGAGG_API_KEY  sent as "Authorization: Bearer <key>" to a server with API keys.
-Exit codes: 0 fine, 1 a problem was found or an operation failed, 2 usage error.`;
-
-/** Parses a subcommand's argv with node:util parseArgs; a parse error becomes a UsageError. */
-export function parseCommandArgs(command: Command, argv: string[], env: NodeJS.ProcessEnv, stderrIsTty: boolean): CommandContext & { help: boolean } {
-  let parsed;
-  try {
-    parsed = parseArgs({ args: argv, options: { ...COMMON_OPTIONS, ...command.options }, allowPositionals: command.positionals === true, strict: true });
-  } catch (err) {
-    throw new UsageError((err as Error).message);
-  }
-  const values = parsed.values as OptionValues;
-  const dataDirFlag = values['data-dir'];
-  const dataDirRaw = typeof dataDirFlag === 'string' ? dataDirFlag : env.DATA_DIR !== undefined && env.DATA_DIR.trim() !== '' ? env.DATA_DIR : 'data';
+/** Builds a Command from its definition: parsing and --help both come from `definition.options`. */
+export function defineCommand<const S extends OptionSpecs>(definition: CommandDefinition<S>): Command {
+  const specs = { ...definition.options, ...COMMON_OPTIONS };
+  const help: HelpText = { usage: definition.usage, description: definition.description, examples: definition.examples, footer: COMMON_FOOTER };
+  const helpText = (): string => formatHelp(help, specs);
   return {
-    values,
-    positionals: parsed.positionals,
-    env,
-    dataDir: path.resolve(dataDirRaw),
-    json: values.json === true,
-    progress: values.progress === true || stderrIsTty,
-    help: values.help === true,
+    name: definition.name,
+    options: specs,
+    help,
+    helpText,
+    async invoke(argv, env, stderrIsTty) {
+      const { values, help: wantsHelp } = parseOptions(specs, argv, { helpFlag: 'help' });
+      if (wantsHelp) {
+        process.stdout.write(`${helpText()}\n`);
+        return EXIT_OK;
+      }
+      const dataDirRaw = values.dataDir ?? (env.DATA_DIR !== undefined && env.DATA_DIR.trim() !== '' ? env.DATA_DIR : 'data');
+      return definition.run({ options: values, env, dataDir: path.resolve(dataDirRaw), json: values.json, progress: values.progress || stderrIsTty });
+    },
   };
 }
 
-/** A string flag, or undefined. */
-export function stringFlag(values: OptionValues, name: string): string | undefined {
-  const value = values[name];
-  return typeof value === 'string' ? value : undefined;
-}
-
-/** A whole-number flag within [min, max], or the fallback when absent. */
-export function intFlag(values: OptionValues, name: string, fallback: number, min: number, max: number): number {
-  const raw = stringFlag(values, name);
-  if (raw === undefined) return fallback;
-  if (!/^\d{1,15}$/.test(raw) || Number(raw) < min || Number(raw) > max) {
-    throw new UsageError(`--${name} must be a whole number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-  }
-  return Number(raw);
-}
-
-/** A decimal flag within [min, max], or the fallback when absent. */
-export function numberFlag(values: OptionValues, name: string, fallback: number | undefined, min: number, max: number): number | undefined {
-  const raw = stringFlag(values, name);
-  if (raw === undefined) return fallback;
-  const value = /^\d+(\.\d+)?$/.test(raw) ? Number(raw) : Number.NaN;
-  if (!(value >= min && value <= max)) throw new UsageError(`--${name} must be a number from ${min} to ${max}, got ${JSON.stringify(raw)}`);
-  return value;
-}
-
-/** An http(s) URL flag without a trailing slash. */
-export function urlFlag(values: OptionValues, name: string, required: boolean): string | undefined {
-  const raw = stringFlag(values, name);
-  if (raw === undefined) {
-    if (required) throw new UsageError(`--${name} URL is required`);
-    return undefined;
-  }
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new UsageError(`--${name} must be an http(s) URL, got ${JSON.stringify(raw)}`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError(`--${name} must be an http(s) URL, got ${JSON.stringify(raw)}`);
-  return raw.replace(/\/+$/, '');
-}
-
-/** Where the log and the index of a data dir are (DATABASE_PATH is honoured as the server does). */
-export function dataPaths(context: CommandContext): { dataDir: string; walDir: string; databasePath: string } {
-  const fromFlag = stringFlag(context.values, 'index');
+/** Where the log and the index of a data dir are (`--index`, else DATABASE_PATH as the server honours it). */
+export function dataPaths(context: CommandContext<unknown>, indexFile?: string): { dataDir: string; walDir: string; databasePath: string } {
   const fromEnv = context.env.DATABASE_PATH !== undefined && context.env.DATABASE_PATH.trim() !== '' ? context.env.DATABASE_PATH : undefined;
   return {
     dataDir: context.dataDir,
     walDir: path.join(context.dataDir, 'wal'),
-    databasePath: path.resolve(fromFlag ?? fromEnv ?? path.join(context.dataDir, 'index.db')),
+    databasePath: path.resolve(indexFile ?? fromEnv ?? path.join(context.dataDir, 'index.db')),
   };
 }
 
 /** The `--index` flag of commands that read or write the index. */
-export const INDEX_OPTION: OptionSpec = { index: { type: 'string' } };
-export const INDEX_HELP = '  --index FILE     the SQLite index (default: $DATABASE_PATH, else DATA_DIR/index.db)';
+export const INDEX_OPTIONS = defineOptions({
+  index: { type: 'string', placeholder: 'FILE', description: 'the SQLite index', defaultText: '$DATABASE_PATH, else DATA_DIR/index.db' },
+});
 
 /** Which events a command reads; every part optional, combined with AND. */
 export interface EventFilter {
@@ -147,50 +101,25 @@ export interface EventFilter {
   fromSeq?: number;
 }
 
+const FILTERS = 'Filters (combined with AND)';
+
 /** The filter flags of export, replay and tail. */
-export const FILTER_OPTIONS: OptionSpec = {
-  topic: { type: 'string', multiple: true },
-  source: { type: 'string' },
-  since: { type: 'string' },
-  until: { type: 'string' },
-  'from-seq': { type: 'string' },
-};
+export const FILTER_OPTIONS = defineOptions({
+  topic: { type: 'strings', placeholder: 'T', lengthMax: FIXED_LIMITS.fieldLengthMax, description: 'only this topic', group: FILTERS },
+  source: { type: 'string', placeholder: 'S', description: 'only this source', group: FILTERS },
+  since: { type: 'time', placeholder: 'TIME', description: 'only events with timestamp >= TIME (RFC 3339, e.g. 2025-10-23T10:00:00Z)', group: FILTERS },
+  until: { type: 'time', placeholder: 'TIME', description: 'only events with timestamp <  TIME', group: FILTERS },
+  fromSeq: { type: 'int', placeholder: 'N', min: 1, max: Number.MAX_SAFE_INTEGER, description: 'only events with seq >= N', group: FILTERS },
+});
 
-export const FILTER_HELP = `Filters (combined with AND):
-  --topic T        only this topic (repeat for several)
-  --source S       only this source
-  --since TIME     only events with timestamp >= TIME (RFC 3339, e.g. 2025-10-23T10:00:00Z)
-  --until TIME     only events with timestamp <  TIME
-  --from-seq N     only events with seq >= N`;
-
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:?\d{2})$/;
-
-function instantFlag(values: OptionValues, name: string): number | undefined {
-  const raw = stringFlag(values, name);
-  if (raw === undefined) return undefined;
-  const ms = RFC3339.test(raw) ? Date.parse(raw) : Number.NaN;
-  if (Number.isNaN(ms)) throw new UsageError(`--${name} must be an RFC 3339 date-time with Z or an offset, got ${JSON.stringify(raw)}`);
-  return ms;
-}
-
-/** Reads the filter flags; throws UsageError on a malformed one. */
-export function parseFilter(values: OptionValues): EventFilter {
+/** The filter an invocation's filter flags describe (already checked by the option specs). */
+export function parseFilter(values: OptionValues<typeof FILTER_OPTIONS>): EventFilter {
   const filter: EventFilter = {};
-  const topics = values.topic;
-  if (Array.isArray(topics) && topics.length > 0) {
-    for (const topic of topics) {
-      if (topic.length === 0 || topic.length > FIXED_LIMITS.fieldLengthMax) throw new UsageError(`--topic must be 1..${FIXED_LIMITS.fieldLengthMax} characters`);
-    }
-    filter.topics = topics;
-  }
-  const source = stringFlag(values, 'source');
-  if (source !== undefined) filter.source = source;
-  const sinceMs = instantFlag(values, 'since');
-  if (sinceMs !== undefined) filter.sinceMs = sinceMs;
-  const untilMs = instantFlag(values, 'until');
-  if (untilMs !== undefined) filter.untilMs = untilMs;
-  const fromSeq = stringFlag(values, 'from-seq');
-  if (fromSeq !== undefined) filter.fromSeq = intFlag(values, 'from-seq', 1, 1, Number.MAX_SAFE_INTEGER);
+  if (values.topic.length > 0) filter.topics = values.topic;
+  if (values.source !== undefined) filter.source = values.source;
+  if (values.since !== undefined) filter.sinceMs = values.since;
+  if (values.until !== undefined) filter.untilMs = values.until;
+  if (values.fromSeq !== undefined) filter.fromSeq = values.fromSeq;
   return filter;
 }
 

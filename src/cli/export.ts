@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, parseFilter, stringFlag, UsageError, type Command, type EventFilter } from './args';
+import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, FILTER_OPTIONS, parseFilter, UsageError, type EventFilter } from './args';
 import { readLog } from '../wal/reader';
 import { eventJsonWithSeq } from '../wal/record';
 import { segmentsFrom } from '../wal/segments';
@@ -58,31 +58,25 @@ export async function exportEvents(walDir: string, filter: EventFilter, output: 
 }
 
 /** `logagg export`: NDJSON events from the log, filtered, to stdout or a file. */
-export const exportCommand: Command = {
+export const exportCommand = defineCommand({
   name: 'export',
-  help: `Usage: logagg export [--data-dir DIR] [filters] [--out FILE] [--json]
-
-Reads the log (the source of truth, not the index) and writes each matching event as one
+  usage: ['logagg export [--data-dir DIR] [filters] [--out FILE] [--json]'],
+  description: `Reads the log (the source of truth, not the index) and writes each matching event as one
 JSON line, in seq order, in the shape GET /events uses:
   {"seq":1,"topic":"user.login","event_id":"evt-001","timestamp":"...","source":"...","payload":{...}}
 Safe on a live data dir. Corrupt lines are skipped and listed on stderr (exit 1); a torn
-tail is not an event. A summary goes to stderr (as JSON with --json), never to stdout.
-
-${FILTER_HELP}
-
-Options:
-  --out FILE       write to FILE (fsynced) instead of stdout
-
-Examples:
-  npx logagg export --data-dir ./data > all.ndjson
-  npx logagg export --topic user.login --since 2025-10-23T00:00:00Z --out logins.ndjson
-  npx logagg export --from-seq 1000 | jq -c 'select(.payload.amount > 50)'`,
-  options: { ...FILTER_OPTIONS, out: { type: 'string' } },
+tail is not an event. A summary goes to stderr (as JSON with --json), never to stdout.`,
+  examples: [
+    'npx logagg export --data-dir ./data > all.ndjson',
+    'npx logagg export --topic user.login --since 2025-10-23T00:00:00Z --out logins.ndjson',
+    "npx logagg export --from-seq 1000 | jq -c 'select(.payload.amount > 50)'",
+  ],
+  options: { ...FILTER_OPTIONS, out: { type: 'string', placeholder: 'FILE', description: 'write to FILE (fsynced) instead of stdout' } },
   async run(context) {
     const paths = dataPaths(context);
-    const filter = parseFilter(context.values);
+    const filter = parseFilter(context.options);
     if (!fs.existsSync(paths.dataDir)) throw new UsageError(`data dir ${paths.dataDir} does not exist`);
-    const outFile = stringFlag(context.values, 'out');
+    const outFile = context.options.out;
     let output: NodeJS.WritableStream = process.stdout;
     let file: { fd: number; stream: fs.WriteStream } | null = null;
     if (outFile !== undefined) {
@@ -106,4 +100,4 @@ Examples:
     }
     return summary.corruptLinesSkipped.length === 0 ? EXIT_OK : EXIT_PROBLEM;
   },
-};
+});

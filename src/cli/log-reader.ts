@@ -3,7 +3,8 @@ import { rowFromEventJson } from '../wal/event-row';
 import { NodeDisk } from '../wal/disk';
 import { isTombstoneEventJson } from '../wal/record';
 import { listSegments, type SegmentInfo } from '../wal/segments';
-import type { EventFilter } from './args';
+import { filterIsSeqOnly, type EventFilter } from './args';
+import type { Progress } from './progress';
 
 /*
  * What the commands share around the log. Reading it is src/wal/reader.ts's job: every
@@ -32,7 +33,7 @@ export function segmentsBytes(segments: SegmentInfo[]): number {
 export function matchesFilter(seq: number, eventJson: string, filter: EventFilter): boolean {
   if (isTombstoneEventJson(eventJson)) return false;
   if (filter.fromSeq !== undefined && seq < filter.fromSeq) return false;
-  if (filter.topics === undefined && filter.source === undefined && filter.sinceMs === undefined && filter.untilMs === undefined) return true;
+  if (filterIsSeqOnly(filter)) return true;
   const row = rowFromEventJson(seq, eventJson);
   if (filter.topics !== undefined && !filter.topics.includes(row.topic)) return false;
   if (filter.source !== undefined && row.source !== filter.source) return false;

@@ -1,5 +1,8 @@
 #!/usr/bin/env node
-import { COMMON_HELP, EXIT_PROBLEM, EXIT_USAGE, parseCommandArgs, UsageError, type Command } from './args';
+import fs from 'node:fs';
+import path from 'node:path';
+import { COMMON_FOOTER, COMMON_OPTIONS, EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, type Command } from './args';
+import { closestName, formatOptions, UsageError } from './options';
 
 /** A subcommand as the dispatcher knows it; its module is loaded only when it runs (fast start). */
 interface CommandEntry {
@@ -20,10 +23,23 @@ export const COMMANDS: CommandEntry[] = [
   { name: 'publish', summary: 'publisher simulator: seed scenarios or a load, expected vs observed stats', load: async () => (await import('./publish')).publishCommand },
 ];
 
+/** The version of the package this CLI belongs to, from the nearest package.json above this file. */
+export function packageVersion(from = __dirname): string {
+  for (let dir = from; ; dir = path.dirname(dir)) {
+    const file = path.join(dir, 'package.json');
+    if (fs.existsSync(file)) {
+      const pkg = JSON.parse(fs.readFileSync(file, 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'log-aggregator' && typeof pkg.version === 'string') return pkg.version;
+    }
+    if (path.dirname(dir) === dir) return 'unknown';
+  }
+}
+
 function overview(): string {
   const width = Math.max(...COMMANDS.map((c) => c.name.length));
   const lines = COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
   return `Usage: logagg <command> [options]
+       logagg --version
 
 Log tooling for log-aggregator: inspect, repair, export, replay and follow a data dir.
 
@@ -31,36 +47,39 @@ Commands:
 ${lines.join('\n')}
 
 Run \`logagg <command> --help\` for a command's options and examples.
-${COMMON_HELP}`;
+
+${formatOptions(COMMON_OPTIONS)}
+
+${COMMON_FOOTER}`;
 }
 
 /**
  * Runs `logagg <command> ...` and resolves with the exit code. Usage errors print one line
- * and a pointer to --help (exit 2); unexpected errors print their message (exit 1).
+ * with a pointer to --help (exit 2); unexpected errors print their message (exit 1).
  */
 export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version' || name === '-V') {
+    process.stdout.write(`logagg ${packageVersion()}\n`);
+    return EXIT_OK;
+  }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     const topic = name === 'help' ? await COMMANDS.find((c) => c.name === rest[0])?.load() : undefined;
-    process.stdout.write(`${topic !== undefined ? `${topic.help}\n\n${COMMON_HELP}` : overview()}\n`);
-    return name === undefined ? EXIT_USAGE : 0;
+    process.stdout.write(`${topic !== undefined ? topic.helpText() : overview()}\n`);
+    return name === undefined ? EXIT_USAGE : EXIT_OK;
   }
   const entry = COMMANDS.find((c) => c.name === name);
   if (entry === undefined) {
-    process.stderr.write(`logagg: unknown command ${JSON.stringify(name)}; run \`logagg --help\`\n`);
+    const suggestion = closestName(name.replace(/^-+/, ''), COMMANDS.map((c) => c.name));
+    process.stderr.write(`logagg: unknown command ${JSON.stringify(name)}${suggestion === null ? '' : ` (did you mean ${suggestion}?)`}; run \`logagg --help\`\n`);
     return EXIT_USAGE;
   }
   const command = await entry.load();
   try {
-    const context = parseCommandArgs(command, rest, env, (process.stderr.isTTY as boolean | undefined) === true);
-    if (context.help) {
-      process.stdout.write(`${command.help}\n\n${COMMON_HELP}\n`);
-      return 0;
-    }
-    return await command.run(context);
+    return await command.invoke(rest, env, process.stderr.isTTY === true);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`logagg ${command.name}: ${err.message}\nRun \`logagg ${command.name} --help\` for usage.\n`);
+      process.stderr.write(`logagg ${command.name}: ${err.message}; see \`logagg ${command.name} --help\`\n`);
       return EXIT_USAGE;
     }
     process.stderr.write(`logagg ${command.name}: ${(err as Error).message}\n`);

@@ -1,7 +1,8 @@
-import { EXIT_OK, EXIT_PROBLEM, intFlag, numberFlag, stringFlag, UsageError, urlFlag, type Command } from './args';
+import { defineCommand, EXIT_OK, EXIT_PROBLEM } from './args';
 import { postWithRetries, requestJson } from './http-client';
-import { waitUntil } from './wait';
+import { waitFor } from './wait';
 import { startProgress } from './progress';
+import { Random } from './random';
 
 /** An event the simulator sends. */
 interface SimEvent {
@@ -33,18 +34,6 @@ export interface ScenarioReport {
   eventsPerSecond: number;
   ok: boolean;
   errors: string[];
-}
-
-/** A small seeded generator (mulberry32) so that a run can be repeated with --seed. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 interface Plan {
@@ -133,10 +122,13 @@ async function runPlan(url: string, plan: Plan, options: { retries: number; time
   progress.stop();
   const expected = plan.expected();
   // /stats counts unique events once indexed: wait for the queue to drain (bounded).
-  const after = await waitUntil(async () => {
-    const stats = await readStats(url);
-    return stats.queue_size === 0 && stats.unique_processed - before.unique_processed >= responses.accepted ? stats : null;
-  }, options.drainTimeoutMs).catch(() => readStats(url));
+  const after = await waitFor(
+    async () => {
+      const stats = await readStats(url);
+      return stats.queue_size === 0 && stats.unique_processed - before.unique_processed >= responses.accepted ? stats : null;
+    },
+    { timeoutMs: options.drainTimeoutMs, intervalMs: 50, what: 'the queue to drain', errors: 'throw' },
+  ).catch(() => readStats(url));
   const stats: Counts = {
     received: after.received - before.received,
     accepted: after.unique_processed - before.unique_processed,
@@ -268,65 +260,45 @@ function printHuman(url: string, reports: ScenarioReport[]): void {
 const SCENARIO_NAMES = ['same-event-3x', 'batch-internal-duplicates', 'mixed-batch', 'several-topics', 'high-frequency'];
 
 /** `logagg publish --url`: the seed's publisher scenarios and a load mode, expected vs observed. */
-export const publishCommand: Command = {
+export const publishCommand = defineCommand({
   name: 'publish',
-  help: `Usage: logagg publish --url URL [--scenario NAME] [--json]
-       logagg publish --url URL --count N [--batch N] [--dup-rate R] [--topics N] [--concurrency N] [--retries N]
-
-Publishes to a running aggregator and prints, per scenario, the expected counts beside the
+  usage: [
+    'logagg publish --url URL [--scenario NAME] [--json]',
+    'logagg publish --url URL --count N [--batch N] [--dup-rate R] [--topics N] [--concurrency N] [--retries N]',
+  ],
+  description: `Publishes to a running aggregator and prints, per scenario, the expected counts beside the
 observed ones: the sums of the /publish answers and the /stats deltas (read before and after,
 once the queue is drained). Event ids carry a run id, so every run starts fresh.
 Scenarios (default: all): ${SCENARIO_NAMES.join(', ')}.
 Load mode (--count): N events in batches, a share of them re-sends of earlier events.
-Exit 1 when any figure differs (another publisher on the same server also moves /stats).
-
-Options:
-  --url URL          the aggregator (required)
-  --scenario NAME    run one scenario (or all)
-  --count N          load mode: events to send, duplicates included
-  --batch N          load mode: events per request (default 100)
-  --dup-rate R       load mode: share of re-sent events, 0..1 (default 0.2)
-  --topics N         load mode: topics to spread over (default 3)
-  --concurrency N    load mode: requests in flight (default 4)
-  --retries N        retries per request on 503/network errors (default 5)
-  --seed N           random seed (default: from the clock)
-  --run-id ID        prefix of the event ids (default: sim-<time>)
-
-Examples:
-  npx logagg publish --url http://127.0.0.1:8080
-  npx logagg publish --url http://127.0.0.1:8080 --count 100000 --batch 500 --dup-rate 0.3 --concurrency 8`,
+Exit 1 when any figure differs (another publisher on the same server also moves /stats).`,
+  examples: [
+    'npx logagg publish --url http://127.0.0.1:8080',
+    'npx logagg publish --url http://127.0.0.1:8080 --count 100000 --batch 500 --dup-rate 0.3 --concurrency 8',
+  ],
   options: {
-    url: { type: 'string' },
-    scenario: { type: 'string' },
-    count: { type: 'string' },
-    batch: { type: 'string' },
-    'dup-rate': { type: 'string' },
-    topics: { type: 'string' },
-    concurrency: { type: 'string' },
-    retries: { type: 'string' },
-    seed: { type: 'string' },
-    'run-id': { type: 'string' },
+    url: { type: 'url', placeholder: 'URL', required: true, description: 'the aggregator' },
+    scenario: { type: 'string', placeholder: 'NAME', default: 'all', choices: ['all', ...SCENARIO_NAMES], description: 'run one scenario (names above), or all' },
+    count: { type: 'int', placeholder: 'N', min: 1, max: 100_000_000, description: 'load mode: events to send, duplicates included' },
+    batch: { type: 'int', placeholder: 'N', default: 100, min: 1, max: 100_000, description: 'load mode: events per request' },
+    dupRate: { type: 'number', placeholder: 'R', default: 0.2, min: 0, max: 1, description: 'load mode: share of re-sent events' },
+    topics: { type: 'int', placeholder: 'N', default: 3, min: 1, max: 100_000, description: 'load mode: topics to spread over' },
+    concurrency: { type: 'int', placeholder: 'N', default: 4, min: 1, max: 1000, description: 'load mode: requests in flight' },
+    retries: { type: 'int', placeholder: 'N', default: 5, min: 0, max: 1000, description: 'retries per request on 503/network errors' },
+    seed: { type: 'int', placeholder: 'N', min: 0, max: 2 ** 31, defaultText: 'from the clock', description: 'random seed' },
+    runId: { type: 'string', placeholder: 'ID', defaultText: 'sim-<time>', description: 'prefix of the event ids' },
   },
   async run(context) {
-    const url = urlFlag(context.values, 'url', true)!;
-    const seed = intFlag(context.values, 'seed', Date.now() % 2 ** 31, 0, 2 ** 31);
-    const random = seededRandom(seed);
-    const runId = stringFlag(context.values, 'run-id') ?? `sim-${Date.now().toString(36)}-${Math.floor(random() * 1e6).toString(36)}`;
-    const retries = intFlag(context.values, 'retries', 5, 0, 1000);
-    const scenario = stringFlag(context.values, 'scenario') ?? 'all';
+    const { url, retries, scenario, count } = context.options;
+    const seed = context.options.seed ?? Date.now() % 2 ** 31;
+    const rng = new Random(seed);
+    const random = (): number => rng.next();
+    const runId = context.options.runId ?? `sim-${Date.now().toString(36)}-${Math.floor(random() * 1e6).toString(36)}`;
     let plans: Plan[];
-    if (stringFlag(context.values, 'count') !== undefined) {
-      plans = [
-        loadPlan(runId, random, {
-          count: intFlag(context.values, 'count', 1000, 1, 100_000_000),
-          batch: intFlag(context.values, 'batch', 100, 1, 100_000),
-          dupRate: numberFlag(context.values, 'dup-rate', 0.2, 0, 1)!,
-          topics: intFlag(context.values, 'topics', 3, 1, 100_000),
-          concurrency: intFlag(context.values, 'concurrency', 4, 1, 1000),
-        }),
-      ];
+    if (count !== undefined) {
+      const { batch, dupRate, topics, concurrency } = context.options;
+      plans = [loadPlan(runId, random, { count, batch, dupRate, topics, concurrency })];
     } else {
-      if (scenario !== 'all' && !SCENARIO_NAMES.includes(scenario)) throw new UsageError(`--scenario must be one of all, ${SCENARIO_NAMES.join(', ')}`);
       plans = seedScenarios(runId, random).filter((p) => scenario === 'all' || p.name === scenario);
     }
     const reports: ScenarioReport[] = [];
@@ -343,4 +315,4 @@ Examples:
     else printHuman(url, reports);
     return ok ? EXIT_OK : EXIT_PROBLEM;
   },
-};
+});

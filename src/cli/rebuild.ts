@@ -3,7 +3,7 @@ import path from 'node:path';
 import { IndexStore, type IndexRow } from '../index/store';
 import { rowFromEventJson } from '../wal/event-row';
 import { describeBadLine, describeSeqBreak, readLog } from '../wal/reader';
-import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
+import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, INDEX_OPTIONS, UsageError } from './args';
 import { DISK, logSegments, segmentsBytes } from './log-reader';
 import { lockDataDir } from '../data-dir-lock';
 import { startProgress } from './progress';
@@ -149,11 +149,10 @@ export function rebuildIndex(paths: { walDir: string; databasePath: string }, op
 }
 
 /** `logagg rebuild`: a new SQLite index from the log alone. */
-export const rebuildCommand: Command = {
+export const rebuildCommand = defineCommand({
   name: 'rebuild',
-  help: `Usage: logagg rebuild [--data-dir DIR] [--index FILE] [--keep-old] [--json]
-
-Stop the server first: rebuild replaces the index file the server holds open.
+  usage: ['logagg rebuild [--data-dir DIR] [--index FILE] [--keep-old] [--json]'],
+  description: `Stop the server first: rebuild replaces the index file the server holds open.
 
 Reads every segment of DATA_DIR/wal, builds a new index in <index>.rebuild, then renames it
 over the old one (a crash leaves either the old or the new index, never a mix). The new index
@@ -161,22 +160,15 @@ answers every query as one built by the server would: same events, same seqs, sa
 checkpoint = last logged seq. duplicates_total and conflicts_total are not in the log: they are
 kept from the old index when it can be read, else reset to 0 (the output says which).
 A corrupt log is refused (run \`logagg repair\` first); a torn tail is ignored, not cut.
-Records quarantined by \`logagg repair\` are not in the new index.
-
-Options:
-${INDEX_HELP}
-  --keep-old       keep a copy of the old index as <index>.old-<time>
-
-Examples:
-  npx logagg rebuild --data-dir ./data
-  npx logagg rebuild --data-dir ./data --keep-old --json`,
-  options: { ...INDEX_OPTION, 'keep-old': { type: 'boolean' } },
+Records quarantined by \`logagg repair\` are not in the new index.`,
+  examples: ['npx logagg rebuild --data-dir ./data', 'npx logagg rebuild --data-dir ./data --keep-old --json'],
+  options: { ...INDEX_OPTIONS, keepOld: { type: 'boolean', description: 'keep a copy of the old index as <index>.old-<time>' } },
   async run(context) {
-    const paths = dataPaths(context);
+    const paths = dataPaths(context, context.options.index);
     if (!fs.existsSync(paths.walDir)) throw new UsageError(`no log at ${paths.walDir}`);
     const release = lockDataDir(paths.dataDir, 'rebuild');
     try {
-      const report = rebuildIndex(paths, { keepOld: context.values['keep-old'] === true, progress: context.progress });
+      const report = rebuildIndex(paths, { keepOld: context.options.keepOld, progress: context.progress });
       if (context.json) {
         process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       } else if (!report.ok) {
@@ -199,4 +191,4 @@ Examples:
       release();
     }
   },
-};
+});

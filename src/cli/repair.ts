@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { repairLog, type RepairChange } from '../wal/repair';
-import { dataPaths, EXIT_OK, EXIT_PROBLEM, UsageError, type Command } from './args';
+import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, UsageError } from './args';
 import { logSegments, segmentsBytes } from './log-reader';
 import { lockDataDir } from '../data-dir-lock';
 import { startProgress } from './progress';
@@ -92,11 +92,10 @@ function printHuman(report: RepairReport): void {
 }
 
 /** `logagg repair`: cut a torn tail; with --quarantine-corrupt, move corrupt records out. */
-export const repairCommand: Command = {
+export const repairCommand = defineCommand({
   name: 'repair',
-  help: `Usage: logagg repair [--data-dir DIR] [--quarantine-corrupt] [--dry-run] [--json]
-
-Stop the server first: repair rewrites log files the server holds open.
+  usage: ['logagg repair [--data-dir DIR] [--quarantine-corrupt] [--dry-run] [--json]'],
+  description: `Stop the server first: repair rewrites log files the server holds open.
 
 Always: cuts a torn tail off the last segment (what a restart would do), saving the cut bytes
 to DATA_DIR/wal/quarantine/<segment>.<offset>.torn.
@@ -107,23 +106,19 @@ writes a tombstone record in place of every seq those lines held, so seqs stay c
 and are never renumbered or reused. Records that vanished entirely (a seq gap with no bytes)
 get tombstones the same way. A tombstone is no event: recovery, export, replay, tail and
 rebuild skip it.
-Every change is printed. Exit 0 when the log is clean afterwards, 1 when problems are left.
-
-Options:
-  --quarantine-corrupt   move corrupt records out of the log (see above)
-  --dry-run              print what would change, change nothing
-
-Examples:
-  npx logagg repair --data-dir ./data --dry-run
-  npx logagg repair --data-dir ./data --quarantine-corrupt`,
-  options: { 'quarantine-corrupt': { type: 'boolean' }, 'dry-run': { type: 'boolean' } },
+Every change is printed. Exit 0 when the log is clean afterwards, 1 when problems are left.`,
+  examples: ['npx logagg repair --data-dir ./data --dry-run', 'npx logagg repair --data-dir ./data --quarantine-corrupt'],
+  options: {
+    quarantineCorrupt: { type: 'boolean', description: 'move corrupt records out of the log (see above)' },
+    dryRun: { type: 'boolean', description: 'print what would change, change nothing' },
+  },
   async run(context) {
     const paths = dataPaths(context);
     if (!fs.existsSync(paths.walDir)) throw new UsageError(`no log at ${paths.walDir}`);
-    const dryRun = context.values['dry-run'] === true;
+    const { dryRun, quarantineCorrupt } = context.options;
     const release = dryRun ? () => undefined : lockDataDir(paths.dataDir, 'repair');
     try {
-      const result = repairDataDir(paths.walDir, { quarantineCorrupt: context.values['quarantine-corrupt'] === true, dryRun, progress: context.progress });
+      const result = repairDataDir(paths.walDir, { quarantineCorrupt, dryRun, progress: context.progress });
       const report: RepairReport = { dataDir: paths.dataDir, ...result };
       if (context.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else printHuman(report);
@@ -132,4 +127,4 @@ Examples:
       release();
     }
   },
-};
+});

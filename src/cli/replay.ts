@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import split2 from 'split2';
-import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, intFlag, numberFlag, parseFilter, stringFlag, UsageError, urlFlag, type Command, type EventFilter } from './args';
+import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, FILTER_OPTIONS, parseFilter, UsageError, type EventFilter } from './args';
 import { delay, postWithRetries } from './http-client';
 import { readLog } from '../wal/reader';
 import { splitEventJsonSeq } from '../wal/record';
@@ -155,54 +155,41 @@ export async function replayEvents(
 }
 
 /** `logagg replay --to URL`: re-publish logged (or exported) events to another aggregator. */
-export const replayCommand: Command = {
+export const replayCommand = defineCommand({
   name: 'replay',
-  help: `Usage: logagg replay --to URL [--data-dir DIR | --input FILE] [filters] [options]
-
-Re-publishes events, in seq order, to URL's POST /publish: from the log of DATA_DIR (default),
+  usage: ['logagg replay --to URL [--data-dir DIR | --input FILE] [filters] [options]'],
+  description: `Re-publishes events, in seq order, to URL's POST /publish: from the log of DATA_DIR (default),
 or from an NDJSON file written by \`logagg export\` (--input FILE, or - for stdin). Batches are
 sent one at a time so the target stores them in the same order. 503, 429 and network errors
 are retried with backoff (Retry-After honoured); a 413 batch is split in halves. Safe to run
 twice: the target's dedup answers the second run with duplicates only. Prints sent, accepted,
 duplicates. Exit 1 if a batch could not be delivered (the output says from which seq to resume
-with --from-seq).
-
-${FILTER_HELP}
-
-Options:
-  --to URL           target aggregator, e.g. http://127.0.0.1:8081 (required)
-  --input FILE       read an export file instead of the log ('-' = stdin)
-  --batch N          events per request (default 500, 1..10000)
-  --batch-bytes N    request body bound in bytes (default 524288)
-  --rate N           at most N events per second (default: unlimited)
-  --retries N        retries per batch (default 8)
-  --timeout-ms N     per-request timeout (default 30000)
-
-Examples:
-  npx logagg replay --data-dir ./data --to http://127.0.0.1:8081
-  npx logagg replay --to http://127.0.0.1:8081 --topic user.login --rate 200
-  npx logagg export --out all.ndjson && npx logagg replay --input all.ndjson --to http://127.0.0.1:8081`,
+with --from-seq).`,
+  examples: [
+    'npx logagg replay --data-dir ./data --to http://127.0.0.1:8081',
+    'npx logagg replay --to http://127.0.0.1:8081 --topic user.login --rate 200',
+    'npx logagg export --out all.ndjson && npx logagg replay --input all.ndjson --to http://127.0.0.1:8081',
+  ],
   options: {
     ...FILTER_OPTIONS,
-    to: { type: 'string' },
-    input: { type: 'string' },
-    batch: { type: 'string' },
-    'batch-bytes': { type: 'string' },
-    rate: { type: 'string' },
-    retries: { type: 'string' },
-    'timeout-ms': { type: 'string' },
+    to: { type: 'url', placeholder: 'URL', required: true, description: 'target aggregator, e.g. http://127.0.0.1:8081' },
+    input: { type: 'string', placeholder: 'FILE', description: "read an export file instead of the log ('-' = stdin)" },
+    batch: { type: 'int', placeholder: 'N', default: 500, min: 1, max: 10_000, description: 'events per request' },
+    batchBytes: { type: 'int', placeholder: 'N', default: 512 * 1024, min: 1024, max: 64 * 1024 * 1024, description: 'request body bound in bytes' },
+    rate: { type: 'number', placeholder: 'N', min: 0.001, max: 10_000_000, defaultText: 'unlimited', description: 'at most N events per second' },
+    retries: { type: 'int', placeholder: 'N', default: 8, min: 0, max: 1000, description: 'retries per batch' },
+    timeoutMs: { type: 'int', placeholder: 'N', default: 30_000, min: 100, max: 3_600_000, description: 'per-request timeout' },
   },
   async run(context) {
-    const to = urlFlag(context.values, 'to', true)!;
-    const filter = parseFilter(context.values);
-    const input = stringFlag(context.values, 'input');
+    const { to, input } = context.options;
+    const filter = parseFilter(context.options);
     const options = {
       to,
-      batchEventsMax: intFlag(context.values, 'batch', 500, 1, 10_000),
-      batchBytesMax: intFlag(context.values, 'batch-bytes', 512 * 1024, 1024, 64 * 1024 * 1024),
-      retries: intFlag(context.values, 'retries', 8, 0, 1000),
-      timeoutMs: intFlag(context.values, 'timeout-ms', 30_000, 100, 3_600_000),
-      rate: numberFlag(context.values, 'rate', undefined, 0.001, 10_000_000),
+      batchEventsMax: context.options.batch,
+      batchBytesMax: context.options.batchBytes,
+      retries: context.options.retries,
+      timeoutMs: context.options.timeoutMs,
+      rate: context.options.rate,
       onRetry: (reason: string, waitMs: number) => {
         if (!context.json) process.stderr.write(`replay: retrying in ${Math.round(waitMs)} ms: ${reason}\n`);
       },
@@ -245,4 +232,4 @@ Examples:
     }
     return summary.failed === null ? EXIT_OK : EXIT_PROBLEM;
   },
-};
+});

@@ -1,8 +1,9 @@
 import fs from 'node:fs';
+import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { readLog, readSegment, readSegments } from '../wal/reader';
 import { eventJsonWithSeq } from '../wal/record';
 import type { SegmentInfo } from '../wal/segments';
-import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, intFlag, parseFilter, UsageError, urlFlag, type Command, type EventFilter } from './args';
+import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, FILTER_OPTIONS, filterIsSeqOnly, parseFilter, UsageError, type EventFilter } from './args';
 import { authHeaders, delay, requestJson } from './http-client';
 import { DISK, logSegments, matchesFilter, writeWithBackpressure } from './log-reader';
 
@@ -116,21 +117,6 @@ async function followLog(walDir: string, filter: EventFilter, afterSeq: number, 
 /** A 4xx answer to the stream request: retrying would not help (exit 1). */
 class StreamRefusedError extends Error {}
 
-/** Parses one Server-Sent Events block into its id and data, or null for comments only. */
-function parseSseBlock(block: string): { id: string | null; data: string } | null {
-  let id: string | null = null;
-  const data: string[] = [];
-  for (const line of block.split('\n')) {
-    if (line.startsWith(':') || line === '') continue;
-    const colon = line.indexOf(':');
-    const field = colon === -1 ? line : line.slice(0, colon);
-    const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
-    if (field === 'id') id = value;
-    else if (field === 'data') data.push(value);
-  }
-  return data.length === 0 ? null : { id, data: data.join('\n') };
-}
-
 /**
  * Follows GET /events/stream on a server, reconnecting with Last-Event-ID after a drop or a
  * 503 (waiting Retry-After), so no event is missed or printed twice.
@@ -151,19 +137,18 @@ async function followUrl(url: string, filter: EventFilter, afterSeq: number, pri
         process.stderr.write(`tail: ${url}/events/stream answered ${res.status} ${await res.text()}; retrying in ${waitMs} ms\n`);
         if (res.status >= 400 && res.status < 500) throw new StreamRefusedError(`the server refused the stream: ${res.status}`);
       } else {
+        // eventsource-parser frames the stream (LF, CR or CRLF line ends, comments, multi-line data).
         const decoder = new TextDecoder();
-        let buffer = '';
+        const messages: EventSourceMessage[] = [];
+        const parser = createParser({ onEvent: (message) => messages.push(message) });
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-          buffer += decoder.decode(chunk, { stream: true });
-          let end: number;
-          while ((end = buffer.indexOf('\n\n')) !== -1) {
-            const block = parseSseBlock(buffer.slice(0, end));
-            buffer = buffer.slice(end + 2);
-            if (block?.id == null) continue;
-            const seq = Number(block.id);
+          parser.feed(decoder.decode(chunk, { stream: true }));
+          for (const message of messages.splice(0)) {
+            if (message.id === undefined) continue;
+            const seq = Number(message.id);
             if (!(seq > lastSeq)) continue;
             lastSeq = seq;
-            const event = JSON.parse(block.data) as Record<string, unknown>;
+            const event = JSON.parse(message.data) as Record<string, unknown>;
             delete event.seq;
             const eventJson = JSON.stringify(event);
             if (matchesFilter(seq, eventJson, filter)) await print(seq, eventJson);
@@ -183,8 +168,7 @@ async function followUrl(url: string, filter: EventFilter, afterSeq: number, pri
 /** The last `count` matching events from a server's GET /events (paging; for -n without -f). */
 async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, timeoutMs: number): Promise<Array<{ seq: number; eventJson: string }>> {
   let after = (filter.fromSeq ?? 1) - 1;
-  const onlySeq = filter.topics === undefined && filter.source === undefined && filter.sinceMs === undefined && filter.untilMs === undefined;
-  if (filter.fromSeq === undefined && onlySeq) {
+  if (filter.fromSeq === undefined && filterIsSeqOnly(filter)) {
     // Without filters the newest seq is in /stats: start just before the last `count`.
     const stats = await requestJson('GET', `${url}/stats`, undefined, timeoutMs);
     const accepted = (stats.body as { accepted?: unknown } | null)?.accepted;
@@ -213,43 +197,28 @@ async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, 
 }
 
 /** `logagg tail [-f]`: print the newest events, and with -f every new one as it arrives. */
-export const tailCommand: Command = {
+export const tailCommand = defineCommand({
   name: 'tail',
-  help: `Usage: logagg tail [-f] [-n N] [--data-dir DIR | --url URL] [filters] [--json]
-
-Prints the last N matching events (or every one from --from-seq), then with -f every new one
+  usage: ['logagg tail [-f] [-n N] [--data-dir DIR | --url URL] [filters] [--json]'],
+  description: `Prints the last N matching events (or every one from --from-seq), then with -f every new one
 as it arrives, until Ctrl-C (exit 0).
 From a data dir it reads the log files (safe while the server runs; -f polls them).
 From --url it asks the running server: GET /events for the start, then the live stream
 GET /events/stream (Server-Sent Events), reconnecting with Last-Event-ID after a drop, so
 nothing is missed or printed twice.
 Output: one line per event, "#seq timestamp topic event_id (source) payload";
-with --json the NDJSON shape of \`logagg export\`.
-
-${FILTER_HELP}
-
-Options:
-  -f, --follow     keep printing new events
-  -n, --lines N    how many of the newest events to print first (default 10; 0 = none)
-  --url URL        follow a running server instead of a data dir
-  --poll-ms N      data-dir mode: how often -f looks for new bytes (default 200)
-
-Examples:
-  npx logagg tail -f --data-dir ./data
-  npx logagg tail -f --url http://127.0.0.1:8080 --topic user.login --json`,
+with --json the NDJSON shape of \`logagg export\`.`,
+  examples: ['npx logagg tail -f --data-dir ./data', 'npx logagg tail -f --url http://127.0.0.1:8080 --topic user.login --json'],
   options: {
     ...FILTER_OPTIONS,
-    follow: { type: 'boolean', short: 'f' },
-    lines: { type: 'string', short: 'n' },
-    url: { type: 'string' },
-    'poll-ms': { type: 'string' },
+    follow: { type: 'boolean', short: 'f', description: 'keep printing new events' },
+    lines: { type: 'int', short: 'n', placeholder: 'N', default: 10, min: 0, max: 1_000_000, description: 'how many of the newest events to print first; 0 = none' },
+    url: { type: 'url', placeholder: 'URL', description: 'follow a running server instead of a data dir' },
+    pollMs: { type: 'int', placeholder: 'N', default: 200, min: 10, max: 60_000, description: 'data-dir mode: how often -f looks for new bytes' },
   },
   async run(context) {
-    const filter = parseFilter(context.values);
-    const count = intFlag(context.values, 'lines', 10, 0, 1_000_000);
-    const pollMs = intFlag(context.values, 'poll-ms', 200, 10, 60_000);
-    const url = urlFlag(context.values, 'url', false);
-    const follow = context.values.follow === true;
+    const filter = parseFilter(context.options);
+    const { lines: count, pollMs, url, follow } = context.options;
     const print = makePrinter(context.json);
     const signal = untilSignal();
     let lastSeq: number;
@@ -291,4 +260,4 @@ Examples:
     if (follow) await followLog(paths.walDir, filter, lastSeq, print, pollMs, signal.stopped, signal.wait);
     return EXIT_OK;
   },
-};
+});

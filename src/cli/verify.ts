@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { IndexStore } from '../index/store';
 import { describeBadLine, readLog, type LogItem, type ReadRecord } from '../wal/reader';
 import { isTombstoneEventJson } from '../wal/record';
-import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
+import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, INDEX_OPTIONS, UsageError } from './args';
 import { DISK, logSegments, segmentsBytes } from './log-reader';
 import { startProgress, type Progress } from './progress';
 
@@ -303,29 +303,22 @@ function printHuman(report: VerifyReport): void {
 }
 
 /** `logagg verify`: read-only check of the log and the index; exit 1 on any problem. */
-export const verifyCommand: Command = {
+export const verifyCommand = defineCommand({
   name: 'verify',
-  help: `Usage: logagg verify [--data-dir DIR] [--index FILE] [--json]
-
-Reads every segment of DATA_DIR/wal and reports, per segment, each problem with its file and
+  usage: ['logagg verify [--data-dir DIR] [--index FILE] [--json]'],
+  description: `Reads every segment of DATA_DIR/wal and reports, per segment, each problem with its file and
 byte offset: bad checksum or framing, a torn tail, seq gaps or repeats, a segment named for
 another seq. Then compares the index with the log: every record up to the checkpoint indexed
 with the same content, no row the log lacks, unique_total equal to the rows. Changes nothing;
-safe on a live data dir (the index is opened read-only). Exit 1 when any problem is found.
-
-Options:
-${INDEX_HELP}
-
-Examples:
-  npx logagg verify --data-dir ./data
-  npx logagg verify --json | jq '.segments[].problems[]'`,
-  options: { ...INDEX_OPTION },
+safe on a live data dir (the index is opened read-only). Exit 1 when any problem is found.`,
+  examples: ['npx logagg verify --data-dir ./data', "npx logagg verify --json | jq '.segments[].problems[]'"],
+  options: { ...INDEX_OPTIONS },
   async run(context) {
-    const paths = dataPaths(context);
+    const paths = dataPaths(context, context.options.index);
     if (!fs.existsSync(paths.dataDir)) throw new UsageError(`data dir ${paths.dataDir} does not exist`);
     const report = verifyDataDir(paths, { progress: context.progress });
     if (context.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else printHuman(report);
     return report.ok ? EXIT_OK : EXIT_PROBLEM;
   },
-};
+});

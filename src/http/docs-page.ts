@@ -1,5 +1,6 @@
 import type { RequestHandler } from 'express';
 import { ERROR_CATALOGUE } from '../errors';
+import type { JsonObject } from './api-schemas';
 
 /** The parts of a JSON Schema that the page reads. */
 interface Schema {

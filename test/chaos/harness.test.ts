@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runChaos, summaryLine, verifyLog, type ChaosResult } from '../../src/chaos/harness';
-import { PublisherLedger, type SentEvent } from '../../src/chaos/publisher';
-import { parseChaosArgs } from '../../src/cli/chaos';
+import { runChaos, summaryLine, verifyLog, type ChaosResult } from '../harness/chaos-harness';
+import { PublisherLedger, type SentEvent } from '../harness/chaos-publisher';
+import { parseChaosArgs } from '../harness/chaos';
 import { encodeRecord } from '../../src/wal/record';
 import { makeTempDir } from '../helpers/temp-dir';
 

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseNdjson, runLogagg } from '../helpers/cli';
+import { parseNdjson, runLogagg } from '../harness/logagg-process';
 import { makeDataDir, variedEvents } from '../helpers/data-dir';
 import { dataDirFromWalFixture } from '../helpers/fixtures';
 import { makeTempDir } from '../helpers/temp-dir';

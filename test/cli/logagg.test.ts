@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { runLogagg } from '../helpers/cli';
+import { runLogagg } from '../harness/logagg-process';
 
 const SUBCOMMANDS = ['serve', 'verify', 'repair', 'rebuild', 'export', 'replay', 'tail', 'publish'];
 

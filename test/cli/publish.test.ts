@@ -1,6 +1,6 @@
 import { expect } from 'chai';
-import { runLogagg } from '../helpers/cli';
-import { startServerProcess } from '../helpers/server-process';
+import { runLogagg } from '../harness/logagg-process';
+import { startServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
 
 describe('logagg publish (publisher simulator)', () => {

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { IndexStore, type EventQuery } from '../../src/index/store';
-import { runLogagg } from '../helpers/cli';
+import { runLogagg } from '../harness/logagg-process';
 import { makeDataDir, variedEvents } from '../helpers/data-dir';
 import { dataDirFromWalFixture } from '../helpers/fixtures';
 

@@ -1,12 +1,12 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runLogagg } from '../helpers/cli';
+import { runLogagg } from '../harness/logagg-process';
 import { fetchAllEvents, makeEvent, postJson } from '../helpers/events';
 import { isTombstoneEventJson } from '../../src/wal/record';
 import { dataDirFromWalFixture, FIXTURES_DIR } from '../helpers/fixtures';
 import { readSegmentFile } from '../helpers/log-read';
-import { startServerProcess } from '../helpers/server-process';
+import { startServerProcess } from '../harness/server-process';
 
 const SEGMENT = '00000000000000000001.ndjson';
 const fixtureBytes = (name: string): Buffer => fs.readFileSync(path.join(FIXTURES_DIR, 'wal', name, SEGMENT));

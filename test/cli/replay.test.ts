@@ -3,11 +3,11 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { IndexStore } from '../../src/index/store';
-import { runLogagg } from '../helpers/cli';
+import { runLogagg } from '../harness/logagg-process';
 import { makeDataDir, variedEvents } from '../helpers/data-dir';
 import { fetchAllEvents, makeEvent, postJson } from '../helpers/events';
 import { makeTempDir } from '../helpers/temp-dir';
-import { startServerProcess } from '../helpers/server-process';
+import { startServerProcess } from '../harness/server-process';
 
 function allRows(databasePath: string): Array<{ seq: number; body: string }> {
   const store = new IndexStore(databasePath, { readonly: true });

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawnLogagg } from '../helpers/cli';
+import { spawnLogagg } from '../harness/logagg-process';
 import { makeEvent, postJson } from '../helpers/events';
 import { makeTempDir } from '../helpers/temp-dir';
-import { waitFor } from '../helpers/wait';
+import { waitFor } from '../../src/cli/wait';
 
 describe('logagg serve', () => {
   it('runs the service on --data-dir (as npm start does) and exits 0 on SIGTERM', async () => {

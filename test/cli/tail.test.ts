@@ -1,9 +1,9 @@
 import { expect } from 'chai';
-import { parseNdjson, runLogagg, spawnLogagg } from '../helpers/cli';
+import { parseNdjson, runLogagg, spawnLogagg } from '../harness/logagg-process';
 import { makeDataDir, variedEvents } from '../helpers/data-dir';
 import { makeEvent, postJson } from '../helpers/events';
-import { startServerProcess } from '../helpers/server-process';
-import { waitFor } from '../helpers/wait';
+import { startServerProcess } from '../harness/server-process';
+import { waitFor } from '../../src/cli/wait';
 
 describe('logagg tail', () => {
   it('prints the last N matching events of a data dir', async () => {

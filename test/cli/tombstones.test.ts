@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import path from 'node:path';
 import { IndexStore } from '../../src/index/store';
 import { repairLog } from '../../src/wal/repair';
-import { runLogagg } from '../helpers/cli';
+import { runLogagg } from '../harness/logagg-process';
 import { dataDirFromWalFixture } from '../helpers/fixtures';
 
 /** After `repairLog` quarantines a corrupt record, its tombstone is no event for any tool. */

@@ -2,11 +2,12 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { runLogagg } from '../helpers/cli';
+import { IndexStore } from '../../src/index/store';
+import { runLogagg } from '../harness/logagg-process';
 import { makeDataDir, variedEvents } from '../helpers/data-dir';
 import { dataDirFromWalFixture, flipBit } from '../helpers/fixtures';
 import { readSegmentFile } from '../helpers/log-read';
-import { startServerProcess } from '../helpers/server-process';
+import { startServerProcess } from '../harness/server-process';
 
 const SEGMENT = '00000000000000000001.ndjson';
 

@@ -5,7 +5,7 @@ import { Consumer } from '../../src/consumer/consumer';
 import { createIndexApplier, InlineApplier, type IndexApplier, type IndexBatch } from '../../src/consumer/index-applier';
 import { IndexStore, type IndexRow } from '../../src/index/store';
 import { makeTempDir } from '../helpers/temp-dir';
-import { waitFor } from '../helpers/wait';
+import { waitFor } from '../../src/cli/wait';
 
 const silent = pino({ level: 'silent' });
 

@@ -1,5 +1,5 @@
 import { NodeDisk, type FileHandleId } from '../../src/wal/disk';
-import { errnoError } from './power-loss-disk';
+import { errnoError } from '../harness/power-loss-disk';
 
 /** The calls of FaultyDisk that a fault can hit. */
 export type FaultyOperation = 'write' | 'fdatasync';

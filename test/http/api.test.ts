@@ -5,7 +5,7 @@ import { ERROR_CATALOGUE } from '../../src/errors';
 import type { Aggregator } from '../../src/ingest/aggregator';
 import { makeEvent } from '../helpers/events';
 import { openTestService } from '../helpers/service';
-import { waitFor } from '../helpers/wait';
+import { waitFor } from '../../src/cli/wait';
 import { statsBody } from '../../src/http/status';
 
 describe('HTTP API', () => {

@@ -3,7 +3,7 @@ import zlib from 'node:zlib';
 import { expect } from 'chai';
 import { fetchAllEvents, makeEvent } from '../helpers/events';
 import { startInProcessService, type InProcessService } from '../helpers/in-process-service';
-import { startServerProcess, type ServerProcess } from '../helpers/server-process';
+import { startServerProcess, type ServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
 
 async function postEncoded(url: string, body: Buffer, encoding: string): Promise<{ status: number; body: any; ms: number }> {

@@ -12,7 +12,7 @@ import { makeEvent, postJson } from '../helpers/events';
 import { startInProcessService, type InProcessService } from '../helpers/in-process-service';
 import { parsePrometheus, sampleValue } from '../helpers/prometheus';
 import { makeTempDir } from '../helpers/temp-dir';
-import { waitFor } from '../helpers/wait';
+import { waitFor } from '../../src/cli/wait';
 
 /** Every metric the README lists, with its Prometheus type: the test fails when one is missing. */
 const DOCUMENTED_METRICS: Array<[string, string]> = [

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { makeEvent, postJson } from '../helpers/events';
 import { startInProcessService, type InProcessService } from '../helpers/in-process-service';
-import { waitFor } from '../helpers/wait';
+import { waitFor } from '../../src/cli/wait';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 

@@ -1,10 +1,10 @@
 import { expect } from 'chai';
 import http from 'node:http';
 import { makeEvent, postJson } from '../helpers/events';
-import { startServerProcess, type ServerProcess } from '../helpers/server-process';
-import { openSse } from '../helpers/sse';
+import { startServerProcess, type ServerProcess } from '../harness/server-process';
+import { openSse } from '../harness/sse';
 import { makeTempDir } from '../helpers/temp-dir';
-import { waitFor } from '../helpers/wait';
+import { waitFor } from '../../src/cli/wait';
 
 async function publishMany(url: string, topic: string, from: number, count: number, perRequest = 10): Promise<void> {
   for (let i = from; i < from + count; i += perRequest) {

@@ -7,7 +7,7 @@ import { canonicalEventJson, encodeRecord } from '../../src/wal/record';
 import { segmentName } from '../../src/wal/segments';
 import { makeEvent } from '../helpers/events';
 import { makeTempDir } from '../helpers/temp-dir';
-import { waitFor } from '../helpers/wait';
+import { waitFor } from '../../src/cli/wait';
 import { statsBody } from '../../src/http/status';
 
 function openAggregator(dataDir: string, indexWorker: boolean): Aggregator {

@@ -1,29 +1,17 @@
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { LOCK_FILE } from '../../src/data-dir-lock';
-import { runLogagg } from '../helpers/cli';
+import { runLogagg } from '../harness/logagg-process';
 import { makeEvent, postJson } from '../helpers/events';
-import { MAIN_JS, startServerProcess } from '../helpers/server-process';
+import { ChildProgram, MAIN_JS, startServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
 
 /** Runs the server entry point to its exit (it is expected to refuse), with its output. */
-function runServerToExit(dataDir: string): Promise<{ code: number | null; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [MAIN_JS], {
-      env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      resolve({ code, output });
-    });
-  });
+async function runServerToExit(dataDir: string): Promise<{ code: number | null; output: string }> {
+  const program = ChildProgram.node(MAIN_JS, [], { env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' } });
+  const exit = await program.runToExit(15_000);
+  return { code: exit.code, output: program.output() };
 }
 
 /** This process's start time from /proc (what the lock records), or null off Linux. */

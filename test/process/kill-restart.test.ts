@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { fetchAllEvents, getJson, makeEvent, postJson, type TestEvent } from '../helpers/events';
-import { startServerProcess } from '../helpers/server-process';
+import { startServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
-import { waitFor } from '../helpers/wait';
+import { waitFor } from '../../src/cli/wait';
 
 const keyOf = (e: { topic: string; event_id: string }): string => `${e.topic}\u0000${e.event_id}`;
 

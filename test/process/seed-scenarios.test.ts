@@ -1,8 +1,8 @@
 import { expect } from 'chai';
 import { getJson, makeEvent, postJson } from '../helpers/events';
-import { startServerProcess, type ServerProcess } from '../helpers/server-process';
+import { startServerProcess, type ServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
-import { waitFor } from '../helpers/wait';
+import { waitFor } from '../../src/cli/wait';
 
 /** The seed's test_publisher.py scenarios, against a real server, with exact final stats. */
 describe('seed publisher scenarios', function () {

@@ -3,9 +3,9 @@ import { once } from 'node:events';
 import http from 'node:http';
 import net from 'node:net';
 import { makeEvent } from '../helpers/events';
-import { startServerProcess } from '../helpers/server-process';
+import { startServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
-import { waitFor } from '../helpers/wait';
+import { waitFor } from '../../src/cli/wait';
 
 /** GET over one shared keep-alive agent; resolves with the status, or 0 when the connection failed. */
 function get(agent: http.Agent, url: string): Promise<number> {

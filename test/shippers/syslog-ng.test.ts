@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -7,7 +7,8 @@ import { expect } from 'chai';
 import { fetchAllEvents, getJson } from '../helpers/events';
 import { startInProcessService, type InProcessService } from '../helpers/in-process-service';
 import { makeTempDir } from '../helpers/temp-dir';
-import { waitFor } from '../helpers/wait';
+import { ChildProgram } from '../harness/server-process';
+import { waitFor } from '../../src/cli/wait';
 
 /** The shipped configuration, used unchanged; the test sets its environment variables. */
 const SHIPPED_CONFIG = path.resolve(__dirname, '../../../docker/syslog-ng/log-aggregator.conf');
@@ -87,8 +88,7 @@ async function sendLines(port: number, lines: string[]): Promise<void> {
 describe("syslog-ng's http() destination (docker/syslog-ng/log-aggregator.conf)", function () {
   let svc: InProcessService;
   let proxy: Awaited<ReturnType<typeof startFlakyProxy>>;
-  let syslogNg: ChildProcess | null = null;
-  let syslogNgOutput = '';
+  let syslogNg: ChildProgram | null = null;
   let listenPort = 0;
 
   before(async function () {
@@ -103,19 +103,16 @@ describe("syslog-ng's http() destination (docker/syslog-ng/log-aggregator.conf)"
     proxy = await startFlakyProxy(svc.url);
     const dir = makeTempDir();
     listenPort = await freePort();
-    syslogNg = spawn(
+    syslogNg = new ChildProgram(
       'syslog-ng',
       ['-F', '--no-caps', '-f', SHIPPED_CONFIG, '-R', path.join(dir, 'syslog-ng.persist'), '-p', path.join(dir, 'syslog-ng.pid'), '-c', path.join(dir, 'syslog-ng.ctl')],
       {
         env: { ...withoutProxy(process.env), LOGAGG_URL: `${proxy.url}/publish`, LOGAGG_API_KEY: PUBLISH_KEY, LOGAGG_LISTEN_IP: '127.0.0.1', LOGAGG_LISTEN_PORT: String(listenPort) },
-        stdio: ['ignore', 'pipe', 'pipe'],
       },
     );
-    syslogNg.stdout!.on('data', (chunk: Buffer) => (syslogNgOutput += chunk.toString()));
-    syslogNg.stderr!.on('data', (chunk: Buffer) => (syslogNgOutput += chunk.toString()));
     await waitFor(
       () => {
-        if (syslogNg!.exitCode !== null) throw new Error(`syslog-ng exited ${syslogNg!.exitCode}: ${syslogNgOutput}`);
+        if (!syslogNg!.running) throw new Error(`syslog-ng exited ${syslogNg!.child.exitCode}: ${syslogNg!.output()}`);
         return new Promise<boolean>((resolve) => {
           const probe = net.connect(listenPort, '127.0.0.1', () => {
             probe.destroy();
@@ -129,11 +126,7 @@ describe("syslog-ng's http() destination (docker/syslog-ng/log-aggregator.conf)"
   });
 
   after(async () => {
-    if (syslogNg !== null && syslogNg.exitCode === null) {
-      const exited = new Promise((resolve) => syslogNg!.once('exit', resolve));
-      syslogNg.kill('SIGTERM');
-      await exited;
-    }
+    await syslogNg?.kill('SIGTERM');
     await proxy?.close();
     await svc?.stop();
   });
@@ -147,7 +140,7 @@ describe("syslog-ng's http() destination (docker/syslog-ng/log-aggregator.conf)"
     await sendLines(listenPort, LINES);
     await waitFor(async () => (await fetchAllEvents(svc.url, 'syslog.checkout')).length === 5, {
       timeoutMs: 20_000,
-      what: `the syslog-ng batch to arrive (syslog-ng said: ${syslogNgOutput})`,
+      what: `the syslog-ng batch to arrive (syslog-ng said: ${syslogNg?.output()})`,
     });
 
     // The first POST got 503 and syslog-ng sent the very same batch again.
@@ -173,7 +166,7 @@ describe("syslog-ng's http() destination (docker/syslog-ng/log-aggregator.conf)"
     await sendLines(listenPort, LINES);
     await waitFor(async () => (await getJson(`${svc.url}/stats`)).body.duplicate_dropped === before.duplicate_dropped + 5, {
       timeoutMs: 20_000,
-      what: `the re-sent batch to be counted (syslog-ng said: ${syslogNgOutput})`,
+      what: `the re-sent batch to be counted (syslog-ng said: ${syslogNg?.output()})`,
     });
     const after = (await getJson(`${svc.url}/stats`)).body;
     expect(after.conflicts).to.equal(0);

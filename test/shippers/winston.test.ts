@@ -4,7 +4,7 @@ import winston from 'winston';
 import { fetchAllEvents } from '../helpers/events';
 import { startInProcessService, type InProcessService } from '../helpers/in-process-service';
 import { sampleValue } from '../helpers/prometheus';
-import { waitFor } from '../helpers/wait';
+import { waitFor } from '../../src/cli/wait';
 
 /** The shipped example configuration (docker/winston), loaded as a user would require it. */
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- a plain .js file, loaded as its users load it

@@ -4,10 +4,10 @@ import path from 'node:path';
 import { loadConfig } from '../../src/config/config';
 import { startService, type RunningService } from '../../src/server';
 import { readSegmentFile } from '../helpers/log-read';
-import { errnoError } from '../helpers/power-loss-disk';
+import { errnoError } from '../harness/power-loss-disk';
 import { failFrom, FaultyDisk } from '../helpers/faulty-disk';
 import { fetchAllEvents, makeEvent, postJson } from '../helpers/events';
-import { startServerProcess } from '../helpers/server-process';
+import { startServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
 
 const FAULTY_SERVER_JS = path.resolve(__dirname, '../fixtures-programs/faulty-server.js');

@@ -5,7 +5,7 @@ import { Aggregator } from '../../src/ingest/aggregator';
 import { encodeRecord, canonicalEventJson } from '../../src/wal/record';
 import { makeEvent } from '../helpers/events';
 import { NodeDisk } from '../../src/wal/disk';
-import { PowerLossDisk } from '../helpers/power-loss-disk';
+import { PowerLossDisk } from '../harness/power-loss-disk';
 import { makeTempDir } from '../helpers/temp-dir';
 
 /** A random source that loses every directory entry that was never fsynced. */

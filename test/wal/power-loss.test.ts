@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { runPowerLossCampaign, type PowerLossResult } from '../helpers/power-loss-campaign';
+import { runPowerLossCampaign, type PowerLossResult } from '../harness/power-loss-campaign';
 
 /** Crashes in the npm test run; POWER_LOSS_CRASHES raises it for a long run. */
 const CRASHES = Number(process.env.POWER_LOSS_CRASHES ?? 200);

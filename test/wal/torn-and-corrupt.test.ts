@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import pino from 'pino';
-import { Random } from '../../src/chaos/random';
+import { Random } from '../../src/cli/random';
 import { Aggregator } from '../../src/ingest/aggregator';
 import { isTombstoneEventJson } from '../../src/wal/record';
 import { readSegmentFile, type SegmentRead } from '../helpers/log-read';
@@ -10,7 +10,7 @@ import { LogCorruptionError, recoverLog, type RecoveryReport } from '../../src/w
 import { repairLog } from '../../src/wal/repair';
 import { listSegments } from '../../src/wal/segments';
 import { NodeDisk, type LogDisk } from '../../src/wal/disk';
-import { PowerLossDisk, SimulatedPowerLoss, type CrashModel } from '../helpers/power-loss-disk';
+import { PowerLossDisk, SimulatedPowerLoss, type CrashModel } from '../harness/power-loss-disk';
 import { makeEvent } from '../helpers/events';
 import { cutTo, flipBit } from '../helpers/fixtures';
 import { makeTempDir } from '../helpers/temp-dir';
