@@ -1,0 +1,47 @@
+import { expect } from 'chai';
+import fs from 'node:fs';
+import { DOCS_COMMAND, docFiles, fillRegions, renderRegions, repoPath } from './generate';
+
+describe('generated doc tables', () => {
+  let regions: Map<string, string>;
+  before(function () {
+    this.timeout(60_000);
+    regions = renderRegions();
+  });
+
+  it('are what the code would write (settings, limits, error codes, metrics, CLI help)', () => {
+    const stale: string[] = [];
+    for (const file of docFiles()) {
+      const result = fillRegions(fs.readFileSync(file, 'utf8'), regions);
+      if (result.stale.length > 0) stale.push(`${repoPath(file)} (${result.stale.join(', ')})`);
+    }
+    expect(stale, `doc tables differ from the code: run \`${DOCS_COMMAND}\``).to.deep.equal([]);
+  });
+
+  it('name only regions the generator knows', () => {
+    const unknown = docFiles().flatMap((file) =>
+      fillRegions(fs.readFileSync(file, 'utf8'), regions).unknown.map((name) => `${repoPath(file)}: ${name}`),
+    );
+    expect(unknown).to.deep.equal([]);
+  });
+
+  it('hold every region the generator writes, so no table was dropped', () => {
+    const used = new Set(docFiles().flatMap((file) => fillRegions(fs.readFileSync(file, 'utf8'), regions).regions));
+    expect([...regions.keys()].filter((name) => !used.has(name))).to.deep.equal([]);
+  });
+
+  it('notice a region that was edited by hand, and restore it', () => {
+    const fresh = `a\n<!-- generated:errors -->\n${regions.get('errors')}\n<!-- /generated:errors -->\nb\n`;
+    const edited = fresh.replace('| 404 |', '| 418 |');
+    expect(fillRegions(fresh, regions).stale).to.deep.equal([]);
+    expect(fillRegions(edited, regions)).to.include({ text: fresh }).and.to.have.property('stale').that.deep.equals(['errors']);
+  });
+
+  it('show each setting with its default and each error code with its status', () => {
+    expect(regions.get('config')).to.include('| `PORT` | `8080` | 0..65535 |');
+    expect(regions.get('config')).to.include('| `BODY_BYTES_MAX` | `1048576` = 1 MiB |');
+    expect(regions.get('errors')).to.include('| 503 | `backlog_full` |');
+    expect(regions.get('metrics')).to.include('| `logagg_requests_rejected_total` | counter | `route`, `reason` |');
+    expect(regions.get('cli-help-verify')).to.match(/^```text\nUsage: logagg verify/);
+  });
+});
