@@ -29,7 +29,7 @@ export interface Config {
   indexBatchMax: number;
   /**
    * Write the SQLite index from a worker thread (INDEX_WORKER=1) or the main thread (0,
-   * default: on a machine whose cores are busy the worker measured slower; see README).
+   * default: on a machine whose cores are busy the worker measured slower; see docs/performance.md).
    * Optional so that hand-built configs (tests) need not name it; absent means 0.
    */
   indexWorker?: boolean;

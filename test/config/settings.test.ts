@@ -46,7 +46,8 @@ describe('SETTINGS (the table docs/operations.md is generated from)', () => {
     it(`${spec.name}: accepts ${range.min}..${range.max} and refuses one past either end`, () => {
       // The message states loadConfig's own bounds, so both ends are checked against the table.
       for (const value of [range.min - 1, range.max + 1]) {
-        const expected = `invalid setting ${spec.name}="${value}": expected a whole number from ${range.min} to ${range.max}`;
+        const bounds = `expected a whole number from ${range.min} to ${range.max}`;
+        const expected = `invalid setting ${spec.name}="${value}": ${bounds}`;
         expect(configErrorOf({ [spec.name]: String(value) })).to.equal(expected);
       }
       // Other rules (HEADERS_TIMEOUT_MS <= REQUEST_TIMEOUT_MS) may refuse an end; the range must not.

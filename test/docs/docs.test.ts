@@ -34,7 +34,9 @@ describe('generated doc tables', () => {
     const fresh = `a\n<!-- generated:errors -->\n${regions.get('errors')}\n<!-- /generated:errors -->\nb\n`;
     const edited = fresh.replace('| 404 |', '| 418 |');
     expect(fillRegions(fresh, regions).stale).to.deep.equal([]);
-    expect(fillRegions(edited, regions)).to.include({ text: fresh }).and.to.have.property('stale').that.deep.equals(['errors']);
+    const restored = fillRegions(edited, regions);
+    expect(restored.stale).to.deep.equal(['errors']);
+    expect(restored.text).to.equal(fresh);
   });
 
   it('show each setting with its default and each error code with its status', () => {

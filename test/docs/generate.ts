@@ -59,7 +59,10 @@ function shownDefault(spec: SettingSpec): string {
 function configTable(): string {
   return table(
     ['variable', 'default', 'range', 'meaning'],
-    SETTINGS.map((s) => [code(s.name), shownDefault(s), s.range === undefined ? '' : `${s.range.min}..${s.range.max}`, s.meaning]),
+    SETTINGS.map((s) => {
+      const range = s.range === undefined ? '' : `${s.range.min}..${s.range.max}`;
+      return [code(s.name), shownDefault(s), range, s.meaning];
+    }),
   );
 }
 
@@ -68,10 +71,12 @@ function limitsTable(): string {
     ['limit', 'bound', 'when hit', 'declared in'],
     LIMITS.map((limit) => {
       if (limit.fixed !== undefined) {
-        return [limit.bounds, limit.fixed.value, limit.whenHit, `${code(limit.fixed.constant)}, ${code(limit.fixed.declaredIn)}`];
+        const declared = `${code(limit.fixed.constant)}, ${code(limit.fixed.declaredIn)}`;
+        return [limit.bounds, limit.fixed.value, limit.whenHit, declared];
       }
       const spec = SETTINGS.find((s) => s.name === limit.setting)!;
-      return [limit.bounds, `${code(spec.name)}, default ${shownDefault(spec)}`, limit.whenHit, 'setting'];
+      const bound = `${code(spec.name)}, default ${shownDefault(spec)}`;
+      return [limit.bounds, bound, limit.whenHit, `setting, ${code('src/config/config.ts')}`];
     }),
   );
 }
