@@ -1,6 +1,25 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
+import path from 'node:path';
 import { DOCS_COMMAND, docFiles, fillRegions, renderRegions, repoPath } from './generate';
+
+const REPO_ROOT = path.resolve(__dirname, '../../..');
+
+describe('README.md', () => {
+  const readme = fs.readFileSync(path.join(REPO_ROOT, 'README.md'), 'utf8');
+
+  it('starts with the two commands a newcomer needs, and CI runs its test command', () => {
+    const first = /^# [^\n]+\n\n```bash\n([\s\S]*?)```/.exec(readme);
+    expect(first, 'a bash block right under the title').not.to.equal(null);
+    const commands = first![1]!.split('\n').filter((line) => line.trim() !== '').map((line) => line.split('#')[0]!.trim());
+    expect(commands).to.deep.equal(['npm install && npm start', 'npm test']);
+    expect(fs.readFileSync(path.join(REPO_ROOT, '.ci/run'), 'utf8').split('\n')).to.include('npm test');
+  });
+
+  it('stays a short door: at most 200 lines', () => {
+    expect(readme.split('\n').length).to.be.at.most(200);
+  });
+});
 
 describe('generated doc tables', () => {
   let regions: Map<string, string>;
