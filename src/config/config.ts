@@ -77,7 +77,14 @@ export const FIXED_LIMITS = {
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-const LOG_LEVELS_TEXT = LOG_LEVELS.map((level) => `\`${level}\``).join(', ');
+
+/** A setting with a bad value; main prints its message as the one line and exits 2. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
 
 /** One environment setting as operators see it; docs/operations.md is generated from SETTINGS. */
 export interface SettingSpec {
@@ -99,7 +106,11 @@ export const SETTINGS: readonly SettingSpec[] = [
   { name: 'HOST', default: '0.0.0.0', meaning: 'listen address' },
   { name: 'DATA_DIR', default: 'data', meaning: 'the log (`DATA_DIR/wal/`), the lock file and, by default, the index' },
   { name: 'DATABASE_PATH', default: '$DATA_DIR/index.db', meaning: 'the SQLite index file' },
-  { name: 'LOG_LEVEL', default: 'info', meaning: `${LOG_LEVELS_TEXT} (any case)` },
+  {
+    name: 'LOG_LEVEL',
+    default: 'info',
+    meaning: `${LOG_LEVELS.map((level) => `\`${level}\``).join(', ')} (any case)`,
+  },
   {
     name: 'QUEUE_MAX_SIZE',
     default: '100000',
@@ -209,14 +220,6 @@ export const SETTINGS: readonly SettingSpec[] = [
   },
 ];
 
-
-/** A setting with a bad value; main prints its message as the one line and exits 2. */
-export class ConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'ConfigError';
-  }
-}
 
 type Env = Record<string, string | undefined>;
 
