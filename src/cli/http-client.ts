@@ -20,7 +20,7 @@ export interface RetriedAnswer {
 
 /**
  * Headers every request to an aggregator carries: `Authorization: Bearer $LOGAGG_API_KEY`
- * when that variable is set (a server with API keys needs it; see README, access control).
+ * when that variable is set (a server with API keys needs it; see docs/operations.md, API keys).
  */
 export function authHeaders(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const key = env.LOGAGG_API_KEY;

@@ -29,7 +29,7 @@ export interface Config {
   indexBatchMax: number;
   /**
    * Write the SQLite index from a worker thread (INDEX_WORKER=1) or the main thread (0,
-   * default: on a machine whose cores are busy the worker measured slower; see README).
+   * default: on a machine whose cores are busy the worker measured slower; see docs/performance.md).
    * Optional so that hand-built configs (tests) need not name it; absent means 0.
    */
   indexWorker?: boolean;
@@ -85,6 +85,141 @@ export class ConfigError extends Error {
     this.name = 'ConfigError';
   }
 }
+
+/** One environment setting as operators see it; docs/operations.md is generated from SETTINGS. */
+export interface SettingSpec {
+  readonly name: string;
+  /** The value that stands for "unset", as it would be written in the environment ('' = none). */
+  readonly default: string;
+  /** Whole-number settings only: the accepted range; a value outside it stops startup (exit 2). */
+  readonly range?: { readonly min: number; readonly max: number };
+  readonly meaning: string;
+}
+
+/**
+ * Every variable loadConfig reads, with its default, range and meaning. It documents
+ * loadConfig and does not drive it: test/config/settings.test.ts checks each entry against
+ * loadConfig's behaviour (defaults, both ends of each range, no variable missing).
+ */
+export const SETTINGS: readonly SettingSpec[] = [
+  { name: 'PORT', default: '8080', range: { min: 0, max: 65535 }, meaning: 'HTTP port (0: any free port)' },
+  { name: 'HOST', default: '0.0.0.0', meaning: 'listen address' },
+  { name: 'DATA_DIR', default: 'data', meaning: 'the log (`DATA_DIR/wal/`), the lock file and, by default, the index' },
+  { name: 'DATABASE_PATH', default: '$DATA_DIR/index.db', meaning: 'the SQLite index file' },
+  {
+    name: 'LOG_LEVEL',
+    default: 'info',
+    meaning: `${LOG_LEVELS.map((level) => `\`${level}\``).join(', ')} (any case)`,
+  },
+  {
+    name: 'QUEUE_MAX_SIZE',
+    default: '100000',
+    range: { min: 1, max: 10_000_000 },
+    meaning: 'backlog bound: events accepted but not yet indexed; past it 503 `backlog_full`',
+  },
+  {
+    name: 'BODY_BYTES_MAX',
+    default: String(1024 * 1024),
+    range: { min: 1024, max: 64 * 1024 * 1024 },
+    meaning: 'request body bytes after gzip/deflate/br inflation; past it 413 `body_too_large`',
+  },
+  {
+    name: 'BATCH_EVENTS_MAX',
+    default: '1000',
+    range: { min: 1, max: 100_000 },
+    meaning: 'events in one request; past it 413 `batch_too_large`',
+  },
+  {
+    name: 'PAYLOAD_BYTES_MAX',
+    default: String(64 * 1024),
+    range: { min: 2, max: 16 * 1024 * 1024 },
+    meaning: 'one payload as JSON; past it 400 `validation_failed`',
+  },
+  {
+    name: 'PAYLOAD_DEPTH_MAX',
+    default: '32',
+    range: { min: 1, max: 1000 },
+    meaning: 'payload nesting depth; past it 400 `validation_failed`',
+  },
+  {
+    name: 'SEGMENT_BYTES_MAX',
+    default: String(64 * 1024 * 1024),
+    range: { min: 4096, max: 1024 * 1024 * 1024 },
+    meaning: 'log segment size; an append that would pass it starts a new segment',
+  },
+  {
+    name: 'INDEX_BATCH_MAX',
+    default: '2000',
+    range: { min: 1, max: 100_000 },
+    meaning: 'events the consumer writes to the index in one transaction',
+  },
+  {
+    name: 'INDEX_WORKER',
+    default: '0',
+    range: { min: 0, max: 1 },
+    meaning: '`1`: write the SQLite index from a worker thread (see docs/performance.md)',
+  },
+  {
+    name: 'REQUEST_TIMEOUT_MS',
+    default: '30000',
+    range: { min: 1000, max: 600_000 },
+    meaning: 'whole-request bound; the connection is closed (408)',
+  },
+  {
+    name: 'HEADERS_TIMEOUT_MS',
+    default: '10000',
+    range: { min: 500, max: 600_000 },
+    meaning: 'bound on receiving the headers; not above REQUEST_TIMEOUT_MS',
+  },
+  {
+    name: 'KEEP_ALIVE_TIMEOUT_MS',
+    default: '5000',
+    range: { min: 100, max: 600_000 },
+    meaning: 'idle keep-alive connections are closed after it',
+  },
+  {
+    name: 'SHUTDOWN_TIMEOUT_MS',
+    default: '10000',
+    range: { min: 100, max: 600_000 },
+    meaning: 'SIGTERM drain bound; past it the process exits 1 and recovery finishes on restart',
+  },
+  {
+    name: 'RETRY_AFTER_SECONDS',
+    default: '1',
+    range: { min: 1, max: 3600 },
+    meaning: 'the `Retry-After` value of every 503',
+  },
+  {
+    name: 'API_KEYS_PUBLISH',
+    default: '',
+    meaning: 'comma-separated keys of scope `publish`; none: publishing is open',
+  },
+  { name: 'API_KEYS_READ', default: '', meaning: 'comma-separated keys of scope `read`; none: reading is open' },
+  {
+    name: 'API_KEYS_FILE',
+    default: '',
+    meaning: 'a file of keys, merged with the two above (format in docs/operations.md)',
+  },
+  {
+    name: 'STREAM_SUBSCRIBERS_MAX',
+    default: '100',
+    range: { min: 1, max: 100_000 },
+    meaning: 'open `/events/stream` connections; past it 503 `subscribers_full`',
+  },
+  {
+    name: 'STREAM_HEARTBEAT_MS',
+    default: '15000',
+    range: { min: 50, max: 600_000 },
+    meaning: 'interval of `: heartbeat` comments on every live-tail stream',
+  },
+  {
+    name: 'STREAM_BUFFER_BYTES_MAX',
+    default: String(1024 * 1024),
+    range: { min: 1024, max: 256 * 1024 * 1024 },
+    meaning: 'unsent bytes one stream may hold; past it the stream catches up from the index',
+  },
+];
+
 
 type Env = Record<string, string | undefined>;
 

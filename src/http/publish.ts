@@ -9,7 +9,7 @@ import { describeAjvError, type Validators } from './schemas';
 type PublishLimits = Pick<Config, 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'>;
 
 /** Most problems reported for one rejected request; the rest are summarised in one line. */
-const DETAILS_MAX = 100;
+export const DETAILS_MAX = 100;
 
 /** Depth of nested objects/arrays, walked iteratively so hostile nesting cannot blow the stack. */
 export function jsonDepth(value: unknown, stopAbove: number): number {

@@ -14,7 +14,7 @@ import { parsePrometheus, sampleValue } from '../helpers/prometheus';
 import { makeTempDir } from '../helpers/temp-dir';
 import { waitFor } from '../../src/cli/wait';
 
-/** Every metric the README lists, with its Prometheus type: the test fails when one is missing. */
+/** Every metric docs/operations.md lists, with its Prometheus type: the test fails when one is missing. */
 const DOCUMENTED_METRICS: Array<[string, string]> = [
   ['logagg_events_received_total', 'counter'],
   ['logagg_events_accepted_total', 'counter'],
