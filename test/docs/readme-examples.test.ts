@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { postJson } from '../helpers/events';
-import { startServerProcess, type ServerProcess } from '../helpers/server-process';
+import { startServerProcess, type ServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
 
 const REPO_ROOT = path.resolve(__dirname, '../../..');

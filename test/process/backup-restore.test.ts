@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { runLogagg } from '../helpers/cli';
+import { runLogagg } from '../harness/logagg-process';
 import { fetchAllEvents, getJson, makeEvent, postJson } from '../helpers/events';
-import { startServerProcess, type ServerProcess } from '../helpers/server-process';
+import { startServerProcess, type ServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
 
 /** What a client sees of a data dir: every event and the lifetime counters. */
