@@ -147,7 +147,7 @@ export class Consumer {
     else setImmediate(run);
   }
 
-  /** The next batch (at most batchMax rows, and every duplicate noted so far); the queue keeps its rows until committed. */
+  /** The next batch: at most batchMax rows and every duplicate noted so far (the rows stay queued until committed). */
   private takeBatch(): { batch: IndexBatch; end: number } {
     const end = Math.min(this.queue.length, this.head + this.options.batchMax);
     const batch: IndexBatch = { rows: this.queue.slice(this.head, end), duplicates: this.duplicates, conflicts: this.conflicts };
@@ -190,7 +190,7 @@ export class Consumer {
     else this.schedule(0);
   }
 
-  /** Nothing of the batch was committed: its rows stay queued (and in the log); retry later, keep serving reads. */
+  /** Nothing of the batch was committed: its rows stay queued (and in the log); retry later, serve reads meanwhile. */
   private failed(batch: IndexBatch, err: Error): void {
     this.inFlight = null;
     this.returnBatch(batch);
