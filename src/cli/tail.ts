@@ -137,7 +137,7 @@ async function followUrl(url: string, filter: EventFilter, afterSeq: number, pri
         process.stderr.write(`tail: ${url}/events/stream answered ${res.status} ${await res.text()}; retrying in ${waitMs} ms\n`);
         if (res.status >= 400 && res.status < 500) throw new StreamRefusedError(`the server refused the stream: ${res.status}`);
       } else {
-        // eventsource-parser frames the stream (LF, CR or CRLF line ends, comments, multi-line data).
+        // eventsource-parser frames the stream (LF or CRLF line ends, comments, multi-line data).
         const decoder = new TextDecoder();
         const messages: EventSourceMessage[] = [];
         const parser = createParser({ onEvent: (message) => messages.push(message) });

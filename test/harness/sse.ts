@@ -12,8 +12,8 @@ export interface SseClient {
 }
 
 /**
- * Opens GET `url` as an event stream, optionally resuming after `lastEventId`. Framing (LF,
- * CR or CRLF line ends, multi-line data, comments) is eventsource-parser's, as the CLI's tail
+ * Opens GET `url` as an event stream, optionally resuming after `lastEventId`. Framing (LF or
+ * CRLF line ends, multi-line data, comments) is eventsource-parser's, as the CLI's tail
  * uses; an event is kept when it has an id and JSON data.
  */
 export async function openSse(url: string, lastEventId?: number): Promise<SseClient> {
