@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { FIXED_LIMITS } from '../config/config';
+import { dataDirPaths, FIXED_LIMITS } from '../config/config';
 
 /** Exit codes of every subcommand: fine, a problem was found (or an operation failed), usage error. */
 export const EXIT_OK = 0;
@@ -126,11 +126,7 @@ export function urlFlag(values: OptionValues, name: string, required: boolean): 
 export function dataPaths(context: CommandContext): { dataDir: string; walDir: string; databasePath: string } {
   const fromFlag = stringFlag(context.values, 'index');
   const fromEnv = context.env.DATABASE_PATH !== undefined && context.env.DATABASE_PATH.trim() !== '' ? context.env.DATABASE_PATH : undefined;
-  return {
-    dataDir: context.dataDir,
-    walDir: path.join(context.dataDir, 'wal'),
-    databasePath: path.resolve(fromFlag ?? fromEnv ?? path.join(context.dataDir, 'index.db')),
-  };
+  return { dataDir: context.dataDir, ...dataDirPaths(context.dataDir, fromFlag ?? fromEnv) };
 }
 
 /** The `--index` flag of commands that read or write the index. */
