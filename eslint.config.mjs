@@ -3,9 +3,10 @@
 // A rule is turned off or tuned only here, each with the reason it does not fit this codebase.
 import eslint from '@eslint/js';
 import globals from 'globals';
+import { defineConfig } from 'eslint/config';
 import tseslint from 'typescript-eslint';
 
-export default tseslint.config(
+export default defineConfig(
   { ignores: ['dist/', 'node_modules/', 'data/', 'fixtures/', 'bench/out/', '.tmp/'] },
   eslint.configs.recommended,
   tseslint.configs.strictTypeChecked,
@@ -70,5 +71,10 @@ export default tseslint.config(
     files: ['**/*.js'],
     languageOptions: { sourceType: 'commonjs' },
     rules: { '@typescript-eslint/no-require-imports': 'off' },
+  },
+  {
+    // The browser page's scripts (ES modules; uPlot is a global from its own script tag).
+    files: ['src/ui/**/*.js'],
+    languageOptions: { sourceType: 'module', globals: { ...globals.browser, uPlot: 'readonly' } },
   },
 );

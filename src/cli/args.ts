@@ -1,5 +1,5 @@
 import path from 'node:path';
-import { FIXED_LIMITS } from '../config/config';
+import { dataDirPaths, FIXED_LIMITS } from '../config/config';
 import { defineOptions, formatHelp, parseOptions, type HelpText, type OptionSpecs, type OptionValues } from './options';
 
 export { UsageError } from './options';
@@ -79,11 +79,7 @@ export function defineCommand<const S extends OptionSpecs>(definition: CommandDe
 /** Where the log and the index of a data dir are (`--index`, else DATABASE_PATH as the server honours it). */
 export function dataPaths(context: CommandContext<unknown>, indexFile?: string): { dataDir: string; walDir: string; databasePath: string } {
   const fromEnv = context.env.DATABASE_PATH !== undefined && context.env.DATABASE_PATH.trim() !== '' ? context.env.DATABASE_PATH : undefined;
-  return {
-    dataDir: context.dataDir,
-    walDir: path.join(context.dataDir, 'wal'),
-    databasePath: path.resolve(indexFile ?? fromEnv ?? path.join(context.dataDir, 'index.db')),
-  };
+  return { dataDir: context.dataDir, ...dataDirPaths(context.dataDir, indexFile ?? fromEnv) };
 }
 
 /** The `--index` flag of commands that read or write the index. */

@@ -327,6 +327,14 @@ function readApiKeys(env: Env): Record<ApiScope, string[]> {
   return digests;
 }
 
+/**
+ * Where a data dir keeps its log (DATA_DIR/wal) and its index (`databasePath` when given, else
+ * DATA_DIR/index.db): the server's Config and every logagg command take their paths from here.
+ */
+export function dataDirPaths(dataDir: string, databasePath?: string): { walDir: string; databasePath: string } {
+  return { walDir: path.join(dataDir, 'wal'), databasePath: path.resolve(databasePath ?? path.join(dataDir, 'index.db')) };
+}
+
 /** Builds the Config from environment variables; throws ConfigError naming the first bad one. */
 export function loadConfig(env: Env = process.env): Readonly<Config> {
   const dataDir = path.resolve(readString(env, 'DATA_DIR', 'data'));
@@ -334,12 +342,13 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   if (!(LOG_LEVELS as readonly string[]).includes(levelRaw)) {
     throw new ConfigError(`invalid setting LOG_LEVEL=${JSON.stringify(env.LOG_LEVEL)}: expected one of ${LOG_LEVELS.join(', ')}`);
   }
+  const { walDir, databasePath } = dataDirPaths(dataDir, env.DATABASE_PATH === undefined ? undefined : readString(env, 'DATABASE_PATH', ''));
   const config: Config = {
     port: readInt(env, 'PORT', 8080, 0, 65535),
     host: readString(env, 'HOST', '0.0.0.0'),
     dataDir,
-    walDir: path.join(dataDir, 'wal'),
-    databasePath: path.resolve(readString(env, 'DATABASE_PATH', path.join(dataDir, 'index.db'))),
+    walDir,
+    databasePath,
     logLevel: levelRaw as Config['logLevel'],
     queueMaxSize: readInt(env, 'QUEUE_MAX_SIZE', 100_000, 1, 10_000_000),
     bodyBytesMax: readInt(env, 'BODY_BYTES_MAX', 1024 * 1024, 1024, 64 * 1024 * 1024),
