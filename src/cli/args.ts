@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { FIXED_LIMITS } from '../config/config';
+import { INSTANT_SYNTAX, parseInstant } from '../query/instant';
 
 /** Exit codes of every subcommand: fine, a problem was found (or an operation failed), usage error. */
 export const EXIT_OK = 0;
@@ -159,17 +160,15 @@ export const FILTER_OPTIONS: OptionSpec = {
 export const FILTER_HELP = `Filters (combined with AND):
   --topic T        only this topic (repeat for several)
   --source S       only this source
-  --since TIME     only events with timestamp >= TIME (RFC 3339, e.g. 2025-10-23T10:00:00Z)
+  --since TIME     only events with timestamp >= TIME (RFC 3339, e.g. 2025-10-23T10:00:00Z, or 15m, 2h, 7d before now)
   --until TIME     only events with timestamp <  TIME
   --from-seq N     only events with seq >= N`;
-
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:?\d{2})$/;
 
 function instantFlag(values: OptionValues, name: string): number | undefined {
   const raw = stringFlag(values, name);
   if (raw === undefined) return undefined;
-  const ms = RFC3339.test(raw) ? Date.parse(raw) : Number.NaN;
-  if (Number.isNaN(ms)) throw new UsageError(`--${name} must be an RFC 3339 date-time with Z or an offset, got ${JSON.stringify(raw)}`);
+  const ms = parseInstant(raw, Date.now());
+  if (ms === null) throw new UsageError(`--${name} must be ${INSTANT_SYNTAX}, got ${JSON.stringify(raw)}`);
   return ms;
 }
 

@@ -74,6 +74,25 @@ export const FIXED_LIMITS = {
   /** GET /events limit: default page and the largest page. */
   queryLimitDefault: 100,
   queryLimitMax: 1000,
+  /** Words and quoted phrases in `q`, and its length; past either 400 invalid_query. */
+  queryWordsMax: 16,
+  queryTextLengthMax: 1024,
+  /** `payload.<path>=` filters in one query, and the dots in one path; past either 400 invalid_query. */
+  queryFieldFiltersMax: 16,
+  queryFieldDepthMax: 16,
+  /** `topic` given several times: at most this many; past it 400 invalid_query. */
+  queryTopicsMax: 32,
+  /**
+   * Rows one GET /events request may examine when a filter is not served by an index (q,
+   * payload.*, source, since, until): past it the page ends short, with a next_cursor to go
+   * on from, so a rare match cannot hold the event loop (and the publishes behind it).
+   */
+  queryScanRowsMax: 100_000,
+  /** GET /events/histogram: buckets by default and at most (more: 400 invalid_query). */
+  histogramBucketsDefault: 60,
+  histogramBucketsMax: 1000,
+  /** Rows the histogram counts per event-loop turn; it yields in between, so publishes go on. */
+  histogramChunkRows: 100_000,
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

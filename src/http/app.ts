@@ -34,6 +34,7 @@ export const ROUTES: Record<string, string[]> = {
   '/publish': ['POST'],
   '/events': ['GET'],
   '/events/stream': ['GET'],
+  '/events/histogram': ['GET'],
   '/stats': ['GET'],
   '/health': ['GET'],
   '/metrics': ['GET'],

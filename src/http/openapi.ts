@@ -2,7 +2,7 @@ import type { RequestHandler } from 'express';
 import { FIXED_LIMITS, type Config } from '../config/config';
 import { ERROR_CATALOGUE, type ErrorCode } from '../errors';
 import { scopeForPath } from './auth';
-import { EVENTS_QUERY_PARAMETERS } from './events';
+import { EVENTS_QUERY_PARAMETERS, HISTOGRAM_QUERY_PARAMETERS } from './events';
 import { BATCH_SCHEMA, EVENT_SCHEMA } from './schemas';
 
 type JsonObject = Record<string, unknown>;
@@ -102,6 +102,24 @@ const ANSWER_SCHEMAS: Record<string, JsonObject> = {
       count: { type: 'integer', minimum: 0 },
       events: { type: 'array', items: ref('StoredEvent') },
       next_cursor: { type: ['string', 'null'], description: 'Pass as `after` for the next page; null on the last page.' },
+    },
+  },
+  Histogram: {
+    type: 'object',
+    required: ['interval_ms', 'since', 'until', 'total', 'buckets'],
+    properties: {
+      interval_ms: { type: 'integer', minimum: 0, description: 'Width of each bucket (0 when there was nothing to count and no range was given).' },
+      since: { type: 'string', description: 'Start of the first bucket (RFC 3339).' },
+      until: { type: 'string', description: 'End of the range, exclusive (RFC 3339).' },
+      total: { type: 'integer', minimum: 0, description: 'Sum of the counts: the events the filters match.' },
+      buckets: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['start', 'count'],
+          properties: { start: { type: 'string', description: 'RFC 3339.' }, count: { type: 'integer', minimum: 0 } },
+        },
+      },
     },
   },
   Stats: {
@@ -208,9 +226,27 @@ export function documentedOperations(limits: DocumentedLimits): Record<string, R
       get: {
         operationId: 'queryEvents',
         summary: 'Stored events in publish order, paged',
-        parameters: EVENTS_QUERY_PARAMETERS.map((name) => EVENTS_PARAMETER_DOCS[name]),
+        description:
+          `Filters combine with AND. Topics alone are served by an index; with any other filter (q, payload.*, source, ` +
+          `since, until) one request examines at most ${FIXED_LIMITS.queryScanRowsMax} stored events in seq order from the ` +
+          `cursor: the page may then be short, or empty, and still carry a next_cursor to go on from.`,
+        parameters: [...EVENTS_QUERY_PARAMETERS.map((name) => EVENTS_PARAMETER_DOCS[name]), PAYLOAD_FIELDS_PARAMETER],
         responses: {
-          '200': json(ref('EventsPage'), 'One page; follow next_cursor for more.'),
+          '200': json(ref('EventsPage'), 'One page; follow next_cursor (null: nothing more now) for more.'),
+          ...errorAnswers(['invalid_query', 'unauthorized', 'forbidden']),
+        },
+      },
+    },
+    '/events/histogram': {
+      get: {
+        operationId: 'histogramEvents',
+        summary: 'Counts of the events GET /events would match, in equal time buckets over [since, until)',
+        description:
+          'A missing since or until becomes the earliest or just past the latest matching timestamp. The counts add up to ' +
+          'the number of events the filters match (those indexed when the count started).',
+        parameters: [...HISTOGRAM_QUERY_PARAMETERS.map((name) => EVENTS_PARAMETER_DOCS[name]), PAYLOAD_FIELDS_PARAMETER],
+        responses: {
+          '200': json(ref('Histogram'), 'The buckets, oldest first.'),
           ...errorAnswers(['invalid_query', 'unauthorized', 'forbidden']),
         },
       },
@@ -219,9 +255,11 @@ export function documentedOperations(limits: DocumentedLimits): Record<string, R
       get: {
         operationId: 'streamEvents',
         summary: 'Live tail (Server-Sent Events): stored events after the resume point, then new ones; the SSE id is the seq',
+        description: 'Takes the filters of GET /events (relative since/until are resolved once, when the stream opens).',
         parameters: [
-          EVENTS_PARAMETER_DOCS.topic,
-          EVENTS_PARAMETER_DOCS.after,
+          ...HISTOGRAM_QUERY_PARAMETERS.filter((name) => name !== 'buckets').map((name) => EVENTS_PARAMETER_DOCS[name]),
+          PAYLOAD_FIELDS_PARAMETER,
+          { ...EVENTS_PARAMETER_DOCS.after, description: 'Resume after this seq.' },
           { name: 'Last-Event-ID', in: 'header', description: 'Resume after this seq (wins over `after`).', schema: { type: 'string' } },
         ],
         responses: {
@@ -274,19 +312,71 @@ export function documentedOperations(limits: DocumentedLimits): Record<string, R
   };
 }
 
-/** The query parameters of GET /events, documented one by one (EVENTS_QUERY_PARAMETERS lists them). */
-const EVENTS_PARAMETER_DOCS: Record<(typeof EVENTS_QUERY_PARAMETERS)[number], JsonObject> = {
-  topic: { name: 'topic', in: 'query', description: 'Only this topic.', schema: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax } },
+const INSTANT_SCHEMA = { type: 'string', examples: ['2025-10-23T10:00:00Z', '15m', '2h', '7d'] };
+
+/** The query parameters of GET /events and its histogram, documented one by one (EVENTS_QUERY_PARAMETERS lists them). */
+const EVENTS_PARAMETER_DOCS: Record<(typeof EVENTS_QUERY_PARAMETERS)[number] | (typeof HISTOGRAM_QUERY_PARAMETERS)[number], JsonObject> = {
+  topic: {
+    name: 'topic',
+    in: 'query',
+    description: `Only these topics: repeat the parameter for several (any of them), at most ${FIXED_LIMITS.queryTopicsMax}.`,
+    schema: { type: 'array', items: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax }, maxItems: FIXED_LIMITS.queryTopicsMax },
+    style: 'form',
+    explode: true,
+  },
+  source: { name: 'source', in: 'query', description: 'Only events from this source.', schema: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax } },
+  since: {
+    name: 'since',
+    in: 'query',
+    description: 'Events whose timestamp is at or after this instant: RFC 3339, or a time before now (`15m`, `2h`, `7d`; units s m h d w), or `now`.',
+    schema: INSTANT_SCHEMA,
+  },
+  until: { name: 'until', in: 'query', description: 'Events whose timestamp is before this instant (same forms as `since`).', schema: INSTANT_SCHEMA },
+  q: {
+    name: 'q',
+    in: 'query',
+    description:
+      `Free text: every word (or "quoted phrase") must appear, case-insensitively, in the topic, source, event_id or any ` +
+      `payload value. At most ${FIXED_LIMITS.queryWordsMax} words and ${FIXED_LIMITS.queryTextLengthMax} characters.`,
+    schema: { type: 'string', maxLength: FIXED_LIMITS.queryTextLengthMax },
+  },
   limit: {
     name: 'limit',
     in: 'query',
     description: `Page size (default ${FIXED_LIMITS.queryLimitDefault}).`,
     schema: { type: 'integer', minimum: 1, maximum: FIXED_LIMITS.queryLimitMax, default: FIXED_LIMITS.queryLimitDefault },
   },
-  after: { name: 'after', in: 'query', description: 'A next_cursor from the previous page: events after it.', schema: { type: 'string' } },
-  since: { name: 'since', in: 'query', description: 'Events whose timestamp is at or after this RFC 3339 instant.', schema: { type: 'string', format: 'date-time' } },
-  until: { name: 'until', in: 'query', description: 'Events whose timestamp is before this RFC 3339 instant.', schema: { type: 'string', format: 'date-time' } },
-  source: { name: 'source', in: 'query', description: 'Only events from this source.', schema: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax } },
+  after: {
+    name: 'after',
+    in: 'query',
+    description: 'A next_cursor from the previous page: the page goes on after it in the chosen order (older events with order=desc).',
+    schema: { type: 'string' },
+  },
+  order: {
+    name: 'order',
+    in: 'query',
+    description: '`asc`: oldest first, in publish (seq) order; `desc`: newest first.',
+    schema: { enum: ['asc', 'desc'], default: 'asc' },
+  },
+  buckets: {
+    name: 'buckets',
+    in: 'query',
+    description: `Number of equal buckets over [since, until) (default ${FIXED_LIMITS.histogramBucketsDefault}).`,
+    schema: { type: 'integer', minimum: 1, maximum: FIXED_LIMITS.histogramBucketsMax, default: FIXED_LIMITS.histogramBucketsDefault },
+  },
+};
+
+/** `payload.<dotted.path>=<value>`, documented as one free-form object parameter (any `payload.*` name). */
+const PAYLOAD_FIELDS_PARAMETER: JsonObject = {
+  name: 'payload',
+  in: 'query',
+  description:
+    `Payload field filters, \`payload.<dotted.path>=<value>\` (for example \`payload.level=error&payload.user.id=123\`): ` +
+    `the field must equal the value, a string as is, a number, \`true\`, \`false\` or \`null\` written as text. ` +
+    `Repeatable, combined with AND; at most ${FIXED_LIMITS.queryFieldFiltersMax}, paths at most ${FIXED_LIMITS.queryFieldDepthMax} levels deep.`,
+  schema: { type: 'object', additionalProperties: { type: 'string' } },
+  style: 'form',
+  explode: true,
 };
 
 /**

@@ -4,7 +4,7 @@ import { Consumer } from '../consumer/consumer';
 import { AppError } from '../errors';
 import { keyHash } from '../index/key-table';
 import { PendingKeys, type PendingEntry } from './pending-keys';
-import { IndexStore, type EventQuery, type IndexRow } from '../index/store';
+import { IndexStore, type EventPage, type EventQuery, type IndexRow } from '../index/store';
 import { makeDirDurable, NodeDisk, type LogDisk } from '../wal/disk';
 import { canonicalEventJson, isTombstoneEventJson, type LogEvent, type WalRecord } from '../wal/record';
 import { recoverLog, type RecoveryReport } from '../wal/recovery';
@@ -323,9 +323,14 @@ export class Aggregator {
     return () => this.indexedListeners.delete(listener);
   }
 
-  /** Stored events in publish order. Reads what the index has; not-yet-indexed events follow shortly. */
+  /** Stored events matching `query`, without a scan bound (tools and tests; see readPage). */
   queryEvents(query: EventQuery): Array<{ seq: number; body: string }> {
     return this.index.queryEvents(query);
+  }
+
+  /** One bounded page of stored events (see IndexStore.readPage); not-yet-indexed events follow shortly. */
+  readPage(query: EventQuery): EventPage {
+    return this.index.readPage(query);
   }
 
   /** Lifetime counters (surviving restarts) and live figures. */
