@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import { FIXED_LIMITS } from '../config/config';
 import type { Aggregator } from '../ingest/aggregator';
 import { countHistogram } from '../query/histogram';
@@ -13,13 +13,9 @@ export const EVENTS_QUERY_PARAMETERS = ['topic', 'source', 'since', 'until', 'q'
 /** The parameters GET /events/histogram understands (besides `payload.<path>`). */
 export const HISTOGRAM_QUERY_PARAMETERS = ['topic', 'source', 'since', 'until', 'q', 'buckets'] as const;
 
-/**
- * GET /events: stored events oldest first (or newest first with order=desc), paged by
- * `after` = the previous next_cursor; GET /events/histogram: counts of the same filter.
- */
-export function eventsRouter(aggregator: Aggregator): Router {
-  const router = Router();
-  router.get('/events', (req, res) => {
+/** GET /events: stored events oldest first (or newest first with order=desc), paged by `after` = the previous next_cursor. */
+export function eventsHandler(aggregator: Aggregator): RequestHandler {
+  return (req, res) => {
     const query = parseEventsQuery(req.query);
     const page = aggregator.readPage(query);
     const rows = page.rows;
@@ -31,8 +27,12 @@ export function eventsRouter(aggregator: Aggregator): Router {
       .status(200)
       .type('application/json')
       .send(`{"topic":${JSON.stringify(topic ?? null)},"count":${rows.length},"events":[${events}],"next_cursor":${JSON.stringify(nextCursor)}}`);
-  });
-  router.get('/events/histogram', async (req, res) => {
+  };
+}
+
+/** GET /events/histogram: counts of the events the same filter matches, in equal time buckets. */
+export function histogramHandler(aggregator: Aggregator): RequestHandler {
+  return async (req, res) => {
     const { filter, buckets } = parseHistogramQuery(req.query);
     // A client that goes away stops the count at the next chunk.
     const abandoned = new AbortController();
@@ -51,6 +51,5 @@ export function eventsRouter(aggregator: Aggregator): Router {
       total: histogram.total,
       buckets: histogram.counts.map((count, i) => ({ start: new Date(histogram.sinceMs + i * histogram.intervalMs).toISOString(), count })),
     });
-  });
-  return router;
+  };
 }
