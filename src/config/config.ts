@@ -13,6 +13,12 @@ export interface Config {
   walDir: string;
   databasePath: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /**
+   * LOG_FORMAT: `json` (one JSON object a line), `pretty` (pino-pretty, for people), or
+   * `auto` (default: pretty when stdout is a terminal, else json). Optional so that
+   * hand-built configs (tests) need not name it; absent means auto.
+   */
+  logFormat?: 'auto' | 'json' | 'pretty';
   /** Events accepted but not yet indexed; above it /publish answers 503 backlog_full and writes nothing. */
   queueMaxSize: number;
   /** Request body bytes after gzip inflation; above it 413 body_too_large. */
@@ -96,6 +102,7 @@ export const FIXED_LIMITS = {
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const LOG_FORMATS: readonly string[] = ['auto', 'json', 'pretty'];
 
 /** A setting with a bad value; main prints its message as the one line and exits 2. */
 export class ConfigError extends Error {
@@ -218,6 +225,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   if (!(LOG_LEVELS as readonly string[]).includes(levelRaw)) {
     throw new ConfigError(`invalid setting LOG_LEVEL=${JSON.stringify(env.LOG_LEVEL)}: expected one of ${LOG_LEVELS.join(', ')}`);
   }
+  const formatRaw = readString(env, 'LOG_FORMAT', 'auto').toLowerCase();
+  if (!LOG_FORMATS.includes(formatRaw)) {
+    throw new ConfigError(`invalid setting LOG_FORMAT=${JSON.stringify(env.LOG_FORMAT)}: expected one of ${LOG_FORMATS.join(', ')}`);
+  }
   const config: Config = {
     port: readInt(env, 'PORT', 8080, 0, 65535),
     host: readString(env, 'HOST', '0.0.0.0'),
@@ -225,6 +236,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     walDir: path.join(dataDir, 'wal'),
     databasePath: path.resolve(readString(env, 'DATABASE_PATH', path.join(dataDir, 'index.db'))),
     logLevel: levelRaw as Config['logLevel'],
+    logFormat: formatRaw as NonNullable<Config['logFormat']>,
     queueMaxSize: readInt(env, 'QUEUE_MAX_SIZE', 100_000, 1, 10_000_000),
     bodyBytesMax: readInt(env, 'BODY_BYTES_MAX', 1024 * 1024, 1024, 64 * 1024 * 1024),
     batchEventsMax: readInt(env, 'BATCH_EVENTS_MAX', 1000, 1, 100_000),

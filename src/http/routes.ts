@@ -27,7 +27,6 @@ import type { ErrorCode } from '../errors';
 import type { Aggregator } from '../ingest/aggregator';
 import { EVENTS_PARAMETER_DOCS, PAYLOAD_FIELDS_PARAMETER, jsonAnswer, schemaRef, textAnswer, type JsonObject } from './api-schemas';
 import type { AppLimits } from './app';
-import { docsPageHandler, openApiHandler } from './docs-page';
 import { eventsHandler, EVENTS_QUERY_PARAMETERS, HISTOGRAM_QUERY_PARAMETERS, histogramHandler } from './events';
 import type { ServiceMetrics } from './metrics';
 import { publishBodyParser, publishHandler } from './publish';
@@ -35,6 +34,7 @@ import { RouteIndex } from './route-index';
 import { BATCH_SCHEMA, EVENT_SCHEMA, type Validators } from './schemas';
 import { healthHandler, statsHandler } from './status';
 import type { StreamHub } from './stream';
+import { openApiHandler, pageHandler, swaggerAssetsHandler, swaggerPageHandler, uiAssetsHandler } from './web-assets';
 
 /** The methods a route may serve (HEAD is served by GET, as express does). */
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -308,10 +308,47 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     path: '/docs',
     scope: null,
     operationId: 'docs',
-    summary: 'This document as a readable HTML page',
-    answers: { '200': textAnswer('text/html', 'A self-contained HTML page.') },
+    summary: 'Swagger UI over this document, with try-it-out',
+    answers: { '200': textAnswer('text/html', 'Swagger UI (its files are served under /docs/, no network needed).') },
     errors: [],
-    handlers: ({ document }) => [docsPageHandler(document)],
+    handlers: () => [swaggerPageHandler()],
+  },
+  {
+    method: 'GET',
+    path: '/docs/*file',
+    scope: null,
+    operationId: 'docsAsset',
+    summary: "Swagger UI's scripts and styles (from the swagger-ui-dist package)",
+    answers: { '200': textAnswer('application/octet-stream', 'The file.') },
+    errors: [],
+    logging: 'quiet',
+    openapi: false,
+    handlers: () => [swaggerAssetsHandler()],
+  },
+
+  // The explorer page (open: it holds no data; its requests to the API carry the reader's key).
+  {
+    method: 'GET',
+    path: '/',
+    scope: null,
+    operationId: 'explorerPage',
+    summary: 'The explorer: search, histogram, event detail and live tail in the browser',
+    answers: { '200': textAnswer('text/html', 'The page.') },
+    errors: [],
+    openapi: false,
+    handlers: () => [pageHandler()],
+  },
+  {
+    method: 'GET',
+    path: '/ui/*file',
+    scope: null,
+    operationId: 'explorerAsset',
+    summary: "The explorer's scripts, styles and libraries (uPlot), all served locally",
+    answers: { '200': textAnswer('application/octet-stream', 'The file.') },
+    errors: [],
+    logging: 'quiet',
+    openapi: false,
+    handlers: () => [uiAssetsHandler()],
   },
 ];
 
