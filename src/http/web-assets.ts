@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { RequestHandler } from 'express';
+import { AppError } from '../errors';
 
 /** The page's own files (index.html, app.js, style.css), copied next to the compiled code by `npm run build`. */
 export const UI_DIR = path.resolve(__dirname, '../ui');
@@ -34,7 +35,7 @@ function swaggerFiles(): Map<string, string> {
 
 /**
  * Serves the listed files by the name in the route's `*file` parameter; any other name
- * goes on to the 404 answer. Files of the page revalidate on every load (Last-Modified),
+ * is a 404 not_found. Files of the page revalidate on every load (Last-Modified),
  * library files are cached for a day.
  */
 function fileHandler(files: Map<string, string>, maxAgeMs: number): RequestHandler {
@@ -43,7 +44,7 @@ function fileHandler(files: Map<string, string>, maxAgeMs: number): RequestHandl
     const name = Array.isArray(raw) ? raw.join('/') : String(raw ?? '');
     const file = files.get(name);
     if (file === undefined) {
-      next();
+      next(new AppError('not_found', `no file ${req.path}`));
       return;
     }
     res.sendFile(file, { maxAge: maxAgeMs, dotfiles: 'deny' }, (err) => {
