@@ -93,12 +93,12 @@ export const FIXED_LIMITS = {
    * payload.*, source, since, until): past it the page ends short, with a next_cursor to go
    * on from, so a rare match cannot hold the event loop (and the publishes behind it).
    */
-  queryScanRowsMax: 100_000,
+  queryScanRowsMax: 20_000,
   /** GET /events/histogram: buckets by default and at most (more: 400 invalid_query). */
   histogramBucketsDefault: 60,
   histogramBucketsMax: 1000,
   /** Rows the histogram counts per event-loop turn; it yields in between, so publishes go on. */
-  histogramChunkRows: 100_000,
+  histogramChunkRows: 20_000,
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;

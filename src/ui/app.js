@@ -5,7 +5,7 @@
 
 const PAGE_SIZE = 100;
 /** Requests one "load" or "older" may chain when a filtered scan comes back short (see next_cursor). */
-const SCAN_REQUESTS_MAX = 20;
+const SCAN_REQUESTS_MAX = 50;
 /** Rows the table keeps; older ones fall off the bottom (the "Older" button fetches them again). */
 const TABLE_ROWS_MAX = 2000;
 /** Live events held while paused; past it they are dropped and counted. */
@@ -160,12 +160,20 @@ function el(tag, attrs = {}, text) {
   return node;
 }
 
-/** `2025-10-23 12:00:00.123` in the browser's time zone (the cell's title keeps the published text). */
-function localTime(timestamp) {
+/** `2025-10-23 12:00:00.123` in the browser's time zone (the date part hides on a narrow window; the title keeps the published text). */
+function timeCell(timestamp) {
+  const td = el('td', { class: 'time', title: timestamp });
   const date = new Date(timestamp);
-  if (Number.isNaN(date.getTime())) return timestamp;
+  if (Number.isNaN(date.getTime())) {
+    td.textContent = timestamp;
+    return td;
+  }
   const pad = (n, width = 2) => String(n).padStart(width, '0');
-  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} ${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`;
+  td.append(
+    el('span', { class: 'date' }, `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} `),
+    document.createTextNode(`${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`),
+  );
+  return td;
 }
 
 /** One line of payload: top-level key=value pairs, nested values as JSON. */
@@ -180,7 +188,7 @@ function rowFor(item) {
   const { event } = item;
   const tr = el('tr', { tabindex: '0', 'data-seq': String(item.seq) });
   tr.append(
-    el('td', { class: 'time', title: event.timestamp }, localTime(event.timestamp)),
+    timeCell(event.timestamp),
     el('td', {}, event.topic),
     el('td', { class: 'wide' }, event.source),
     el('td', { class: 'wide' }, event.event_id),
