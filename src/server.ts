@@ -23,14 +23,34 @@ export interface RunningService {
   stop(): Promise<{ clean: boolean }>;
 }
 
-/** The service's JSON logger; Authorization headers are redacted should anything ever log headers. */
-export function createLogger(config: Pick<Config, 'logLevel'>, destination?: pino.DestinationStream): Logger {
-  const options = {
+/**
+ * The service's logger: JSON lines, or pino-pretty's coloured lines when LOG_FORMAT=pretty
+ * or (auto) stdout is a terminal. Authorization headers are redacted should anything ever
+ * log headers. A given `destination` always gets JSON (tests read it).
+ */
+export function createLogger(config: Pick<Config, 'logLevel' | 'logFormat'>, destination?: pino.DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     level: config.logLevel,
     base: { service: 'log-aggregator' },
     redact: { paths: ['req.headers.authorization', 'headers.authorization', 'authorization'], censor: '[redacted]' },
   };
-  return destination === undefined ? pino(options) : pino(options, destination);
+  if (destination !== undefined) return pino(options, destination);
+  const format = config.logFormat ?? 'auto';
+  if (format === 'pretty' || (format === 'auto' && process.stdout.isTTY === true)) {
+    // Synchronous pretty-printing on the main thread (no transport worker): a person is
+    // reading, and a fatal line must be out before the process exits.
+    const pretty = (require('pino-pretty') as typeof import('pino-pretty'))({
+      sync: true,
+      messageFormat: '{msg}{if page} on {page} (API docs: {docs}){end}', ignore: 'pid,hostname,service', translateTime: 'SYS:HH:MM:ss.l' });
+    return pino(options, pretty);
+  }
+  return pino(options);
+}
+
+/** The address a browser on this machine can use for `host` (a wildcard becomes localhost). */
+export function browsableUrl(host: string, port: number): string {
+  const name = host === '0.0.0.0' || host === '::' || host === '' ? 'localhost' : host;
+  return `http://${name.includes(':') ? `[${name}]` : name}:${port}`;
 }
 
 /** True for addresses only this machine can reach. */
@@ -90,7 +110,8 @@ export async function startService(
     throw err;
   }
   const port = (server.address() as AddressInfo).port;
-  logger.info({ host: config.host, port, dataDir: config.dataDir, databasePath: config.databasePath }, 'listening');
+  const url = browsableUrl(config.host, port);
+  logger.info({ host: config.host, port, page: `${url}/`, docs: `${url}/docs`, dataDir: config.dataDir, databasePath: config.databasePath }, 'listening');
   const warning = accessControlWarning(config, port);
   if (warning !== null) logger.warn({ host: config.host, openScopes: openScopes(config.apiKeyDigests) }, warning);
 

@@ -103,7 +103,7 @@ const FILTERS = 'Filters (combined with AND)';
 export const FILTER_OPTIONS = defineOptions({
   topic: { type: 'strings', placeholder: 'T', lengthMax: FIXED_LIMITS.fieldLengthMax, description: 'only this topic', group: FILTERS },
   source: { type: 'string', placeholder: 'S', description: 'only this source', group: FILTERS },
-  since: { type: 'time', placeholder: 'TIME', description: 'only events with timestamp >= TIME (RFC 3339, e.g. 2025-10-23T10:00:00Z)', group: FILTERS },
+  since: { type: 'time', placeholder: 'TIME', description: 'only events with timestamp >= TIME (RFC 3339, e.g. 2025-10-23T10:00:00Z, or 15m, 2h, 7d before now)', group: FILTERS },
   until: { type: 'time', placeholder: 'TIME', description: 'only events with timestamp <  TIME', group: FILTERS },
   fromSeq: { type: 'int', placeholder: 'N', min: 1, max: Number.MAX_SAFE_INTEGER, description: 'only events with seq >= N', group: FILTERS },
 });

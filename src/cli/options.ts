@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { INSTANT_SYNTAX, parseInstant } from '../query/instant';
 
 /**
  * Typed option specs: one declaration per flag, from which parsing (node:util parseArgs plus
@@ -75,7 +76,7 @@ export interface UrlOption extends OptionBase {
   required?: boolean;
 }
 
-/** An RFC 3339 date-time with Z or an offset, returned as epoch milliseconds. */
+/** An RFC 3339 date-time with Z or an offset, or a time before now (`15m`), returned as epoch milliseconds. */
 export interface TimeOption extends OptionBase {
   type: 'time';
 }
@@ -114,8 +115,6 @@ export function defineOptions<const S extends OptionSpecs>(specs: S): S {
 export function flagName(key: string): string {
   return key.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
 }
-
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:?\d{2})$/;
 
 /** Bound on the edit distance of a "did you mean" suggestion. */
 const SUGGESTION_DISTANCE_MAX = 2;
@@ -202,8 +201,8 @@ function convert(flag: string, spec: OptionSpec, raw: string): string | number {
       return raw.replace(/\/+$/, '');
     }
     case 'time': {
-      const ms = RFC3339.test(raw) ? Date.parse(raw) : Number.NaN;
-      if (Number.isNaN(ms)) throw new UsageError(`--${flag} must be an RFC 3339 date-time with Z or an offset, got ${got}`);
+      const ms = parseInstant(raw, Date.now());
+      if (ms === null) throw new UsageError(`--${flag} must be ${INSTANT_SYNTAX}, got ${got}`);
       return ms;
     }
     case 'boolean':

@@ -13,6 +13,12 @@ export interface Config {
   walDir: string;
   databasePath: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /**
+   * LOG_FORMAT: `json` (one JSON object a line), `pretty` (pino-pretty, for people), or
+   * `auto` (default: pretty when stdout is a terminal, else json). Optional so that
+   * hand-built configs (tests) need not name it; absent means auto.
+   */
+  logFormat?: 'auto' | 'json' | 'pretty';
   /** Events accepted but not yet indexed; above it /publish answers 503 backlog_full and writes nothing. */
   queueMaxSize: number;
   /** Request body bytes after gzip inflation; above it 413 body_too_large. */
@@ -74,9 +80,29 @@ export const FIXED_LIMITS = {
   /** GET /events limit: default page and the largest page. */
   queryLimitDefault: 100,
   queryLimitMax: 1000,
+  /** Words and quoted phrases in `q`, and its length; past either 400 invalid_query. */
+  queryWordsMax: 16,
+  queryTextLengthMax: 1024,
+  /** `payload.<path>=` filters in one query, and the dots in one path; past either 400 invalid_query. */
+  queryFieldFiltersMax: 16,
+  queryFieldDepthMax: 16,
+  /** `topic` given several times: at most this many; past it 400 invalid_query. */
+  queryTopicsMax: 32,
+  /**
+   * Rows one GET /events request may examine when a filter is not served by an index (q,
+   * payload.*, source, since, until): past it the page ends short, with a next_cursor to go
+   * on from, so a rare match cannot hold the event loop (and the publishes behind it).
+   */
+  queryScanRowsMax: 20_000,
+  /** GET /events/histogram: buckets by default and at most (more: 400 invalid_query). */
+  histogramBucketsDefault: 60,
+  histogramBucketsMax: 1000,
+  /** Rows the histogram counts per event-loop turn; it yields in between, so publishes go on. */
+  histogramChunkRows: 20_000,
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+const LOG_FORMATS: readonly string[] = ['auto', 'json', 'pretty'];
 
 /** A setting with a bad value; main prints its message as the one line and exits 2. */
 export class ConfigError extends Error {
@@ -343,6 +369,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     throw new ConfigError(`invalid setting LOG_LEVEL=${JSON.stringify(env.LOG_LEVEL)}: expected one of ${LOG_LEVELS.join(', ')}`);
   }
   const { walDir, databasePath } = dataDirPaths(dataDir, env.DATABASE_PATH === undefined ? undefined : readString(env, 'DATABASE_PATH', ''));
+  const formatRaw = readString(env, 'LOG_FORMAT', 'auto').toLowerCase();
+  if (!LOG_FORMATS.includes(formatRaw)) {
+    throw new ConfigError(`invalid setting LOG_FORMAT=${JSON.stringify(env.LOG_FORMAT)}: expected one of ${LOG_FORMATS.join(', ')}`);
+  }
   const config: Config = {
     port: readInt(env, 'PORT', 8080, 0, 65535),
     host: readString(env, 'HOST', '0.0.0.0'),
@@ -350,6 +380,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     walDir,
     databasePath,
     logLevel: levelRaw as Config['logLevel'],
+    logFormat: formatRaw as NonNullable<Config['logFormat']>,
     queueMaxSize: readInt(env, 'QUEUE_MAX_SIZE', 100_000, 1, 10_000_000),
     bodyBytesMax: readInt(env, 'BODY_BYTES_MAX', 1024 * 1024, 1024, 64 * 1024 * 1024),
     batchEventsMax: readInt(env, 'BATCH_EVENTS_MAX', 1000, 1, 100_000),

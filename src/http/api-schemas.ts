@@ -1,6 +1,6 @@
 import { FIXED_LIMITS } from '../config/config';
 import type { ServiceCondition, ServiceState } from '../ingest/aggregator';
-import type { EVENTS_QUERY_PARAMETERS } from './events';
+import type { EVENTS_QUERY_PARAMETERS, HISTOGRAM_QUERY_PARAMETERS } from './events';
 import type { HealthBody, StatsBody } from './status';
 
 /** A JSON value as the OpenAPI document holds it. */
@@ -137,23 +137,93 @@ export const ANSWER_SCHEMAS: Record<string, JsonObject> = {
       next_cursor: { type: ['string', 'null'], description: 'Pass as `after` for the next page; null on the last page.' },
     },
   },
+  Histogram: {
+    type: 'object',
+    required: ['interval_ms', 'since', 'until', 'total', 'buckets'],
+    properties: {
+      interval_ms: { type: 'integer', minimum: 0, description: 'Width of each bucket (0 when there was nothing to count and no range was given).' },
+      since: { type: 'string', description: 'Start of the first bucket (RFC 3339).' },
+      until: { type: 'string', description: 'End of the range, exclusive (RFC 3339).' },
+      total: { type: 'integer', minimum: 0, description: 'Sum of the counts: the events the filters match.' },
+      buckets: {
+        type: 'array',
+        items: {
+          type: 'object',
+          required: ['start', 'count'],
+          properties: { start: { type: 'string', description: 'RFC 3339.' }, count: { type: 'integer', minimum: 0 } },
+        },
+      },
+    },
+  },
   Stats: objectSchema<StatsBody>('The answer to GET /stats.', STATS_PROPERTIES),
   Health: objectSchema<HealthBody>('The answer to GET /health (200 and 503 alike).', HEALTH_PROPERTIES),
 };
 
-/** The query parameters of GET /events, documented one by one (EVENTS_QUERY_PARAMETERS lists them). */
-export const EVENTS_PARAMETER_DOCS: Record<(typeof EVENTS_QUERY_PARAMETERS)[number], JsonObject> = {
-  topic: { name: 'topic', in: 'query', description: 'Only this topic.', schema: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax } },
+const INSTANT_SCHEMA = { type: 'string', examples: ['2025-10-23T10:00:00Z', '15m', '2h', '7d'] };
+
+/** The query parameters of GET /events and its histogram, documented one by one (EVENTS_QUERY_PARAMETERS lists them). */
+export const EVENTS_PARAMETER_DOCS: Record<(typeof EVENTS_QUERY_PARAMETERS)[number] | (typeof HISTOGRAM_QUERY_PARAMETERS)[number], JsonObject> = {
+  topic: {
+    name: 'topic',
+    in: 'query',
+    description: `Only these topics: repeat the parameter for several (any of them), at most ${FIXED_LIMITS.queryTopicsMax}.`,
+    schema: { type: 'array', items: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax }, maxItems: FIXED_LIMITS.queryTopicsMax },
+    style: 'form',
+    explode: true,
+  },
+  source: { name: 'source', in: 'query', description: 'Only events from this source.', schema: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax } },
+  since: {
+    name: 'since',
+    in: 'query',
+    description: 'Events whose timestamp is at or after this instant: RFC 3339, or a time before now (`15m`, `2h`, `7d`; units s m h d w), or `now`.',
+    schema: INSTANT_SCHEMA,
+  },
+  until: { name: 'until', in: 'query', description: 'Events whose timestamp is before this instant (same forms as `since`).', schema: INSTANT_SCHEMA },
+  q: {
+    name: 'q',
+    in: 'query',
+    description:
+      `Free text: every word (or "quoted phrase") must appear, case-insensitively, in the topic, source, event_id or any ` +
+      `payload value. At most ${FIXED_LIMITS.queryWordsMax} words and ${FIXED_LIMITS.queryTextLengthMax} characters.`,
+    schema: { type: 'string', maxLength: FIXED_LIMITS.queryTextLengthMax },
+  },
   limit: {
     name: 'limit',
     in: 'query',
     description: `Page size (default ${FIXED_LIMITS.queryLimitDefault}).`,
     schema: { type: 'integer', minimum: 1, maximum: FIXED_LIMITS.queryLimitMax, default: FIXED_LIMITS.queryLimitDefault },
   },
-  after: { name: 'after', in: 'query', description: 'A next_cursor from the previous page: events after it.', schema: { type: 'string' } },
-  since: { name: 'since', in: 'query', description: 'Events whose timestamp is at or after this RFC 3339 instant.', schema: { type: 'string', format: 'date-time' } },
-  until: { name: 'until', in: 'query', description: 'Events whose timestamp is before this RFC 3339 instant.', schema: { type: 'string', format: 'date-time' } },
-  source: { name: 'source', in: 'query', description: 'Only events from this source.', schema: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax } },
+  after: {
+    name: 'after',
+    in: 'query',
+    description: 'A next_cursor from the previous page: the page goes on after it in the chosen order (older events with order=desc).',
+    schema: { type: 'string' },
+  },
+  order: {
+    name: 'order',
+    in: 'query',
+    description: '`asc`: oldest first, in publish (seq) order; `desc`: newest first.',
+    schema: { enum: ['asc', 'desc'], default: 'asc' },
+  },
+  buckets: {
+    name: 'buckets',
+    in: 'query',
+    description: `Number of equal buckets over [since, until) (default ${FIXED_LIMITS.histogramBucketsDefault}).`,
+    schema: { type: 'integer', minimum: 1, maximum: FIXED_LIMITS.histogramBucketsMax, default: FIXED_LIMITS.histogramBucketsDefault },
+  },
+};
+
+/** `payload.<dotted.path>=<value>`, documented as one free-form object parameter (any `payload.*` name). */
+export const PAYLOAD_FIELDS_PARAMETER: JsonObject = {
+  name: 'payload',
+  in: 'query',
+  description:
+    `Payload field filters, \`payload.<dotted.path>=<value>\` (for example \`payload.level=error&payload.user.id=123\`): ` +
+    `the field must equal the value, a string as is, a number, \`true\`, \`false\` or \`null\` written as text. ` +
+    `Repeatable, combined with AND; at most ${FIXED_LIMITS.queryFieldFiltersMax}, paths at most ${FIXED_LIMITS.queryFieldDepthMax} levels deep.`,
+  schema: { type: 'object', additionalProperties: { type: 'string' } },
+  style: 'form',
+  explode: true,
 };
 
 /** An OpenAPI answer (Response Object) with a JSON body of `schema`. */

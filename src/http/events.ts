@@ -1,78 +1,55 @@
-import type { Request, RequestHandler } from 'express';
+import type { RequestHandler } from 'express';
 import { FIXED_LIMITS } from '../config/config';
-import { AppError, type ErrorDetail } from '../errors';
 import type { Aggregator } from '../ingest/aggregator';
-import type { EventQuery } from '../index/store';
+import { countHistogram } from '../query/histogram';
+import { parseEventsQuery, parseHistogramQuery } from '../query/parse-query';
 
-/** The query parameters GET /events understands; anything else is ignored. */
-export const EVENTS_QUERY_PARAMETERS = ['topic', 'limit', 'after', 'since', 'until', 'source'] as const;
+/**
+ * The query parameters GET /events understands (besides `payload.<path>`); anything else is
+ * ignored. The histogram takes the filter ones plus `buckets`.
+ */
+export const EVENTS_QUERY_PARAMETERS = ['topic', 'source', 'since', 'until', 'q', 'limit', 'after', 'order'] as const;
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:[Zz]|[+-]\d{2}:?\d{2})$/;
+/** The parameters GET /events/histogram understands (besides `payload.<path>`). */
+export const HISTOGRAM_QUERY_PARAMETERS = ['topic', 'source', 'since', 'until', 'q', 'buckets'] as const;
 
-function single(req: Request, name: string, problems: ErrorDetail[]): string | undefined {
-  const value = req.query[name];
-  if (value === undefined) return undefined;
-  if (typeof value !== 'string') {
-    problems.push({ index: -1, path: name, message: 'must be given once, as a plain string' });
-    return undefined;
-  }
-  return value;
-}
-
-function instant(name: string, value: string | undefined, problems: ErrorDetail[]): number | undefined {
-  if (value === undefined) return undefined;
-  const ms = RFC3339.test(value) ? Date.parse(value) : Number.NaN;
-  if (Number.isNaN(ms)) problems.push({ index: -1, path: name, message: 'must be an RFC 3339 date-time with Z or an offset' });
-  return ms;
-}
-
-/** Parses and bounds the query of GET /events; throws 400 invalid_query listing each problem. */
-export function parseEventsQuery(req: Request): EventQuery {
-  const problems: ErrorDetail[] = [];
-  const topic = single(req, 'topic', problems);
-  const source = single(req, 'source', problems);
-  for (const [name, value] of [['topic', topic], ['source', source]] as const) {
-    if (value !== undefined && (value.length === 0 || value.length > FIXED_LIMITS.fieldLengthMax)) {
-      problems.push({ index: -1, path: name, message: `must be 1..${FIXED_LIMITS.fieldLengthMax} characters` });
-    }
-  }
-  const limitRaw = single(req, 'limit', problems);
-  let limit: number = FIXED_LIMITS.queryLimitDefault;
-  if (limitRaw !== undefined) {
-    limit = /^\d{1,7}$/.test(limitRaw) ? Number(limitRaw) : Number.NaN;
-    if (!(limit >= 1 && limit <= FIXED_LIMITS.queryLimitMax)) {
-      problems.push({ index: -1, path: 'limit', message: `must be a whole number from 1 to ${FIXED_LIMITS.queryLimitMax}` });
-    }
-  }
-  const afterRaw = single(req, 'after', problems);
-  let afterSeq: number | undefined;
-  if (afterRaw !== undefined) {
-    afterSeq = /^\d{1,15}$/.test(afterRaw) ? Number(afterRaw) : Number.NaN;
-    if (Number.isNaN(afterSeq)) problems.push({ index: -1, path: 'after', message: 'must be a next_cursor value from an earlier page' });
-  }
-  const sinceMs = instant('since', single(req, 'since', problems), problems);
-  const untilMs = instant('until', single(req, 'until', problems), problems);
-  if (problems.length > 0) throw new AppError('invalid_query', `${problems.length} problem(s) in the query`, { details: problems });
-  const query: EventQuery = { limit };
-  if (topic !== undefined) query.topic = topic;
-  if (source !== undefined) query.source = source;
-  if (afterSeq !== undefined) query.afterSeq = afterSeq;
-  if (sinceMs !== undefined) query.sinceMs = sinceMs;
-  if (untilMs !== undefined) query.untilMs = untilMs;
-  return query;
-}
-
-/** GET /events: stored events in publish order, paged by `after` = the previous next_cursor. */
+/** GET /events: stored events oldest first (or newest first with order=desc), paged by `after` = the previous next_cursor. */
 export function eventsHandler(aggregator: Aggregator): RequestHandler {
   return (req, res) => {
-    const query = parseEventsQuery(req);
-    const rows = aggregator.queryEvents(query);
-    const nextCursor = rows.length === query.limit ? String(rows[rows.length - 1]!.seq) : null;
+    const query = parseEventsQuery(req.query);
+    const page = aggregator.readPage(query);
+    const rows = page.rows;
+    const nextCursor = page.nextCursor === null ? null : String(page.nextCursor);
+    const topic = query.topics?.length === 1 ? query.topics[0] : undefined;
     // Bodies are the logged JSON text: splice in the seq rather than parse and re-serialise.
     const events = rows.map((row) => `{"seq":${row.seq},${row.body.slice(1)}`).join(',');
     res
       .status(200)
       .type('application/json')
-      .send(`{"topic":${JSON.stringify(query.topic ?? null)},"count":${rows.length},"events":[${events}],"next_cursor":${JSON.stringify(nextCursor)}}`);
+      .send(`{"topic":${JSON.stringify(topic ?? null)},"count":${rows.length},"events":[${events}],"next_cursor":${JSON.stringify(nextCursor)}}`);
+  };
+}
+
+/** GET /events/histogram: counts of the events the same filter matches, in equal time buckets. */
+export function histogramHandler(aggregator: Aggregator): RequestHandler {
+  return async (req, res) => {
+    const { filter, buckets } = parseHistogramQuery(req.query);
+    // A client that goes away stops the count at the next chunk.
+    const abandoned = new AbortController();
+    res.on('close', () => abandoned.abort(new Error('histogram: client went away')));
+    let histogram;
+    try {
+      histogram = await countHistogram(aggregator.index, filter, buckets, { chunkRows: FIXED_LIMITS.histogramChunkRows, signal: abandoned.signal });
+    } catch (err) {
+      if (abandoned.signal.aborted) return;
+      throw err;
+    }
+    res.status(200).json({
+      interval_ms: histogram.intervalMs,
+      since: new Date(histogram.sinceMs).toISOString(),
+      until: new Date(histogram.untilMs).toISOString(),
+      total: histogram.total,
+      buckets: histogram.counts.map((count, i) => ({ start: new Date(histogram.sinceMs + i * histogram.intervalMs).toISOString(), count })),
+    });
   };
 }

@@ -22,19 +22,19 @@
  * Static assets set `openapi: false` and are left out of the document.
  */
 import type { RequestHandler } from 'express';
-import type { ApiScope } from '../config/config';
+import { FIXED_LIMITS, type ApiScope } from '../config/config';
 import type { ErrorCode } from '../errors';
 import type { Aggregator } from '../ingest/aggregator';
-import { EVENTS_PARAMETER_DOCS, jsonAnswer, schemaRef, textAnswer, type JsonObject } from './api-schemas';
+import { EVENTS_PARAMETER_DOCS, PAYLOAD_FIELDS_PARAMETER, jsonAnswer, schemaRef, textAnswer, type JsonObject } from './api-schemas';
 import type { AppLimits } from './app';
-import { docsPageHandler, openApiHandler } from './docs-page';
-import { eventsHandler, EVENTS_QUERY_PARAMETERS } from './events';
+import { eventsHandler, EVENTS_QUERY_PARAMETERS, HISTOGRAM_QUERY_PARAMETERS, histogramHandler } from './events';
 import type { ServiceMetrics } from './metrics';
 import { publishBodyParser, publishHandler } from './publish';
 import { RouteIndex } from './route-index';
 import { BATCH_SCHEMA, EVENT_SCHEMA, type Validators } from './schemas';
 import { healthHandler, statsHandler } from './status';
 import type { StreamHub } from './stream';
+import { openApiHandler, pageHandler, swaggerAssetsHandler, swaggerPageHandler, uiAssetsHandler } from './web-assets';
 
 /** The methods a route may serve (HEAD is served by GET, as express does). */
 export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
@@ -196,9 +196,13 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     path: '/events',
     scope: 'read',
     operationId: 'queryEvents',
-    summary: 'Stored events in publish order, paged',
-    parameters: EVENTS_QUERY_PARAMETERS.map((name) => EVENTS_PARAMETER_DOCS[name]),
-    answers: { '200': jsonAnswer(schemaRef('EventsPage'), 'One page; follow next_cursor for more.') },
+    summary: 'Stored events, oldest or newest first, filtered and paged',
+    description:
+      `Filters combine with AND. Topics alone are served by an index; with any other filter (q, payload.*, source, ` +
+      `since, until) one request examines at most ${FIXED_LIMITS.queryScanRowsMax} stored events in seq order from the ` +
+      `cursor: the page may then be short, or empty, and still carry a next_cursor to go on from.`,
+    parameters: [...EVENTS_QUERY_PARAMETERS.map((name) => EVENTS_PARAMETER_DOCS[name]), PAYLOAD_FIELDS_PARAMETER],
+    answers: { '200': jsonAnswer(schemaRef('EventsPage'), 'One page; follow next_cursor (null: nothing more now) for more.') },
     errors: ['invalid_query'],
     examples: [
       {
@@ -208,8 +212,34 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
         status: 200,
         answer: { topic: 'user.login', count: 1, events: [{ seq: 1, ...EXAMPLE_LOGIN }], next_cursor: null },
       },
+      {
+        name: 'search',
+        summary: 'Newest first: a free-text search and a payload field, over the last 7 days',
+        query: { q: 'signed', 'payload.level': 'info', since: '7d', order: 'desc' },
+        status: 200,
+      },
+      { name: 'badOrder', summary: 'An order that is neither asc nor desc', query: { order: 'newest' }, status: 400 },
     ],
     handlers: ({ aggregator }) => [eventsHandler(aggregator)],
+  },
+  {
+    method: 'GET',
+    path: '/events/histogram',
+    scope: 'read',
+    operationId: 'histogramEvents',
+    summary: 'Counts of the events GET /events would match, in equal time buckets over [since, until)',
+    description:
+      'A missing since or until becomes the earliest or just past the latest matching timestamp. The counts add up to ' +
+      'the number of events the filters match (those indexed when the count started). The count runs in chunks of ' +
+      `${FIXED_LIMITS.histogramChunkRows} stored events, yielding between them.`,
+    parameters: [...HISTOGRAM_QUERY_PARAMETERS.map((name) => EVENTS_PARAMETER_DOCS[name]), PAYLOAD_FIELDS_PARAMETER],
+    answers: { '200': jsonAnswer(schemaRef('Histogram'), 'The buckets, oldest first.') },
+    errors: ['invalid_query'],
+    examples: [
+      { name: 'lastHour', summary: 'One topic over the last hour, in 60 buckets', query: { topic: 'user.signup', since: '1h' }, status: 200 },
+      { name: 'badBuckets', summary: 'Zero buckets', query: { buckets: '0' }, status: 400 },
+    ],
+    handlers: ({ aggregator }) => [histogramHandler(aggregator)],
   },
   {
     method: 'GET',
@@ -217,9 +247,11 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     scope: 'read',
     operationId: 'streamEvents',
     summary: 'Live tail (Server-Sent Events): stored events after the resume point, then new ones; the SSE id is the seq',
+    description: 'Takes the filters of GET /events (relative since/until are resolved once, when the stream opens).',
     parameters: [
-      EVENTS_PARAMETER_DOCS.topic,
-      EVENTS_PARAMETER_DOCS.after,
+      ...HISTOGRAM_QUERY_PARAMETERS.filter((name) => name !== 'buckets').map((name) => EVENTS_PARAMETER_DOCS[name]),
+      PAYLOAD_FIELDS_PARAMETER,
+      { ...EVENTS_PARAMETER_DOCS.after, description: 'Resume after this seq.' },
       { name: 'Last-Event-ID', in: 'header', description: 'Resume after this seq (wins over `after`).', schema: { type: 'string' } },
     ],
     answers: { '200': textAnswer('text/event-stream', 'Event stream; each data line is one stored event.') },
@@ -342,11 +374,47 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     path: '/docs',
     scope: null,
     operationId: 'docs',
-    summary: 'This document as a readable HTML page',
-    answers: { '200': textAnswer('text/html', 'A self-contained HTML page.') },
+    summary: 'Swagger UI over this document, with try-it-out',
+    answers: { '200': textAnswer('text/html', 'Swagger UI (its files are served under /docs/, no network needed).') },
     errors: [],
-    examples: [{ name: 'page', summary: 'The page', status: 200, answer: '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">...' }],
-    handlers: ({ document }) => [docsPageHandler(document)],
+    handlers: () => [swaggerPageHandler()],
+  },
+  {
+    method: 'GET',
+    path: '/docs/*file',
+    scope: null,
+    operationId: 'docsAsset',
+    summary: "Swagger UI's scripts and styles (from the swagger-ui-dist package)",
+    answers: { '200': textAnswer('application/octet-stream', 'The file.') },
+    errors: [],
+    logging: 'quiet',
+    openapi: false,
+    handlers: () => [swaggerAssetsHandler()],
+  },
+
+  // The explorer page (open: it holds no data; its requests to the API carry the reader's key).
+  {
+    method: 'GET',
+    path: '/',
+    scope: null,
+    operationId: 'explorerPage',
+    summary: 'The explorer: search, histogram, event detail and live tail in the browser',
+    answers: { '200': textAnswer('text/html', 'The page.') },
+    errors: [],
+    openapi: false,
+    handlers: () => [pageHandler()],
+  },
+  {
+    method: 'GET',
+    path: '/ui/*file',
+    scope: null,
+    operationId: 'explorerAsset',
+    summary: "The explorer's scripts, styles and libraries (uPlot), all served locally",
+    answers: { '200': textAnswer('application/octet-stream', 'The file.') },
+    errors: [],
+    logging: 'quiet',
+    openapi: false,
+    handlers: () => [uiAssetsHandler()],
   },
 ];
 

@@ -1,8 +1,10 @@
 import type { Request, RequestHandler, Response } from 'express';
-import { FIXED_LIMITS, type Config } from '../config/config';
+import type { Config } from '../config/config';
 import { AppError } from '../errors';
 import type { IndexRow } from '../index/store';
 import type { Aggregator } from '../ingest/aggregator';
+import { compileRowMatcher, type EventFilter, type FilterableRow } from '../query/event-filter';
+import { parseEventsQuery } from '../query/parse-query';
 
 /** The settings of the live tail. */
 export type StreamLimits = Pick<Config, 'streamSubscribersMax' | 'streamHeartbeatMs' | 'streamBufferBytesMax' | 'retryAfterSeconds'>;
@@ -30,16 +32,18 @@ class Subscriber {
   private lastSeq: number;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
+  private readonly matches: (row: FilterableRow) => boolean;
 
   constructor(
     private readonly aggregator: Aggregator,
     private readonly res: Response,
-    private readonly topic: string | undefined,
+    private readonly filter: EventFilter,
     afterSeq: number,
     private readonly limits: StreamLimits,
     private readonly onClose: (subscriber: Subscriber) => void,
   ) {
     this.lastSeq = afterSeq;
+    this.matches = compileRowMatcher(filter);
     this.unsubscribe = aggregator.onIndexed((rows) => this.pushLive(rows));
     // Comment lines keep idle proxies and load balancers from closing the stream.
     this.heartbeat = setInterval(() => this.res.write(': heartbeat\n\n'), limits.streamHeartbeatMs);
@@ -81,10 +85,11 @@ class Subscriber {
   private catchUp(): void {
     if (this.mode === 'closed') return;
     this.mode = 'catching_up';
-    const query = { afterSeq: this.lastSeq, limit: CATCH_UP_ROWS, ...(this.topic === undefined ? {} : { topic: this.topic }) };
+    const query = { ...this.filter, afterSeq: this.lastSeq, limit: CATCH_UP_ROWS };
     let rows: Array<{ seq: number; body: string }>;
+    let nextCursor: number | null;
     try {
-      rows = this.aggregator.queryEvents(query);
+      ({ rows, nextCursor } = this.aggregator.readPage(query));
     } catch {
       // The index is closed (shutdown) or failing: end the stream; the client reconnects.
       this.end();
@@ -97,7 +102,9 @@ class Subscriber {
       }
       this.send(row.seq, row.body);
     }
-    if (rows.length === CATCH_UP_ROWS || this.overBuffer()) {
+    // A filtered read that reached its scan bound has examined everything up to its cursor.
+    if (rows.length < CATCH_UP_ROWS && nextCursor !== null) this.lastSeq = nextCursor;
+    if (nextCursor !== null || this.overBuffer()) {
       if (this.overBuffer()) this.res.once('drain', () => this.catchUp());
       else setImmediate(() => this.catchUp());
       return;
@@ -109,7 +116,7 @@ class Subscriber {
   private pushLive(rows: IndexRow[]): void {
     if (this.mode !== 'live') return;
     for (const row of rows) {
-      if (row.seq <= this.lastSeq || (this.topic !== undefined && row.topic !== this.topic)) continue;
+      if (row.seq <= this.lastSeq || !this.matches(row)) continue;
       if (this.overBuffer()) {
         // The index holds everything not sent: stop buffering and read it back once drained.
         this.mode = 'catching_up';
@@ -153,7 +160,7 @@ export class StreamHub {
 
   private open(req: Request, res: Response): void {
     const { retryAfterSeconds } = this.limits;
-    const { topic, afterSeq } = parseStreamQuery(req);
+    const { filter, afterSeq } = parseStreamQuery(req);
     if (this.closing || this.aggregator.state === 'stopping' || this.aggregator.state === 'stopped') {
       throw new AppError('shutting_down', 'the service is shutting down', { retryAfterSeconds });
     }
@@ -175,19 +182,18 @@ export class StreamHub {
     }
     res.flushHeaders();
     res.write(`retry: ${RECONNECT_DELAY_MS}\n: stream after seq ${afterSeq}\n\n`);
-    const subscriber = new Subscriber(this.aggregator, res, topic, afterSeq, this.limits, (closed) => this.subscribers.delete(closed));
+    const subscriber = new Subscriber(this.aggregator, res, filter, afterSeq, this.limits, (closed) => this.subscribers.delete(closed));
     if (!res.writableEnded && !res.destroyed) this.subscribers.add(subscriber);
   }
 }
 
-/** Reads `topic` and the resume point (Last-Event-ID header, else `after`); throws 400 invalid_query. */
-function parseStreamQuery(req: Request): { topic: string | undefined; afterSeq: number } {
-  const topic = req.query.topic;
-  if (topic !== undefined && (typeof topic !== 'string' || topic.length === 0 || topic.length > FIXED_LIMITS.fieldLengthMax)) {
-    throw new AppError('invalid_query', 'topic must be given once, 1..255 characters', {
-      details: [{ index: -1, path: 'topic', message: `must be 1..${FIXED_LIMITS.fieldLengthMax} characters` }],
-    });
-  }
+/**
+ * Reads the filter GET /events takes (topic, source, since, until, q, payload.*; relative
+ * times resolved once, at connect) and the resume point (Last-Event-ID header, else
+ * `after`); throws 400 invalid_query. limit and order mean nothing here and are ignored.
+ */
+function parseStreamQuery(req: Request): { filter: EventFilter; afterSeq: number } {
+  const { afterSeq: _cursor, limit: _limit, order: _order, ...filter } = parseEventsQuery(req.query);
   const header = req.get('last-event-id');
   const after = req.query.after;
   const raw = header !== undefined && header.trim() !== '' ? header.trim() : after;
@@ -200,5 +206,5 @@ function parseStreamQuery(req: Request): { topic: string | undefined; afterSeq: 
     }
     afterSeq = Number(raw);
   }
-  return { topic, afterSeq };
+  return { filter, afterSeq };
 }

@@ -2,6 +2,8 @@ import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { EventRow } from '../wal/event-row';
+import { FIXED_LIMITS } from '../config/config';
+import { compileBodyMatcher, needsBody, type BodyFilter, type EventFilter } from '../query/event-filter';
 import { KeyTable, keyHash } from './key-table';
 
 /** One event as the index stores it; `body` is the exact event JSON from the log. */
@@ -18,14 +20,36 @@ export interface IndexCounters {
   conflictsTotal: number;
 }
 
-/** Filters of GET /events; all optional, combined with AND. */
-export interface EventQuery {
-  topic?: string;
-  source?: string;
+/**
+ * A read of GET /events: the shared filter, a cursor and an order. `afterSeq` is a
+ * next_cursor: the page goes on after it in the chosen order (older rows for desc).
+ */
+export interface EventQuery extends EventFilter {
   afterSeq?: number;
-  sinceMs?: number;
-  untilMs?: number;
+  /** `asc` (default): oldest first, in seq (publish) order; `desc`: newest first. */
+  order?: 'asc' | 'desc';
   limit: number;
+  /**
+   * Rows in seq order a filter not served by an index (source, time, q, payload) may
+   * examine; default FIXED_LIMITS.queryScanRowsMax. Infinity: no bound (tools and tests).
+   */
+  scanRowsMax?: number;
+}
+
+/** One page of matching rows, in the query's order, and where the next page starts. */
+export interface EventPage {
+  rows: Array<{ seq: number; body: string }>;
+  /**
+   * Pass as `afterSeq` for the next page; null when nothing more matches now. A page may be
+   * short, even empty, and still have one: its scan bound was reached (see scanRowsMax).
+   */
+  nextCursor: number | null;
+}
+
+/** First and last seq stored. */
+export interface SeqBounds {
+  first: number;
+  last: number;
 }
 
 /**
@@ -74,6 +98,8 @@ export class IndexStore {
   private readonly topicSet = new Set<string>();
   private readonly statements;
   private readonly queryCache = new Map<string, Database.Statement>();
+  /** Compiled body matchers by their filter's JSON, for the SQL function event_matches. */
+  private readonly matcherCache = new Map<string, (body: string) => boolean>();
   private readonly applyTransaction: (rows: IndexRow[], duplicates: number, conflicts: number) => IndexCounters;
   private readonly appendTransaction: (rows: IndexRow[], duplicates: number, conflicts: number) => IndexCounters;
   private current: IndexCounters;
@@ -130,6 +156,11 @@ export class IndexStore {
       count: this.db.prepare('SELECT count(*) FROM events').pluck(),
     };
     for (const topic of this.statements.topics.all() as string[]) this.topicSet.add(topic);
+    // The free-text and payload-field rule (src/query/event-filter.ts), callable from SQL so
+    // that LIMIT and the seq bounds apply to matching rows.
+    this.db.function('event_matches', { deterministic: true }, (body: unknown, filterJson: unknown) =>
+      this.bodyMatcher(String(filterJson))(String(body)) ? 1 : 0,
+    );
     this.current = this.readCounters();
     if (options.loadKeys ?? options.readonly !== true) this.keyTable();
 
@@ -289,41 +320,165 @@ export class IndexStore {
     return this.db.prepare('SELECT seq, body FROM events ORDER BY seq').iterate() as IterableIterator<{ seq: number; body: string }>;
   }
 
-  /** Events matching `query` in seq (publish) order. */
+  /** Events matching `query` in its order, without a scan bound (tools and tests; see readPage). */
   queryEvents(query: EventQuery): Array<{ seq: number; body: string }> {
+    return this.readPage({ ...query, scanRowsMax: Number.POSITIVE_INFINITY }).rows;
+  }
+
+  /**
+   * One page of events matching `query`, oldest or newest first. Topics alone (and the
+   * cursor) are served by indexes, so such a page costs its own rows. Any other filter is
+   * checked row by row over at most scanRowsMax rows in seq order from the cursor; when
+   * that bound ends the scan, the page is short and nextCursor says where to go on.
+   * Reads the rows and the store's bounds in one transaction, so they agree.
+   */
+  readPage(query: EventQuery): EventPage {
+    return this.db.transaction((): EventPage => {
+      const desc = query.order === 'desc';
+      const scanRowsMax = query.scanRowsMax ?? FIXED_LIMITS.queryScanRowsMax;
+      const bounded = Number.isFinite(scanRowsMax) && (query.source !== undefined || query.sinceMs !== undefined || query.untilMs !== undefined || needsBody(query));
+      let fromSeq = Number.NEGATIVE_INFINITY;
+      let toSeq = Number.POSITIVE_INFINITY;
+      if (desc && query.afterSeq !== undefined) toSeq = query.afterSeq - 1;
+      if (!desc && query.afterSeq !== undefined) fromSeq = query.afterSeq + 1;
+      // The scan window: scanRowsMax seqs from the cursor, unless the store ends first.
+      let edge: number | null = null;
+      const bounds = bounded ? this.seqBounds() : null;
+      if (bounds !== null) {
+        if (desc) {
+          const top = Math.min(toSeq, bounds.last);
+          if (top - scanRowsMax + 1 > bounds.first) fromSeq = edge = top - scanRowsMax + 1;
+        } else {
+          const bottom = Math.max(fromSeq, bounds.first);
+          if (bottom + scanRowsMax - 1 < bounds.last) toSeq = edge = bottom + scanRowsMax - 1;
+        }
+      }
+      const rows = this.selectRows(query, fromSeq, toSeq, desc);
+      let nextCursor: number | null = null;
+      if (rows.length === query.limit) nextCursor = rows[rows.length - 1]!.seq;
+      else nextCursor = edge;
+      return { rows, nextCursor };
+    })();
+  }
+
+  /** Rows of `query` with seq in [fromSeq, toSeq], in order, at most query.limit. */
+  private selectRows(query: EventQuery, fromSeq: number, toSeq: number, desc: boolean): Array<{ seq: number; body: string }> {
+    const direction = desc ? 'DESC' : 'ASC';
+    const { clauses, params } = this.filterClauses(query, fromSeq, toSeq);
+    const topics = query.topics ?? [];
+    let sql: string;
+    let all: Array<string | number> = [];
+    if (topics.length <= 1) {
+      if (topics.length === 1) {
+        clauses.unshift('topic = ?');
+        params.unshift(topics[0]!);
+      }
+      sql = `SELECT seq, body FROM events ${whereClause(clauses)} ORDER BY seq ${direction} LIMIT ?`;
+      all = [...params, query.limit];
+    } else {
+      // One index walk per topic, each bounded by the limit, merged: the first `limit` rows of
+      // the union are the first `limit` rows overall (each is among the first of its topic).
+      const one = `SELECT * FROM (SELECT seq, body FROM events WHERE ${['topic = ?', ...clauses].join(' AND ')} ORDER BY seq ${direction} LIMIT ?)`;
+      sql = `${topics.map(() => one).join(' UNION ALL ')} ORDER BY seq ${direction} LIMIT ?`;
+      for (const topic of topics) all.push(topic, ...params, query.limit);
+      all.push(query.limit);
+    }
+    return this.prepared(sql).all(...all) as Array<{ seq: number; body: string }>;
+  }
+
+  /** SQL conditions (and their parameters) for a filter's source, time and body, and a seq range. */
+  private filterClauses(filter: EventFilter, fromSeq: number, toSeq: number): { clauses: string[]; params: Array<string | number> } {
     const clauses: string[] = [];
     const params: Array<string | number> = [];
-    if (query.topic !== undefined) {
-      clauses.push('topic = ?');
-      params.push(query.topic);
+    if (Number.isFinite(fromSeq)) {
+      clauses.push('seq >= ?');
+      params.push(fromSeq);
     }
-    if (query.source !== undefined) {
+    if (Number.isFinite(toSeq)) {
+      clauses.push('seq <= ?');
+      params.push(toSeq);
+    }
+    if (filter.source !== undefined) {
       clauses.push('source = ?');
-      params.push(query.source);
+      params.push(filter.source);
     }
-    if (query.afterSeq !== undefined) {
-      clauses.push('seq > ?');
-      params.push(query.afterSeq);
-    }
-    if (query.sinceMs !== undefined) {
+    if (filter.sinceMs !== undefined) {
       clauses.push('ts_ms >= ?');
-      params.push(query.sinceMs);
+      params.push(filter.sinceMs);
     }
-    if (query.untilMs !== undefined) {
+    if (filter.untilMs !== undefined) {
       clauses.push('ts_ms < ?');
-      params.push(query.untilMs);
+      params.push(filter.untilMs);
     }
-    const where = clauses.length > 0 ? `WHERE ${clauses.join(' AND ')}` : '';
-    const sql = `SELECT seq, body FROM events ${where} ORDER BY seq LIMIT ?`;
+    if (needsBody(filter)) {
+      clauses.push('event_matches(body, ?)');
+      params.push(JSON.stringify({ words: filter.words ?? [], fields: filter.fields ?? [] }));
+    }
+    return { clauses, params };
+  }
+
+  /** Topic condition for aggregate queries (no order needed, so IN is enough). */
+  private topicClause(filter: EventFilter): { clauses: string[]; params: string[] } {
+    const topics = filter.topics ?? [];
+    if (topics.length === 0) return { clauses: [], params: [] };
+    return { clauses: [`topic IN (${topics.map(() => '?').join(', ')})`], params: [...topics] };
+  }
+
+  /** The first and last stored seq, or null for an empty store. */
+  seqBounds(): SeqBounds | null {
+    const row = this.prepared('SELECT min(seq) AS first, max(seq) AS last FROM events').get() as { first: number | null; last: number | null };
+    return row.first === null || row.last === null ? null : { first: row.first, last: row.last };
+  }
+
+  /** The earliest and latest timestamp (epoch ms) of rows matching `filter` with seq in [fromSeq, toSeq]. */
+  timeBounds(filter: EventFilter, fromSeq: number, toSeq: number): { minMs: number; maxMs: number } | null {
+    const topic = this.topicClause(filter);
+    const rest = this.filterClauses(filter, fromSeq, toSeq);
+    const sql = `SELECT min(ts_ms) AS minMs, max(ts_ms) AS maxMs FROM events ${whereClause([...topic.clauses, ...rest.clauses])}`;
+    const row = this.prepared(sql).get(...topic.params, ...rest.params) as { minMs: number | null; maxMs: number | null };
+    return row.minMs === null || row.maxMs === null ? null : { minMs: row.minMs, maxMs: row.maxMs };
+  }
+
+  /**
+   * Counts rows matching `filter` (whose sinceMs/untilMs must be set) with seq in [fromSeq,
+   * toSeq], per bucket of `intervalMs` from filter.sinceMs: [bucket index, count] pairs.
+   */
+  countByBucket(filter: EventFilter & { sinceMs: number }, intervalMs: number, fromSeq: number, toSeq: number): Array<[number, number]> {
+    const topic = this.topicClause(filter);
+    const rest = this.filterClauses(filter, fromSeq, toSeq);
+    const sql =
+      `SELECT (ts_ms - CAST(? AS INTEGER)) / CAST(? AS INTEGER) AS bucket, count(*) AS n FROM events ` +
+      `${whereClause([...topic.clauses, ...rest.clauses])} GROUP BY bucket`;
+    return this.prepared(sql).raw().all(filter.sinceMs, intervalMs, ...topic.params, ...rest.params) as Array<[number, number]>;
+  }
+
+  /** A prepared statement per SQL text; the texts are built from a bounded set of shapes. */
+  private prepared(sql: string): Database.Statement {
     let statement = this.queryCache.get(sql);
     if (statement === undefined) {
       statement = this.db.prepare(sql);
       this.queryCache.set(sql, statement);
     }
-    return statement.all(...params, query.limit) as Array<{ seq: number; body: string }>;
+    return statement;
+  }
+
+  /** The body matcher of a filter given as JSON (a bounded cache: a page asks the same few). */
+  private bodyMatcher(filterJson: string): (body: string) => boolean {
+    let matcher = this.matcherCache.get(filterJson);
+    if (matcher === undefined) {
+      if (this.matcherCache.size >= 64) this.matcherCache.clear();
+      matcher = compileBodyMatcher(JSON.parse(filterJson) as BodyFilter);
+      this.matcherCache.set(filterJson, matcher);
+    }
+    return matcher;
   }
 
   close(): void {
     if (this.db.open) this.db.close();
   }
+}
+
+/** `WHERE a AND b`, or nothing for no conditions. */
+function whereClause(clauses: string[]): string {
+  return clauses.length > 0 ? `WHERE ${clauses.join(' AND ')}` : '';
 }

@@ -5,7 +5,7 @@ import { createIndexApplier } from '../consumer/index-applier';
 import { AppError } from '../errors';
 import { keyHash } from '../index/key-table';
 import { PendingKeys, type PendingEntry } from './pending-keys';
-import { IndexStore, type EventQuery, type IndexRow } from '../index/store';
+import { IndexStore, type EventPage, type EventQuery, type IndexRow } from '../index/store';
 import { makeDirDurable, NodeDisk, type LogDisk } from '../wal/disk';
 import { rowFromEventJson } from '../wal/event-row';
 import { canonicalEventJson, isTombstoneEventJson, type LogEvent, type WalRecord } from '../wal/record';
@@ -314,9 +314,14 @@ export class Aggregator {
     return () => this.indexedListeners.delete(listener);
   }
 
-  /** Stored events in publish order. Reads what the index has; not-yet-indexed events follow shortly. */
+  /** Stored events matching `query`, without a scan bound (tools and tests; see readPage). */
   queryEvents(query: EventQuery): Array<{ seq: number; body: string }> {
     return this.index.queryEvents(query);
+  }
+
+  /** One bounded page of stored events (see IndexStore.readPage); not-yet-indexed events follow shortly. */
+  readPage(query: EventQuery): EventPage {
+    return this.index.readPage(query);
   }
 
   /**

@@ -10,12 +10,12 @@ import { dataDirFromWalFixture } from '../helpers/fixtures';
 const QUERIES: EventQuery[] = [
   { limit: 1000 },
   { limit: 7 },
-  { topic: 'orders', limit: 1000 },
-  { topic: 'payments', afterSeq: 20, limit: 5 },
+  { topics: ['orders'], limit: 1000 },
+  { topics: ['payments'], afterSeq: 20, limit: 5 },
   { source: 'worker', limit: 1000 },
-  { topic: 'users', source: 'api', limit: 1000 },
+  { topics: ['users'], source: 'api', limit: 1000 },
   { sinceMs: Date.parse('2025-10-23T10:00:30Z'), untilMs: Date.parse('2025-10-23T10:01:00Z'), limit: 1000 },
-  { topic: 'no-such-topic', limit: 10 },
+  { topics: ['no-such-topic'], limit: 10 },
 ];
 
 function snapshot(databasePath: string): { answers: unknown[]; counters: unknown; topics: string[]; lookups: unknown[] } {

@@ -211,7 +211,7 @@ describe('HTTP API', () => {
       expect(window.body.events.map((e: { seq: number }) => e.seq)).to.deep.equal([1, 2, 3]);
     });
 
-    for (const query of ['limit=0', 'limit=1001', 'limit=abc', 'after=-1', 'since=yesterday', 'topic=', `topic=${'x'.repeat(256)}`, 'topic=a&topic=b']) {
+    for (const query of ['limit=0', 'limit=1001', 'limit=abc', 'after=-1', 'since=yesterday', 'topic=', `topic=${'x'.repeat(256)}`, 'source=a&source=b']) {
       it(`answers 400 invalid_query for ${query.slice(0, 30)}`, async () => {
         const res = await request(app).get(`/events?${query}`);
         expect(res.status).to.equal(400);

@@ -67,7 +67,7 @@ describe('IndexStore', () => {
   it('returns queries in seq order with the stored bodies', () => {
     const store = new IndexStore(path.join(makeTempDir(), 'index.db'));
     store.applyBatch([row(1, 'a', '1'), row(2, 'b', '2'), row(3, 'a', '3')]);
-    expect(store.queryEvents({ topic: 'a', limit: 10 }).map((r) => r.seq)).to.deep.equal([1, 3]);
+    expect(store.queryEvents({ topics: ['a'], limit: 10 }).map((r) => r.seq)).to.deep.equal([1, 3]);
     expect(store.queryEvents({ afterSeq: 1, limit: 1 }).map((r) => r.seq)).to.deep.equal([2]);
     expect(store.topics()).to.deep.equal(['a', 'b']);
     store.close();

@@ -65,7 +65,7 @@ for (const indexWorker of [true, false]) {
       expect(retried).to.include({ accepted: 10, duplicates: 50 });
       await indexed(after);
       expect(after.index.countRows()).to.equal(60);
-      expect(after.queryEvents({ topic: 'a', limit: 1000 }).map((r) => r.seq)).to.deep.equal(Array.from({ length: 60 }, (_, i) => i + 1));
+      expect(after.queryEvents({ topics: ['a'], limit: 1000 }).map((r) => r.seq)).to.deep.equal(Array.from({ length: 60 }, (_, i) => i + 1));
       await after.close();
     });
 
