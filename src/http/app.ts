@@ -8,13 +8,14 @@ import { errorHandler, notFoundHandler } from './errors';
 import { eventsRouter } from './events';
 import { ServiceMetrics } from './metrics';
 import { buildOpenApiDocument, openApiHandler } from './openapi';
-import { isJsonRequest, publishRouter } from './publish';
+import { isJsonRequest, isNdjsonRequest, publishRouter } from './publish';
 import { requestLogger } from './request-log';
 import { compileValidators } from './schemas';
+import { SHIPPER_DEFAULTS, SHIPPER_ROUTES, shippersRouter, type ShipperLimits } from './shippers';
 import { statusRouter } from './status';
 import { StreamHub, type StreamLimits } from './stream';
 
-export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'> & Partial<StreamLimits>;
+export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'> & Partial<StreamLimits> & Partial<ShipperLimits>;
 
 /** Live-tail settings when the caller gives none (tests building an app from a few limits). */
 const STREAM_DEFAULTS: StreamLimits = { streamSubscribersMax: 100, streamHeartbeatMs: 15_000, streamBufferBytesMax: 1024 * 1024, retryAfterSeconds: 1 };
@@ -39,6 +40,7 @@ export const ROUTES: Record<string, string[]> = {
   '/metrics': ['GET'],
   '/openapi.json': ['GET'],
   '/docs': ['GET'],
+  ...SHIPPER_ROUTES,
 };
 
 /** Builds the express app over an Aggregator; it listens on nothing itself. */
@@ -57,7 +59,9 @@ export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Log
   app.use(authMiddleware(options.apiKeyDigests ?? { publish: [], read: [] }));
   // JSON only, bounded after inflation (gzip/deflate/br bodies are inflated by body-parser).
   app.use('/publish', express.json({ limit: limits.bodyBytesMax, type: isJsonRequest, strict: true }));
+  app.use('/publish', express.raw({ limit: limits.bodyBytesMax, type: isNdjsonRequest }));
   app.use(publishRouter(aggregator, validators, limits));
+  app.use(shippersRouter(aggregator, validators, { ...SHIPPER_DEFAULTS, ...limits }));
   app.use((streams ?? new StreamHub(aggregator, { ...STREAM_DEFAULTS, ...definedOnly(limits) })).router());
   app.use(eventsRouter(aggregator));
   app.use(statusRouter(aggregator));

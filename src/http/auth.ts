@@ -7,7 +7,10 @@ import { AppError } from '../errors';
 export const OPEN_PATHS: readonly string[] = ['/health', '/openapi.json', '/docs'];
 
 /** Path prefixes that need the publish scope; every other path that is not open needs read. */
-export const PUBLISH_PREFIXES: readonly string[] = ['/publish'];
+export const PUBLISH_PREFIXES: readonly string[] = ['/publish', '/v1/logs', '/loki/api/v1/push', '/_bulk'];
+
+/** The bulk route of one index (`/<index>/_bulk`) publishes too. */
+const INDEX_BULK_PATH = /^\/[^/]+\/_bulk$/;
 
 /** `Authorization: Bearer <key>`; the key is one token of visible characters. */
 const BEARER = /^Bearer[ \t]+([\x21-\x7e]+)[ \t]*$/i;
@@ -29,6 +32,7 @@ export function scopeForPath(path: string): ApiScope | null {
   for (const prefix of PUBLISH_PREFIXES) {
     if (p === prefix || p.startsWith(`${prefix}/`)) return 'publish';
   }
+  if (INDEX_BULK_PATH.test(p)) return 'publish';
   return 'read';
 }
 
