@@ -40,8 +40,8 @@ export interface LokiMappingSettings {
   topicDefault: string;
 }
 
-/** Labels tried in order for the source; without them the source is "loki". */
-const SOURCE_LABELS = ['host', 'instance'] as const;
+/** Labels tried in order for the source (pino-loki sends `hostname`); without them the source is "loki". */
+const SOURCE_LABELS = ['host', 'instance', 'hostname'] as const;
 const SOURCE_DEFAULT = 'loki';
 
 /** One entry before mapping: its stream's labels (sorted by name), time, line, structured metadata. */
