@@ -3,19 +3,18 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import type { Aggregator } from '../ingest/aggregator';
 import { authMiddleware } from './auth';
-import { docsPageHandler } from './docs-page';
 import { errorHandler, notFoundHandler } from './errors';
-import { eventsRouter } from './events';
 import { ServiceMetrics } from './metrics';
-import { buildOpenApiDocument, openApiHandler } from './openapi';
-import { isJsonRequest, isNdjsonRequest, publishRouter } from './publish';
+import { buildOpenApiDocument } from './openapi';
 import { requestLogger } from './request-log';
+import { RouteIndex } from './route-index';
+import { ROUTE_INDEX, ROUTE_TABLE, type HttpMethod, type RouteContext, type RouteSpec } from './routes';
 import { compileValidators } from './schemas';
-import { SHIPPER_DEFAULTS, SHIPPER_ROUTES, shippersRouter, type ShipperLimits } from './shippers';
-import { statusRouter } from './status';
 import { StreamHub, type StreamLimits } from './stream';
 
-export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'> & Partial<StreamLimits> & Partial<ShipperLimits>;
+export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'> &
+  Partial<StreamLimits> &
+  Partial<Pick<Config, 'otlpTopicDefault' | 'lokiTopicLabels' | 'lokiTopicDefault'>>;
 
 /** Live-tail settings when the caller gives none (tests building an app from a few limits). */
 const STREAM_DEFAULTS: StreamLimits = { streamSubscribersMax: 100, streamHeartbeatMs: 15_000, streamBufferBytesMax: 1024 * 1024, retryAfterSeconds: 1 };
@@ -28,47 +27,37 @@ export interface AppOptions {
   apiKeyDigests?: Config['apiKeyDigests'];
   /** The live-tail hub, so its streams can be ended on shutdown (startService passes one). */
   streams?: StreamHub;
+  /** The routes to serve; ROUTE_TABLE unless a test builds an app over a table of its own. */
+  routes?: readonly RouteSpec[];
 }
 
-/** The methods each known path takes, for 405 answers, route labels and the OpenAPI coverage test. */
-export const ROUTES: Record<string, string[]> = {
-  '/publish': ['POST'],
-  '/events': ['GET'],
-  '/events/stream': ['GET'],
-  '/stats': ['GET'],
-  '/health': ['GET'],
-  '/metrics': ['GET'],
-  '/openapi.json': ['GET'],
-  '/docs': ['GET'],
-  ...SHIPPER_ROUTES,
-};
+/** The express route method for each table method. */
+const ROUTER_METHODS = { GET: 'get', POST: 'post', PUT: 'put', PATCH: 'patch', DELETE: 'delete' } as const satisfies Record<HttpMethod, string>;
 
 /** Builds the express app over an Aggregator; it listens on nothing itself. */
 export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Logger, options: AppOptions = {}): Express {
-  const streams = options.streams;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
-  const validators = compileValidators();
+  const table = options.routes ?? ROUTE_TABLE;
+  const index = options.routes === undefined ? ROUTE_INDEX : new RouteIndex<RouteSpec>(options.routes);
   const metrics = options.metrics ?? new ServiceMetrics().watch({ aggregator });
-  const document = buildOpenApiDocument(limits);
+  const context: RouteContext = {
+    aggregator,
+    limits,
+    validators: compileValidators(),
+    metrics,
+    streams: options.streams ?? new StreamHub(aggregator, { ...STREAM_DEFAULTS, ...definedOnly(limits) }),
+    document: buildOpenApiDocument(limits, { routes: table }),
+  };
   // One log line and one metrics sample per request, then access control before any body is read.
-  app.use(requestLogger(logger, ROUTES));
-  app.use(metrics.middleware(ROUTES));
-  app.use(authMiddleware(options.apiKeyDigests ?? { publish: [], read: [] }));
-  // JSON only, bounded after inflation (gzip/deflate/br bodies are inflated by body-parser).
-  app.use('/publish', express.json({ limit: limits.bodyBytesMax, type: isJsonRequest, strict: true }));
-  app.use('/publish', express.raw({ limit: limits.bodyBytesMax, type: isNdjsonRequest }));
-  app.use(publishRouter(aggregator, validators, limits));
-  app.use(shippersRouter(aggregator, validators, { ...SHIPPER_DEFAULTS, ...limits }));
-  app.use((streams ?? new StreamHub(aggregator, { ...STREAM_DEFAULTS, ...definedOnly(limits) })).router());
-  app.use(eventsRouter(aggregator));
-  app.use(statusRouter(aggregator));
-  app.get('/metrics', metrics.handler());
-  app.get('/openapi.json', openApiHandler(document));
-  app.get('/docs', docsPageHandler(document));
-  app.use(notFoundHandler(ROUTES));
+  app.use(requestLogger(logger, index));
+  app.use(metrics.middleware(index));
+  app.use(authMiddleware(options.apiKeyDigests ?? { publish: [], read: [] }, index));
+  // Every route from the table, each with its own body parser (none runs app-wide).
+  for (const spec of table) app.route(spec.path)[ROUTER_METHODS[spec.method]](...spec.handlers(context));
+  app.use(notFoundHandler(index));
   app.use(errorHandler(logger));
   return app;
 }

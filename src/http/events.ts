@@ -1,4 +1,4 @@
-import { Router, type Request } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { FIXED_LIMITS } from '../config/config';
 import { AppError, type ErrorDetail } from '../errors';
 import type { Aggregator } from '../ingest/aggregator';
@@ -63,9 +63,8 @@ export function parseEventsQuery(req: Request): EventQuery {
 }
 
 /** GET /events: stored events in publish order, paged by `after` = the previous next_cursor. */
-export function eventsRouter(aggregator: Aggregator): Router {
-  const router = Router();
-  router.get('/events', (req, res) => {
+export function eventsHandler(aggregator: Aggregator): RequestHandler {
+  return (req, res) => {
     const query = parseEventsQuery(req);
     const rows = aggregator.queryEvents(query);
     const nextCursor = rows.length === query.limit ? String(rows[rows.length - 1]!.seq) : null;
@@ -75,6 +74,5 @@ export function eventsRouter(aggregator: Aggregator): Router {
       .status(200)
       .type('application/json')
       .send(`{"topic":${JSON.stringify(query.topic ?? null)},"count":${rows.length},"events":[${events}],"next_cursor":${JSON.stringify(nextCursor)}}`);
-  });
-  return router;
+  };
 }

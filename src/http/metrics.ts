@@ -5,6 +5,7 @@ import type { Aggregator, AggregatorObserver } from '../ingest/aggregator';
 import { NodeDisk } from '../wal/disk';
 import { listSegments } from '../wal/segments';
 import { matchedRoute } from './request-log';
+import type { RouteIndex } from './route-index';
 import type { ProtocolCounts } from './shippers';
 
 /** Latency buckets (seconds) for whole requests: fsync dominates, so from 0.5 ms to 10 s. */
@@ -125,7 +126,7 @@ export class ServiceMetrics {
    * POST /publish latency for 200 answers, and rejected requests by their error code
    * (which the error handler leaves in `res.locals.errorCode`).
    */
-  middleware(routes: Record<string, string[]>): RequestHandler {
+  middleware(routes: RouteIndex): RequestHandler {
     return (req, res, next) => {
       const started = process.hrtime.bigint();
       res.once('finish', () => {

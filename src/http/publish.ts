@@ -1,4 +1,4 @@
-import { Router } from 'express';
+import express, { type RequestHandler } from 'express';
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/config';
 import { AppError, type ErrorDetail } from '../errors';
@@ -127,12 +127,22 @@ export function isNdjsonRequest(req: IncomingMessage): boolean {
 }
 
 /**
+ * The body parser of POST /publish: JSON (parsed) or NDJSON (kept as bytes for
+ * parseNdjsonPublishBody), both bounded by BODY_BYTES_MAX after inflation (gzip/deflate/br
+ * bodies are inflated); anything else is left unread for the handler's 415.
+ */
+export function publishBodyParser(limits: Pick<Config, 'bodyBytesMax'>): RequestHandler {
+  const json = express.json({ limit: limits.bodyBytesMax, type: isJsonRequest, strict: true });
+  const ndjson = express.raw({ limit: limits.bodyBytesMax, type: isNdjsonRequest });
+  return (req, res, next) => (isNdjsonRequest(req) ? ndjson(req, res, next) : json(req, res, next));
+}
+
+/**
  * POST /publish: one event, {"events": [...]}, a top-level array of events, or NDJSON (one
  * event per line); answers 200 only after every accepted event is fsynced.
  */
-export function publishRouter(aggregator: Aggregator, validators: Validators, limits: PublishLimits): Router {
-  const router = Router();
-  router.post('/publish', async (req, res) => {
+export function publishHandler(aggregator: Aggregator, validators: Validators, limits: PublishLimits): RequestHandler {
+  return async (req, res) => {
     const ndjson = isNdjsonRequest(req);
     if (!isJsonRequest(req) && !ndjson) {
       throw new AppError('unsupported_media_type', `Content-Type must be application/json or application/x-ndjson, got ${JSON.stringify(req.get('content-type') ?? '(none)')}`);
@@ -146,6 +156,5 @@ export function publishRouter(aggregator: Aggregator, validators: Validators, li
     const result = await aggregator.publish(events);
     res.locals.protocolCounts = { protocol: ndjson ? 'ndjson' : 'publish', accepted: result.accepted, duplicates: result.duplicates, rejected: 0 } satisfies ProtocolCounts;
     res.status(200).json(result);
-  });
-  return router;
+  };
 }

@@ -1,4 +1,4 @@
-import express, { Router, type Request, type RequestHandler, type Response } from 'express';
+import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Config } from '../config/config';
 import { AppError } from '../errors';
 import type { Aggregator, PublishOutcome, ValidEvent } from '../ingest/aggregator';
@@ -8,7 +8,10 @@ import { decodeLokiJson, decodeLokiProtobuf } from '../protocols/loki';
 import { decodeOtlpJson, decodeOtlpProtobuf, encodeOtlpResponse, otlpResponse } from '../protocols/otlp';
 import type { LogEvent } from '../wal/record';
 import { checkEachEvent, parsePublishBody } from './publish';
+import type { RouteSpec } from './routes';
 import type { Validators } from './schemas';
+import { jsonAnswer, type JsonObject } from './api-schemas';
+import type { ErrorCode } from '../errors';
 
 /** The limits and mapping settings the shippers' routes take from the configuration. */
 export type ShipperLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax' | 'otlpTopicDefault' | 'lokiTopicLabels' | 'lokiTopicDefault'>;
@@ -199,24 +202,208 @@ export function elasticProductHeader(): RequestHandler {
   };
 }
 
-/** The paths of the shippers' routes, as ROUTES lists them (the bulk route with an index is matched by pattern). */
-export const SHIPPER_ROUTES: Record<string, string[]> = {
-  '/v1/logs': ['POST'],
-  '/loki/api/v1/push': ['POST'],
-  '/_bulk': ['POST'],
-  '/:index/_bulk': ['POST'],
-};
 
 /**
- * The shippers' routes with their body parsers: raw bytes, inflated from gzip/deflate/br
- * and bounded by BODY_BYTES_MAX after inflation (413 body_too_large), as /publish's body.
+ * The answer to GET / for an Elasticsearch client's probe: the banner Logstash, Vector and
+ * Beats read the version from (8.x: bulk without _type). Nothing else of the cluster API is
+ * emulated. `next()` for any other request, so the page at / can follow in the same entry.
  */
-export function shippersRouter(aggregator: Aggregator, validators: Validators, limits: ShipperLimits): Router {
-  const router = Router();
-  const raw = express.raw({ limit: limits.bodyBytesMax, type: () => true });
-  router.post('/v1/logs', raw, otlpLogsHandler(aggregator, validators, limits));
-  router.post('/loki/api/v1/push', raw, lokiPushHandler(aggregator, validators, limits));
-  router.post('/_bulk', elasticProductHeader(), raw, elasticBulkHandler(aggregator, validators, limits));
-  router.post('/:index/_bulk', elasticProductHeader(), raw, elasticBulkHandler(aggregator, validators, limits));
-  return router;
+export function elasticBannerHandler(): RequestHandler {
+  return (req, res, next) => {
+    if (!wantsElasticBanner(req)) {
+      next();
+      return;
+    }
+    res.set(...ELASTIC_PRODUCT_HEADER).status(200).json(ELASTIC_BANNER);
+  };
 }
+
+/** True unless the request asks for HTML by name (a browser): clients probing an Elasticsearch node send JSON Accepts or none. */
+export function wantsElasticBanner(req: Request): boolean {
+  const accept = req.get('accept') ?? '';
+  return !/\btext\/html\b/i.test(accept);
+}
+
+/** The banner GET / answers an Elasticsearch client with. */
+export const ELASTIC_BANNER = {
+  name: 'log-aggregator',
+  cluster_name: 'log-aggregator',
+  cluster_uuid: 'log-aggregator',
+  version: {
+    number: '8.17.0',
+    build_flavor: 'default',
+    build_type: 'log-aggregator',
+    lucene_version: '9.12.0',
+    minimum_wire_compatibility_version: '7.17.0',
+    minimum_index_compatibility_version: '7.0.0',
+  },
+  tagline: 'You Know, for Search',
+} as const;
+
+/** The error codes every ingest route shares: reading and bounding the body, and the states that refuse writes. */
+const INGEST_ERRORS: readonly ErrorCode[] = [
+  'invalid_json',
+  'validation_failed',
+  'invalid_compressed_body',
+  'body_too_large',
+  'batch_too_large',
+  'unsupported_media_type',
+  'recovering',
+  'backlog_full',
+  'log_no_space',
+  'log_failed',
+  'shutting_down',
+];
+
+/** The raw body of a shipper's route: inflated from gzip/deflate/br, bounded by BODY_BYTES_MAX after inflation (413). */
+function rawBody(limits: Pick<ShipperLimits, 'bodyBytesMax'>): RequestHandler {
+  return express.raw({ limit: limits.bodyBytesMax, type: () => true });
+}
+
+function withDefaults(limits: Omit<ShipperLimits, keyof typeof SHIPPER_DEFAULTS> & Partial<ShipperLimits>): ShipperLimits {
+  return { ...SHIPPER_DEFAULTS, ...limits } as ShipperLimits;
+}
+
+const OTLP_RESPONSE_SCHEMA: JsonObject = {
+  type: 'object',
+  description: 'ExportLogsServiceResponse (OTLP JSON encoding); empty when every record was stored.',
+  properties: {
+    partialSuccess: {
+      type: 'object',
+      required: ['rejectedLogRecords', 'errorMessage'],
+      properties: {
+        rejectedLogRecords: { type: 'string', description: 'Records not stored (int64 as a decimal string).' },
+        errorMessage: { type: 'string', description: 'The first reasons, by record position.' },
+      },
+    },
+  },
+};
+
+const BULK_RESPONSE_SCHEMA: JsonObject = {
+  type: 'object',
+  required: ['took', 'errors', 'items'],
+  properties: {
+    took: { type: 'integer', minimum: 0 },
+    errors: { type: 'boolean', description: 'True when an item has status 400 or more.' },
+    items: {
+      type: 'array',
+      description: 'One per action, in order: {"create"|"index"|...: {_index, _id, status, result | error}}.',
+      items: { type: 'object', minProperties: 1, maxProperties: 1 },
+    },
+  },
+};
+
+const EXAMPLE_OTLP = {
+  resourceLogs: [
+    {
+      resource: { attributes: [{ key: 'service.name', value: { stringValue: 'checkout' } }] },
+      scopeLogs: [
+        {
+          scope: { name: 'checkout-lib' },
+          logRecords: [
+            {
+              timeUnixNano: '1761213600123456789',
+              severityNumber: 9,
+              severityText: 'INFO',
+              body: { stringValue: 'order 42 shipped' },
+              attributes: [{ key: 'order.id', value: { intValue: '42' } }],
+            },
+          ],
+        },
+      ],
+    },
+  ],
+};
+
+/** The shippers' routes, as entries of the route table (src/http/routes.ts spreads them in). */
+export const SHIPPER_ROUTES: readonly RouteSpec[] = [
+  {
+    method: 'POST',
+    path: '/v1/logs',
+    scope: 'publish',
+    operationId: 'otlpExportLogs',
+    summary: 'OTLP/HTTP logs: ExportLogsServiceRequest in protobuf or JSON',
+    description: (limits) =>
+      `OpenTelemetry logs as the OTLP/HTTP exporters send them (application/x-protobuf or application/json, gzip ` +
+      `accepted). Each log record becomes one event: topic from the resource's service.name, event_id from the ` +
+      `log.record.uid attribute or a digest of the record, so a re-exported batch is a duplicate (see docs/shippers.md). ` +
+      `Answered in the request's encoding after every stored record is fsynced; records that cannot be stored are ` +
+      `counted in partialSuccess. At most ${limits.batchEventsMax} records and ${limits.bodyBytesMax} bytes after inflation.`,
+    requestBody: {
+      required: true,
+      content: {
+        'application/json': { schema: { type: 'object', description: 'ExportLogsServiceRequest, OTLP JSON encoding.' } },
+        'application/x-protobuf': { schema: { type: 'string', format: 'binary', description: 'ExportLogsServiceRequest, protobuf.' } },
+      },
+    },
+    answers: {
+      '200': {
+        description: 'Every stored record is durable; rejected ones are counted in partialSuccess.',
+        content: {
+          'application/json': { schema: OTLP_RESPONSE_SCHEMA },
+          'application/x-protobuf': { schema: { type: 'string', format: 'binary', description: 'ExportLogsServiceResponse, protobuf.' } },
+        },
+      },
+    },
+    errors: [...INGEST_ERRORS, 'invalid_protobuf'],
+    examples: [{ name: 'oneRecord', summary: 'One record of the checkout service', body: EXAMPLE_OTLP, status: 200, answer: {} }],
+    handlers: ({ aggregator, validators, limits }) => [rawBody(limits), otlpLogsHandler(aggregator, validators, withDefaults(limits))],
+  },
+  {
+    method: 'POST',
+    path: '/loki/api/v1/push',
+    scope: 'publish',
+    operationId: 'lokiPush',
+    summary: 'Loki push: snappy-compressed protobuf PushRequest or JSON',
+    description: (limits) =>
+      `Loki's push API as promtail, Grafana Alloy and the Loki clients send it. Each entry of each stream becomes one ` +
+      `event: topic from a stream label (LOKI_TOPIC_LABELS), event_id a digest of (labels, timestamp, line), so a ` +
+      `re-sent push is a duplicate. 204 once every entry is fsynced; one bad entry rejects the push. At most ` +
+      `${limits.batchEventsMax} entries and ${limits.bodyBytesMax} bytes after decompression.`,
+    requestBody: {
+      required: true,
+      content: {
+        'application/json': { schema: { type: 'object', required: ['streams'], properties: { streams: { type: 'array' } } } },
+        'application/x-protobuf': { schema: { type: 'string', format: 'binary', description: 'PushRequest, protobuf, snappy block format.' } },
+      },
+    },
+    answers: { '204': { description: 'Every entry is durable.' } },
+    errors: [...INGEST_ERRORS, 'invalid_protobuf', 'invalid_snappy'],
+    examples: [
+      {
+        name: 'oneEntry',
+        summary: 'One line of the job "checkout"',
+        body: { streams: [{ stream: { job: 'checkout', host: 'web-1' }, values: [['1761213600123456789', 'order 42 shipped']] }] },
+        status: 204,
+      },
+    ],
+    handlers: ({ aggregator, validators, limits }) => [rawBody(limits), lokiPushHandler(aggregator, validators, withDefaults(limits))],
+  },
+  ...(['/_bulk', '/:index/_bulk'] as const).map(
+    (path): RouteSpec => ({
+      method: 'POST',
+      path,
+      scope: 'publish',
+      operationId: path === '/_bulk' ? 'elasticBulk' : 'elasticIndexBulk',
+      summary: path === '/_bulk' ? 'Elasticsearch bulk: create/index actions' : 'Elasticsearch bulk into one index: create/index actions',
+      description: (limits) =>
+        `The subset of the Elasticsearch bulk API that log shippers use: NDJSON action/source pairs, create and index. ` +
+        `Each document becomes one event in the topic named by its index, event_id from _id (else a digest of the ` +
+        `source). The answer is the bulk response; a create whose _id exists is item status 409 ` +
+        `version_conflict_engine_exception (a duplicate), an index whose _id exists 200 noop. Every answer carries ` +
+        `X-Elastic-Product: Elasticsearch. At most ${limits.batchEventsMax} actions and ${limits.bodyBytesMax} bytes after inflation.`,
+      requestBody: { required: true, content: { 'application/x-ndjson': { schema: { type: 'string', description: 'Action and source lines.' } } } },
+      answers: { '200': jsonAnswer(BULK_RESPONSE_SCHEMA, 'One item per action; stored documents are durable.') },
+      errors: INGEST_ERRORS,
+      examples: [
+        {
+          name: 'create',
+          summary: 'One document created with its _id',
+          body: '{"create":{"_index":"access-logs","_id":"req-1"}}\n{"@timestamp":"2025-10-23T10:00:00Z","message":"GET /"}\n',
+          status: 200,
+        },
+      ],
+      handlers: ({ aggregator, validators, limits }) => [elasticProductHeader(), rawBody(limits), elasticBulkHandler(aggregator, validators, withDefaults(limits))],
+    }),
+  ),
+];
