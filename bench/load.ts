@@ -1,6 +1,7 @@
 import autocannon from 'autocannon';
 import http from 'node:http';
 import { benchEvent } from './events';
+import { protocolRequest, type BenchProtocol } from './protocol-bodies';
 
 /**
  * The load generator, run as its own process so it does not share an event loop with the
@@ -8,7 +9,9 @@ import { benchEvent } from './events';
  */
 export interface LoadSpec {
   /** single: one event per POST; batch: `batchSize` events per POST; query: GET /events pages; sustained: a fixed number of events, retried on 503, then wait until /stats has indexed them. */
-  mode: 'single' | 'batch' | 'query' | 'sustained';
+  mode: 'single' | 'batch' | 'query' | 'sustained' | 'protocol';
+  /** protocol: which ingest protocol carries the `batchSize` events of each request. */
+  protocol?: BenchProtocol;
   url: string;
   connections: number;
   durationSeconds: number;
@@ -46,7 +49,19 @@ async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
   let counter = 0;
   const batchSize = spec.batchSize ?? 1;
   let request: autocannon.AutocannonRequest;
-  if (spec.mode === 'query') {
+  if (spec.mode === 'protocol') {
+    const protocol = spec.protocol ?? 'publish';
+    const { path } = protocolRequest(protocol, spec.prefix, 0, 1);
+    request = {
+      method: 'POST',
+      path,
+      setupRequest: (req) => {
+        const { contentType, body } = protocolRequest(protocol, spec.prefix, counter, batchSize);
+        counter += batchSize;
+        return { ...req, headers: { 'content-type': contentType }, body };
+      },
+    };
+  } else if (spec.mode === 'query') {
     const seqMax = spec.seqMax ?? 1;
     request = {
       method: 'GET',
@@ -84,7 +99,7 @@ async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
     requests: [request],
   });
   const ok = result['2xx'];
-  const perRequest = spec.mode === 'batch' ? batchSize : 1;
+  const perRequest = spec.mode === 'batch' || spec.mode === 'protocol' ? batchSize : 1;
   return {
     requestsPerSecond: ok / result.duration,
     eventsPerSecond: (ok * perRequest) / result.duration,
