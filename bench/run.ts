@@ -319,6 +319,8 @@ async function benchThroughput(options: BenchOptions, report: Report, medians: R
 /** Batch sizes of the protocols comparison, and its connections (16 x 1000 events stays far below QUEUE_MAX_SIZE). */
 const PROTOCOL_BATCH_SIZES = [100, 1000] as const;
 const PROTOCOL_CONNECTIONS = 16;
+/** Events encoded before each protocol run (warm-up and measurement draw from them). */
+const PROTOCOL_POOL_EVENTS = 150_000;
 
 /**
  * Events per second of each ingest protocol carrying the same records, beside POST /publish
@@ -333,11 +335,19 @@ async function benchProtocols(options: BenchOptions, report: Report): Promise<vo
       try {
         const order = BENCH_PROTOCOLS.map((_, i) => BENCH_PROTOCOLS[(i + round) % BENCH_PROTOCOLS.length]!);
         for (const protocol of order) {
-          const spec = { mode: 'protocol' as const, protocol, batchSize, connections: PROTOCOL_CONNECTIONS, durationSeconds: options.durationSeconds, warmupSeconds: options.warmupSeconds };
+          const spec = {
+            mode: 'protocol' as const,
+            protocol,
+            batchSize,
+            poolEvents: PROTOCOL_POOL_EVENTS,
+            connections: PROTOCOL_CONNECTIONS,
+            durationSeconds: options.durationSeconds,
+            warmupSeconds: options.warmupSeconds,
+          };
           const result = await runLoad({ ...spec, url: server.url, prefix: `${protocol}-${batchSize}-${round}` });
           if (result.non2xx > 0 || result.errors > 0) throw new Error(`protocols: ${protocol} x${batchSize} had ${result.non2xx} non-2xx answers and ${result.errors} errors`);
           runs.get(protocol)!.push(result.eventsPerSecond);
-          log(`protocols x${batchSize} round ${round + 1}: ${protocol} ${fmt(result.eventsPerSecond)} ev/s (p99 ${result.latencyP99Ms} ms, load ${loadAverage()})`);
+          log(`protocols x${batchSize} round ${round + 1}: ${protocol} ${fmt(result.eventsPerSecond)} ev/s (p99 ${result.latencyP99Ms} ms, ${result.liveBodies} bodies encoded live, load ${loadAverage()})`);
         }
       } finally {
         await server.kill('SIGKILL');

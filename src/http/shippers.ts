@@ -31,6 +31,9 @@ export interface ProtocolCounts {
   rejected: number;
 }
 
+/** Most rejected Loki entries listed in one 400 answer's details (as /publish lists problems). */
+const DETAILS_MAX = 100;
+
 /** Most per-record reasons quoted in one OTLP errorMessage; the rest are counted. */
 const REASONS_QUOTED_MAX = 5;
 
@@ -154,7 +157,7 @@ export function lokiPushHandler(aggregator: Aggregator, validators: Validators, 
       throw new AppError('unsupported_media_type', `Content-Type must be application/x-protobuf (snappy) or application/json, got ${JSON.stringify(req.get('content-type'))}`);
     }
     const rejected = mapped.records.map((slot, index) => (isRejected(slot) ? { index, path: `entry ${index}`, message: slot.rejected } : null)).filter((d) => d !== null);
-    if (rejected.length > 0) throw new AppError('validation_failed', `${rejected.length} entries cannot be stored; nothing was written`, { details: rejected.slice(0, 100) });
+    if (rejected.length > 0) throw new AppError('validation_failed', `${rejected.length} entries cannot be stored; nothing was written`, { details: rejected.slice(0, DETAILS_MAX) });
     const events = parsePublishBody({ events: mapped.records }, validators, limits);
     const result = await aggregator.publish(events);
     res.locals.protocolCounts = { protocol: 'loki', accepted: result.accepted, duplicates: result.duplicates, rejected: 0 } satisfies ProtocolCounts;

@@ -195,7 +195,7 @@ function protoAnyValue(value: ProtoMessage | null | undefined, path: string, dep
     case 'boolValue':
       return { boolValue: value.boolValue as boolean };
     case 'intValue':
-      return { intValue: String(value.intValue) };
+      return { intValue: protoInt64(value.intValue, true).toString() };
     case 'doubleValue':
       return { doubleValue: canonicalDouble(value.doubleValue as number) };
     case 'bytesValue':
@@ -215,8 +215,17 @@ function protoKeyValues(list: ProtoMessage[], path: string, depth: number, depth
   return list.map((kv, i) => ({ key: (kv.key as string) ?? '', value: protoAnyValue(kv.value, `${path}[${i}].value`, depth, depthMax) }));
 }
 
+/** A 64-bit integer as protobufjs decodes it (a Long of two 32-bit halves, or a number), as a BigInt; no decimal round trip. */
+function protoInt64(value: unknown, signed: boolean): bigint {
+  if (value === undefined || value === null) return 0n;
+  if (typeof value === 'number') return BigInt(value);
+  const { low, high } = value as { low: number; high: number };
+  const bits = (BigInt(high >>> 0) << 32n) | BigInt(low >>> 0);
+  return signed ? BigInt.asIntN(64, bits) : bits;
+}
+
 function protoNanos(value: unknown): bigint {
-  return value === undefined || value === null ? 0n : BigInt(String(value));
+  return protoInt64(value, false);
 }
 
 function protoRecord(record: ProtoMessage, path: string, depthMax: number): OtlpLogRecord {

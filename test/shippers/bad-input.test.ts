@@ -89,3 +89,34 @@ describe('bad input on the shippers\' routes (real server process): clear 4xx, n
     expect(res.headers.get('x-elastic-product')).to.equal('Elasticsearch');
   });
 });
+
+describe('the shippers\' routes when writes cannot be accepted (real server process)', () => {
+  let server: ServerProcess;
+  before(async () => {
+    // A backlog bound of one event: a request of two records is over it before anything is written.
+    server = await startServerProcess(makeTempDir(), { QUEUE_MAX_SIZE: '1', RETRY_AFTER_SECONDS: '7' });
+  });
+  after(async () => {
+    await server.kill('SIGTERM');
+  });
+
+  const requests: Array<{ name: string; path: string; contentType: string; body: () => Buffer | string }> = [
+    { name: 'OTLP protobuf', path: '/v1/logs', contentType: 'application/x-protobuf', body: () => otlpProtobuf(2) },
+    { name: 'Loki snappy protobuf', path: '/loki/api/v1/push', contentType: 'application/x-protobuf', body: () => encodeLokiProtobuf([{ labels: '{job="a"}', entries: [{ nanos: 1n, line: 'x' }, { nanos: 2n, line: 'y' }] }]) },
+    { name: 'bulk', path: '/_bulk', contentType: 'application/x-ndjson', body: () => '{"index":{"_index":"a"}}\n{"m":1}\n{"index":{"_index":"a"}}\n{"m":2}\n' },
+    { name: 'NDJSON', path: '/publish', contentType: 'application/x-ndjson', body: () => `${event(1)}\n${event(2)}\n` },
+  ];
+  for (const { name, path, contentType, body } of requests) {
+    it(`${name}: 503 backlog_full with Retry-After, the answer every shipper retries; nothing written`, async () => {
+      const res = await post(`${server.url}${path}`, body(), { 'content-type': contentType });
+      expect(res.status).to.equal(503);
+      expect(res.headers.get('retry-after')).to.equal('7');
+      expect(res.body.error).to.equal('backlog_full');
+    });
+  }
+
+  it('stored nothing', async () => {
+    const stats = (await (await fetch(`${server.url}/stats`)).json()) as { accepted: number };
+    expect(stats.accepted).to.equal(0);
+  });
+});
