@@ -6,6 +6,7 @@ import { segmentName } from '../src/wal/segments';
 import { defineOptions, formatHelp, parseOptions, UsageError } from '../src/cli/options';
 import { ChildProgram, startServerProcess, type ServerProcess } from '../test/harness/server-process';
 import { benchEvent } from './events';
+import { BENCH_PROTOCOLS, type BenchProtocol } from './protocol-bodies';
 import type { LoadResult, LoadSpec } from './load';
 
 /**
@@ -39,7 +40,7 @@ interface BenchOptions {
 
 const BENCH_DIR = path.resolve(__dirname, '../../bench');
 const DIST_BENCH = __dirname;
-const WORKLOADS = ['single', 'batch', 'latency', 'sustained', 'recovery', 'query', 'soak'];
+const WORKLOADS = ['single', 'batch', 'latency', 'sustained', 'recovery', 'query', 'soak', 'protocols'];
 
 const BENCH_DESCRIPTION = `Runs the service against its baselines, side by side, and writes the figures to bench/RESULTS.md.
 Flags take a value as --name=V or --name V.`;
@@ -105,6 +106,8 @@ function parseEnv(text: string): Record<string, string> {
 
 function wanted(options: BenchOptions, workload: string): boolean {
   if (options.only !== null) return options.only.has(workload);
+  // The protocols comparison is long (7 protocols x 2 batch sizes x rounds): only when asked for.
+  if (workload === 'protocols') return false;
   return workload !== 'soak' || options.soakSeconds > 0;
 }
 
@@ -324,6 +327,53 @@ async function benchThroughput(options: BenchOptions, report: Report, medians: R
     }
   } finally {
     bare.stop();
+  }
+}
+
+/** Batch sizes of the protocols comparison, and its connections (16 x 1000 events stays far below QUEUE_MAX_SIZE). */
+const PROTOCOL_BATCH_SIZES = [100, 1000] as const;
+const PROTOCOL_CONNECTIONS = 16;
+/** Events encoded before each protocol run (warm-up and measurement draw from them). */
+const PROTOCOL_POOL_EVENTS = 150_000;
+
+/**
+ * Events per second of each ingest protocol carrying the same records, beside POST /publish
+ * in the same run: per round and batch size one fresh service, the protocols in a rotated
+ * order (so none always runs on the fullest index). Goal: each at least 0.7x /publish.
+ */
+async function benchProtocols(options: BenchOptions, report: Report): Promise<void> {
+  for (const batchSize of PROTOCOL_BATCH_SIZES) {
+    const runs = new Map<BenchProtocol, number[]>(BENCH_PROTOCOLS.map((p) => [p, []]));
+    for (let round = 0; round < options.rounds; round += 1) {
+      const { server, dataDir } = await startDurable(`protocols-${batchSize}`);
+      try {
+        const order = BENCH_PROTOCOLS.map((_, i) => BENCH_PROTOCOLS[(i + round) % BENCH_PROTOCOLS.length]!);
+        for (const protocol of order) {
+          const spec = {
+            mode: 'protocol' as const,
+            protocol,
+            batchSize,
+            poolEvents: PROTOCOL_POOL_EVENTS,
+            connections: PROTOCOL_CONNECTIONS,
+            durationSeconds: options.durationSeconds,
+            warmupSeconds: options.warmupSeconds,
+          };
+          const result = await runLoad({ ...spec, url: server.url, prefix: `${protocol}-${batchSize}-${round}` });
+          if (result.non2xx > 0 || result.errors > 0) throw new Error(`protocols: ${protocol} x${batchSize} had ${result.non2xx} non-2xx answers and ${result.errors} errors`);
+          runs.get(protocol)!.push(result.eventsPerSecond);
+          log(`protocols x${batchSize} round ${round + 1}: ${protocol} ${fmt(result.eventsPerSecond)} ev/s (p99 ${result.latencyP99Ms} ms, ${result.liveBodies} bodies encoded live, load ${loadAverage()})`);
+        }
+      } finally {
+        await server.kill('SIGKILL');
+        removeDir(dataDir);
+      }
+    }
+    const publishMedian = median(runs.get('publish')!);
+    for (const protocol of BENCH_PROTOCOLS) {
+      if (protocol === 'publish') continue;
+      report.rows.push(ratioRow(`${protocol}, ${batchSize} records/request, ${PROTOCOL_CONNECTIONS} connections (events/s) vs /publish`, median(runs.get(protocol)!), publishMedian, 'ev/s', 0.7));
+    }
+    report.details.push(`protocols x${batchSize}: ${BENCH_PROTOCOLS.map((p) => `${p} ${runs.get(p)!.map(fmt).join(', ')}`).join('; ')} ev/s per round`);
   }
 }
 
@@ -587,6 +637,11 @@ async function main(): Promise<void> {
     if (wanted(options, 'recovery') || wanted(options, 'query')) {
       noteMachine('recovery and query');
       await benchRecoveryAndQuery(options, report);
+      write(false);
+    }
+    if (wanted(options, 'protocols')) {
+      noteMachine('protocols');
+      await benchProtocols(options, report);
       write(false);
     }
     if (wanted(options, 'soak')) {

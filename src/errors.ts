@@ -7,6 +7,8 @@ export const ERROR_CATALOGUE = {
   validation_failed: { status: 400, meaning: 'an event breaks the schema; the whole request was rejected' },
   invalid_query: { status: 400, meaning: 'a query parameter of GET /events is malformed or out of range' },
   invalid_compressed_body: { status: 400, meaning: 'the gzip/deflate/br body could not be inflated' },
+  invalid_protobuf: { status: 400, meaning: 'an OTLP or Loki protobuf body is not the message the route takes' },
+  invalid_snappy: { status: 400, meaning: 'a Loki protobuf body is not valid snappy (block format), or inflates past BODY_BYTES_MAX' },
   unauthorized: { status: 401, meaning: 'no API key, a malformed Authorization header, or an unknown key' },
   forbidden: { status: 403, meaning: 'the API key is valid but lacks the scope this route needs (publish or read)' },
   not_found: { status: 404, meaning: 'no such route' },

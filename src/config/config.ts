@@ -60,6 +60,12 @@ export interface Config {
   streamHeartbeatMs: number;
   /** Unsent bytes one live-tail client may hold; past it the stream stops pushing and catches up from the index once drained. */
   streamBufferBytesMax: number;
+  /** Topic of OTLP log records whose resource has no `service.name`. */
+  otlpTopicDefault: string;
+  /** Loki stream labels tried in order for an entry's topic. */
+  lokiTopicLabels: readonly string[];
+  /** Topic of Loki entries whose stream has none of lokiTopicLabels. */
+  lokiTopicDefault: string;
 }
 
 /** What an API key may do: `publish` (POST /publish) or `read` (GET /events, /stats, /metrics). */
@@ -269,6 +275,24 @@ function readString(env: Env, name: string, fallback: string): string {
   return raw;
 }
 
+/** A topic name: 1..255 characters, as the event schema requires. */
+function readTopic(env: Env, name: string, fallback: string): string {
+  const value = readString(env, name, fallback);
+  if (value.length > FIXED_LIMITS.fieldLengthMax) throw new ConfigError(`invalid setting ${name}: a topic is at most ${FIXED_LIMITS.fieldLengthMax} characters`);
+  return value;
+}
+
+/** A comma-separated list of Loki label names (letters, digits, underscores; not starting with a digit). */
+function readLabelList(env: Env, name: string, fallback: string[]): readonly string[] {
+  const raw = env[name];
+  if (raw === undefined) return Object.freeze(fallback);
+  const names = raw.split(',').map((part) => part.trim());
+  if (names.some((label) => !/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(label))) {
+    throw new ConfigError(`invalid setting ${name}=${JSON.stringify(raw)}: expected label names separated by commas (e.g. topic,service_name,job)`);
+  }
+  return Object.freeze(names);
+}
+
 /** The SHA-256 digest (hex) by which a key is stored and compared. */
 export function digestApiKey(key: string): string {
   return createHash('sha256').update(key, 'utf8').digest('hex');
@@ -398,6 +422,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     streamSubscribersMax: readInt(env, 'STREAM_SUBSCRIBERS_MAX', 100, 1, 100_000),
     streamHeartbeatMs: readInt(env, 'STREAM_HEARTBEAT_MS', 15_000, 50, 600_000),
     streamBufferBytesMax: readInt(env, 'STREAM_BUFFER_BYTES_MAX', 1024 * 1024, 1024, 256 * 1024 * 1024),
+    otlpTopicDefault: readTopic(env, 'OTLP_TOPIC_DEFAULT', 'otlp'),
+    lokiTopicLabels: readLabelList(env, 'LOKI_TOPIC_LABELS', ['topic', 'service_name', 'job']),
+    lokiTopicDefault: readTopic(env, 'LOKI_TOPIC_DEFAULT', 'loki'),
   };
   if (config.headersTimeoutMs > config.requestTimeoutMs) {
     throw new ConfigError(`invalid setting HEADERS_TIMEOUT_MS=${config.headersTimeoutMs}: must not exceed REQUEST_TIMEOUT_MS=${config.requestTimeoutMs}`);

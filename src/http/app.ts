@@ -14,7 +14,9 @@ import { compileValidators } from './schemas';
 import { StreamHub, type StreamLimits } from './stream';
 
 /** The settings the app reads. */
-export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'> & Partial<StreamLimits>;
+export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'> &
+  Partial<StreamLimits> &
+  Partial<Pick<Config, 'otlpTopicDefault' | 'lokiTopicLabels' | 'lokiTopicDefault'>>;
 
 /** Live-tail settings when the caller gives none (tests building an app from a few limits). */
 const STREAM_DEFAULTS: StreamLimits = { streamSubscribersMax: 100, streamHeartbeatMs: 15_000, streamBufferBytesMax: 1024 * 1024, retryAfterSeconds: 1 };

@@ -6,6 +6,7 @@ import { NodeDisk } from '../wal/disk';
 import { listSegments } from '../wal/segments';
 import { matchedRoute } from './request-log';
 import type { RouteIndex } from './route-index';
+import type { ProtocolCounts } from './shippers';
 
 /** Latency buckets (seconds) for whole requests: fsync dominates, so from 0.5 ms to 10 s. */
 const REQUEST_SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -66,6 +67,12 @@ export class ServiceMetrics {
     name: 'logagg_wal_group_commit_events',
     help: 'Events made durable by one group commit (one write + one fdatasync).',
     buckets: GROUP_COMMIT_EVENTS_BUCKETS,
+    registers: [this.registry],
+  });
+  private readonly protocolEvents = new Counter({
+    name: 'logagg_protocol_events_total',
+    help: 'Records of answered ingest requests by protocol (publish, ndjson, otlp, loki, elastic) and result (accepted, duplicate, rejected).',
+    labelNames: ['protocol', 'result'] as const,
     registers: [this.registry],
   });
   private readonly walBytesWritten = this.counter('logagg_wal_written_bytes_total', 'Bytes appended to the log.');
@@ -129,6 +136,12 @@ export class ServiceMetrics {
         if (route === '/publish' && req.method === 'POST' && res.statusCode === 200) this.publishSeconds.observe(seconds);
         const code = (res.locals as { errorCode?: string }).errorCode;
         if (code !== undefined) this.requestsRejected.inc({ route, reason: code });
+        const counts = (res.locals as { protocolCounts?: ProtocolCounts }).protocolCounts;
+        if (counts !== undefined) {
+          this.protocolEvents.inc({ protocol: counts.protocol, result: 'accepted' }, counts.accepted);
+          this.protocolEvents.inc({ protocol: counts.protocol, result: 'duplicate' }, counts.duplicates);
+          this.protocolEvents.inc({ protocol: counts.protocol, result: 'rejected' }, counts.rejected);
+        }
       });
       next();
     };

@@ -3,8 +3,11 @@ import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/config';
 import { AppError, type ErrorDetail } from '../errors';
 import type { Aggregator, PublishReport, ValidEvent } from '../ingest/aggregator';
+import { decodeUtf8 } from '../protocols/common';
+import { parseNdjson } from '../protocols/ndjson';
 import type { LogEvent } from '../wal/record';
 import { describeAjvError, type Validators } from './schemas';
+import type { ProtocolCounts } from './shippers';
 
 type PublishLimits = Pick<Config, 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'>;
 
@@ -79,16 +82,48 @@ export function parsePublishBody(body: unknown, validators: Validators, limits: 
   return valid;
 }
 
+/**
+ * Validates events one by one, as the protocols that answer per record need (OTLP partial
+ * success, bulk items): each is checked exactly as a single-event /publish body is, and
+ * comes back as its ValidEvent or the problems that reject it alone.
+ */
+export function checkEachEvent(events: LogEvent[], validators: Validators, limits: PublishLimits): Array<ValidEvent | { problems: ErrorDetail[] }> {
+  return events.map((event) => {
+    try {
+      return parsePublishBody(event, validators, limits)[0]!;
+    } catch (err) {
+      if (err instanceof AppError && err.code === 'validation_failed') return { problems: err.details ?? [] };
+      throw err;
+    }
+  });
+}
+
+/**
+ * The events of an NDJSON /publish body: one event per non-empty line, validated as one
+ * batch (so a bad line rejects the request and nothing is written); problems name lines.
+ */
+export function parseNdjsonPublishBody(text: string, validators: Validators, limits: PublishLimits): ValidEvent[] {
+  const lines = parseNdjson(text, limits.batchEventsMax, 'event');
+  try {
+    return parsePublishBody({ events: lines.map((line) => line.value) }, validators, limits);
+  } catch (err) {
+    if (!(err instanceof AppError) || err.details === undefined) throw err;
+    const details = err.details.map((detail) => (detail.index < 0 ? detail : { ...detail, message: `line ${lines[detail.index]!.line}: ${detail.message}` }));
+    throw new AppError(err.code, err.message, { details });
+  }
+}
+
 const JSON_CONTENT_TYPE = /^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i;
+const NDJSON_CONTENT_TYPE = /^application\/(?:x-)?ndjson\s*(?:;|$)/i;
 
 /** True for application/json and application/*+json, with or without parameters. */
 export function isJsonRequest(req: IncomingMessage): boolean {
   return JSON_CONTENT_TYPE.test(req.headers['content-type'] ?? '');
 }
 
-/** The body parser of POST /publish: JSON only, bounded after inflation (gzip/deflate/br bodies are inflated). */
-export function publishBodyParser(limits: Pick<Config, 'bodyBytesMax'>): RequestHandler {
-  return express.json({ limit: limits.bodyBytesMax, type: isJsonRequest, strict: true });
+/** True for application/x-ndjson (and application/ndjson), with or without parameters. */
+export function isNdjsonRequest(req: IncomingMessage): boolean {
+  return NDJSON_CONTENT_TYPE.test(req.headers['content-type'] ?? '');
 }
 
 /** The answer to POST /publish: the seed's fields (and its message) plus conflicts and results. */
@@ -103,16 +138,35 @@ export function publishAnswer(report: PublishReport): PublishAnswer {
   return { received, accepted, duplicates, conflicts, message, results };
 }
 
-/** POST /publish: answers 200 only after every accepted event is fsynced. */
+/**
+ * The body parser of POST /publish: JSON (parsed) or NDJSON (kept as bytes for
+ * parseNdjsonPublishBody), both bounded by BODY_BYTES_MAX after inflation (gzip/deflate/br
+ * bodies are inflated); anything else is left unread for the handler's 415.
+ */
+export function publishBodyParser(limits: Pick<Config, 'bodyBytesMax'>): RequestHandler {
+  const json = express.json({ limit: limits.bodyBytesMax, type: isJsonRequest, strict: true });
+  const ndjson = express.raw({ limit: limits.bodyBytesMax, type: isNdjsonRequest });
+  return (req, res, next) => (isNdjsonRequest(req) ? ndjson(req, res, next) : json(req, res, next));
+}
+
+/**
+ * POST /publish: one event, {"events": [...]}, a top-level array of events, or NDJSON (one
+ * event per line); answers 200 only after every accepted event is fsynced.
+ */
 export function publishHandler(aggregator: Aggregator, validators: Validators, limits: PublishLimits): RequestHandler {
   return async (req, res) => {
-    if (!isJsonRequest(req)) {
-      throw new AppError('unsupported_media_type', `Content-Type must be application/json, got ${JSON.stringify(req.get('content-type') ?? '(none)')}`);
+    const ndjson = isNdjsonRequest(req);
+    if (!isJsonRequest(req) && !ndjson) {
+      throw new AppError('unsupported_media_type', `Content-Type must be application/json or application/x-ndjson, got ${JSON.stringify(req.get('content-type') ?? '(none)')}`);
     }
-    if (req.body === undefined) {
+    if (req.body === undefined || (ndjson && !Buffer.isBuffer(req.body))) {
       throw new AppError('invalid_json', 'the body is empty; send one event or {"events": [...]}');
     }
-    const events = parsePublishBody(req.body, validators, limits);
-    res.status(200).json(publishAnswer(await aggregator.publish(events)));
+    let events: ValidEvent[];
+    if (ndjson) events = parseNdjsonPublishBody(decodeUtf8(req.body as Buffer, 'the NDJSON body'), validators, limits);
+    else events = parsePublishBody(Array.isArray(req.body) ? { events: req.body } : req.body, validators, limits);
+    const result = await aggregator.publish(events);
+    res.locals.protocolCounts = { protocol: ndjson ? 'ndjson' : 'publish', accepted: result.accepted, duplicates: result.duplicates, rejected: 0 } satisfies ProtocolCounts;
+    res.status(200).json(publishAnswer(result));
   };
 }

@@ -32,6 +32,7 @@ import type { ServiceMetrics } from './metrics';
 import { publishBodyParser, publishHandler } from './publish';
 import { RouteIndex } from './route-index';
 import { BATCH_SCHEMA, EVENT_SCHEMA, type Validators } from './schemas';
+import { elasticBannerHandler, SHIPPER_ROUTES } from './shippers';
 import { healthHandler, statsHandler } from './status';
 import type { StreamHub } from './stream';
 import { openApiHandler, pageHandler, swaggerAssetsHandler, swaggerPageHandler, uiAssetsHandler } from './web-assets';
@@ -135,10 +136,15 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
       `forever; re-sent events are counted as duplicates (with conflict: true when their content differs). A batch ` +
       `with one invalid event is rejected whole. Body at most ${limits.bodyBytesMax} bytes after inflation ` +
       `(Content-Encoding gzip, deflate or br accepted), at most ${limits.batchEventsMax} events, payload at most ` +
-      `${limits.payloadBytesMax} bytes as JSON and ${limits.payloadDepthMax} levels deep.`,
+      `${limits.payloadBytesMax} bytes as JSON and ${limits.payloadDepthMax} levels deep. A top-level JSON array of ` +
+      `events, or application/x-ndjson (one event per line; a bad line is reported with its line number), is taken ` +
+      `as a batch.`,
     requestBody: {
       required: true,
-      content: { 'application/json': { schema: { oneOf: [schemaRef(EVENT_SCHEMA.$id), schemaRef(BATCH_SCHEMA.$id)] } } },
+      content: {
+        'application/json': { schema: { oneOf: [schemaRef(EVENT_SCHEMA.$id), schemaRef(BATCH_SCHEMA.$id)] } },
+        'application/x-ndjson': { schema: { type: 'string', description: 'One Event object per line; blank lines are skipped.' } },
+      },
     },
     answers: { '200': jsonAnswer(schemaRef('PublishResult'), 'Every accepted event is durable; counts are exact.') },
     errors: [
@@ -189,6 +195,8 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     ],
     handlers: ({ aggregator, validators, limits }) => [publishBodyParser(limits), publishHandler(aggregator, validators, limits)],
   },
+  // The shippers' protocols (src/http/shippers.ts): OTLP logs, Loki push, Elasticsearch bulk.
+  ...SHIPPER_ROUTES,
 
   // Reading.
   {
@@ -398,11 +406,12 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     path: '/',
     scope: null,
     operationId: 'explorerPage',
-    summary: 'The explorer: search, histogram, event detail and live tail in the browser',
-    answers: { '200': textAnswer('text/html', 'The page.') },
+    summary: 'The explorer page for a browser (Accept: text/html); the Elasticsearch banner for any other client',
+    answers: { '200': textAnswer('text/html', 'The page, or the Elasticsearch banner (JSON) for a client that does not ask for HTML.') },
     errors: [],
     openapi: false,
-    handlers: () => [pageHandler()],
+    // One entry per (method, path): the banner answers clients that do not ask for HTML, the page the rest.
+    handlers: () => [elasticBannerHandler(), pageHandler()],
   },
   {
     method: 'GET',

@@ -1,0 +1,19 @@
+import { expect } from 'chai';
+import { parseNdjson } from '../../src/protocols/ndjson';
+
+describe('parseNdjson', () => {
+  it('skips blank lines and CRLF, and names the line of a bad one with its position among the events', () => {
+    expect(parseNdjson('{"a":1}\r\n\n{"b":2}', 10, 'event').map((l) => [l.line, l.value])).to.deep.equal([
+      [1, { a: 1 }],
+      [3, { b: 2 }],
+    ]);
+    try {
+      parseNdjson('{}\n\n{"x":\n', 10, 'event');
+      expect.fail('no error');
+    } catch (err: any) {
+      expect(err.code).to.equal('invalid_json');
+      expect(err.details[0]).to.deep.include({ index: 1, path: 'line 3' });
+    }
+    expect(() => parseNdjson('1\n2\n3\n', 2, 'event')).to.throw(/more than 2 event lines/);
+  });
+});
