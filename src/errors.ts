@@ -5,6 +5,9 @@
 export const ERROR_CATALOGUE = {
   invalid_json: { status: 400, meaning: 'the body is not valid JSON' },
   validation_failed: { status: 400, meaning: 'an event breaks the schema; the whole request was rejected' },
+  invalid_utf8: { status: 400, meaning: 'the body holds bytes that are not UTF-8; the answer names the first byte offset' },
+  number_not_kept: { status: 400, meaning: 'a JSON number cannot be stored as sent (beyond the double range, -0, or too precise)' },
+  bad_request: { status: 400, meaning: 'the HTTP request itself is malformed (framing, header syntax); the connection is closed' },
   invalid_query: { status: 400, meaning: 'a query parameter of GET /events is malformed or out of range' },
   invalid_compressed_body: { status: 400, meaning: 'the gzip/deflate/br body could not be inflated' },
   unauthorized: { status: 401, meaning: 'no API key, a malformed Authorization header, or an unknown key' },
@@ -13,6 +16,8 @@ export const ERROR_CATALOGUE = {
   method_not_allowed: { status: 405, meaning: 'the route exists but not for this method' },
   body_too_large: { status: 413, meaning: 'the (inflated) body is over BODY_BYTES_MAX' },
   batch_too_large: { status: 413, meaning: 'more events in one request than BATCH_EVENTS_MAX' },
+  headers_too_large: { status: 431, meaning: 'the request line and headers are over the 16 KiB bound; the connection is closed' },
+  rate_limited: { status: 429, meaning: 'this API key (or client address) sent more than RATE_LIMIT_PER_SECOND; retry after Retry-After' },
   unsupported_media_type: { status: 415, meaning: 'Content-Type is not JSON, or the charset/encoding is unsupported' },
   recovering: { status: 503, meaning: 'startup recovery is still replaying the log; retry after Retry-After' },
   backlog_full: { status: 503, meaning: 'the queue backlog is over QUEUE_MAX_SIZE; nothing was written' },

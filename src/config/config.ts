@@ -130,8 +130,9 @@ export function parseApiKeysFile(text: string, file: string): Record<ApiScope, s
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
-    } catch (err) {
-      throw new ConfigError(`invalid setting ${where}: not valid JSON (${(err as Error).message})`);
+    } catch {
+      // JSON.parse's message quotes the text around the error, which would show part of a key.
+      throw new ConfigError(`invalid setting ${where}: not valid JSON (the file's content is not shown)`);
     }
     for (const [scope, list] of Object.entries(parsed as Record<string, unknown>)) {
       if (!(API_SCOPES as readonly string[]).includes(scope)) {

@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import type { Aggregator } from '../ingest/aggregator';
 import { authMiddleware } from './auth';
+import { jsonBodyParser } from './body';
 import { docsPageHandler } from './docs-page';
 import { errorHandler, notFoundHandler } from './errors';
 import { eventsRouter } from './events';
@@ -55,8 +56,8 @@ export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Log
   app.use(requestLogger(logger, ROUTES));
   app.use(metrics.middleware(ROUTES));
   app.use(authMiddleware(options.apiKeyDigests ?? { publish: [], read: [] }));
-  // JSON only, bounded after inflation (gzip/deflate/br bodies are inflated by body-parser).
-  app.use('/publish', express.json({ limit: limits.bodyBytesMax, type: isJsonRequest, strict: true }));
+  // JSON only, strict UTF-8, numbers kept as sent; bounded on the wire and after inflation.
+  app.use('/publish', jsonBodyParser(limits, isJsonRequest));
   app.use(publishRouter(aggregator, validators, limits));
   app.use((streams ?? new StreamHub(aggregator, { ...STREAM_DEFAULTS, ...definedOnly(limits) })).router());
   app.use(eventsRouter(aggregator));
