@@ -123,6 +123,7 @@ export async function startService(
       const timer = setTimeout(() => server.closeAllConnections(), Math.max(0, deadline - Date.now()));
       await closed;
       clearTimeout(timer);
+      aggregator.cancelOpen();
       await ready.catch(() => undefined);
       try {
         await aggregator.close();
