@@ -16,6 +16,7 @@ export const ERROR_CATALOGUE = {
   method_not_allowed: { status: 405, meaning: 'the route exists but not for this method' },
   body_too_large: { status: 413, meaning: 'the (inflated) body is over BODY_BYTES_MAX' },
   batch_too_large: { status: 413, meaning: 'more events in one request than BATCH_EVENTS_MAX' },
+  request_timeout: { status: 408, meaning: 'the request (or its headers) took longer than REQUEST_TIMEOUT_MS (HEADERS_TIMEOUT_MS)' },
   headers_too_large: { status: 431, meaning: 'the request line and headers are over the 16 KiB bound; the connection is closed' },
   rate_limited: { status: 429, meaning: 'this API key (or client address) sent more than RATE_LIMIT_PER_SECOND; retry after Retry-After' },
   unsupported_media_type: { status: 415, meaning: 'Content-Type is not JSON, or the charset/encoding is unsupported' },

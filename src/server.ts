@@ -4,6 +4,7 @@ import pino, { type Logger } from 'pino';
 import type { Config } from './config/config';
 import { lockDataDir } from './data-dir-lock';
 import { createApp } from './http/app';
+import { answerClientError } from './http/client-errors';
 import { openScopes } from './http/auth';
 import { ServiceMetrics } from './http/metrics';
 import { StreamHub } from './http/stream';
@@ -76,6 +77,8 @@ export async function startService(
   server.headersTimeout = config.headersTimeoutMs;
   server.keepAliveTimeout = config.keepAliveTimeoutMs;
   server.maxRequestsPerSocket = 0;
+  // What Node's own parser refuses (431, malformed framing, timeouts) is answered as JSON too.
+  server.on('clientError', answerClientError);
 
   try {
     await new Promise<void>((resolve, reject) => {

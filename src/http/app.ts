@@ -7,6 +7,7 @@ import { jsonBodyParser } from './body';
 import { docsPageHandler } from './docs-page';
 import { errorHandler, notFoundHandler } from './errors';
 import { eventsRouter } from './events';
+import { ExpectedErrorLog } from './expected-log';
 import { ServiceMetrics } from './metrics';
 import { buildOpenApiDocument, openApiHandler } from './openapi';
 import { isJsonRequest, publishRouter } from './publish';
@@ -53,7 +54,7 @@ export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Log
   const metrics = options.metrics ?? new ServiceMetrics().watch({ aggregator });
   const document = buildOpenApiDocument(limits);
   // One log line and one metrics sample per request, then access control before any body is read.
-  app.use(requestLogger(logger, ROUTES));
+  app.use(requestLogger(logger, ROUTES, new ExpectedErrorLog(logger, metrics.registry)));
   app.use(metrics.middleware(ROUTES));
   app.use(authMiddleware(options.apiKeyDigests ?? { publish: [], read: [] }));
   // JSON only, strict UTF-8, numbers kept as sent; bounded on the wire and after inflation.

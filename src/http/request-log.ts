@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, RequestHandler } from 'express';
 import type { LevelWithSilent, Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
+import type { ExpectedErrorLog } from './expected-log';
 
 /** The response header that carries the request id (taken from the client when sane). */
 export const REQUEST_ID_HEADER = 'X-Request-Id';
@@ -48,9 +49,10 @@ function withErrorCode(res: ServerResponse, value: Record<string, unknown>): Rec
  * One structured line per finished request (pino-http): request id, method, route, url
  * path, status, responseTime (ms) and the error code when the answer was an error. Headers
  * are not logged at all, so Authorization never reaches the log. Probes (/health,
- * /metrics) that succeed log at debug, errors 5xx at error, 4xx at warn.
+ * /metrics) that succeed log at debug, errors 5xx at error, 4xx at warn; expected 503s go
+ * to `expected` (rate-limited) when given.
  */
-export function requestLogger(logger: Logger, routes: Record<string, string[]>): RequestHandler {
+export function requestLogger(logger: Logger, routes: Record<string, string[]>, expected?: ExpectedErrorLog): RequestHandler {
   const quietRoutes = new Set(['/health', '/metrics']);
   const middleware = pinoHttp<IncomingMessage, ServerResponse, never>({
     logger,
@@ -69,6 +71,12 @@ export function requestLogger(logger: Logger, routes: Record<string, string[]>):
     customSuccessObject: (_req, res, value: Record<string, unknown>) => withErrorCode(res, value),
     customErrorObject: (_req, res, _err, value: Record<string, unknown>) => withErrorCode(res, value),
     customLogLevel: (req, res, err): LevelWithSilent => {
+      // Expected 503s (disk full, backlog full) get one rate-limited warn line instead of one error each.
+      const code = (res as unknown as { locals?: { errorCode?: string } }).locals?.errorCode;
+      if (expected !== undefined && err === undefined && expected.handles(res.statusCode, code)) {
+        expected.note(code!, matchedRoute(req, routes));
+        return 'silent';
+      }
       if (err !== undefined || res.statusCode >= 500) return 'error';
       if (res.statusCode >= 400) return 'warn';
       return quietRoutes.has(matchedRoute(req, routes)) ? 'debug' : 'info';

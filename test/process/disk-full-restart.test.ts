@@ -53,6 +53,13 @@ describe('a full disk across restarts (real server process, tmpfs)', function ()
     expect(refused.status).to.equal(503);
     expect(refused.body.error).to.equal('log_no_space');
     expect(refused.headers.get('retry-after')).to.equal('1');
+    // Expected 503s: one warn line per code and window, no stack, every answer counted.
+    for (let i = 0; i < 30; i += 1) expect((await postJson(`${server.url}/publish`, makeEvent('full.a', `late-${i}`))).status).to.equal(503);
+    const lines = server.output().split('\n').filter((line) => line.includes('"error_code":"log_no_space"'));
+    expect(lines.length, lines.join('\n')).to.be.within(1, 4);
+    for (const line of lines) expect(JSON.parse(line)).to.deep.include({ level: 40 }).and.not.to.have.property('err');
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    expect(Number(/logagg_expected_errors_total\{code="log_no_space"\} (\d+)/.exec(metrics)?.[1])).to.equal(31);
 
     fsys.free();
     expect(await waitForHealth(server, 'healthy')).to.equal(200);
