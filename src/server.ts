@@ -1,4 +1,6 @@
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config/config';
@@ -71,7 +73,7 @@ export async function startService(
   // Node checks request/headers timeouts on this interval (default 30 s): keep it finer
   // than the bounds so a slow client is cut off close to its limit.
   const connectionsCheckingInterval = Math.max(100, Math.min(1000, Math.floor(config.headersTimeoutMs / 4)));
-  const server = http.createServer({ connectionsCheckingInterval }, app);
+  const server = createServer(config, { connectionsCheckingInterval }, app);
   // Slow clients are cut off: whole request, headers, idle keep-alive.
   server.requestTimeout = config.requestTimeoutMs;
   server.headersTimeout = config.headersTimeoutMs;
@@ -93,7 +95,7 @@ export async function startService(
     throw err;
   }
   const port = (server.address() as AddressInfo).port;
-  logger.info({ host: config.host, port, dataDir: config.dataDir, databasePath: config.databasePath }, 'listening');
+  logger.info({ host: config.host, port, tls: config.tlsCertFile != null, dataDir: config.dataDir, databasePath: config.databasePath }, 'listening');
   const warning = accessControlWarning(config, port);
   if (warning !== null) logger.warn({ host: config.host, openScopes: openScopes(config.apiKeyDigests) }, warning);
 
@@ -138,6 +140,22 @@ export async function startService(
     return stopping;
   };
   return { server, aggregator, logger, port, ready, stop };
+}
+
+/**
+ * Plain HTTP, or HTTPS when TLS_CERT_FILE and TLS_KEY_FILE are set; a certificate or key that
+ * cannot be used stops startup with one line that names the settings, never their content.
+ */
+function createServer(config: Readonly<Config>, options: http.ServerOptions, app: http.RequestListener): http.Server {
+  if (config.tlsCertFile == null || config.tlsKeyFile == null) return http.createServer(options, app);
+  let tls: { cert: Buffer; key: Buffer };
+  try {
+    tls = { cert: fs.readFileSync(config.tlsCertFile), key: fs.readFileSync(config.tlsKeyFile) };
+    return https.createServer({ ...options, ...tls }, app) as unknown as http.Server;
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new Error(`TLS_CERT_FILE=${config.tlsCertFile} / TLS_KEY_FILE=${config.tlsKeyFile}: not a usable PEM certificate and key (${reason})`);
+  }
 }
 
 /** Closes a response's connection once it is answered, instead of keeping it alive. */

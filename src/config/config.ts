@@ -48,6 +48,11 @@ export interface Config {
    * A scope with no keys is open (the seed's behaviour); see src/http/auth.ts.
    */
   apiKeyDigests: Readonly<Record<ApiScope, readonly string[]>>;
+  /** Bytes of event JSON in one GET /events page; past it the page ends early and next_cursor goes on from there. */
+  pageBytesMax: number;
+  /** TLS certificate chain (PEM) and its key: with both set the service speaks HTTPS only; null for plain HTTP. */
+  tlsCertFile: string | null;
+  tlsKeyFile: string | null;
   /** Open GET /events/stream connections; past it 503 subscribers_full. */
   streamSubscribersMax: number;
   /** A comment line is sent on an idle live-tail stream this often, so proxies keep it open. */
@@ -193,6 +198,24 @@ function readApiKeys(env: Env): Record<ApiScope, string[]> {
   return digests;
 }
 
+/** TLS_CERT_FILE and TLS_KEY_FILE: both or neither, each a readable file; the contents are never shown. */
+function readTlsFiles(env: Env): Pick<Config, 'tlsCertFile' | 'tlsKeyFile'> {
+  const cert = env.TLS_CERT_FILE?.trim() || null;
+  const key = env.TLS_KEY_FILE?.trim() || null;
+  if ((cert === null) !== (key === null)) {
+    throw new ConfigError(`invalid setting ${cert === null ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'}: TLS needs both TLS_CERT_FILE and TLS_KEY_FILE`);
+  }
+  for (const [name, file] of [['TLS_CERT_FILE', cert], ['TLS_KEY_FILE', key]] as const) {
+    if (file === null) continue;
+    try {
+      fs.accessSync(file, fs.constants.R_OK);
+    } catch (err) {
+      throw new ConfigError(`invalid setting ${name}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
+  return { tlsCertFile: cert, tlsKeyFile: key };
+}
+
 /** Builds the Config from environment variables; throws ConfigError naming the first bad one. */
 export function loadConfig(env: Env = process.env): Readonly<Config> {
   const dataDir = path.resolve(readString(env, 'DATA_DIR', 'data'));
@@ -221,6 +244,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
     retryAfterSeconds: readInt(env, 'RETRY_AFTER_SECONDS', 1, 1, 3600),
     apiKeyDigests: readApiKeys(env),
+    pageBytesMax: readInt(env, 'PAGE_BYTES_MAX', 4 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
+    ...readTlsFiles(env),
     streamSubscribersMax: readInt(env, 'STREAM_SUBSCRIBERS_MAX', 100, 1, 100_000),
     streamHeartbeatMs: readInt(env, 'STREAM_HEARTBEAT_MS', 15_000, 50, 600_000),
     streamBufferBytesMax: readInt(env, 'STREAM_BUFFER_BYTES_MAX', 1024 * 1024, 1024, 256 * 1024 * 1024),

@@ -16,7 +16,9 @@ import { compileValidators } from './schemas';
 import { statusRouter } from './status';
 import { StreamHub, type StreamLimits } from './stream';
 
-export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'> & Partial<StreamLimits>;
+export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'> &
+  Partial<StreamLimits> &
+  Partial<Pick<Config, 'pageBytesMax'>>;
 
 /** Live-tail settings when the caller gives none (tests building an app from a few limits). */
 const STREAM_DEFAULTS: StreamLimits = { streamSubscribersMax: 100, streamHeartbeatMs: 15_000, streamBufferBytesMax: 1024 * 1024, retryAfterSeconds: 1 };
@@ -61,7 +63,7 @@ export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Log
   app.use('/publish', jsonBodyParser(limits, isJsonRequest));
   app.use(publishRouter(aggregator, validators, limits));
   app.use((streams ?? new StreamHub(aggregator, { ...STREAM_DEFAULTS, ...definedOnly(limits) })).router());
-  app.use(eventsRouter(aggregator));
+  app.use(eventsRouter(aggregator, { pageBytesMax: limits.pageBytesMax }));
   app.use(statusRouter(aggregator));
   app.get('/metrics', metrics.handler());
   app.get('/openapi.json', openApiHandler(document));

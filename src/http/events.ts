@@ -62,19 +62,35 @@ export function parseEventsQuery(req: Request): EventQuery {
   return query;
 }
 
-/** GET /events: stored events in publish order, paged by `after` = the previous next_cursor. */
-export function eventsRouter(aggregator: Aggregator): Router {
+/** Bytes of event JSON in one page when the caller names no bound (PAGE_BYTES_MAX's default). */
+export const DEFAULT_PAGE_BYTES_MAX = 4 * 1024 * 1024;
+
+/** GET /events: stored events in publish order, paged by `after` = the previous next_cursor; a page is bounded in rows and bytes. */
+export function eventsRouter(aggregator: Aggregator, limits: { pageBytesMax?: number } = {}): Router {
   const router = Router();
+  const pageBytesMax = limits.pageBytesMax ?? DEFAULT_PAGE_BYTES_MAX;
   router.get('/events', (req, res) => {
     const query = parseEventsQuery(req);
     const rows = aggregator.queryEvents(query);
-    const nextCursor = rows.length === query.limit ? String(rows[rows.length - 1]!.seq) : null;
+    // The page ends where its events pass pageBytesMax (at least one event per page), so a
+    // slow reader pins a bounded answer; next_cursor says where the next page starts.
+    let kept = 0;
+    let bytes = 0;
+    while (kept < rows.length && (kept === 0 || bytes + rows[kept]!.body.length <= pageBytesMax)) {
+      bytes += rows[kept]!.body.length;
+      kept += 1;
+    }
+    const nextCursor = rows.length === query.limit || kept < rows.length ? String(rows[kept - 1]!.seq) : null;
     // Bodies are the logged JSON text: splice in the seq rather than parse and re-serialise.
-    const events = rows.map((row) => `{"seq":${row.seq},${row.body.slice(1)}`).join(',');
+    const events = rows
+      .slice(0, kept)
+      .map((row) => `{"seq":${row.seq},${row.body.slice(1)}`)
+      .join(',');
+    rows.length = 0;
     res
       .status(200)
       .type('application/json')
-      .send(`{"topic":${JSON.stringify(query.topic ?? null)},"count":${rows.length},"events":[${events}],"next_cursor":${JSON.stringify(nextCursor)}}`);
+      .send(`{"topic":${JSON.stringify(query.topic ?? null)},"count":${kept},"events":[${events}],"next_cursor":${JSON.stringify(nextCursor)}}`);
   });
   return router;
 }
