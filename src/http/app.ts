@@ -3,17 +3,14 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import type { Aggregator } from '../ingest/aggregator';
 import { authMiddleware } from './auth';
-import { jsonBodyParser } from './body';
-import { docsPageHandler } from './docs-page';
 import { errorHandler, notFoundHandler } from './errors';
-import { eventsRouter } from './events';
 import { ExpectedErrorLog } from './expected-log';
 import { ServiceMetrics } from './metrics';
-import { buildOpenApiDocument, openApiHandler } from './openapi';
-import { isJsonRequest, publishRouter } from './publish';
+import { buildOpenApiDocument } from './openapi';
 import { requestLogger } from './request-log';
+import { RouteIndex } from './route-index';
+import { ROUTE_INDEX, ROUTE_TABLE, type HttpMethod, type RouteContext, type RouteSpec } from './routes';
 import { compileValidators } from './schemas';
-import { statusRouter } from './status';
 import { StreamHub, type StreamLimits } from './stream';
 
 export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'> &
@@ -31,44 +28,37 @@ export interface AppOptions {
   apiKeyDigests?: Config['apiKeyDigests'];
   /** The live-tail hub, so its streams can be ended on shutdown (startService passes one). */
   streams?: StreamHub;
+  /** The routes to serve; ROUTE_TABLE unless a test builds an app over a table of its own. */
+  routes?: readonly RouteSpec[];
 }
 
-/** The methods each known path takes, for 405 answers, route labels and the OpenAPI coverage test. */
-export const ROUTES: Record<string, string[]> = {
-  '/publish': ['POST'],
-  '/events': ['GET'],
-  '/events/stream': ['GET'],
-  '/stats': ['GET'],
-  '/health': ['GET'],
-  '/metrics': ['GET'],
-  '/openapi.json': ['GET'],
-  '/docs': ['GET'],
-};
+/** The express route method for each table method. */
+const ROUTER_METHODS = { GET: 'get', POST: 'post', PUT: 'put', PATCH: 'patch', DELETE: 'delete' } as const satisfies Record<HttpMethod, string>;
 
 /** Builds the express app over an Aggregator; it listens on nothing itself. */
 export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Logger, options: AppOptions = {}): Express {
-  const streams = options.streams;
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
   app.set('query parser', 'simple');
-  const validators = compileValidators();
+  const table = options.routes ?? ROUTE_TABLE;
+  const index = options.routes === undefined ? ROUTE_INDEX : new RouteIndex<RouteSpec>(options.routes);
   const metrics = options.metrics ?? new ServiceMetrics().watch({ aggregator });
-  const document = buildOpenApiDocument(limits);
+  const context: RouteContext = {
+    aggregator,
+    limits,
+    validators: compileValidators(),
+    metrics,
+    streams: options.streams ?? new StreamHub(aggregator, { ...STREAM_DEFAULTS, ...definedOnly(limits) }),
+    document: buildOpenApiDocument(limits, { routes: table }),
+  };
   // One log line and one metrics sample per request, then access control before any body is read.
-  app.use(requestLogger(logger, ROUTES, new ExpectedErrorLog(logger, metrics.registry)));
-  app.use(metrics.middleware(ROUTES));
-  app.use(authMiddleware(options.apiKeyDigests ?? { publish: [], read: [] }));
-  // JSON only, strict UTF-8, numbers kept as sent; bounded on the wire and after inflation.
-  app.use('/publish', jsonBodyParser(limits, isJsonRequest));
-  app.use(publishRouter(aggregator, validators, limits));
-  app.use((streams ?? new StreamHub(aggregator, { ...STREAM_DEFAULTS, ...definedOnly(limits) })).router());
-  app.use(eventsRouter(aggregator, { pageBytesMax: limits.pageBytesMax }));
-  app.use(statusRouter(aggregator));
-  app.get('/metrics', metrics.handler());
-  app.get('/openapi.json', openApiHandler(document));
-  app.get('/docs', docsPageHandler(document));
-  app.use(notFoundHandler(ROUTES));
+  app.use(requestLogger(logger, index, new ExpectedErrorLog(logger, metrics.registry)));
+  app.use(metrics.middleware(index));
+  app.use(authMiddleware(options.apiKeyDigests ?? { publish: [], read: [] }, index));
+  // Every route from the table, each with its own body parser (none runs app-wide).
+  for (const spec of table) app.route(spec.path)[ROUTER_METHODS[spec.method]](...spec.handlers(context));
+  app.use(notFoundHandler(index));
   app.use(errorHandler(logger));
   return app;
 }

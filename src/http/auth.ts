@@ -2,34 +2,19 @@ import { timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import { API_SCOPES, digestApiKey, type ApiScope, type Config } from '../config/config';
 import { AppError } from '../errors';
-
-/** Paths anyone may call whatever keys are configured: probes and the API description. */
-export const OPEN_PATHS: readonly string[] = ['/health', '/openapi.json', '/docs'];
-
-/** Path prefixes that need the publish scope; every other path that is not open needs read. */
-export const PUBLISH_PREFIXES: readonly string[] = ['/publish'];
+import type { RouteIndex } from './route-index';
+import { ROUTE_INDEX } from './routes';
 
 /** `Authorization: Bearer <key>`; the key is one token of visible characters. */
 const BEARER = /^Bearer[ \t]+([\x21-\x7e]+)[ \t]*$/i;
 
-/** Lowercased path without a trailing slash, as express matches routes (case-insensitive, non-strict). */
-function normalisePath(path: string): string {
-  const lower = path.toLowerCase();
-  return lower.length > 1 && lower.endsWith('/') ? lower.slice(0, -1) : lower;
-}
-
 /**
- * The scope a request path needs, or null for an open path. Decided by prefix, so routes
- * added later under /events (such as /events/stream) need read without further change;
- * anything not listed needs read (deny by default).
+ * The scope a request path needs, or null for an open path, as the route table says
+ * (ROUTE_INDEX.scopeFor): with `method`, the entry for that method decides; without it,
+ * the path's entries do. A path not in the table needs read (deny by default).
  */
-export function scopeForPath(path: string): ApiScope | null {
-  const p = normalisePath(path);
-  if (OPEN_PATHS.includes(p)) return null;
-  for (const prefix of PUBLISH_PREFIXES) {
-    if (p === prefix || p.startsWith(`${prefix}/`)) return 'publish';
-  }
-  return 'read';
+export function scopeForPath(path: string, method?: string): ApiScope | null {
+  return ROUTE_INDEX.scopeFor(method, path);
 }
 
 /** True when `digest` equals one of `digests`; every entry is compared, in constant time each. */
@@ -47,16 +32,17 @@ export function openScopes(digests: Config['apiKeyDigests']): ApiScope[] {
 }
 
 /**
- * Bearer-key access control. A scope with no configured keys is open. Otherwise: no or
+ * Bearer-key access control, by the scope the route table gives (method, path). A scope with
+ * no configured keys is open. Otherwise: no or
  * malformed Authorization, or an unknown key -> 401 unauthorized (with WWW-Authenticate);
  * a known key of another scope -> 403 forbidden. Keys are compared as SHA-256 digests with
  * timingSafeEqual, and neither the key nor its digest is ever logged or echoed.
  */
-export function authMiddleware(apiKeyDigests: Config['apiKeyDigests']): RequestHandler {
+export function authMiddleware(apiKeyDigests: Config['apiKeyDigests'], routes: RouteIndex = ROUTE_INDEX): RequestHandler {
   const digests: Record<ApiScope, Buffer[]> = { publish: [], read: [] };
   for (const scope of API_SCOPES) digests[scope] = apiKeyDigests[scope].map((hex) => Buffer.from(hex, 'hex'));
   return (req, res, next) => {
-    const scope = scopeForPath(req.path);
+    const scope = routes.scopeFor(req.method, req.path);
     if (scope === null || digests[scope].length === 0) {
       next();
       return;

@@ -136,3 +136,11 @@ export function docsPageHandler(document: JsonObject): RequestHandler {
     res.status(200).type('text/html; charset=utf-8').send(page);
   };
 }
+
+/** GET /openapi.json: the document, serialised once. */
+export function openApiHandler(document: JsonObject): RequestHandler {
+  const body = JSON.stringify(document);
+  return (_req, res) => {
+    res.status(200).type('application/json').send(body);
+  };
+}

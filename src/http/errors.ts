@@ -1,6 +1,7 @@
 import type { ErrorRequestHandler, RequestHandler } from 'express';
 import type { Logger } from 'pino';
 import { AppError } from '../errors';
+import type { RouteIndex } from './route-index';
 
 /** body-parser's error types and the catalogue codes they become. */
 const BODY_PARSER_ERRORS: Record<string, (err: { message: string; limit?: number; length?: number }) => AppError> = {
@@ -51,11 +52,11 @@ export function errorHandler(logger: Logger): ErrorRequestHandler {
   };
 }
 
-/** 405 for a known path with another method, 404 for anything else. */
-export function notFoundHandler(routes: Record<string, string[]>): RequestHandler {
+/** 405 for a path the route table has with another method, 404 for anything else. */
+export function notFoundHandler(routes: RouteIndex): RequestHandler {
   return (req, res) => {
-    const methods = routes[req.path];
-    if (methods !== undefined) {
+    const methods = routes.allowedMethods(req.path);
+    if (methods.length > 0) {
       res.set('Allow', methods.join(', '));
       res.locals.errorCode = 'method_not_allowed';
       res.status(405).json({ error: 'method_not_allowed', message: `${req.method} ${req.path} is not supported; use ${methods.join(' or ')}` });

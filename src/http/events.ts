@@ -1,4 +1,4 @@
-import { Router, type Request } from 'express';
+import type { Request, RequestHandler } from 'express';
 import { FIXED_LIMITS } from '../config/config';
 import { AppError, type ErrorDetail } from '../errors';
 import type { Aggregator } from '../ingest/aggregator';
@@ -66,10 +66,9 @@ export function parseEventsQuery(req: Request): EventQuery {
 export const DEFAULT_PAGE_BYTES_MAX = 4 * 1024 * 1024;
 
 /** GET /events: stored events in publish order, paged by `after` = the previous next_cursor; a page is bounded in rows and bytes. */
-export function eventsRouter(aggregator: Aggregator, limits: { pageBytesMax?: number } = {}): Router {
-  const router = Router();
+export function eventsHandler(aggregator: Aggregator, limits: { pageBytesMax?: number } = {}): RequestHandler {
   const pageBytesMax = limits.pageBytesMax ?? DEFAULT_PAGE_BYTES_MAX;
-  router.get('/events', (req, res) => {
+  return (req, res) => {
     const query = parseEventsQuery(req);
     const rows = aggregator.queryEvents(query);
     // The page ends where its events pass pageBytesMax (at least one event per page), so a
@@ -91,6 +90,5 @@ export function eventsRouter(aggregator: Aggregator, limits: { pageBytesMax?: nu
       .status(200)
       .type('application/json')
       .send(`{"topic":${JSON.stringify(query.topic ?? null)},"count":${kept},"events":[${events}],"next_cursor":${JSON.stringify(nextCursor)}}`);
-  });
-  return router;
+  };
 }

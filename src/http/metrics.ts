@@ -5,6 +5,7 @@ import type { Aggregator, AggregatorObserver } from '../ingest/aggregator';
 import { NodeDisk } from '../wal/disk';
 import { listSegments } from '../wal/segments';
 import { matchedRoute } from './request-log';
+import type { RouteIndex } from './route-index';
 
 /** Latency buckets (seconds) for whole requests: fsync dominates, so from 0.5 ms to 10 s. */
 const REQUEST_SECONDS_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
@@ -118,7 +119,7 @@ export class ServiceMetrics {
    * POST /publish latency for 200 answers, and rejected requests by their error code
    * (which the error handler leaves in `res.locals.errorCode`).
    */
-  middleware(routes: Record<string, string[]>): RequestHandler {
+  middleware(routes: RouteIndex): RequestHandler {
     return (req, res, next) => {
       const started = process.hrtime.bigint();
       res.once('finish', () => {

@@ -1,14 +1,9 @@
-import type { RequestHandler } from 'express';
-import { FIXED_LIMITS, type Config } from '../config/config';
 import { ERROR_CATALOGUE, type ErrorCode } from '../errors';
-import { scopeForPath } from './auth';
-import { EVENTS_QUERY_PARAMETERS } from './events';
+import { ANSWER_SCHEMAS, schemaRef, type JsonObject } from './api-schemas';
+import { ROUTE_TABLE, type DocumentedLimits, type RouteExample, type RouteSpec } from './routes';
 import { BATCH_SCHEMA, EVENT_SCHEMA } from './schemas';
 
-type JsonObject = Record<string, unknown>;
-
-/** The limits the document states; they come from the running configuration. */
-export type DocumentedLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'>;
+export type { DocumentedLimits } from './routes';
 
 /** The schemas ajv validates with, by the `$id` they carry; they enter the document unchanged but for refs. */
 export const VALIDATED_SCHEMAS: Record<string, JsonObject> = {
@@ -33,121 +28,19 @@ export function toComponentSchema(schema: unknown): unknown {
   return out;
 }
 
-const ref = (name: string) => ({ $ref: `#/components/schemas/${name}` });
-
-/** Schemas of the answers (not validated by the service; tests validate real answers against them). */
-const ANSWER_SCHEMAS: Record<string, JsonObject> = {
-  PublishResult: {
-    type: 'object',
-    required: ['received', 'accepted', 'duplicates', 'conflicts', 'message', 'results'],
-    properties: {
-      received: { type: 'integer', minimum: 0, description: 'Events in the request.' },
-      accepted: { type: 'integer', minimum: 0, description: 'New (topic, event_id) keys, now durable in the log.' },
-      duplicates: { type: 'integer', minimum: 0, description: 'Events whose key was already stored (or earlier in this request).' },
-      conflicts: { type: 'integer', minimum: 0, description: 'Duplicates whose content differs from the stored original.' },
-      message: { type: 'string' },
-      results: {
-        type: 'array',
-        description: 'One entry per event, in request order.',
-        items: {
-          type: 'object',
-          required: ['status', 'seq'],
-          properties: {
-            status: { enum: ['accepted', 'duplicate'] },
-            seq: { type: 'integer', minimum: 1, description: 'Log sequence number of the stored event (the original, for a duplicate).' },
-            conflict: { const: true, description: 'Present on a duplicate whose content differs from the original.' },
-          },
-          additionalProperties: false,
-        },
-      },
-    },
-  },
-  Error: {
-    type: 'object',
-    required: ['error', 'message'],
-    properties: {
-      error: { type: 'string', description: 'Stable error code (see the error catalogue).' },
-      message: { type: 'string' },
-      details: {
-        type: 'array',
-        items: {
-          type: 'object',
-          required: ['index', 'path', 'message'],
-          properties: {
-            index: { type: 'integer', description: 'Position of the event in the request; -1 for the request as a whole.' },
-            path: { type: 'string' },
-            message: { type: 'string' },
-          },
-        },
-      },
-    },
-  },
-  StoredEvent: {
-    type: 'object',
-    required: ['seq', 'topic', 'event_id', 'timestamp', 'source'],
-    properties: {
-      seq: { type: 'integer', minimum: 1, description: 'Log sequence number: publish order.' },
-      topic: { type: 'string' },
-      event_id: { type: 'string' },
-      timestamp: { type: 'string', description: 'As published.' },
-      source: { type: 'string' },
-      payload: { type: 'object', description: 'As published, when it was.' },
-    },
-  },
-  EventsPage: {
-    type: 'object',
-    required: ['topic', 'count', 'events', 'next_cursor'],
-    properties: {
-      topic: { type: ['string', 'null'] },
-      count: { type: 'integer', minimum: 0 },
-      events: { type: 'array', items: ref('StoredEvent') },
-      next_cursor: { type: ['string', 'null'], description: 'Pass as `after` for the next page; null on the last page.' },
-    },
-  },
-  Stats: {
-    type: 'object',
-    required: ['received', 'unique_processed', 'duplicate_dropped', 'topics', 'uptime_seconds', 'uptime_human'],
-    properties: {
-      received: { type: 'integer', minimum: 0, description: 'Lifetime: accepted + duplicates (survives restarts).' },
-      unique_processed: { type: 'integer', minimum: 0, description: 'Lifetime: events in the index.' },
-      duplicate_dropped: { type: 'integer', minimum: 0 },
-      conflicts: { type: 'integer', minimum: 0 },
-      topics: { type: 'array', items: { type: 'string' } },
-      uptime_seconds: { type: 'number' },
-      uptime_human: { type: 'string' },
-      accepted: { type: 'integer', minimum: 0 },
-      queue_size: { type: 'integer', minimum: 0 },
-      checkpoint_seq: { type: 'integer', minimum: 0 },
-      state: { type: 'string' },
-    },
-  },
-  Health: {
-    type: 'object',
-    required: ['status', 'consumer_running', 'queue_size', 'timestamp'],
-    properties: {
-      status: { enum: ['healthy', 'degraded', 'no_space', 'starting', 'recovering', 'failed', 'stopping', 'stopped'] },
-      consumer_running: { type: 'boolean' },
-      queue_size: { type: 'integer', minimum: 0 },
-      timestamp: { type: 'string' },
-      log: { type: 'object' },
-      index: { type: 'object' },
-    },
-  },
-};
-
 /** A JSON error answer that carries one of `codes`. */
-function errorAnswer(codes: ErrorCode[]): JsonObject {
+function errorAnswer(codes: readonly ErrorCode[]): JsonObject {
   const retry = codes.some((code) => ERROR_CATALOGUE[code].status === 503);
   const answer: JsonObject = {
     description: codes.map((code) => `\`${code}\`: ${ERROR_CATALOGUE[code].meaning}`).join('\n'),
-    content: { 'application/json': { schema: { allOf: [ref('Error'), { properties: { error: { enum: codes } } }] } } },
+    content: { 'application/json': { schema: { allOf: [schemaRef('Error'), { properties: { error: { enum: codes } } }] } } },
   };
   if (retry) answer.headers = { 'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer' } } };
   return answer;
 }
 
 /** Error answers grouped by status, for the codes a route can give. */
-function errorAnswers(codes: ErrorCode[]): Record<string, JsonObject> {
+function errorAnswers(codes: readonly ErrorCode[]): Record<string, JsonObject> {
   const byStatus = new Map<number, ErrorCode[]>();
   for (const code of codes) {
     const status = ERROR_CATALOGUE[code].status;
@@ -158,150 +51,75 @@ function errorAnswers(codes: ErrorCode[]): Record<string, JsonObject> {
   return out;
 }
 
-const json = (schema: JsonObject, description: string) => ({ description, content: { 'application/json': { schema } } });
+/** The errors every route with a scope can give before its handler runs (auth.ts). */
+const ACCESS_ERRORS: readonly ErrorCode[] = ['unauthorized', 'forbidden'];
 
-/** One operation of the table below; `security` is filled from the auth rules. */
-type Operation = JsonObject & { summary: string; responses: Record<string, JsonObject> };
-
-/**
- * The documented operations by path and method. One entry per route: a test walks the
- * express router and fails when a route is missing here, so adding a route means adding
- * a line here.
- */
-export function documentedOperations(limits: DocumentedLimits): Record<string, Record<string, Operation>> {
-  return {
-    '/publish': {
-      post: {
-        operationId: 'publish',
-        summary: 'Publish one event or a batch',
-        description:
-          `Answers 200 only after every accepted event is fsynced to the log. Each (topic, event_id) is stored once, forever; ` +
-          `re-sent events are counted as duplicates (with conflict: true when their content differs). A batch with one invalid ` +
-          `event is rejected whole. Body at most ${limits.bodyBytesMax} bytes after inflation (Content-Encoding gzip, deflate ` +
-          `or br accepted), at most ${limits.batchEventsMax} events, payload at most ${limits.payloadBytesMax} bytes as JSON ` +
-          `and ${limits.payloadDepthMax} levels deep.`,
-        requestBody: {
-          required: true,
-          content: { 'application/json': { schema: { oneOf: [ref(EVENT_SCHEMA.$id), ref(BATCH_SCHEMA.$id)] } } },
-        },
-        responses: {
-          '200': json(ref('PublishResult'), 'Every accepted event is durable; counts are exact.'),
-          ...errorAnswers([
-            'invalid_json',
-            'validation_failed',
-            'invalid_compressed_body',
-            'unauthorized',
-            'forbidden',
-            'body_too_large',
-            'batch_too_large',
-            'unsupported_media_type',
-            'recovering',
-            'backlog_full',
-            'log_no_space',
-            'log_failed',
-            'shutting_down',
-          ]),
-        },
-      },
-    },
-    '/events': {
-      get: {
-        operationId: 'queryEvents',
-        summary: 'Stored events in publish order, paged',
-        parameters: EVENTS_QUERY_PARAMETERS.map((name) => EVENTS_PARAMETER_DOCS[name]),
-        responses: {
-          '200': json(ref('EventsPage'), 'One page; follow next_cursor for more.'),
-          ...errorAnswers(['invalid_query', 'unauthorized', 'forbidden']),
-        },
-      },
-    },
-    '/events/stream': {
-      get: {
-        operationId: 'streamEvents',
-        summary: 'Live tail (Server-Sent Events): stored events after the resume point, then new ones; the SSE id is the seq',
-        parameters: [
-          EVENTS_PARAMETER_DOCS.topic,
-          EVENTS_PARAMETER_DOCS.after,
-          { name: 'Last-Event-ID', in: 'header', description: 'Resume after this seq (wins over `after`).', schema: { type: 'string' } },
-        ],
-        responses: {
-          '200': { description: 'Event stream; each data line is one stored event.', content: { 'text/event-stream': { schema: { type: 'string' } } } },
-          ...errorAnswers(['invalid_query', 'unauthorized', 'forbidden', 'recovering', 'subscribers_full', 'shutting_down']),
-        },
-      },
-    },
-    '/stats': {
-      get: {
-        operationId: 'stats',
-        summary: 'Lifetime counters and live figures',
-        responses: { '200': json(ref('Stats'), 'Counters survive restarts.'), ...errorAnswers(['unauthorized', 'forbidden']) },
-      },
-    },
-    '/health': {
-      get: {
-        operationId: 'health',
-        summary: 'Whether writes are accepted now (never needs a key)',
-        responses: {
-          '200': json(ref('Health'), 'Healthy (or degraded): writes are accepted.'),
-          '503': json(ref('Health'), 'Recovering, out of space, failed or stopping: writes are refused.'),
-        },
-      },
-    },
-    '/metrics': {
-      get: {
-        operationId: 'metrics',
-        summary: 'Prometheus metrics (text exposition format)',
-        responses: {
-          '200': { description: 'Prometheus text format 0.0.4.', content: { 'text/plain': { schema: { type: 'string' } } } },
-          ...errorAnswers(['unauthorized', 'forbidden']),
-        },
-      },
-    },
-    '/openapi.json': {
-      get: {
-        operationId: 'openapi',
-        summary: 'This OpenAPI 3.1 document',
-        responses: { '200': { description: 'The document.', content: { 'application/json': { schema: { type: 'object' } } } } },
-      },
-    },
-    '/docs': {
-      get: {
-        operationId: 'docs',
-        summary: 'This document as a readable HTML page',
-        responses: { '200': { description: 'A self-contained HTML page.', content: { 'text/html': { schema: { type: 'string' } } } } },
-      },
-    },
-  };
+/** An express 5 path as an OpenAPI path template: `/:index/_bulk` -> `/{index}/_bulk`. */
+export function openApiPath(path: string): string {
+  if (/[*{}]/.test(path)) throw new Error(`route table: ${path} has a wildcard or an optional part; set openapi: false`);
+  return path.replace(/:(\w+)/g, '{$1}');
 }
 
-/** The query parameters of GET /events, documented one by one (EVENTS_QUERY_PARAMETERS lists them). */
-const EVENTS_PARAMETER_DOCS: Record<(typeof EVENTS_QUERY_PARAMETERS)[number], JsonObject> = {
-  topic: { name: 'topic', in: 'query', description: 'Only this topic.', schema: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax } },
-  limit: {
-    name: 'limit',
-    in: 'query',
-    description: `Page size (default ${FIXED_LIMITS.queryLimitDefault}).`,
-    schema: { type: 'integer', minimum: 1, maximum: FIXED_LIMITS.queryLimitMax, default: FIXED_LIMITS.queryLimitDefault },
-  },
-  after: { name: 'after', in: 'query', description: 'A next_cursor from the previous page: events after it.', schema: { type: 'string' } },
-  since: { name: 'since', in: 'query', description: 'Events whose timestamp is at or after this RFC 3339 instant.', schema: { type: 'string', format: 'date-time' } },
-  until: { name: 'until', in: 'query', description: 'Events whose timestamp is before this RFC 3339 instant.', schema: { type: 'string', format: 'date-time' } },
-  source: { name: 'source', in: 'query', description: 'Only events from this source.', schema: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax } },
-};
+/** The path parameters of an express 5 path, documented as required strings unless the entry lists them. */
+function pathParameters(spec: RouteSpec): JsonObject[] {
+  const listed = new Set((spec.parameters ?? []).filter((p) => p.in === 'path').map((p) => p.name));
+  return [...spec.path.matchAll(/:(\w+)/g)]
+    .map((m) => m[1]!)
+    .filter((name) => !listed.has(name))
+    .map((name) => ({ name, in: 'path', required: true, schema: { type: 'string' } }));
+}
+
+/** Copies `media` (an OpenAPI Media Type Object map) with the named examples added to its first type. */
+function withExamples(content: unknown, examples: Array<[string, { summary: string; value: unknown }]>): unknown {
+  if (examples.length === 0 || content === null || typeof content !== 'object') return content;
+  const entries = Object.entries(content as Record<string, JsonObject>);
+  if (entries.length === 0) return content;
+  const [type, media] = entries[0]!;
+  return { ...(content as JsonObject), [type]: { ...media, examples: Object.fromEntries(examples) } };
+}
+
+/** The OpenAPI operation of one table entry: its answers and errors, examples, scope and security. */
+function operationOf(spec: RouteSpec, limits: DocumentedLimits): JsonObject {
+  const examples: readonly RouteExample[] = spec.examples ?? [];
+  const responses: Record<string, JsonObject> = {};
+  for (const [status, answer] of Object.entries(spec.answers)) {
+    const shown = examples.filter((e) => String(e.status) === status && e.answer !== undefined);
+    const named = shown.map((e): [string, { summary: string; value: unknown }] => [e.name, { summary: e.summary, value: e.answer }]);
+    responses[status] = answer.content === undefined ? answer : { ...answer, content: withExamples(answer.content, named) };
+  }
+  Object.assign(responses, errorAnswers([...(spec.scope === null ? [] : ACCESS_ERRORS), ...spec.errors]));
+  const operation: JsonObject = { operationId: spec.operationId, summary: spec.summary };
+  if (spec.description !== undefined) {
+    operation.description = typeof spec.description === 'function' ? spec.description(limits) : spec.description;
+  }
+  const parameters = [...pathParameters(spec), ...(spec.parameters ?? [])];
+  if (parameters.length > 0) operation.parameters = parameters;
+  if (spec.requestBody !== undefined) {
+    const bodies = examples.filter((e) => e.body !== undefined);
+    const named = bodies.map((e): [string, { summary: string; value: unknown }] => [e.name, { summary: e.summary, value: e.body }]);
+    operation.requestBody = { ...spec.requestBody, content: withExamples(spec.requestBody.content, named) };
+  }
+  operation.responses = responses;
+  operation['x-scope'] = spec.scope ?? 'open';
+  operation.security = spec.scope === null ? [] : [{ bearerAuth: [] }];
+  return operation;
+}
 
 /**
- * The OpenAPI 3.1 document of the service. Request schemas are the ajv schemas
+ * The OpenAPI 3.1 document of the service, derived from the route table (ROUTE_TABLE):
+ * one operation per entry not marked `openapi: false`. Request schemas are the ajv schemas
  * (EVENT_SCHEMA, BATCH_SCHEMA) via toComponentSchema; each operation's security and
- * `x-scope` come from the same rule the auth middleware applies (scopeForPath).
+ * `x-scope` are the entry's scope, the one the auth middleware enforces.
  */
-export function buildOpenApiDocument(limits: DocumentedLimits, options: { version?: string } = {}): JsonObject {
-  const paths: Record<string, Record<string, Operation>> = {};
-  for (const [path, operations] of Object.entries(documentedOperations(limits))) {
-    paths[path] = {};
-    for (const [method, operation] of Object.entries(operations)) {
-      const scope = scopeForPath(path);
-      paths[path]![method] = { ...operation, 'x-scope': scope ?? 'open', security: scope === null ? [] : [{ bearerAuth: [] }] };
-    }
+export function buildOpenApiDocument(
+  limits: DocumentedLimits,
+  options: { version?: string; routes?: readonly RouteSpec[] } = {},
+): JsonObject {
+  const paths: Record<string, Record<string, JsonObject>> = {};
+  for (const spec of options.routes ?? ROUTE_TABLE) {
+    if (spec.openapi === false) continue;
+    const path = openApiPath(spec.path);
+    paths[path] = { ...paths[path], [spec.method.toLowerCase()]: operationOf(spec, limits) };
   }
   const schemas: Record<string, unknown> = {};
   for (const [id, schema] of Object.entries(VALIDATED_SCHEMAS)) schemas[id] = toComponentSchema(schema);
@@ -321,13 +139,5 @@ export function buildOpenApiDocument(limits: DocumentedLimits, options: { versio
       schemas,
       securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key of the scope the operation names in x-scope.' } },
     },
-  };
-}
-
-/** GET /openapi.json. */
-export function openApiHandler(document: JsonObject): RequestHandler {
-  const body = JSON.stringify(document);
-  return (_req, res) => {
-    res.status(200).type('application/json').send(body);
   };
 }

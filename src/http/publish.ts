@@ -1,9 +1,10 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/config';
 import { AppError, type ErrorDetail } from '../errors';
 import type { Aggregator, ValidEvent } from '../ingest/aggregator';
 import type { LogEvent } from '../wal/record';
+import { jsonBodyParser } from './body';
 import { describeAjvError, type Validators } from './schemas';
 
 type PublishLimits = Pick<Config, 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'>;
@@ -86,10 +87,14 @@ export function isJsonRequest(req: IncomingMessage): boolean {
   return JSON_CONTENT_TYPE.test(req.headers['content-type'] ?? '');
 }
 
+/** The body parser of POST /publish: JSON only, strict UTF-8, numbers kept as sent, bounded on the wire and after inflation. */
+export function publishBodyParser(limits: Pick<Config, 'bodyBytesMax'>): RequestHandler {
+  return jsonBodyParser(limits, isJsonRequest);
+}
+
 /** POST /publish: answers 200 only after every accepted event is fsynced. */
-export function publishRouter(aggregator: Aggregator, validators: Validators, limits: PublishLimits): Router {
-  const router = Router();
-  router.post('/publish', async (req, res) => {
+export function publishHandler(aggregator: Aggregator, validators: Validators, limits: PublishLimits): RequestHandler {
+  return async (req, res) => {
     if (!isJsonRequest(req)) {
       throw new AppError('unsupported_media_type', `Content-Type must be application/json, got ${JSON.stringify(req.get('content-type') ?? '(none)')}`);
     }
@@ -99,6 +104,5 @@ export function publishRouter(aggregator: Aggregator, validators: Validators, li
     const events = parsePublishBody(req.body, validators, limits);
     const result = await aggregator.publish(events);
     res.status(200).json(result);
-  });
-  return router;
+  };
 }

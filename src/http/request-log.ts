@@ -4,6 +4,7 @@ import type { Request, RequestHandler } from 'express';
 import type { LevelWithSilent, Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
 import type { ExpectedErrorLog } from './expected-log';
+import type { RouteIndex } from './route-index';
 
 /** The response header that carries the request id (taken from the client when sane). */
 export const REQUEST_ID_HEADER = 'X-Request-Id';
@@ -14,19 +15,21 @@ const SANE_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** Label for requests that matched no route, so that random paths cannot grow the label set. */
 export const UNMATCHED_ROUTE = '(unmatched)';
 
-/**
- * The route a request was for: the known path from `routes` (matched as express does,
- * case-insensitive, trailing slash ignored), else the express route pattern, else
- * "(unmatched)". Never the raw URL, so query strings and ids do not reach logs or labels.
- */
-export function matchedRoute(req: IncomingMessage, routes: Record<string, string[]>): string {
+/** The path of a request without its query string, before any router has stripped a mount prefix. */
+function requestPath(req: IncomingMessage): string {
   const url = (req as Request).originalUrl ?? req.url ?? '/';
   const queryAt = url.indexOf('?');
-  let path = (queryAt === -1 ? url : url.slice(0, queryAt)).toLowerCase();
-  if (path.length > 1 && path.endsWith('/')) path = path.slice(0, -1);
-  for (const known of Object.keys(routes)) {
-    if (known.toLowerCase() === path) return known;
-  }
+  return queryAt === -1 ? url : url.slice(0, queryAt);
+}
+
+/**
+ * The route a request was for: the route table's pattern for its path (matched as express
+ * does, case-insensitive, trailing slash ignored), else the express route pattern, else
+ * "(unmatched)". Never the raw URL, so query strings and ids do not reach logs or labels.
+ */
+export function matchedRoute(req: IncomingMessage, routes: RouteIndex): string {
+  const known = routes.label(requestPath(req));
+  if (known !== null) return known;
   const pattern = (req as Request).route?.path;
   return typeof pattern === 'string' ? pattern : UNMATCHED_ROUTE;
 }
@@ -48,12 +51,11 @@ function withErrorCode(res: ServerResponse, value: Record<string, unknown>): Rec
 /**
  * One structured line per finished request (pino-http): request id, method, route, url
  * path, status, responseTime (ms) and the error code when the answer was an error. Headers
- * are not logged at all, so Authorization never reaches the log. Probes (/health,
- * /metrics) that succeed log at debug, errors 5xx at error, 4xx at warn; expected 503s go
- * to `expected` (rate-limited) when given.
+ * are not logged at all, so Authorization never reaches the log. Successful answers of
+ * routes the table marks `logging: 'quiet'` (the probes) log at debug, errors 5xx at
+ * error, 4xx at warn; expected 503s go to `expected` (rate-limited) when given.
  */
-export function requestLogger(logger: Logger, routes: Record<string, string[]>, expected?: ExpectedErrorLog): RequestHandler {
-  const quietRoutes = new Set(['/health', '/metrics']);
+export function requestLogger(logger: Logger, routes: RouteIndex, expected?: ExpectedErrorLog): RequestHandler {
   const middleware = pinoHttp<IncomingMessage, ServerResponse, never>({
     logger,
     genReqId: requestIdFor,
@@ -79,7 +81,7 @@ export function requestLogger(logger: Logger, routes: Record<string, string[]>, 
       }
       if (err !== undefined || res.statusCode >= 500) return 'error';
       if (res.statusCode >= 400) return 'warn';
-      return quietRoutes.has(matchedRoute(req, routes)) ? 'debug' : 'info';
+      return routes.isQuiet(req.method ?? 'GET', requestPath(req)) ? 'debug' : 'info';
     },
     customSuccessMessage: (req, res, responseTime) => `${req.method} ${matchedRoute(req, routes)} ${res.statusCode} ${responseTime}ms`,
     customErrorMessage: (req, res) => `${req.method} ${matchedRoute(req, routes)} ${res.statusCode} failed`,

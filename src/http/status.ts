@@ -1,15 +1,17 @@
-import { Router } from 'express';
+import type { RequestHandler } from 'express';
 import type { Aggregator } from '../ingest/aggregator';
 
-/** GET /stats and GET /health. /health answers 503 whenever writes cannot be accepted. */
-export function statusRouter(aggregator: Aggregator): Router {
-  const router = Router();
-  router.get('/stats', (_req, res) => {
+/** GET /stats: lifetime counters and live figures. */
+export function statsHandler(aggregator: Aggregator): RequestHandler {
+  return (_req, res) => {
     res.status(200).json(aggregator.stats());
-  });
-  router.get('/health', (_req, res) => {
+  };
+}
+
+/** GET /health: 200 while writes are accepted, 503 whenever they cannot be. */
+export function healthHandler(aggregator: Aggregator): RequestHandler {
+  return (_req, res) => {
     const { ok, body } = aggregator.health();
     res.status(ok ? 200 : 503).json(body);
-  });
-  return router;
+  };
 }

@@ -1,4 +1,4 @@
-import { Router, type Request, type Response } from 'express';
+import type { Request, RequestHandler, Response } from 'express';
 import { FIXED_LIMITS, type Config } from '../config/config';
 import { AppError } from '../errors';
 import type { IndexRow } from '../index/store';
@@ -146,10 +146,9 @@ export class StreamHub {
     for (const subscriber of [...this.subscribers]) subscriber.end();
   }
 
-  router(): Router {
-    const router = Router();
-    router.get('/events/stream', (req, res) => this.open(req, res));
-    return router;
+  /** The handler of GET /events/stream: opens one stream per request. */
+  handler(): RequestHandler {
+    return (req, res) => this.open(req, res);
   }
 
   private open(req: Request, res: Response): void {

@@ -1,0 +1,289 @@
+/**
+ * The route table: every HTTP route of the service, listed once. Routing (createApp),
+ * access control (auth.ts), request logs (request-log.ts), metric route labels
+ * (metrics.ts), 404/405 answers (errors.ts) and the OpenAPI document (openapi.ts) are all
+ * derived from it; none of them keeps a list of paths of its own.
+ *
+ * How to add a route:
+ * 1. Write its handler in a file of its own under src/http/: a function that takes what it
+ *    needs from the RouteContext and returns an express RequestHandler. Expected failures
+ *    are thrown as AppError (src/errors.ts); a body it reads is parsed by the parser the
+ *    entry lists first in `handlers` (express.json, express.raw, express.text...), since
+ *    no parser runs for the whole app.
+ * 2. Add one entry to ROUTE_TABLE below: method, path (express 5 syntax: `/:name` for a
+ *    segment, `/*name` for the rest of the path), scope, operationId, summary, answers,
+ *    the error codes it can give, an example, and `handlers`.
+ * That is all. test/http/openapi.test.ts checks that the app routes exactly the table and
+ * that each documented entry's examples are answered as the document says.
+ *
+ * Rules: one entry per (method, path); a route that must answer differently by Accept
+ * (an HTML page and a JSON banner on the same path) negotiates inside its handler
+ * (`req.accepts`). A path not in the table needs the read scope (deny by default).
+ * Static assets set `openapi: false` and are left out of the document.
+ */
+import type { RequestHandler } from 'express';
+import type { ApiScope } from '../config/config';
+import type { ErrorCode } from '../errors';
+import type { Aggregator } from '../ingest/aggregator';
+import { EVENTS_PARAMETER_DOCS, jsonAnswer, schemaRef, textAnswer, type JsonObject } from './api-schemas';
+import type { AppLimits } from './app';
+import { docsPageHandler, openApiHandler } from './docs-page';
+import { eventsHandler, EVENTS_QUERY_PARAMETERS } from './events';
+import type { ServiceMetrics } from './metrics';
+import { publishBodyParser, publishHandler } from './publish';
+import { RouteIndex } from './route-index';
+import { BATCH_SCHEMA, EVENT_SCHEMA, type Validators } from './schemas';
+import { healthHandler, statsHandler } from './status';
+import type { StreamHub } from './stream';
+
+/** The methods a route may serve (HEAD is served by GET, as express does). */
+export type HttpMethod = 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
+
+/** The limits the OpenAPI document states; they come from the running configuration. */
+export type DocumentedLimits = Pick<AppLimits, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'>;
+
+/** What createApp hands every route's `handlers` when it builds the app. */
+export interface RouteContext {
+  aggregator: Aggregator;
+  limits: AppLimits;
+  validators: Validators;
+  metrics: ServiceMetrics;
+  streams: StreamHub;
+  /** The OpenAPI document built from this table. */
+  document: JsonObject;
+}
+
+/**
+ * One worked request and its answer. It becomes an OpenAPI example of the operation, and a
+ * test sends it to a running service (in table order) and checks the answer's status and
+ * that the answer matches the documented schema.
+ */
+export interface RouteExample {
+  /** Key of the example in the document (letters, digits, `_`, `-`). */
+  name: string;
+  summary: string;
+  /** Query parameters of the request. */
+  query?: Record<string, string>;
+  /** Request body, sent as the first media type of `requestBody`. */
+  body?: unknown;
+  /** Status of the answer. */
+  status: number;
+  /** An answer of that status (shown in the document; the test checks the schema, not these values). */
+  answer?: unknown;
+}
+
+/** One route: what it is, who may call it, what it answers, and the handlers that serve it. */
+export interface RouteSpec {
+  method: HttpMethod;
+  /** Express 5 path syntax; matched case-insensitively, a trailing slash ignored. */
+  path: string;
+  /** The API-key scope it needs; null = open to anyone who reaches the port. */
+  scope: ApiScope | null;
+  /** Stable operation name, unique in the table (OpenAPI operationId, generated client method). */
+  operationId: string;
+  summary: string;
+  /** Longer text (markdown); a function when it states configured limits. */
+  description?: string | ((limits: DocumentedLimits) => string);
+  /** OpenAPI Parameter Objects (query, header; path parameters are added from `path` when not listed). */
+  parameters?: readonly JsonObject[];
+  /** OpenAPI Request Body Object. */
+  requestBody?: JsonObject;
+  /** The answers other than errors, by status: OpenAPI Response Objects. */
+  answers: Readonly<Record<string, JsonObject>>;
+  /**
+   * The catalogue codes it can answer with, besides 404/405 and, for a route with a scope,
+   * unauthorized and forbidden (added from `scope`).
+   */
+  errors: readonly ErrorCode[];
+  /** `quiet`: a successful answer is logged at debug, not info (probes scraped every few seconds). */
+  logging?: 'normal' | 'quiet';
+  /** Worked examples; every documented route has at least one. */
+  examples?: readonly RouteExample[];
+  /** false: routed and access-controlled, but left out of the OpenAPI document (static assets). */
+  openapi?: boolean;
+  /** The handlers in order: a body parser first when the route reads a body, then the route's own. */
+  handlers(context: RouteContext): RequestHandler[];
+}
+
+/** A publish example event, as the seed's README sends it. */
+const EXAMPLE_EVENT = {
+  topic: 'user.signup',
+  event_id: 'evt-0001',
+  timestamp: '2025-10-23T10:00:00Z',
+  source: 'auth-service',
+  payload: { message: 'user signed up', level: 'info' },
+};
+
+/** Every route of the service, in the order express tries them. */
+export const ROUTE_TABLE: readonly RouteSpec[] = [
+  // Ingest.
+  {
+    method: 'POST',
+    path: '/publish',
+    scope: 'publish',
+    operationId: 'publish',
+    summary: 'Publish one event or a batch',
+    description: (limits) =>
+      `Answers 200 only after every accepted event is fsynced to the log. Each (topic, event_id) is stored once, ` +
+      `forever; re-sent events are counted as duplicates (with conflict: true when their content differs). A batch ` +
+      `with one invalid event is rejected whole. Body at most ${limits.bodyBytesMax} bytes after inflation ` +
+      `(Content-Encoding gzip, deflate or br accepted), at most ${limits.batchEventsMax} events, payload at most ` +
+      `${limits.payloadBytesMax} bytes as JSON and ${limits.payloadDepthMax} levels deep.`,
+    requestBody: {
+      required: true,
+      content: { 'application/json': { schema: { oneOf: [schemaRef(EVENT_SCHEMA.$id), schemaRef(BATCH_SCHEMA.$id)] } } },
+    },
+    answers: { '200': jsonAnswer(schemaRef('PublishResult'), 'Every accepted event is durable; counts are exact.') },
+    errors: [
+      'invalid_json',
+      'invalid_utf8',
+      'number_not_kept',
+      'validation_failed',
+      'invalid_compressed_body',
+      'body_too_large',
+      'batch_too_large',
+      'unsupported_media_type',
+      'recovering',
+      'backlog_full',
+      'log_no_space',
+      'log_failed',
+      'shutting_down',
+    ],
+    examples: [
+      {
+        name: 'single',
+        summary: 'One event',
+        body: EXAMPLE_EVENT,
+        status: 200,
+        answer: {
+          received: 1,
+          accepted: 1,
+          duplicates: 0,
+          conflicts: 0,
+          message: 'Received 1 events, accepted 1, rejected 0 duplicates',
+          results: [{ status: 'accepted', seq: 1 }],
+        },
+      },
+      {
+        name: 'batch',
+        summary: 'A batch: a new event and a re-sent one',
+        body: {
+          events: [
+            { ...EXAMPLE_EVENT, event_id: 'evt-0002', payload: { message: 'user logged in', level: 'info' } },
+            EXAMPLE_EVENT,
+          ],
+        },
+        status: 200,
+        answer: {
+          received: 2,
+          accepted: 1,
+          duplicates: 1,
+          conflicts: 0,
+          message: 'Received 2 events, accepted 1, rejected 1 duplicates',
+          results: [
+            { status: 'accepted', seq: 2 },
+            { status: 'duplicate', seq: 1 },
+          ],
+        },
+      },
+    ],
+    handlers: ({ aggregator, validators, limits }) => [publishBodyParser(limits), publishHandler(aggregator, validators, limits)],
+  },
+
+  // Reading.
+  {
+    method: 'GET',
+    path: '/events',
+    scope: 'read',
+    operationId: 'queryEvents',
+    summary: 'Stored events in publish order, paged',
+    parameters: EVENTS_QUERY_PARAMETERS.map((name) => EVENTS_PARAMETER_DOCS[name]),
+    answers: { '200': jsonAnswer(schemaRef('EventsPage'), 'One page; follow next_cursor for more.') },
+    errors: ['invalid_query'],
+    examples: [
+      {
+        name: 'byTopic',
+        summary: 'The events of one topic',
+        query: { topic: 'user.signup', limit: '100' },
+        status: 200,
+        answer: { topic: 'user.signup', count: 1, events: [{ seq: 1, ...EXAMPLE_EVENT }], next_cursor: null },
+      },
+    ],
+    handlers: ({ aggregator, limits }) => [eventsHandler(aggregator, limits)],
+  },
+  {
+    method: 'GET',
+    path: '/events/stream',
+    scope: 'read',
+    operationId: 'streamEvents',
+    summary: 'Live tail (Server-Sent Events): stored events after the resume point, then new ones; the SSE id is the seq',
+    parameters: [
+      EVENTS_PARAMETER_DOCS.topic,
+      EVENTS_PARAMETER_DOCS.after,
+      { name: 'Last-Event-ID', in: 'header', description: 'Resume after this seq (wins over `after`).', schema: { type: 'string' } },
+    ],
+    answers: { '200': textAnswer('text/event-stream', 'Event stream; each data line is one stored event.') },
+    errors: ['invalid_query', 'recovering', 'subscribers_full', 'shutting_down'],
+    handlers: ({ streams }) => [streams.handler()],
+  },
+  {
+    method: 'GET',
+    path: '/stats',
+    scope: 'read',
+    operationId: 'stats',
+    summary: 'Lifetime counters and live figures',
+    answers: { '200': jsonAnswer(schemaRef('Stats'), 'Counters survive restarts.') },
+    errors: [],
+    handlers: ({ aggregator }) => [statsHandler(aggregator)],
+  },
+
+  // Probes and the API description (open).
+  {
+    method: 'GET',
+    path: '/health',
+    scope: null,
+    operationId: 'health',
+    summary: 'Whether writes are accepted now (never needs a key)',
+    answers: {
+      '200': jsonAnswer(schemaRef('Health'), 'Healthy (or degraded): writes are accepted.'),
+      '503': jsonAnswer(schemaRef('Health'), 'Recovering, out of space, failed or stopping: writes are refused.'),
+    },
+    errors: [],
+    logging: 'quiet',
+    handlers: ({ aggregator }) => [healthHandler(aggregator)],
+  },
+  {
+    method: 'GET',
+    path: '/metrics',
+    scope: 'read',
+    operationId: 'metrics',
+    summary: 'Prometheus metrics (text exposition format)',
+    answers: { '200': textAnswer('text/plain', 'Prometheus text format 0.0.4.') },
+    errors: [],
+    logging: 'quiet',
+    handlers: ({ metrics }) => [metrics.handler()],
+  },
+  {
+    method: 'GET',
+    path: '/openapi.json',
+    scope: null,
+    operationId: 'openapi',
+    summary: 'This OpenAPI 3.1 document',
+    answers: { '200': jsonAnswer({ type: 'object' }, 'The document.') },
+    errors: [],
+    handlers: ({ document }) => [openApiHandler(document)],
+  },
+  {
+    method: 'GET',
+    path: '/docs',
+    scope: null,
+    operationId: 'docs',
+    summary: 'This document as a readable HTML page',
+    answers: { '200': textAnswer('text/html', 'A self-contained HTML page.') },
+    errors: [],
+    handlers: ({ document }) => [docsPageHandler(document)],
+  },
+];
+
+/** The table, indexed for lookups by request path (what the middlewares ask). */
+export const ROUTE_INDEX = new RouteIndex<RouteSpec>(ROUTE_TABLE);
