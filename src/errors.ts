@@ -18,7 +18,7 @@ export const ERROR_CATALOGUE = {
   batch_too_large: { status: 413, meaning: 'more events in one request than BATCH_EVENTS_MAX' },
   request_timeout: { status: 408, meaning: 'the request (or its headers) took longer than REQUEST_TIMEOUT_MS (HEADERS_TIMEOUT_MS)' },
   headers_too_large: { status: 431, meaning: 'the request line and headers are over the 16 KiB bound; the connection is closed' },
-  rate_limited: { status: 429, meaning: 'this API key (or client address) sent more than RATE_LIMIT_PER_SECOND; retry after Retry-After' },
+  rate_limited: { status: 429, meaning: 'this API key (or client address) is over RATE_LIMIT_PER_SECOND and its burst; retry after Retry-After' },
   unsupported_media_type: { status: 415, meaning: 'Content-Type is not JSON, or the charset/encoding is unsupported' },
   recovering: { status: 503, meaning: 'startup recovery is still replaying the log; retry after Retry-After' },
   backlog_full: { status: 503, meaning: 'the queue backlog is over QUEUE_MAX_SIZE; nothing was written' },

@@ -50,6 +50,12 @@ export interface Config {
   apiKeyDigests: Readonly<Record<ApiScope, readonly string[]>>;
   /** Bytes of event JSON in one GET /events page; past it the page ends early and next_cursor goes on from there. */
   pageBytesMax: number;
+  /** Requests per second per API key (or client address without keys); past it 429 rate_limited. 0 = off (default). */
+  rateLimitPerSecond: number;
+  /** Requests a client may send at once before the rate applies (the bucket's size); defaults to the rate. */
+  rateLimitBurst: number;
+  /** Clients (keys or addresses) the rate limiter tracks; past it the least recently seen is forgotten. */
+  rateLimitClientsMax: number;
   /** TLS certificate chain (PEM) and its key: with both set the service speaks HTTPS only; null for plain HTTP. */
   tlsCertFile: string | null;
   tlsKeyFile: string | null;
@@ -198,6 +204,16 @@ function readApiKeys(env: Env): Record<ApiScope, string[]> {
   return digests;
 }
 
+/** RATE_LIMIT_PER_SECOND (0 = off), RATE_LIMIT_BURST (default: the rate) and RATE_LIMIT_CLIENTS_MAX. */
+function readRateLimit(env: Env): Pick<Config, 'rateLimitPerSecond' | 'rateLimitBurst' | 'rateLimitClientsMax'> {
+  const rateLimitPerSecond = readInt(env, 'RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000);
+  return {
+    rateLimitPerSecond,
+    rateLimitBurst: readInt(env, 'RATE_LIMIT_BURST', Math.max(1, rateLimitPerSecond), 1, 10_000_000),
+    rateLimitClientsMax: readInt(env, 'RATE_LIMIT_CLIENTS_MAX', 100_000, 1, 10_000_000),
+  };
+}
+
 /** TLS_CERT_FILE and TLS_KEY_FILE: both or neither, each a readable file; the contents are never shown. */
 function readTlsFiles(env: Env): Pick<Config, 'tlsCertFile' | 'tlsKeyFile'> {
   const cert = env.TLS_CERT_FILE?.trim() || null;
@@ -246,6 +262,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     apiKeyDigests: readApiKeys(env),
     pageBytesMax: readInt(env, 'PAGE_BYTES_MAX', 4 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
     ...readTlsFiles(env),
+    ...readRateLimit(env),
     streamSubscribersMax: readInt(env, 'STREAM_SUBSCRIBERS_MAX', 100, 1, 100_000),
     streamHeartbeatMs: readInt(env, 'STREAM_HEARTBEAT_MS', 15_000, 50, 600_000),
     streamBufferBytesMax: readInt(env, 'STREAM_BUFFER_BYTES_MAX', 1024 * 1024, 1024, 256 * 1024 * 1024),

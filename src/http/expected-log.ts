@@ -6,7 +6,7 @@ import { ERROR_CATALOGUE } from '../errors';
 export const EXPECTED_LOG_INTERVAL_MS = 10_000;
 
 /**
- * The log of expected 503s (log_no_space, backlog_full, recovering...): one warn line per code
+ * The log of expected 503s (log_no_space, backlog_full, recovering...) and 429s: one warn line per code
  * per EXPECTED_LOG_INTERVAL_MS, without stack, saying how many were left out since; every
  * answer is counted in `logagg_expected_errors_total{code}`. It does not log 4xx or 500s.
  */
@@ -21,19 +21,19 @@ export class ExpectedErrorLog {
   ) {
     this.counter = new Counter({
       name: 'logagg_expected_errors_total',
-      help: 'Expected 503 answers (disk full, backlog full, recovering, shutting down) by error code; their log lines are rate-limited.',
+      help: 'Expected 503 and 429 answers (disk full, backlog full, recovering, rate limited...) by error code; their log lines are rate-limited.',
       labelNames: ['code'] as const,
       registers: [registry],
     });
   }
 
-  /** True for an answer this log takes over from the request log: a 503 with a catalogue code. */
+  /** True for an answer this log takes over from the request log: a 503 or 429 with a catalogue code. */
   handles(status: number, code: string | undefined): boolean {
-    return status === 503 && code !== undefined && Object.prototype.hasOwnProperty.call(ERROR_CATALOGUE, code);
+    return (status === 503 || status === 429) && code !== undefined && Object.prototype.hasOwnProperty.call(ERROR_CATALOGUE, code);
   }
 
   /** Counts one expected answer and writes its line unless one for the same code went out within the window. */
-  note(code: string, route: string, now = Date.now()): void {
+  note(code: string, route: string, status: number, now = Date.now()): void {
     this.counter.inc({ code });
     const last = this.lastLineAt.get(code);
     if (last !== undefined && now - last < EXPECTED_LOG_INTERVAL_MS) {
@@ -43,6 +43,6 @@ export class ExpectedErrorLog {
     const leftOut = this.leftOut.get(code) ?? 0;
     this.lastLineAt.set(code, now);
     this.leftOut.set(code, 0);
-    this.logger.warn({ error_code: code, route, status: 503, left_out: leftOut }, `503 ${code} on ${route} (${leftOut} more since the last line; one line per ${EXPECTED_LOG_INTERVAL_MS / 1000} s)`);
+    this.logger.warn({ error_code: code, route, status, left_out: leftOut }, `${status} ${code} on ${route} (${leftOut} more since the last line; one line per ${EXPECTED_LOG_INTERVAL_MS / 1000} s)`);
   }
 }

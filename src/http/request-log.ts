@@ -73,10 +73,10 @@ export function requestLogger(logger: Logger, routes: RouteIndex, expected?: Exp
     customSuccessObject: (_req, res, value: Record<string, unknown>) => withErrorCode(res, value),
     customErrorObject: (_req, res, _err, value: Record<string, unknown>) => withErrorCode(res, value),
     customLogLevel: (req, res, err): LevelWithSilent => {
-      // Expected 503s (disk full, backlog full) get one rate-limited warn line instead of one error each.
+      // Expected 503s and 429s (disk full, backlog full, rate limited) get one rate-limited warn line, not one each.
       const code = (res as unknown as { locals?: { errorCode?: string } }).locals?.errorCode;
       if (expected !== undefined && err === undefined && expected.handles(res.statusCode, code)) {
-        expected.note(code!, matchedRoute(req, routes));
+        expected.note(code!, matchedRoute(req, routes), res.statusCode);
         return 'silent';
       }
       if (err !== undefined || res.statusCode >= 500) return 'error';
