@@ -62,6 +62,9 @@ export function parseEventsQuery(req: Request): EventQuery {
   return query;
 }
 
+/** What a sent row is replaced with, so that its text can be collected while the page streams. */
+const EMPTY_ROW = { seq: 0, body: '' };
+
 /** Bytes of event JSON in one page when the caller names no bound (PAGE_BYTES_MAX's default). */
 export const DEFAULT_PAGE_BYTES_MAX = 4 * 1024 * 1024;
 
@@ -80,15 +83,27 @@ export function eventsHandler(aggregator: Aggregator, limits: { pageBytesMax?: n
       kept += 1;
     }
     const nextCursor = rows.length === query.limit || kept < rows.length ? String(rows[kept - 1]!.seq) : null;
-    // Bodies are the logged JSON text: splice in the seq rather than parse and re-serialise.
-    const events = rows
-      .slice(0, kept)
-      .map((row) => `{"seq":${row.seq},${row.body.slice(1)}`)
-      .join(',');
-    rows.length = 0;
-    res
-      .status(200)
-      .type('application/json')
-      .send(`{"topic":${JSON.stringify(query.topic ?? null)},"count":${kept},"events":[${events}],"next_cursor":${JSON.stringify(nextCursor)}}`);
+    rows.length = kept;
+    res.status(200).type('application/json');
+    res.write(`{"topic":${JSON.stringify(query.topic ?? null)},"count":${kept},"events":[`);
+    // Streamed event by event with backpressure: a slow reader holds the rows not yet sent and
+    // one socket buffer, never a second copy of the page. Bodies are the logged JSON text:
+    // the seq is spliced in rather than parsed and re-serialised.
+    let next = 0;
+    const writeRows = (): void => {
+      while (next < rows.length) {
+        if (res.destroyed) return;
+        const row = rows[next]!;
+        const more = res.write(`${next === 0 ? '' : ','}{"seq":${row.seq},${row.body.slice(1)}`);
+        rows[next] = EMPTY_ROW;
+        next += 1;
+        if (!more) {
+          res.once('drain', writeRows);
+          return;
+        }
+      }
+      res.end(`],"next_cursor":${JSON.stringify(nextCursor)}}`);
+    };
+    writeRows();
   };
 }
