@@ -79,10 +79,19 @@ export function lockDataDir(dataDir: string, command: string): () => void {
   if (start !== undefined) holder.proc_start = start;
   const content = JSON.stringify(holder);
   for (let attempt = 0; attempt < 2; attempt += 1) {
+    let written = content;
+    let heldByOther = false;
     try {
       fs.writeFileSync(file, content, { flag: 'wx' });
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const code = (err as NodeJS.ErrnoException).code;
+      // A full disk creates the file but not its content: the lock is then an empty file (which
+      // a later process would take for stale), so that a server can start read-only until space returns.
+      if ((code === 'ENOSPC' || code === 'EDQUOT') && fs.existsSync(file) && fs.statSync(file).size === 0) written = '';
+      else if (code === 'EEXIST') heldByOther = true;
+      else throw err;
+    }
+    if (heldByOther) {
       let other: LockHolder = {};
       try {
         other = JSON.parse(fs.readFileSync(file, 'utf8')) as LockHolder;
@@ -102,7 +111,7 @@ export function lockDataDir(dataDir: string, command: string): () => void {
       released = true;
       process.off('exit', release);
       try {
-        if (fs.readFileSync(file, 'utf8') === content) fs.rmSync(file, { force: true });
+        if (fs.readFileSync(file, 'utf8') === written) fs.rmSync(file, { force: true });
       } catch {
         // already gone
       }

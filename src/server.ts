@@ -1,9 +1,12 @@
+import fs from 'node:fs';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
 import type { Config } from './config/config';
 import { lockDataDir } from './data-dir-lock';
 import { createApp } from './http/app';
+import { answerClientError } from './http/client-errors';
 import { openScopes } from './http/auth';
 import { ServiceMetrics } from './http/metrics';
 import { StreamHub } from './http/stream';
@@ -48,9 +51,9 @@ export function createLogger(config: Pick<Config, 'logLevel' | 'logFormat'>, des
 }
 
 /** The address a browser on this machine can use for `host` (a wildcard becomes localhost). */
-export function browsableUrl(host: string, port: number): string {
+export function browsableUrl(host: string, port: number, tls = false): string {
   const name = host === '0.0.0.0' || host === '::' || host === '' ? 'localhost' : host;
-  return `http://${name.includes(':') ? `[${name}]` : name}:${port}`;
+  return `${tls ? 'https' : 'http'}://${name.includes(':') ? `[${name}]` : name}:${port}`;
 }
 
 /** True for addresses only this machine can reach. */
@@ -90,12 +93,14 @@ export async function startService(
   // Node checks request/headers timeouts on this interval (default 30 s): keep it finer
   // than the bounds so a slow client is cut off close to its limit.
   const connectionsCheckingInterval = Math.max(100, Math.min(1000, Math.floor(config.headersTimeoutMs / 4)));
-  const server = http.createServer({ connectionsCheckingInterval }, app);
+  const server = createServer(config, { connectionsCheckingInterval }, app);
   // Slow clients are cut off: whole request, headers, idle keep-alive.
   server.requestTimeout = config.requestTimeoutMs;
   server.headersTimeout = config.headersTimeoutMs;
   server.keepAliveTimeout = config.keepAliveTimeoutMs;
   server.maxRequestsPerSocket = 0;
+  // What Node's own parser refuses (431, malformed framing, timeouts) is answered as JSON too.
+  server.on('clientError', answerClientError);
 
   try {
     await new Promise<void>((resolve, reject) => {
@@ -110,8 +115,11 @@ export async function startService(
     throw err;
   }
   const port = (server.address() as AddressInfo).port;
-  const url = browsableUrl(config.host, port);
-  logger.info({ host: config.host, port, page: `${url}/`, docs: `${url}/docs`, dataDir: config.dataDir, databasePath: config.databasePath }, 'listening');
+  const url = browsableUrl(config.host, port, config.tlsCertFile != null);
+  logger.info(
+    { host: config.host, port, tls: config.tlsCertFile != null, page: `${url}/`, docs: `${url}/docs`, dataDir: config.dataDir, databasePath: config.databasePath },
+    'listening',
+  );
   const warning = accessControlWarning(config, port);
   if (warning !== null) logger.warn({ host: config.host, openScopes: openScopes(config.apiKeyDigests) }, warning);
 
@@ -144,6 +152,7 @@ export async function startService(
       const timer = setTimeout(() => server.closeAllConnections(), Math.max(0, deadline - Date.now()));
       await closed;
       clearTimeout(timer);
+      aggregator.cancelOpen();
       await ready.catch(() => undefined);
       try {
         await aggregator.close();
@@ -155,6 +164,22 @@ export async function startService(
     return stopping;
   };
   return { server, aggregator, logger, port, ready, stop };
+}
+
+/**
+ * Plain HTTP, or HTTPS when TLS_CERT_FILE and TLS_KEY_FILE are set; a certificate or key that
+ * cannot be used stops startup with one line that names the settings, never their content.
+ */
+function createServer(config: Readonly<Config>, options: http.ServerOptions, app: http.RequestListener): http.Server {
+  if (config.tlsCertFile == null || config.tlsKeyFile == null) return http.createServer(options, app);
+  let tls: { cert: Buffer; key: Buffer };
+  try {
+    tls = { cert: fs.readFileSync(config.tlsCertFile), key: fs.readFileSync(config.tlsKeyFile) };
+    return https.createServer({ ...options, ...tls }, app) as unknown as http.Server;
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable';
+    throw new Error(`TLS_CERT_FILE=${config.tlsCertFile} / TLS_KEY_FILE=${config.tlsKeyFile}: not a usable PEM certificate and key (${reason})`);
+  }
 }
 
 /** Closes a response's connection once it is answered, instead of keeping it alive. */

@@ -54,6 +54,17 @@ export interface Config {
    * A scope with no keys is open (the seed's behaviour); see src/http/auth.ts.
    */
   apiKeyDigests: Readonly<Record<ApiScope, readonly string[]>>;
+  /** Bytes of event JSON in one GET /events page; past it the page ends early and next_cursor goes on from there. */
+  pageBytesMax: number;
+  /** Requests per second per API key (or client address without keys); past it 429 rate_limited. 0 = off (default). */
+  rateLimitPerSecond: number;
+  /** Requests a client may send at once before the rate applies (the bucket's size); defaults to the rate. */
+  rateLimitBurst: number;
+  /** Clients (keys or addresses) the rate limiter tracks; past it the least recently seen is forgotten. */
+  rateLimitClientsMax: number;
+  /** TLS certificate chain (PEM) and its key: with both set the service speaks HTTPS only; null for plain HTTP. */
+  tlsCertFile: string | null;
+  tlsKeyFile: string | null;
   /** Open GET /events/stream connections; past it 503 subscribers_full. */
   streamSubscribersMax: number;
   /** A comment line is sent on an idle live-tail stream this often, so proxies keep it open. */
@@ -315,8 +326,9 @@ export function parseApiKeysFile(text: string, file: string): Record<ApiScope, s
     let parsed: unknown;
     try {
       parsed = JSON.parse(text);
-    } catch (err) {
-      throw new ConfigError(`invalid setting ${where}: not valid JSON (${(err as Error).message})`);
+    } catch {
+      // JSON.parse's message quotes the text around the error, which would show part of a key.
+      throw new ConfigError(`invalid setting ${where}: not valid JSON (the file's content is not shown)`);
     }
     for (const [scope, list] of Object.entries(parsed as Record<string, unknown>)) {
       if (!(API_SCOPES as readonly string[]).includes(scope)) {
@@ -385,6 +397,34 @@ export function dataDirPaths(dataDir: string, databasePath?: string): { walDir: 
   return { walDir: path.join(dataDir, 'wal'), databasePath: path.resolve(databasePath ?? path.join(dataDir, 'index.db')) };
 }
 
+/** RATE_LIMIT_PER_SECOND (0 = off), RATE_LIMIT_BURST (default: the rate) and RATE_LIMIT_CLIENTS_MAX. */
+function readRateLimit(env: Env): Pick<Config, 'rateLimitPerSecond' | 'rateLimitBurst' | 'rateLimitClientsMax'> {
+  const rateLimitPerSecond = readInt(env, 'RATE_LIMIT_PER_SECOND', 0, 0, 1_000_000);
+  return {
+    rateLimitPerSecond,
+    rateLimitBurst: readInt(env, 'RATE_LIMIT_BURST', Math.max(1, rateLimitPerSecond), 1, 10_000_000),
+    rateLimitClientsMax: readInt(env, 'RATE_LIMIT_CLIENTS_MAX', 100_000, 1, 10_000_000),
+  };
+}
+
+/** TLS_CERT_FILE and TLS_KEY_FILE: both or neither, each a readable file; the contents are never shown. */
+function readTlsFiles(env: Env): Pick<Config, 'tlsCertFile' | 'tlsKeyFile'> {
+  const cert = env.TLS_CERT_FILE?.trim() || null;
+  const key = env.TLS_KEY_FILE?.trim() || null;
+  if ((cert === null) !== (key === null)) {
+    throw new ConfigError(`invalid setting ${cert === null ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'}: TLS needs both TLS_CERT_FILE and TLS_KEY_FILE`);
+  }
+  for (const [name, file] of [['TLS_CERT_FILE', cert], ['TLS_KEY_FILE', key]] as const) {
+    if (file === null) continue;
+    try {
+      fs.accessSync(file, fs.constants.R_OK);
+    } catch (err) {
+      throw new ConfigError(`invalid setting ${name}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  }
+  return { tlsCertFile: cert, tlsKeyFile: key };
+}
+
 /** Builds the Config from environment variables; throws ConfigError naming the first bad one. */
 export function loadConfig(env: Env = process.env): Readonly<Config> {
   const dataDir = path.resolve(readString(env, 'DATA_DIR', 'data'));
@@ -419,6 +459,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     shutdownTimeoutMs: readInt(env, 'SHUTDOWN_TIMEOUT_MS', 10_000, 100, 600_000),
     retryAfterSeconds: readInt(env, 'RETRY_AFTER_SECONDS', 1, 1, 3600),
     apiKeyDigests: readApiKeys(env),
+    pageBytesMax: readInt(env, 'PAGE_BYTES_MAX', 4 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
+    ...readTlsFiles(env),
+    ...readRateLimit(env),
     streamSubscribersMax: readInt(env, 'STREAM_SUBSCRIBERS_MAX', 100, 1, 100_000),
     streamHeartbeatMs: readInt(env, 'STREAM_HEARTBEAT_MS', 15_000, 50, 600_000),
     streamBufferBytesMax: readInt(env, 'STREAM_BUFFER_BYTES_MAX', 1024 * 1024, 1024, 256 * 1024 * 1024),

@@ -26,6 +26,7 @@ const CONDITIONS = membersOf<ServiceCondition>({
   healthy: true,
   degraded: true,
   no_space: true,
+  backlog_full: true,
   starting: true,
   recovering: true,
   failed: true,

@@ -5,8 +5,10 @@ import type { Config } from '../config/config';
 import type { Aggregator } from '../ingest/aggregator';
 import { authMiddleware } from './auth';
 import { errorHandler, notFoundHandler } from './errors';
+import { ExpectedErrorLog } from './expected-log';
 import { ServiceMetrics } from './metrics';
 import { buildOpenApiDocument } from './openapi';
+import { rateLimiter, type RateLimits } from './rate-limit';
 import { requestLogger } from './request-log';
 import { RouteIndex } from './route-index';
 import { ROUTE_INDEX, ROUTE_TABLE, type HttpMethod, type RouteContext, type RouteSpec } from './routes';
@@ -16,7 +18,8 @@ import { StreamHub, type StreamLimits } from './stream';
 /** The settings the app reads. */
 export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'> &
   Partial<StreamLimits> &
-  Partial<Pick<Config, 'otlpTopicDefault' | 'lokiTopicLabels' | 'lokiTopicDefault'>>;
+  Partial<Pick<Config, 'otlpTopicDefault' | 'lokiTopicLabels' | 'lokiTopicDefault' | 'pageBytesMax'>> &
+  Partial<RateLimits>;
 
 /** Live-tail settings when the caller gives none (tests building an app from a few limits). */
 const STREAM_DEFAULTS: StreamLimits = { streamSubscribersMax: 100, streamHeartbeatMs: 15_000, streamBufferBytesMax: 1024 * 1024, retryAfterSeconds: 1 };
@@ -57,9 +60,11 @@ export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Log
   // compression buffers, and each event must reach its subscriber at once.
   app.use(compression({ filter: (req, res) => !String(res.getHeader('Content-Type') ?? '').startsWith('text/event-stream') && compression.filter(req, res) }));
   // One log line and one metrics sample per request, then access control before any body is read.
-  app.use(requestLogger(logger, index));
+  app.use(requestLogger(logger, index, new ExpectedErrorLog(logger, metrics.registry)));
   app.use(metrics.middleware(index));
   app.use(authMiddleware(options.apiKeyDigests ?? { publish: [], read: [] }, index));
+  const limiter = rateLimiter(limits, index);
+  if (limiter !== null) app.use(limiter);
   // Every route from the table, each with its own body parser (none runs app-wide).
   for (const spec of table) app.route(spec.path)[ROUTER_METHODS[spec.method]](...spec.handlers(context));
   app.use(notFoundHandler(index));

@@ -64,6 +64,8 @@ export function authMiddleware(apiKeyDigests: Config['apiKeyDigests'], routes: R
     }
     const digest = Buffer.from(digestApiKey(match[1]!), 'hex');
     if (matchesAny(digest, digests[scope])) {
+      // The rate limiter counts per key: only a key that was checked here can name a bucket.
+      res.locals.apiKeyDigest = digest.toString('hex');
       next();
       return;
     }

@@ -13,20 +13,55 @@ export const EVENTS_QUERY_PARAMETERS = ['topic', 'source', 'since', 'until', 'q'
 /** The parameters GET /events/histogram understands (besides `payload.<path>`). */
 export const HISTOGRAM_QUERY_PARAMETERS = ['topic', 'source', 'since', 'until', 'q', 'buckets'] as const;
 
-/** GET /events: stored events oldest first (or newest first with order=desc), paged by `after` = the previous next_cursor. */
-export function eventsHandler(aggregator: Aggregator): RequestHandler {
+/** What a sent row is replaced with, so that its text can be collected while the page streams. */
+const EMPTY_ROW = { seq: 0, body: '' };
+
+/** Bytes of event JSON in one page when the caller names no bound (PAGE_BYTES_MAX's default). */
+export const DEFAULT_PAGE_BYTES_MAX = 4 * 1024 * 1024;
+
+/**
+ * GET /events: stored events oldest first (or newest first with order=desc), paged by `after` = the previous
+ * next_cursor; a page is bounded in rows, in scanned rows and in bytes.
+ */
+export function eventsHandler(aggregator: Aggregator, limits: { pageBytesMax?: number } = {}): RequestHandler {
+  const pageBytesMax = limits.pageBytesMax ?? DEFAULT_PAGE_BYTES_MAX;
   return (req, res) => {
     const query = parseEventsQuery(req.query);
     const page = aggregator.readPage(query);
     const rows = page.rows;
-    const nextCursor = page.nextCursor === null ? null : String(page.nextCursor);
+    // The page ends where its events pass pageBytesMax (at least one event per page), so a
+    // slow reader pins a bounded answer; next_cursor says where the next page starts.
+    let kept = 0;
+    let bytes = 0;
+    while (kept < rows.length && (kept === 0 || bytes + rows[kept]!.body.length <= pageBytesMax)) {
+      bytes += rows[kept]!.body.length;
+      kept += 1;
+    }
+    // Cut short by its bytes, the page goes on after its last row; else where the store says (a full page, or a bounded scan's edge).
+    const nextCursor = kept < rows.length ? String(rows[kept - 1]!.seq) : page.nextCursor === null ? null : String(page.nextCursor);
+    rows.length = kept;
     const topic = query.topics?.length === 1 ? query.topics[0] : undefined;
-    // Bodies are the logged JSON text: splice in the seq rather than parse and re-serialise.
-    const events = rows.map((row) => `{"seq":${row.seq},${row.body.slice(1)}`).join(',');
-    res
-      .status(200)
-      .type('application/json')
-      .send(`{"topic":${JSON.stringify(topic ?? null)},"count":${rows.length},"events":[${events}],"next_cursor":${JSON.stringify(nextCursor)}}`);
+    res.status(200).type('application/json');
+    res.write(`{"topic":${JSON.stringify(topic ?? null)},"count":${kept},"events":[`);
+    // Streamed event by event with backpressure: a slow reader holds the rows not yet sent and
+    // one socket buffer, never a second copy of the page. Bodies are the logged JSON text:
+    // the seq is spliced in rather than parsed and re-serialised.
+    let next = 0;
+    const writeRows = (): void => {
+      while (next < rows.length) {
+        if (res.destroyed) return;
+        const row = rows[next]!;
+        const more = res.write(`${next === 0 ? '' : ','}{"seq":${row.seq},${row.body.slice(1)}`);
+        rows[next] = EMPTY_ROW;
+        next += 1;
+        if (!more) {
+          res.once('drain', writeRows);
+          return;
+        }
+      }
+      res.end(`],"next_cursor":${JSON.stringify(nextCursor)}}`);
+    };
+    writeRows();
   };
 }
 

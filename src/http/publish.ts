@@ -6,6 +6,7 @@ import type { Aggregator, PublishReport, ValidEvent } from '../ingest/aggregator
 import { decodeUtf8 } from '../protocols/common';
 import { parseNdjson } from '../protocols/ndjson';
 import type { LogEvent } from '../wal/record';
+import { jsonBodyParser } from './body';
 import { describeAjvError, type Validators } from './schemas';
 import type { ProtocolCounts } from './shippers';
 
@@ -139,12 +140,12 @@ export function publishAnswer(report: PublishReport): PublishAnswer {
 }
 
 /**
- * The body parser of POST /publish: JSON (parsed) or NDJSON (kept as bytes for
- * parseNdjsonPublishBody), both bounded by BODY_BYTES_MAX after inflation (gzip/deflate/br
- * bodies are inflated); anything else is left unread for the handler's 415.
+ * The body parser of POST /publish: JSON (parsed with strict UTF-8, numbers kept as sent) or
+ * NDJSON (kept as bytes for parseNdjsonPublishBody), both bounded by BODY_BYTES_MAX after
+ * inflation (gzip/deflate/br bodies are inflated); anything else is left unread for the handler's 415.
  */
 export function publishBodyParser(limits: Pick<Config, 'bodyBytesMax'>): RequestHandler {
-  const json = express.json({ limit: limits.bodyBytesMax, type: isJsonRequest, strict: true });
+  const json = jsonBodyParser(limits, isJsonRequest);
   const ndjson = express.raw({ limit: limits.bodyBytesMax, type: isNdjsonRequest });
   return (req, res, next) => (isNdjsonRequest(req) ? ndjson(req, res, next) : json(req, res, next));
 }

@@ -3,6 +3,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Request, RequestHandler } from 'express';
 import type { LevelWithSilent, Logger } from 'pino';
 import { pinoHttp } from 'pino-http';
+import type { ExpectedErrorLog } from './expected-log';
 import type { RouteIndex } from './route-index';
 
 /** The response header that carries the request id (taken from the client when sane). */
@@ -52,9 +53,9 @@ function withErrorCode(res: ServerResponse, value: Record<string, unknown>): Rec
  * path, status, responseTime (ms) and the error code when the answer was an error. Headers
  * are not logged at all, so Authorization never reaches the log. Successful answers of
  * routes the table marks `logging: 'quiet'` (the probes) log at debug, errors 5xx at
- * error, 4xx at warn.
+ * error, 4xx at warn; expected 503s go to `expected` (rate-limited) when given.
  */
-export function requestLogger(logger: Logger, routes: RouteIndex): RequestHandler {
+export function requestLogger(logger: Logger, routes: RouteIndex, expected?: ExpectedErrorLog): RequestHandler {
   const middleware = pinoHttp<IncomingMessage, ServerResponse, never>({
     logger,
     genReqId: requestIdFor,
@@ -72,6 +73,12 @@ export function requestLogger(logger: Logger, routes: RouteIndex): RequestHandle
     customSuccessObject: (_req, res, value: Record<string, unknown>) => withErrorCode(res, value),
     customErrorObject: (_req, res, _err, value: Record<string, unknown>) => withErrorCode(res, value),
     customLogLevel: (req, res, err): LevelWithSilent => {
+      // Expected 503s and 429s (disk full, backlog full, rate limited) get one rate-limited warn line, not one each.
+      const code = (res as unknown as { locals?: { errorCode?: string } }).locals?.errorCode;
+      if (expected !== undefined && err === undefined && expected.handles(res.statusCode, code)) {
+        expected.note(code!, matchedRoute(req, routes), res.statusCode);
+        return 'silent';
+      }
       if (err !== undefined || res.statusCode >= 500) return 'error';
       if (res.statusCode >= 400) return 'warn';
       return routes.isQuiet(req.method ?? 'GET', requestPath(req)) ? 'debug' : 'info';

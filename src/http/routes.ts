@@ -149,6 +149,8 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     answers: { '200': jsonAnswer(schemaRef('PublishResult'), 'Every accepted event is durable; counts are exact.') },
     errors: [
       'invalid_json',
+      'invalid_utf8',
+      'number_not_kept',
       'validation_failed',
       'invalid_compressed_body',
       'body_too_large',
@@ -228,7 +230,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
       },
       { name: 'badOrder', summary: 'An order that is neither asc nor desc', query: { order: 'newest' }, status: 400 },
     ],
-    handlers: ({ aggregator }) => [eventsHandler(aggregator)],
+    handlers: ({ aggregator, limits }) => [eventsHandler(aggregator, limits)],
   },
   {
     method: 'GET',

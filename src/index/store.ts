@@ -109,40 +109,51 @@ export class IndexStore {
   readonly schemaReset: boolean = false;
 
   /**
+   * `withoutSpace` opens an existing index for reads only while the disk is full.
    * `loadKeys` (default: true unless readonly) builds the key table at once; a store that
    * only appends proven-new rows (the index worker) passes false and never needs it.
    */
-  constructor(databasePath: string, options: { readonly?: boolean; loadKeys?: boolean } = {}) {
-    if (options.readonly !== true) fs.mkdirSync(path.dirname(databasePath), { recursive: true });
-    this.db = new Database(databasePath, { readonly: options.readonly === true, fileMustExist: options.readonly === true });
-    // WAL journal: readers (queries, `logagg` on a live data dir) never block the consumer.
-    if (options.readonly !== true) this.db.pragma('journal_mode = WAL');
-    // NORMAL: a power loss may lose the last index commits but never corrupts the file;
-    // the lost rows lie after the checkpoint and are replayed from the fsynced log.
-    this.db.pragma('synchronous = NORMAL');
-    // A reader from another process waits this long for a lock instead of failing.
-    this.db.pragma('busy_timeout = 5000');
-    // Rows are built in memory per batch; temp B-trees never need the disk.
-    this.db.pragma('temp_store = MEMORY');
-    // 16 MiB page cache: inserts append at the right edge of both B-trees and lookups go
-    // through the in-memory key table, so few pages are hot.
-    this.db.pragma('cache_size = -16384');
-    // Checkpoint the SQLite WAL every 8192 pages (32 MiB) instead of 1000: each checkpoint
-    // fsyncs the database file, and on a busy disk one fsync costs tens of milliseconds.
-    if (options.readonly !== true) this.db.pragma('wal_autocheckpoint = 8192');
-    const version = Number(this.db.pragma('user_version', { simple: true }));
-    const hasEvents = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").get() !== undefined;
-    if (options.readonly === true && hasEvents && version !== SCHEMA_VERSION) {
-      this.db.close();
-      throw new Error(`index ${databasePath} has schema version ${version}, expected ${SCHEMA_VERSION}: start the service once to rebuild it from the log`);
-    }
-    if (options.readonly !== true) {
-      if (hasEvents && version !== SCHEMA_VERSION) {
-        this.db.exec(DROP_OLD_SCHEMA);
-        this.schemaReset = true;
+  constructor(databasePath: string, options: { readonly?: boolean; loadKeys?: boolean; withoutSpace?: boolean } = {}) {
+    const readOnly = options.readonly === true || options.withoutSpace === true;
+    if (!readOnly) fs.mkdirSync(path.dirname(databasePath), { recursive: true });
+    this.db = new Database(databasePath, { readonly: options.readonly === true, fileMustExist: readOnly });
+    // A failed open (a full disk) must not leave a handle that holds the file's locks.
+    try {
+      // On a full disk SQLite cannot create the -shm file of a WAL database; in exclusive locking
+      // mode it keeps that index in memory instead, so reads go on (writes fail with SQLITE_FULL).
+      if (options.withoutSpace === true) this.db.pragma('locking_mode = EXCLUSIVE');
+      // WAL journal: readers (queries, `logagg` on a live data dir) never block the consumer.
+      if (!readOnly) this.db.pragma('journal_mode = WAL');
+      // NORMAL: a power loss may lose the last index commits but never corrupts the file;
+      // the lost rows lie after the checkpoint and are replayed from the fsynced log.
+      this.db.pragma('synchronous = NORMAL');
+      // A reader from another process waits this long for a lock instead of failing.
+      this.db.pragma('busy_timeout = 5000');
+      // Rows are built in memory per batch; temp B-trees never need the disk.
+      this.db.pragma('temp_store = MEMORY');
+      // 16 MiB page cache: inserts append at the right edge of both B-trees and lookups go
+      // through the in-memory key table, so few pages are hot.
+      this.db.pragma('cache_size = -16384');
+      // Checkpoint the SQLite WAL every 8192 pages (32 MiB) instead of 1000: each checkpoint
+      // fsyncs the database file, and on a busy disk one fsync costs tens of milliseconds.
+      if (!readOnly) this.db.pragma('wal_autocheckpoint = 8192');
+      const version = Number(this.db.pragma('user_version', { simple: true }));
+      const hasEvents = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").get() !== undefined;
+      if (readOnly && hasEvents && version !== SCHEMA_VERSION) {
+        this.db.close();
+        throw new Error(`index ${databasePath} has schema version ${version}, expected ${SCHEMA_VERSION}: start the service once to rebuild it from the log`);
       }
-      this.db.exec(SCHEMA);
-      this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      if (!readOnly) {
+        if (hasEvents && version !== SCHEMA_VERSION) {
+          this.db.exec(DROP_OLD_SCHEMA);
+          this.schemaReset = true;
+        }
+        this.db.exec(SCHEMA);
+        this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+      }
+    } catch (err) {
+      if (this.db.open) this.db.close();
+      throw err;
     }
 
     this.statements = {
@@ -162,7 +173,7 @@ export class IndexStore {
       this.bodyMatcher(String(filterJson))(String(body)) ? 1 : 0,
     );
     this.current = this.readCounters();
-    if (options.loadKeys ?? options.readonly !== true) this.keyTable();
+    if (options.loadKeys ?? !readOnly) this.keyTable();
 
     this.applyTransaction = this.db.transaction((rows: IndexRow[], duplicates: number, conflicts: number): IndexCounters => {
       const counters = this.current;

@@ -37,7 +37,7 @@ export interface PublishReport {
 export type ServiceState = 'starting' | 'recovering' | 'ready' | 'failed' | 'stopping' | 'stopped';
 
 /** The state as far as writes go: `ready` is split into healthy, degraded and no_space. */
-export type ServiceCondition = 'healthy' | 'degraded' | 'no_space' | Exclude<ServiceState, 'ready'>;
+export type ServiceCondition = 'healthy' | 'degraded' | 'no_space' | 'backlog_full' | Exclude<ServiceState, 'ready'>;
 
 /** What Aggregator.snapshot reports: lifetime counters (surviving restarts) and live figures. */
 export interface PipelineSnapshot {
@@ -99,6 +99,12 @@ export class Aggregator {
   private recoveryValue: (RecoveryReport & { durationMs: number }) | null = null;
   private failure: Error | null = null;
   private readonly indexedListeners = new Set<(rows: IndexRow[]) => void>();
+  /** Since when a full disk holds up recovery at start-up; null otherwise. */
+  private noSpaceAtStartSince: number | null = null;
+  /** Set when the shutdown drain could not index what the log holds (recovery replays it). */
+  private drainError: Error | null = null;
+  private openCancelled = false;
+  private spacelessReadsFailed = false;
 
   constructor(options: AggregatorOptions) {
     this.options = options;
@@ -123,6 +129,55 @@ export class Aggregator {
    * /health can answer "recovering"), then starts accepting writes.
    */
   async open(): Promise<RecoveryReport> {
+    // A full disk at start-up (SQLite cannot even size its -shm file, or the replay cannot
+    // write) is waited out as the running server waits it out: reads from the index as it
+    // is, publishes 503 log_no_space, and recovery is tried again until space returns.
+    for (;;) {
+      try {
+        const report = await this.recover();
+        this.closeSpacelessReads();
+        return report;
+      } catch (err) {
+        if (!isNoSpaceError(err)) {
+          this.closeSpacelessReads();
+          throw err;
+        }
+        if (this.noSpaceAtStartSince === null) {
+          this.noSpaceAtStartSince = Date.now();
+          this.options.logger.warn({ code: (err as NodeJS.ErrnoException).code }, `recovery: the disk is full (${(err as Error).message}); serving reads, refusing writes, retrying every ${NO_SPACE_RETRY_MS} ms`);
+        }
+        this.stateValue = 'recovering';
+        this.openSpacelessReads();
+        await new Promise((resolve) => setTimeout(resolve, NO_SPACE_RETRY_MS));
+        this.closeSpacelessReads();
+        if (this.openCancelled) throw new Error('recovery: stopped while waiting for disk space; nothing was written');
+      }
+    }
+  }
+
+  /** Ends open()'s wait for disk space (a stop while the disk is full); recovery has not run then. */
+  cancelOpen(): void {
+    this.openCancelled = true;
+  }
+
+  /** The index opened for reads only while a full disk holds up recovery; null when it cannot be opened either. */
+  private openSpacelessReads(): void {
+    try {
+      this.store = new IndexStore(this.options.config.databasePath, { withoutSpace: true });
+    } catch (err) {
+      this.store = null;
+      if (!this.spacelessReadsFailed) this.options.logger.warn({ err }, 'recovery: cannot open the index for reads while the disk is full');
+      this.spacelessReadsFailed = true;
+    }
+  }
+
+  private closeSpacelessReads(): void {
+    if (this.noSpaceAtStartSince === null || this.stateValue === 'ready') return;
+    this.store?.close();
+    this.store = null;
+  }
+
+  private async recover(): Promise<RecoveryReport> {
     const { config, logger } = this.options;
     this.stateValue = 'recovering';
     const started = performance.now();
@@ -135,6 +190,7 @@ export class Aggregator {
       throw err;
     }
     const store = new IndexStore(config.databasePath);
+    this.closeSpacelessReads();
     this.store = store;
     if (store.schemaReset) logger.warn('recovery: the index had an older schema; dropped it, rebuilding from the log');
     const { checkpointSeq } = store.counters;
@@ -205,6 +261,8 @@ export class Aggregator {
     });
     this.recoveryValue = { ...report, durationMs: performance.now() - started };
     this.stateValue = 'ready';
+    if (this.noSpaceAtStartSince !== null) logger.info('recovery: space returned');
+    this.noSpaceAtStartSince = null;
     logger.info(
       { ...report, tornTail: report.tornTail !== null, durationMs: Math.round(this.recoveryValue.durationMs), indexApplier: this.consumer.applierKind },
       'recovery: done, accepting writes',
@@ -220,12 +278,6 @@ export class Aggregator {
   async publish(events: ValidEvent[]): Promise<PublishReport> {
     const writer = this.assertWritable();
     const { config } = this.options;
-    const backlog = this.consumer!.size + writer.pendingCount;
-    if (backlog + events.length > config.queueMaxSize) {
-      throw new AppError('backlog_full', `backlog of ${backlog} events is over QUEUE_MAX_SIZE=${config.queueMaxSize}`, {
-        retryAfterSeconds: config.retryAfterSeconds,
-      });
-    }
 
     // Decide each event synchronously, so concurrent requests see each other's keys.
     const results: PublishOutcome[] = [];
@@ -260,6 +312,15 @@ export class Aggregator {
       added.push([hash, entry]);
       fresh.push({ seq, eventJson, row: { seq, topic: event.topic, eventId: event.event_id, source: event.source, tsMs, body: eventJson, keyHash: hash } });
       results.push({ status: 'accepted', seq });
+    }
+
+    // Only new events grow the backlog: a retry made of duplicates writes nothing and passes.
+    const backlog = this.consumer!.size + writer.pendingCount;
+    if (fresh.length > 0 && backlog + fresh.length > config.queueMaxSize) {
+      for (const [hash, entry] of added) this.pending.removeSeq(hash, entry.seq);
+      throw new AppError('backlog_full', `backlog of ${backlog} events is over QUEUE_MAX_SIZE=${config.queueMaxSize}`, {
+        retryAfterSeconds: config.retryAfterSeconds,
+      });
     }
 
     try {
@@ -346,7 +407,7 @@ export class Aggregator {
       queueSize: this.queueSize(),
       durableSeq: this.writer?.durableSeq ?? null,
       segment: segment === undefined ? null : { name: segment.name, bytes: segment.bytes },
-      noSpaceSinceMs: this.writer?.noSpaceSince ?? null,
+      noSpaceSinceMs: this.writer?.noSpaceSince ?? this.noSpaceAtStartSince,
       logError: this.failure?.message ?? null,
       consumerRunning: this.consumer?.running ?? false,
       indexError: this.consumer?.error?.message ?? null,
@@ -365,11 +426,16 @@ export class Aggregator {
 
   /**
    * The service's condition for writes: ready splits into healthy, degraded (the index
-   * refuses writes for now; the log still accepts) and no_space (the log device is full).
+   * refuses writes for now; the log still accepts), no_space (the log device is full) and
+   * backlog_full (the queue is at QUEUE_MAX_SIZE).
    */
   condition(): ServiceCondition {
+    const noSpace = this.writer?.noSpaceSince ?? this.noSpaceAtStartSince;
+    // A full disk at start-up holds recovery up: reads are served, writes wait for space.
+    if ((this.stateValue === 'ready' || this.stateValue === 'recovering') && noSpace !== null) return 'no_space';
     if (this.stateValue !== 'ready') return this.stateValue;
-    if ((this.writer?.noSpaceSince ?? null) !== null) return 'no_space';
+    // A full backlog refuses every new event: not a place to send writes.
+    if (this.queueSize() >= this.options.config.queueMaxSize) return 'backlog_full';
     return this.consumer?.error ? 'degraded' : 'healthy';
   }
 
@@ -387,14 +453,21 @@ export class Aggregator {
     if (this.writer !== null) await this.writer.close();
     if (this.consumer !== null) {
       // After a log failure the queue still holds only durable records: index them too.
+      const queued = this.consumer.size;
       try {
         await this.consumer.drain();
       } catch (err) {
-        this.options.logger.error({ err }, 'shutdown: index apply failed; recovery will replay the log');
+        // Nothing is lost (every queued event is in the fsynced log), but the stop is not clean.
+        this.drainError = err as Error;
+        this.options.logger.error(
+          { err, eventsNotIndexed: this.consumer.size || queued },
+          `shutdown: could not index ${this.consumer.size || queued} logged events (${(err as Error).message}); they stay in the log and are replayed into the index on restart`,
+        );
       }
     }
-    this.store?.close();
-    this.stateValue = failed ? 'failed' : 'stopped';
+    if (this.noSpaceAtStartSince !== null) this.closeSpacelessReads();
+    else this.store?.close();
+    this.stateValue = failed || this.drainError !== null ? 'failed' : 'stopped';
   }
 
   private assertWritable(): WalWriter<QueuedRecord> {
@@ -404,6 +477,9 @@ export class Aggregator {
         return this.writer!;
       case 'starting':
       case 'recovering':
+        if (this.noSpaceAtStartSince !== null) {
+          throw new AppError('log_no_space', 'the disk is full: the service started read-only and accepts writes once space returns', { retryAfterSeconds });
+        }
         throw new AppError('recovering', 'recovery is replaying the log; no write is accepted before the dedup state is complete', { retryAfterSeconds });
       case 'failed':
         throw new AppError('log_failed', 'the log failed and the service is stopping for recovery', { retryAfterSeconds, cause: this.failure });
@@ -412,3 +488,16 @@ export class Aggregator {
     }
   }
 }
+
+/** How often recovery is tried again while a full disk holds it up at start-up. */
+const NO_SPACE_RETRY_MS = 250;
+
+/** Errors that mean "no space left" (the log's or SQLite's), which wait for space instead of failing. */
+export function isNoSpaceError(err: unknown): boolean {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e !== undefined && e !== null && depth < 5; e = e.cause as typeof e, depth += 1) {
+    if (typeof e.code === 'string' && NO_SPACE_ERROR_CODES.has(e.code)) return true;
+  }
+  return false;
+}
+
+const NO_SPACE_ERROR_CODES = new Set(['ENOSPC', 'EDQUOT', 'SQLITE_FULL', 'SQLITE_IOERR_SHMSIZE']);

@@ -1,9 +1,11 @@
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import { ConfigError, digestApiKey, loadConfig } from '../../src/config/config';
 import { accessControlWarning } from '../../src/server';
 import { makeTempDir } from '../helpers/temp-dir';
+import { MAIN_JS } from '../harness/server-process';
 
 const KEY_A = 'key-a-0123456789abcdef';
 const KEY_B = 'key-b-0123456789abcdef';
@@ -91,5 +93,26 @@ describe('config: API keys', () => {
       for (const host of ['127.0.0.1', 'localhost', '::1']) expect(accessControlWarning({ host, apiKeyDigests: open }, 8080)).to.equal(null);
       expect(accessControlWarning({ host: '0.0.0.0', apiKeyDigests: closed }, 8080)).to.equal(null);
     });
+  });
+});
+
+describe('API_KEYS_FILE errors at start-up (real server process)', () => {
+  it('stops with one line that quotes none of the file, for a malformed JSON key file', async () => {
+    const dir = makeTempDir();
+    const file = path.join(dir, 'keys.json');
+    fs.writeFileSync(file, `{"publish": ["${KEY_A}",], "read": ["${KEY_B}"]}`);
+    const child = spawn(process.execPath, [MAIN_JS], { env: { ...process.env, DATA_DIR: dir, PORT: '0', API_KEYS_FILE: file }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code).to.equal(2);
+    expect(output.trim().split('\n')).to.have.length(1);
+    expect(output).to.match(/invalid setting API_KEYS_FILE=.*not valid JSON/);
+    // No run of 6 characters of either key (or of the file around them) reaches the output.
+    for (const key of [KEY_A, KEY_B]) {
+      for (let i = 0; i + 6 <= key.length; i += 1) expect(output, key.slice(i, i + 6)).not.to.contain(key.slice(i, i + 6));
+    }
+    expect(output).not.to.contain('"read"');
   });
 });

@@ -1,9 +1,11 @@
 import { expect } from 'chai';
 import fc from 'fast-check';
+import { isUtf8 } from 'node:buffer';
 import net from 'node:net';
 import zlib from 'node:zlib';
 import { loadConfig } from '../../src/config/config';
 import { AppError } from '../../src/errors';
+import { parseJsonBody } from '../../src/http/body';
 import { parsePublishBody } from '../../src/http/publish';
 import { compileValidators } from '../../src/http/schemas';
 import { startService, type RunningService } from '../../src/server';
@@ -139,6 +141,75 @@ describe('hostile input', function () {
     expect(({} as Record<string, unknown>).polluted, 'Object.prototype untouched').to.equal(undefined);
     expect(accepted).to.be.greaterThan(IN_PROCESS_CASES / 100);
     expect(rejected).to.be.greaterThan(IN_PROCESS_CASES / 2);
+  });
+
+  it('rejects any body with invalid UTF-8 as invalid_utf8 at the first bad byte, and never rejects valid UTF-8 so', () => {
+    const bytesAt = fc.tuple(validEventText, fc.uint8Array({ minLength: 1, maxLength: 6 }), fc.nat());
+    fc.assert(
+      fc.property(bytesAt, ([text, inserted, at]) => {
+        const raw = Buffer.from(text);
+        const cut = at % (raw.length + 1);
+        const body = Buffer.concat([raw.subarray(0, cut), Buffer.from(inserted), raw.subarray(cut)]);
+        let code: string | null = null;
+        let message = '';
+        try {
+          parseJsonBody(body);
+        } catch (err) {
+          if (!(err instanceof AppError)) throw err;
+          code = err.code;
+          message = err.message;
+        }
+        if (isUtf8(body)) {
+          expect(code).not.to.equal('invalid_utf8');
+          return;
+        }
+        expect(code).to.equal('invalid_utf8');
+        const offset = Number(/at byte offset (\d+)/.exec(message)![1]);
+        expect(isUtf8(body.subarray(0, offset)), 'valid before the offset').to.equal(true);
+        // A cut inside a multi-byte character makes its lead byte (up to 3 before the cut) the bad one.
+        expect(offset).to.be.within(cut - 3, cut + inserted.length + 3);
+      }),
+      { numRuns: Math.min(IN_PROCESS_CASES, 20_000), seed: 20251201 },
+    );
+  });
+
+  it('stores a number only when its stored text has exactly the value sent, else answers number_not_kept', () => {
+    /** Exact decimal value of a JSON number literal as [sign, digits, exponent] compared with BigInt. */
+    const exact = (literal: string): [boolean, bigint, number] => {
+      const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(literal)!;
+      return [m[1] === '-', BigInt(m[2]! + (m[3] ?? '')), Number(m[4] ?? '0') - (m[3] ?? '').length];
+    };
+    const sameValue = (a: string, b: string): boolean => {
+      const [sa, ma, ea] = exact(a);
+      const [sb, mb, eb] = exact(b);
+      if (sa !== sb) return false;
+      if (Math.abs(ea - eb) > 400) return ma === 0n && mb === 0n;
+      return ea >= eb ? ma * 10n ** BigInt(ea - eb) === mb : mb * 10n ** BigInt(eb - ea) === ma;
+    };
+    const literal = fc.oneof(
+      fc.double({ noNaN: true, noDefaultInfinity: true }).map((d) => JSON.stringify(d)),
+      fc.bigInt({ min: -(10n ** 25n), max: 10n ** 25n }).map(String),
+      fc.tuple(fc.boolean(), fc.stringMatching(/^[1-9]\d{0,24}$/), fc.stringMatching(/^\d{0,20}$/), fc.integer({ min: -400, max: 400 }))
+        .map(([neg, int, frac, exp]) => `${neg ? '-' : ''}${int}${frac === '' ? '' : `.${frac}`}e${exp}`),
+      fc.constantFrom('-0', '-0.0', '0e5', '-0e-5', '1e400', '4.9e-325', '9007199254740993', '0.1', '1.0', '100e-2'),
+    );
+    fc.assert(
+      fc.property(literal, (number) => {
+        const body = Buffer.from(`{"topic":"t","event_id":"i","timestamp":"2025-10-23T10:00:00Z","source":"s","payload":{"n":${number}}}`);
+        try {
+          const parsed = parseJsonBody(body) as { payload: { n: number } };
+          const stored = JSON.stringify(parsed.payload.n);
+          expect(stored, number).not.to.equal('null');
+          expect(sameValue(stored, number), `${number} stored as ${stored}`).to.equal(true);
+        } catch (err) {
+          if (!(err instanceof AppError)) throw err;
+          expect(err.code).to.equal('number_not_kept');
+          const stored = JSON.stringify(Number(number));
+          expect(stored === 'null' || !sameValue(stored, number), `${number} was refused though kept as ${stored}`).to.equal(true);
+        }
+      }),
+      { numRuns: Math.min(IN_PROCESS_CASES, 20_000), seed: 20251202 },
+    );
   });
 
   describe('over real HTTP', () => {
