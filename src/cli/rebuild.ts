@@ -4,7 +4,7 @@ import { IndexStore, type IndexRow } from '../index/store';
 import { rowFromEventJson } from '../ingest/aggregator';
 import { describeBadLine, describeSeqBreak, readLog } from '../wal/reader';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, INDEX_HELP, INDEX_OPTION, UsageError, type Command } from './args';
-import { DISK, logSegments, segmentsBytes } from './log-reader';
+import { DISK, logSegments, segmentsBytes } from './log-files';
 import { lockDataDir } from '../data-dir-lock';
 import { startProgress } from './progress';
 

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { repairLog, type RepairChange } from '../wal/repair';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, UsageError, type Command } from './args';
-import { logSegments, segmentsBytes } from './log-reader';
+import { logSegments, segmentsBytes } from './log-files';
 import { lockDataDir } from '../data-dir-lock';
 import { startProgress } from './progress';
 

@@ -4,7 +4,7 @@ import { eventJsonWithSeq } from '../wal/record';
 import type { SegmentInfo } from '../wal/segments';
 import { dataPaths, EXIT_OK, EXIT_PROBLEM, FILTER_HELP, FILTER_OPTIONS, intFlag, parseFilter, UsageError, urlFlag, type Command, type EventFilter } from './args';
 import { authHeaders, delay, requestJson } from './http-client';
-import { DISK, logSegments, matchesFilter, writeWithBackpressure } from './log-reader';
+import { DISK, logSegments, matchesFilter, writeWithBackpressure } from './log-files';
 
 /** How tail prints each event. */
 type Printer = (seq: number, eventJson: string) => Promise<void>;
