@@ -3,7 +3,7 @@ import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, FILTER_OPTIONS, parseF
 import { readLog } from '../wal/reader';
 import { eventJsonWithSeq } from '../wal/record';
 import { segmentsFrom } from '../wal/segments';
-import { DISK, logSegments, matchesFilter, segmentsBytes, writeWithBackpressure } from './log-reader';
+import { DISK, logSegments, matchesFilter, segmentsBytes, writeWithBackpressure } from './log-files';
 import { startProgress } from './progress';
 
 /** Bytes of NDJSON gathered before one write to the output. */

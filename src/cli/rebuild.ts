@@ -4,7 +4,7 @@ import { IndexStore, type IndexRow } from '../index/store';
 import { rowFromEventJson } from '../wal/event-row';
 import { describeBadLine, describeSeqBreak, readLog } from '../wal/reader';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, INDEX_OPTIONS, UsageError } from './args';
-import { DISK, logSegments, segmentsBytes } from './log-reader';
+import { DISK, logSegments, segmentsBytes } from './log-files';
 import { lockDataDir } from '../data-dir-lock';
 import { startProgress } from './progress';
 

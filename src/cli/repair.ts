@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { repairLog, type RepairChange } from '../wal/repair';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, UsageError } from './args';
-import { logSegments, segmentsBytes } from './log-reader';
+import { logSegments, segmentsBytes } from './log-files';
 import { lockDataDir } from '../data-dir-lock';
 import { startProgress } from './progress';
 

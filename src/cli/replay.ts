@@ -5,7 +5,7 @@ import { delay, postWithRetries } from './http-client';
 import { readLog } from '../wal/reader';
 import { splitEventJsonSeq } from '../wal/record';
 import { segmentsFrom } from '../wal/segments';
-import { DISK, logSegments, matchesFilter, segmentsBytes } from './log-reader';
+import { DISK, logSegments, matchesFilter, segmentsBytes } from './log-files';
 import { startProgress, type Progress } from './progress';
 
 /** One event to re-publish: its JSON as logged (without seq) and its seq in the source. */

@@ -5,7 +5,7 @@ import { eventJsonWithSeq } from '../wal/record';
 import type { SegmentInfo } from '../wal/segments';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, FILTER_OPTIONS, filterIsSeqOnly, parseFilter, UsageError, type EventFilter } from './args';
 import { authHeaders, delay, requestJson } from './http-client';
-import { DISK, logSegments, matchesFilter, writeWithBackpressure } from './log-reader';
+import { DISK, logSegments, matchesFilter, writeWithBackpressure } from './log-files';
 
 /** How tail prints each event. */
 type Printer = (seq: number, eventJson: string) => Promise<void>;

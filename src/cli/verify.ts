@@ -3,7 +3,7 @@ import { IndexStore } from '../index/store';
 import { describeBadLine, readLog, type LogItem, type ReadRecord } from '../wal/reader';
 import { isTombstoneEventJson } from '../wal/record';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, INDEX_OPTIONS, UsageError } from './args';
-import { DISK, logSegments, segmentsBytes } from './log-reader';
+import { DISK, logSegments, segmentsBytes } from './log-files';
 import { startProgress, type Progress } from './progress';
 
 /** One problem found, with the file and byte offset it is at (offset null when it has none). */

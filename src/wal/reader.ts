@@ -228,7 +228,8 @@ function* readSegmentWithState(
  */
 export function describeSeqBreak(item: Extract<LogItem, { kind: 'seq_break' }>): string {
   if (item.problem === 'segment_name') return `segment named for seq ${item.expected} starts with seq ${item.seq}`;
-  if (item.atSegmentStart) return `expected seq ${item.expected}, found ${item.seq} (a segment is missing)`;
+  if (item.atSegmentStart && item.problem === 'seq_gap') return `expected seq ${item.expected}, found ${item.seq} (a segment is missing)`;
+  if (item.atSegmentStart) return `expected seq ${item.expected}, found ${item.seq} (segments overlap)`;
   return `expected seq ${item.expected}, found ${item.seq}`;
 }
 
