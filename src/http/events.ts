@@ -3,6 +3,7 @@ import { FIXED_LIMITS } from '../config/config';
 import type { Aggregator } from '../ingest/aggregator';
 import { countHistogram } from '../query/histogram';
 import { parseEventsQuery, parseHistogramQuery } from '../query/parse-query';
+import { eventJsonWithSeq } from '../wal/record';
 
 /**
  * The query parameters GET /events understands (besides `payload.<path>`); anything else is
@@ -51,7 +52,7 @@ export function eventsHandler(aggregator: Aggregator, limits: { pageBytesMax?: n
       while (next < rows.length) {
         if (res.destroyed) return;
         const row = rows[next]!;
-        const more = res.write(`${next === 0 ? '' : ','}{"seq":${row.seq},${row.body.slice(1)}`);
+        const more = res.write(`${next === 0 ? '' : ','}${eventJsonWithSeq(row.seq, row.body)}`);
         rows[next] = EMPTY_ROW;
         next += 1;
         if (!more) {

@@ -5,6 +5,7 @@ import type { IndexRow } from '../index/store';
 import type { Aggregator } from '../ingest/aggregator';
 import { compileRowMatcher, type EventFilter, type FilterableRow } from '../query/event-filter';
 import { parseEventsQuery } from '../query/parse-query';
+import { eventJsonWithSeq } from '../wal/record';
 
 /** The settings of the live tail. */
 export type StreamLimits = Pick<Config, 'streamSubscribersMax' | 'streamHeartbeatMs' | 'streamBufferBytesMax' | 'retryAfterSeconds'>;
@@ -14,11 +15,6 @@ const CATCH_UP_ROWS = 500;
 
 /** What an SSE client is told to wait before reconnecting (the `retry:` field). */
 const RECONNECT_DELAY_MS = 1000;
-
-/** An event as GET /events shows it: the logged JSON with its seq spliced in front. */
-function eventText(seq: number, body: string): string {
-  return `{"seq":${seq},${body.slice(1)}`;
-}
 
 /**
  * One open stream. It is in one of two modes: `catching_up` reads the index after the last
@@ -77,7 +73,7 @@ class Subscriber {
   }
 
   private send(seq: number, body: string): void {
-    this.res.write(`id: ${seq}\ndata: ${eventText(seq, body)}\n\n`);
+    this.res.write(`id: ${seq}\ndata: ${eventJsonWithSeq(seq, body)}\n\n`);
     this.lastSeq = seq;
   }
 
