@@ -58,6 +58,11 @@ export function parsePublishBody(body: unknown, validators: Validators, limits: 
   const valid: ValidEvent[] = [];
   events.forEach((event, index) => {
     const tsMs = Date.parse(event.timestamp);
+    // The index keeps these as UTF-8 text, where every lone surrogate becomes U+FFFD: two such
+    // ids would collide there, and a re-send would no longer match the stored original.
+    for (const key of ['topic', 'event_id', 'source'] as const) {
+      if (LONE_SURROGATE.test(event[key])) details.push({ index, path: key, message: 'must be well-formed Unicode (a \\uD800-\\uDFFF escape alone is not)' });
+    }
     if (Number.isNaN(tsMs)) details.push({ index, path: 'timestamp', message: 'must name a real instant' });
     if (event.payload !== undefined) {
       const depth = jsonDepth(event.payload, limits.payloadDepthMax);
@@ -113,6 +118,8 @@ export function parseNdjsonPublishBody(text: string, validators: Validators, lim
     throw new AppError(err.code, err.message, { details });
   }
 }
+/** A surrogate code unit not part of a pair (in `u` mode a pair is one code point and does not match). */
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
 
 const JSON_CONTENT_TYPE = /^application\/(?:[\w.-]+\+)?json\s*(?:;|$)/i;
 const NDJSON_CONTENT_TYPE = /^application\/(?:x-)?ndjson\s*(?:;|$)/i;

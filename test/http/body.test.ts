@@ -49,6 +49,19 @@ describe('request bodies (real server process)', function () {
       expect((await fetchAllEvents(server.url, 'body.utf8')).map((e) => e.event_id)).to.deep.equal(['id-ÿ']);
     });
 
+    it('refuses lone-surrogate escapes in topic, event_id and source, which the index would store as U+FFFD', async () => {
+      for (const id of ['\\ud800', '\\udfff', 'a\\ud83d']) {
+        const res = await postBytes(server.url, `{"topic":"body.sur","event_id":"${id}","timestamp":"2025-10-23T10:00:00Z","source":"t"}`);
+        expect(res.status, id).to.equal(400);
+        expect(res.body.details.map((d: { path: string }) => d.path)).to.deep.equal(['event_id']);
+      }
+      // A pair is one character, and a payload keeps a lone one as its escape.
+      expect((await postBytes(server.url, eventText('\\ud83d\\ude00', '{"s":"\\ud800"}', 'body.sur'))).status).to.equal(200);
+      const [stored] = await fetchAllEvents(server.url, 'body.sur');
+      expect(stored!.event_id).to.equal('\u{1F600}');
+      expect(stored!.payload).to.deep.equal({ s: '\ud800' });
+    });
+
     it('checks UTF-8 after inflating a gzip body too', async () => {
       const zlib = await import('node:zlib');
       const body = zlib.gzipSync(Buffer.concat([Buffer.from(eventText('gz-', '{"s":"')), Buffer.from([0xff]), Buffer.from('"}}')]));

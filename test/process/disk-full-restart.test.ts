@@ -69,6 +69,18 @@ describe('a full disk across restarts (real server process, tmpfs)', function ()
     expect(server.output()).to.contain('recovery: the disk is full');
   });
 
+  it('stops cleanly on SIGTERM while start-up waits for space', async () => {
+    server = await startServerProcess(fsys.dir);
+    expect((await postJson(`${server.url}/publish`, makeEvent('full.d', 'e-1'))).status).to.equal(200);
+    expect((await server.kill('SIGTERM')).code).to.equal(0);
+    fsys.fill();
+    server = await startServerProcess(fsys.dir, {}, { waitReady: false });
+    expect(await waitForHealth(server, 'no_space')).to.equal(503);
+    const exit = await server.kill('SIGTERM');
+    expect(exit.code, server.output()).to.equal(0);
+    expect(server.output()).not.to.contain('shutdown bound passed');
+  });
+
   it('exits non-zero on SIGTERM when the index cannot take what the log holds, saying so, and loses nothing', async () => {
     const dataDir = makeTempDir();
     const env = { DATABASE_PATH: path.join(fsys.dir, 'index.db') };
