@@ -82,12 +82,13 @@ function withExamples(content: unknown, examples: Array<[string, { summary: stri
 function operationOf(spec: RouteSpec, limits: DocumentedLimits): JsonObject {
   const examples: readonly RouteExample[] = spec.examples ?? [];
   const responses: Record<string, JsonObject> = {};
-  for (const [status, answer] of Object.entries(spec.answers)) {
+  // Answers and error answers alike show the examples given for their status.
+  const answers = { ...spec.answers, ...errorAnswers([...(spec.scope === null ? [] : ACCESS_ERRORS), ...spec.errors]) };
+  for (const [status, answer] of Object.entries(answers)) {
     const shown = examples.filter((e) => String(e.status) === status && e.answer !== undefined);
     const named = shown.map((e): [string, { summary: string; value: unknown }] => [e.name, { summary: e.summary, value: e.answer }]);
     responses[status] = answer.content === undefined ? answer : { ...answer, content: withExamples(answer.content, named) };
   }
-  Object.assign(responses, errorAnswers([...(spec.scope === null ? [] : ACCESS_ERRORS), ...spec.errors]));
   const operation: JsonObject = { operationId: spec.operationId, summary: spec.summary };
   if (spec.description !== undefined) {
     operation.description = typeof spec.description === 'function' ? spec.description(limits) : spec.description;

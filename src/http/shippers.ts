@@ -404,6 +404,24 @@ export const SHIPPER_ROUTES: readonly RouteSpec[] = [
           summary: 'One document created with its _id',
           body: '{"create":{"_index":"access-logs","_id":"req-1"}}\n{"@timestamp":"2025-10-23T10:00:00Z","message":"GET /"}\n',
           status: 200,
+          answer: {
+            took: 2,
+            errors: false,
+            items: [
+              {
+                create: {
+                  _index: 'access-logs',
+                  _id: 'req-1',
+                  _version: 1,
+                  result: 'created',
+                  _shards: { total: 1, successful: 1, failed: 0 },
+                  _seq_no: 1,
+                  _primary_term: 1,
+                  status: 201,
+                },
+              },
+            ],
+          },
         },
       ],
       handlers: ({ aggregator, validators, limits }) => [elasticProductHeader(), rawBody(limits), elasticBulkHandler(aggregator, validators, withDefaults(limits))],

@@ -66,7 +66,7 @@ describe('option specs (src/cli/options.ts)', () => {
     expect(usageError(['--to', 'http://h', '--batch', '-1'])).to.equal("--batch needs a value; for a value that starts with '-', write --batch=VALUE");
     expect(usageError(['--to', 'http://h', '--batch=2.5'])).to.equal('--batch must be a whole number from 1 to 10, got "2.5"');
     expect(usageError(['--to', 'http://h', '--rate', '2'])).to.equal('--rate must be a number from 0 to 1, got "2"');
-    expect(usageError(['--to', 'http://h', '--since', '2025-13-45T00:00:00Z'])).to.equal('--since must be an RFC 3339 date-time with Z or an offset, got "2025-13-45T00:00:00Z"');
+    expect(usageError(['--to', 'http://h', '--since', '2025-13-45T00:00:00Z'])).to.equal('--since must be an RFC 3339 date-time with Z or an offset (2025-10-23T10:00:00Z), or a time before now (15m, 2h, 7d; units s m h d w), got "2025-13-45T00:00:00Z"');
     expect(usageError(['--to', 'http://h', '--topic', 'long'])).to.equal('--topic must be 1..3 characters');
     expect(usageError(['--to', 'http://h', '--mode', 'c'])).to.equal('--mode must be one of a, b, got "c"');
     expect(usageError(['--to', 'http://h', '--follow=yes'])).to.equal('--follow takes no value');

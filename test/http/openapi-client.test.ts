@@ -39,7 +39,7 @@ export const batch: PublishBody = {
   ],
 };
 
-export const query: EventsQuery = { topic: 'user.login', limit: 10 };
+export const query: EventsQuery = { topic: ['user.login'], limit: 10 }; // topic is repeatable (?topic=a&topic=b)
 
 export function firstSeq(answer: PublishAnswer): number | undefined {
   return answer.results[0]?.seq;

@@ -232,7 +232,13 @@ describe('OpenAPI document', () => {
         expect(spec.examples ?? [], `${spec.method} ${spec.path} has no example`).not.to.have.length(0);
         const operation = served.paths[openApiPath(spec.path)][spec.method.toLowerCase()];
         for (const example of spec.examples ?? []) {
-          const [type, media] = Object.entries<Json>(operation.responses[String(example.status)].content)[0]!;
+          const content = operation.responses[String(example.status)].content as Json | undefined;
+          // An answer without a body (Loki's 204) has no media type to hold an example.
+          if (content === undefined) {
+            expect(example.answer, `${spec.operationId} ${example.name}`).to.equal(undefined);
+            continue;
+          }
+          const [type, media] = Object.entries<Json>(content)[0]!;
           expect(media.examples?.[example.name]?.value, `${spec.operationId} ${example.name}`).to.deep.equal(example.answer);
           if (type !== 'application/json') continue;
           const validate = compile(media.schema);
@@ -259,10 +265,15 @@ describe('OpenAPI document', () => {
           const res = await fetch(`${svc.url}${spec.path}${query}`, {
             method: spec.method,
             signal: abort.signal,
-            ...(example.body === undefined ? {} : { headers: { 'content-type': bodyType! }, body: JSON.stringify(example.body) }),
+            ...(example.body === undefined ? {} : { headers: { 'content-type': bodyType! }, body: typeof example.body === 'string' ? example.body : JSON.stringify(example.body) }),
           });
           expect(res.status, what).to.equal(example.status);
-          const [type, media] = Object.entries<Json>(operation.responses[String(example.status)].content)[0]!;
+          const content = operation.responses[String(example.status)].content as Json | undefined;
+          if (content === undefined) {
+            expect(await res.text(), what).to.equal('');
+            continue;
+          }
+          const [type, media] = Object.entries<Json>(content)[0]!;
           expect(res.headers.get('content-type'), what).to.contain(type);
           if (type === 'text/event-stream') {
             abort.abort();

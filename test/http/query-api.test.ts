@@ -181,7 +181,7 @@ describe('GET /events query parameters and GET /events/histogram (real server)',
   });
 
   it('serves the page at / and its files from the installed packages, nothing from elsewhere', async () => {
-    const res = await fetch(`${server.url}/`);
+    const res = await fetch(`${server.url}/`, { headers: { accept: "text/html" } }); // what a browser asks for; other clients get the Elasticsearch banner
     expect(res.status).to.equal(200);
     expect(res.headers.get('content-type')).to.match(/^text\/html/);
     const html = await res.text();

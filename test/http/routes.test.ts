@@ -115,8 +115,10 @@ describe('an app built from a route table', () => {
       ],
     },
   ];
-  // The extra entries stand in for the service's own where they share a (method, path).
-  const table = [...ROUTE_TABLE.filter((spec) => !extra.some((e) => e.method === spec.method && e.path === spec.path)), ...extra];
+  // The extra entries stand in for the service's own where they share a (method, path), and
+  // for the page's assets, whose /ui/*file would match the stand-in's /ui/*asset first.
+  const replaced = (spec: RouteSpec): boolean => spec.path.startsWith('/ui/') || extra.some((e) => e.method === spec.method && e.path === spec.path);
+  const table = [...ROUTE_TABLE.filter((spec) => !replaced(spec)), ...extra];
   let app: express.Express;
   let logText = '';
   before(() => {

@@ -24,7 +24,7 @@ const event = (id: number): string => JSON.stringify({ topic: 'nd', event_id: `e
 
 /** An OTLP protobuf request of `count` records with the given body text. */
 function otlpProtobuf(count: number, body = 'x'): Buffer {
-  const logRecords = Array.from({ length: count }, (_, i) => ({ timeUnixNano: String(1761213600000000000 + i), body: { stringValue: body } }));
+  const logRecords = Array.from({ length: count }, (_, i) => ({ timeUnixNano: String(1761213600000000000n + BigInt(i)), body: { stringValue: body } }));
   const message = ExportLogsServiceRequest.fromObject({ resourceLogs: [{ scopeLogs: [{ logRecords }] }] });
   return Buffer.from(ExportLogsServiceRequest.encode(message).finish());
 }
