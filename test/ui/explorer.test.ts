@@ -223,7 +223,8 @@ describe('Explorer page (headless chromium)', function () {
     await page.click('#operations-default-publish button.execute');
     await page.waitForSelector('#operations-default-publish .live-responses-table tbody .response-col_status', { timeout: 20_000 });
     expect((await page.textContent('#operations-default-publish .live-responses-table tbody .response-col_status'))!.trim()).to.equal('200');
-    const stored = await waitFor(async () => (await apiEvents(server, 'topic=user.signup')).find((e) => e.event_id === 'evt-0001'), { what: 'the event try-it-out sent' });
+    // Swagger UI sends the operation's first example: the seed's user.login event (src/http/routes.ts).
+    const stored = await waitFor(async () => (await apiEvents(server, 'topic=user.login')).find((e) => e.event_id === 'evt-001'), { what: 'the event try-it-out sent' });
     expect(stored.source).to.equal('auth-service');
     expect(external).to.deep.equal([]);
     await page.close();
