@@ -50,7 +50,9 @@ export async function countHistogram(store: IndexStore, filter: EventFilter, buc
     }
   }
   if (sinceMs === undefined || untilMs === undefined || untilMs <= sinceMs) {
-    return { intervalMs: 0, sinceMs: sinceMs ?? 0, untilMs: untilMs ?? 0, counts: [], total: 0 };
+    // Nothing matches: an empty range at the one bound given (never an until before since).
+    const at = sinceMs ?? untilMs ?? 0;
+    return { intervalMs: 0, sinceMs: at, untilMs: Math.max(at, untilMs ?? at), counts: [], total: 0 };
   }
   const intervalMs = Math.max(1, Math.ceil((untilMs - sinceMs) / buckets));
   const counts = new Array<number>(Math.ceil((untilMs - sinceMs) / intervalMs)).fill(0);
