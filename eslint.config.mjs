@@ -33,7 +33,7 @@ export default defineConfig(
       // awaiting: it turns a synchronous throw into a rejection, which callers rely on.
       '@typescript-eslint/require-await': 'off',
       // An express error handler is known by its four parameters, so an unused `_next` must stay; `_` marks it unused.
-      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_' }],
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', ignoreRestSiblings: true }],
       // `catch (err) { reject(err); }` passes a caught error on as it is (its type is unknown, but it is what was thrown).
       '@typescript-eslint/prefer-promise-reject-errors': ['error', { allowThrowingUnknown: true }],
     },

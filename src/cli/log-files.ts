@@ -4,7 +4,6 @@ import { NodeDisk } from '../wal/disk';
 import { isTombstoneEventJson } from '../wal/record';
 import { listSegments, type SegmentInfo } from '../wal/segments';
 import { filterIsSeqOnly, type EventFilter } from './args';
-import type { Progress } from './progress';
 
 /*
  * What the commands share around the log. Reading it is src/wal/reader.ts's job: every

@@ -26,7 +26,7 @@ export async function waitFor<T>(check: () => T | Promise<T>, options: WaitOptio
   for (;;) {
     try {
       const value = await check();
-      if (value) return value as NonNullable<T>;
+      if (value) return value;
     } catch (err) {
       if (options.errors === 'throw') throw err;
       lastError = err;

@@ -56,7 +56,7 @@ function withErrorCode(res: ServerResponse, value: Record<string, unknown>): Rec
  * error, 4xx at warn; expected 503s go to `expected` (rate-limited) when given.
  */
 export function requestLogger(logger: Logger, routes: RouteIndex, expected?: ExpectedErrorLog): RequestHandler {
-  const middleware = pinoHttp<IncomingMessage, ServerResponse, never>({
+  const middleware = pinoHttp<IncomingMessage, ServerResponse>({
     logger,
     genReqId: requestIdFor,
     quietReqLogger: true,

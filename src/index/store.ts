@@ -365,9 +365,7 @@ export class IndexStore {
         }
       }
       const rows = this.selectRows(query, fromSeq, toSeq, desc);
-      let nextCursor: number | null = null;
-      if (rows.length === query.limit) nextCursor = rows[rows.length - 1]!.seq;
-      else nextCursor = edge;
+      const nextCursor = rows.length === query.limit ? rows[rows.length - 1]!.seq : edge;
       return { rows, nextCursor };
     })();
   }

@@ -11,7 +11,7 @@ export function quarantineDirOf(walDir: string): string {
  * A path in `dir` that does not exist yet and was not handed out before (`taken`): a second
  * cut or repair never overwrites an earlier one's files. It adds `.1`, `.2`... to `name` as needed.
  */
-export function freshPath(disk: LogDisk, dir: string, name: string, taken: Set<string> = new Set()): string {
+export function freshPath(disk: LogDisk, dir: string, name: string, taken = new Set<string>()): string {
   let candidate = path.join(dir, name);
   for (let n = 1; disk.exists(candidate) || taken.has(candidate); n += 1) candidate = path.join(dir, `${name}.${n}`);
   taken.add(candidate);

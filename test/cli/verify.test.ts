@@ -2,7 +2,6 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
-import { IndexStore } from '../../src/index/store';
 import { runLogagg } from '../harness/logagg-process';
 import { makeDataDir, variedEvents } from '../helpers/data-dir';
 import { dataDirFromWalFixture, flipBit } from '../helpers/fixtures';

@@ -269,7 +269,6 @@ export async function runChaos(input: Partial<ChaosOptions> = {}): Promise<Chaos
       wake(campaign);
       if (mode !== 'recovery') {
         await current.waitUntil(() => current.recoveryDone || !current.running, START_TIMEOUT_MS, 'recovery to finish');
-        // eslint-disable-next-line @typescript-eslint/no-unnecessary-condition -- the await above may end the process
         if (!current.running) throw new Error(`the server exited by itself during recovery (cycle ${cycles + 1}):\n${current.output()}`);
       }
       await killServer(campaign, current, mode, random, walDir);

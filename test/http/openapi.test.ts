@@ -259,7 +259,7 @@ describe('OpenAPI document', () => {
         const operation = served.paths[openApiPath(spec.path)][spec.method.toLowerCase()];
         for (const example of spec.examples ?? []) {
           const what = `${spec.operationId} ${example.name}`;
-          const query = example.query === undefined ? '' : `?${new URLSearchParams(example.query)}`;
+          const query = example.query === undefined ? '' : `?${new URLSearchParams(example.query).toString()}`;
           const bodyType = operation.requestBody === undefined ? undefined : Object.keys(operation.requestBody.content)[0];
           const abort = new AbortController();
           const res = await fetch(`${svc.url}${spec.path}${query}`, {

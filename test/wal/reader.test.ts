@@ -50,7 +50,7 @@ describe('WalReader', () => {
     const bad = lines([3]).replace('e-3', 'e-x');
     const walDir = makeLog({ 1: lines([1, 2]) + bad + lines([4]), 5: lines([5, 6]) + 'partial {"crc"' });
     const whole = itemsOf(walDir);
-    expect(kindsOf(walDir)).to.deep.equal(['corruption:bad_crc@1:' + Buffer.byteLength(lines([1, 2])), 'torn_tail:torn@5:' + Buffer.byteLength(lines([5, 6]))]);
+    expect(kindsOf(walDir)).to.deep.equal([`corruption:bad_crc@1:${Buffer.byteLength(lines([1, 2]))}`, `torn_tail:torn@5:${Buffer.byteLength(lines([5, 6]))}`]);
     for (const readChunkBytes of [1, 7, 64, 1000]) expect(itemsOf(walDir, { readChunkBytes }), `chunks of ${readChunkBytes}`).to.deep.equal(whole);
   });
 
