@@ -3,6 +3,7 @@ import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import pino, { type Logger } from 'pino';
+import pinoPretty from 'pino-pretty';
 import type { Config } from './config/config';
 import { lockDataDir } from './data-dir-lock';
 import { createApp } from './http/app';
@@ -39,10 +40,10 @@ export function createLogger(config: Pick<Config, 'logLevel' | 'logFormat'>, des
   };
   if (destination !== undefined) return pino(options, destination);
   const format = config.logFormat ?? 'auto';
-  if (format === 'pretty' || (format === 'auto' && process.stdout.isTTY === true)) {
+  if (format === 'pretty' || (format === 'auto' && (process.stdout.isTTY as boolean | undefined) === true)) {
     // Synchronous pretty-printing on the main thread (no transport worker): a person is
     // reading, and a fatal line must be out before the process exits.
-    const pretty = (require('pino-pretty') as typeof import('pino-pretty'))({
+    const pretty = pinoPretty({
       sync: true,
       messageFormat: '{msg}{if page} on {page} (API docs: {docs}){end}', ignore: 'pid,hostname,service', translateTime: 'SYS:HH:MM:ss.l' });
     return pino(options, pretty);
@@ -175,10 +176,10 @@ function createServer(config: Readonly<Config>, options: http.ServerOptions, app
   let tls: { cert: Buffer; key: Buffer };
   try {
     tls = { cert: fs.readFileSync(config.tlsCertFile), key: fs.readFileSync(config.tlsKeyFile) };
-    return https.createServer({ ...options, ...tls }, app) as unknown as http.Server;
+    return https.createServer({ ...options, ...tls }, app);
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable';
-    throw new Error(`TLS_CERT_FILE=${config.tlsCertFile} / TLS_KEY_FILE=${config.tlsKeyFile}: not a usable PEM certificate and key (${reason})`);
+    throw new Error(`TLS_CERT_FILE=${config.tlsCertFile} / TLS_KEY_FILE=${config.tlsKeyFile}: not a usable PEM certificate and key (${reason})`, { cause: err });
   }
 }
 

@@ -76,7 +76,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
   }
   const command = await entry.load();
   try {
-    return await command.invoke(rest, env, process.stderr.isTTY === true);
+    return await command.invoke(rest, env, (process.stderr.isTTY as boolean | undefined) === true);
   } catch (err) {
     if (err instanceof UsageError) {
       process.stderr.write(`logagg ${command.name}: ${err.message}; see \`logagg ${command.name} --help\`\n`);

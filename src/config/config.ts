@@ -407,10 +407,15 @@ function readRateLimit(env: Env): Pick<Config, 'rateLimitPerSecond' | 'rateLimit
   };
 }
 
+/** A setting's text, or null when it is unset or empty. */
+function nonEmptyOrNull(text: string | undefined): string | null {
+  return text === undefined || text === '' ? null : text;
+}
+
 /** TLS_CERT_FILE and TLS_KEY_FILE: both or neither, each a readable file; the contents are never shown. */
 function readTlsFiles(env: Env): Pick<Config, 'tlsCertFile' | 'tlsKeyFile'> {
-  const cert = env.TLS_CERT_FILE?.trim() || null;
-  const key = env.TLS_KEY_FILE?.trim() || null;
+  const cert = nonEmptyOrNull(env.TLS_CERT_FILE?.trim());
+  const key = nonEmptyOrNull(env.TLS_KEY_FILE?.trim());
   if ((cert === null) !== (key === null)) {
     throw new ConfigError(`invalid setting ${cert === null ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'}: TLS needs both TLS_CERT_FILE and TLS_KEY_FILE`);
   }

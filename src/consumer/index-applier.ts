@@ -48,7 +48,10 @@ export class InlineApplier implements IndexApplier {
     return performance.now() - started;
   }
 
-  async close(): Promise<void> {}
+  /** Nothing to release: the store belongs to the caller, which closes it. */
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
 }
 
 /**

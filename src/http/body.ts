@@ -238,7 +238,7 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limits: Body
     };
     const onWire = (chunk: Buffer): void => {
       wireBytes += chunk.length;
-      if (wireBytes > limit) return finish(tooLarge('as received'));
+      if (wireBytes > limit) { finish(tooLarge('as received')); return; }
       if (stream === null) onBody(chunk);
       else stream.write(chunk);
     };
@@ -268,10 +268,10 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limits: Body
  */
 export function jsonBodyParser(limits: BodyLimits, isJson: (req: IncomingMessage) => boolean): RequestHandler {
   return (req, res, next) => {
-    if (!isJson(req)) return next();
+    if (!isJson(req)) { next(); return; }
     const charset = charsetOf(req.headers['content-type'] ?? '');
     if (charset !== null && charset !== 'utf-8' && charset !== 'utf8') {
-      return next(new AppError('unsupported_media_type', `unsupported charset "${charset.toUpperCase()}"; send UTF-8`));
+      next(new AppError('unsupported_media_type', `unsupported charset "${charset.toUpperCase()}"; send UTF-8`)); return;
     }
     readBody(req, res, limits).then(
       (bytes) => {
@@ -280,7 +280,7 @@ export function jsonBodyParser(limits: BodyLimits, isJson: (req: IncomingMessage
           if (bytes.length > 0) req.body = parseJsonBody(bytes);
           else if (hasBody(req)) req.body = {};
         } catch (err) {
-          return next(err);
+          next(err); return;
         }
         next();
       },

@@ -153,7 +153,7 @@ export function publishAnswer(report: PublishReport): PublishAnswer {
  */
 export function publishBodyParser(limits: Pick<Config, 'bodyBytesMax'>): RequestHandler {
   const json = jsonBodyParser(limits, isJsonRequest);
-  const ndjson = express.raw({ limit: limits.bodyBytesMax, type: isNdjsonRequest });
+  const ndjson: RequestHandler = express.raw({ limit: limits.bodyBytesMax, type: isNdjsonRequest });
   return (req, res, next) => (isNdjsonRequest(req) ? ndjson(req, res, next) : json(req, res, next));
 }
 

@@ -17,7 +17,7 @@ export const UNMATCHED_ROUTE = '(unmatched)';
 
 /** The path of a request without its query string, before any router has stripped a mount prefix. */
 function requestPath(req: IncomingMessage): string {
-  const url = (req as Request).originalUrl ?? req.url ?? '/';
+  const url = (req as Partial<Request>).originalUrl ?? req.url ?? '/';
   const queryAt = url.indexOf('?');
   return queryAt === -1 ? url : url.slice(0, queryAt);
 }
@@ -30,7 +30,7 @@ function requestPath(req: IncomingMessage): string {
 export function matchedRoute(req: IncomingMessage, routes: RouteIndex): string {
   const known = routes.label(requestPath(req));
   if (known !== null) return known;
-  const pattern = (req as Request).route?.path;
+  const pattern = (req as { route?: { path?: unknown } }).route?.path;
   return typeof pattern === 'string' ? pattern : UNMATCHED_ROUTE;
 }
 
@@ -56,7 +56,7 @@ function withErrorCode(res: ServerResponse, value: Record<string, unknown>): Rec
  * error, 4xx at warn; expected 503s go to `expected` (rate-limited) when given.
  */
 export function requestLogger(logger: Logger, routes: RouteIndex, expected?: ExpectedErrorLog): RequestHandler {
-  const middleware = pinoHttp<IncomingMessage, ServerResponse>({
+  const middleware = pinoHttp({
     logger,
     genReqId: requestIdFor,
     quietReqLogger: true,

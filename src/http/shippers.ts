@@ -264,7 +264,7 @@ function rawBody(limits: Pick<ShipperLimits, 'bodyBytesMax'>): RequestHandler {
 }
 
 function withDefaults(limits: Omit<ShipperLimits, keyof typeof SHIPPER_DEFAULTS> & Partial<ShipperLimits>): ShipperLimits {
-  return { ...SHIPPER_DEFAULTS, ...limits } as ShipperLimits;
+  return { ...SHIPPER_DEFAULTS, ...limits };
 }
 
 const OTLP_RESPONSE_SCHEMA: JsonObject = {

@@ -41,7 +41,7 @@ function swaggerFiles(): Map<string, string> {
 function fileHandler(files: Map<string, string>, maxAgeMs: number): RequestHandler {
   return (req, res, next) => {
     const raw = (req.params as Record<string, unknown>).file;
-    const name = Array.isArray(raw) ? raw.join('/') : String(raw ?? '');
+    const name = Array.isArray(raw) ? raw.join('/') : typeof raw === 'string' ? raw : '';
     const file = files.get(name);
     if (file === undefined) {
       next(new AppError('not_found', `no file ${req.path}`));

@@ -150,7 +150,7 @@ export class Aggregator {
         this.openSpacelessReads();
         await new Promise((resolve) => setTimeout(resolve, NO_SPACE_RETRY_MS));
         this.closeSpacelessReads();
-        if (this.openCancelled) throw new Error('recovery: stopped while waiting for disk space; nothing was written');
+        if (this.openCancelled) throw new Error('recovery: stopped while waiting for disk space; nothing was written', { cause: err });
       }
     }
   }
@@ -494,7 +494,7 @@ const NO_SPACE_RETRY_MS = 250;
 
 /** Errors that mean "no space left" (the log's or SQLite's), which wait for space instead of failing. */
 export function isNoSpaceError(err: unknown): boolean {
-  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e !== undefined && e !== null && depth < 5; e = e.cause as typeof e, depth += 1) {
+  for (let e = err as { code?: unknown; cause?: unknown } | null | undefined, depth = 0; e !== undefined && e !== null && depth < 5; e = e.cause as typeof e, depth += 1) {
     if (typeof e.code === 'string' && NO_SPACE_ERROR_CODES.has(e.code)) return true;
   }
   return false;

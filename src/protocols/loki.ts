@@ -184,6 +184,7 @@ export function decodeLokiProtobuf(body: Buffer, settings: LokiMappingSettings, 
   } catch (err) {
     throw new AppError('invalid_snappy', `the body is not valid snappy (block format): ${(err as Error).message}`);
   }
+  /* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-return, @typescript-eslint/restrict-plus-operands -- protobufjs's reflection decode yields untyped messages (fields by name, Longs, optional everywhere); each field is cast where it is read */
   let request: Record<string, any>;
   try {
     request = PushRequest.decode(raw) as Record<string, any>;
@@ -206,6 +207,7 @@ export function decodeLokiProtobuf(body: Buffer, settings: LokiMappingSettings, 
   });
   return { records };
 }
+/* eslint-enable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-return, @typescript-eslint/restrict-plus-operands */
 
 /** A PushRequest as snappy-compressed protobuf, as promtail sends it (for tests and the benchmark). */
 export function encodeLokiProtobuf(streams: Array<{ labels: string; entries: Array<{ nanos: bigint; line: string; metadata?: Array<[string, string]> }> }>): Buffer {

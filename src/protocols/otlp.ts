@@ -161,7 +161,7 @@ function jsonRecord(raw: unknown, path: string, depthMax: number): OtlpLogRecord
   return {
     timeUnixNano: jsonNanos(record.timeUnixNano, `${path}.timeUnixNano`),
     observedTimeUnixNano: jsonNanos(record.observedTimeUnixNano, `${path}.observedTimeUnixNano`),
-    severityNumber: (severity as number | undefined | null) ?? 0,
+    severityNumber: (severity) ?? 0,
     severityText: jsonString(record.severityText, `${path}.severityText`),
     body: record.body === undefined || record.body === null ? null : jsonAnyValue(record.body, `${path}.body`, 1, depthMax),
     attributes: jsonKeyValues(jsonList(record.attributes, `${path}.attributes`), `${path}.attributes`, 1, depthMax),
@@ -175,6 +175,7 @@ function jsonRecord(raw: unknown, path: string, depthMax: number): OtlpLogRecord
 
 // ---------------------------------------------------------------- canonical form from protobuf
 
+/* eslint-disable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unnecessary-condition -- protobufjs's reflection decode yields untyped messages (fields by name, Longs, optional everywhere); each field is cast where it is read */
 /** A decoded protobufjs message: fields by camelCase name, 64-bit integers as Long, bytes as Uint8Array. */
 type ProtoMessage = Record<string, any>;
 
@@ -357,7 +358,7 @@ function countRecords(resourceLogs: Array<{ scopeLogs?: Array<{ logRecords?: unk
 export function decodeOtlpProtobuf(body: Buffer, settings: OtlpMappingSettings, recordsMax: number): MappedRecords {
   let request: ProtoMessage;
   try {
-    request = ExportLogsServiceRequest.decode(body) as ProtoMessage;
+    request = ExportLogsServiceRequest.decode(body);
   } catch (err) {
     throw new AppError('invalid_protobuf', `the body is not a protobuf ExportLogsServiceRequest: ${(err as Error).message}`);
   }
@@ -381,6 +382,7 @@ export function decodeOtlpProtobuf(body: Buffer, settings: OtlpMappingSettings, 
   });
   return { records };
 }
+/* eslint-enable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-argument, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unnecessary-condition */
 
 /**
  * Maps a parsed OTLP JSON ExportLogsServiceRequest. A record (or resource/scope) with a

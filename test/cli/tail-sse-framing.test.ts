@@ -39,8 +39,8 @@ describe('logagg tail -f --url: Server-Sent Events framing', () => {
     const server = await crlfServer(lines.join('\r\n'));
     const tail = spawnLogagg(['tail', '-f', '--url', server.url, '--from-seq', '1', '--json']);
     try {
-      await waitFor(() => parseNdjson(tail.stdout()).length === 2, { what: 'both events' }).catch((err: Error) => {
-        throw new Error(`${err.message}\nstdout: ${tail.stdout()}\nstderr: ${tail.stderr()}`);
+      await waitFor(() => parseNdjson(tail.stdout()).length === 2, { what: 'both events' }).catch((err: unknown) => {
+        throw new Error(`${err instanceof Error ? err.message : String(err)}\nstdout: ${tail.stdout()}\nstderr: ${tail.stderr()}`);
       });
       expect(parseNdjson(tail.stdout())).to.deep.equal([JSON.parse(event(1, 'a')), JSON.parse(second)]);
       expect(await tail.stop('SIGINT')).to.equal(0);

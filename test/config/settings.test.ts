@@ -21,7 +21,7 @@ function configErrorOf(env: Record<string, string>): string | null {
 describe('SETTINGS (the table docs/operations.md is generated from)', () => {
   it('names every variable loadConfig reads, and nothing else', () => {
     const read = new Set<string>();
-    const env = new Proxy({} as Record<string, string | undefined>, {
+    const env = new Proxy({}, {
       get(_target, name) {
         if (typeof name === 'string') read.add(name);
         return undefined;

@@ -79,7 +79,7 @@ describe('the served OpenAPI document, as client tools read it', function () {
     fs.writeFileSync(path.join(dir, 'tsconfig.json'), JSON.stringify(tsconfig));
     const compiled = await run(process.execPath, [bin('typescript', 'bin/tsc'), '-p', dir]).then(
       () => '',
-      (err: { stdout?: string }) => err.stdout ?? String(err),
+      (err: unknown) => (err as { stdout?: string }).stdout ?? (err instanceof Error ? err.message : JSON.stringify(err)),
     );
     expect(compiled, 'tsc --strict on a client over the generated types').to.equal('');
   });
@@ -87,7 +87,10 @@ describe('the served OpenAPI document, as client tools read it', function () {
   it('passes @redocly/cli lint (recommended rules) with no errors', async () => {
     const outcome = await run(process.execPath, [bin('@redocly/cli', 'bin/cli.js'), 'lint', '--format=stylish', path.join(dir, 'openapi.json')]).then(
       ({ stdout, stderr }) => ({ ok: true, text: stdout + stderr }),
-      (err: { stdout?: string; stderr?: string }) => ({ ok: false, text: `${err.stdout ?? ''}${err.stderr ?? ''}` }),
+      (err: unknown) => {
+        const { stdout, stderr } = err as { stdout?: string; stderr?: string };
+        return { ok: false, text: `${stdout ?? ''}${stderr ?? ''}` };
+      },
     );
     expect(outcome.text).not.to.match(/\berror\b\s+[a-z0-9-]+/);
     expect(outcome.ok, outcome.text).to.equal(true);

@@ -55,7 +55,7 @@ describe('TLS (TLS_CERT_FILE / TLS_KEY_FILE, real server process)', function () 
   });
 
   it('speaks no plain HTTP on the TLS port', async () => {
-    let failed = false;
+    let failed: boolean;
     try {
       const res = await fetch(`http://127.0.0.1:${server.port}/health`);
       failed = res.status !== 200;

@@ -14,8 +14,8 @@ async function waitForHealth(server: ServerProcess, status: string): Promise<num
       return ((await res.json()) as { status: string }).status === status ? res.status : 0;
     },
     { timeoutMs: 30_000, what: `/health to say ${status}` },
-  ).catch((err: Error) => {
-    throw new Error(`${err.message}\n${server.output()}`);
+  ).catch((err: unknown) => {
+    throw new Error(`${err instanceof Error ? err.message : String(err)}\n${server.output()}`);
   });
 }
 
@@ -30,7 +30,7 @@ describe('a full disk across restarts (real server process, tmpfs)', function ()
       console.log(`      skipped: ${mounted.skipReason}`);
       this.skip();
     }
-    fsys = mounted as SmallFs;
+    fsys = mounted;
   });
 
   afterEach(async () => {
@@ -47,7 +47,9 @@ describe('a full disk across restarts (real server process, tmpfs)', function ()
 
     server = await startServerProcess(fsys.dir, {}, { waitReady: false });
     expect(await waitForHealth(server, 'no_space')).to.equal(503);
-    const read = await fetchAllEvents(server.url, "full.a").catch((err: Error) => { throw new Error(err.message + server!.output()); });
+    const read = await fetchAllEvents(server.url, "full.a").catch((err: unknown) => {
+      throw new Error(`${err instanceof Error ? err.message : String(err)}${server!.output()}`);
+    });
     expect(read.length).to.equal(20);
     const refused = await postJson(`${server.url}/publish`, makeEvent('full.a', 'late'));
     expect(refused.status).to.equal(503);

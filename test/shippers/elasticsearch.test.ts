@@ -106,7 +106,7 @@ describe('@elastic/elasticsearch helpers.bulk against POST /_bulk (real server p
     try {
       const err = await client.bulk({ operations: [{ create: { _index: 'denied', _id: '1' } }, { message: 'x' }] }).then(
         () => null,
-        (e: { name: string; meta?: { statusCode?: number } }) => e,
+        (e: unknown) => e as { name: string; meta?: { statusCode?: number } },
       );
       expect(err?.name).to.equal('ResponseError');
       expect(err?.meta?.statusCode).to.equal(401);

@@ -63,6 +63,7 @@ describe('Loki clients against POST /loki/api/v1/push (real server process)', ()
       replaceTimestamp: false,
       onConnectionError: () => undefined,
     });
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- winston-loki extends its own copy of winston-transport; the instance is a TransportStream
     const logger = winston.createLogger({ transports: [transport] });
     try {
       const duplicatesBefore = await lokiCount(server.url, 'duplicate');
@@ -95,6 +96,7 @@ describe('Loki clients against POST /loki/api/v1/push (real server process)', ()
       interval: 0.2,
       replaceTimestamp: false,
     });
+    // eslint-disable-next-line @typescript-eslint/no-unsafe-class-instance-assignment -- winston-loki extends its own copy of winston-transport; the instance is a TransportStream
     const logger = winston.createLogger({ transports: [transport] });
     try {
       const logTwo = (): void => {

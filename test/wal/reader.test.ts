@@ -29,7 +29,7 @@ function itemsOf(walDir: string, options: Partial<ReadLogOptions> = {}): Array<R
 function kindsOf(walDir: string, options: Partial<ReadLogOptions> = {}): string[] {
   return itemsOf(walDir, options)
     .filter((item) => item.kind !== 'record' && item.kind !== 'segment_end')
-    .map((item) => `${String(item.kind)}${item.problem === undefined ? '' : `:${String(item.problem)}`}@${String(item.in)}:${String(item.offset)}`);
+    .map((item) => `${String(item.kind)}${item.problem === undefined ? '' : `:${item.problem as string}`}@${String(item.in)}:${String(item.offset)}`);
 }
 
 describe('WalReader', () => {
