@@ -68,6 +68,53 @@ export const LIMITS: readonly LimitSpec[] = [
     },
     whenHit: '400 `invalid_query`',
   },
+  {
+    bounds: 'event JSON in one `GET /events` page',
+    setting: 'PAGE_BYTES_MAX',
+    whenHit: 'the page ends early (it always holds one event) with a `next_cursor` to go on from',
+  },
+  {
+    bounds: '`q` of `GET /events`, `/events/histogram`, `/events/stream`',
+    fixed: {
+      value: `${FIXED_LIMITS.queryWordsMax} words or phrases, ${FIXED_LIMITS.queryTextLengthMax} characters`,
+      declaredIn: 'src/config/config.ts',
+      constant: 'FIXED_LIMITS',
+    },
+    whenHit: '400 `invalid_query`',
+  },
+  {
+    bounds: '`payload.<path>=` filters in one query',
+    fixed: {
+      value: `${FIXED_LIMITS.queryFieldFiltersMax} filters, ${FIXED_LIMITS.queryFieldDepthMax} levels deep`,
+      declaredIn: 'src/config/config.ts',
+      constant: 'FIXED_LIMITS',
+    },
+    whenHit: '400 `invalid_query`',
+  },
+  {
+    bounds: '`topic` given several times in one query',
+    fixed: { value: String(FIXED_LIMITS.queryTopicsMax), declaredIn: 'src/config/config.ts', constant: 'FIXED_LIMITS' },
+    whenHit: '400 `invalid_query`',
+  },
+  {
+    bounds: 'stored events one filtered `GET /events` request examines (q, payload.*, source, since, until)',
+    fixed: { value: String(FIXED_LIMITS.queryScanRowsMax), declaredIn: 'src/config/config.ts', constant: 'FIXED_LIMITS' },
+    whenHit: 'the page ends short (even empty) with a `next_cursor`: follow it until null',
+  },
+  {
+    bounds: '`buckets` of `GET /events/histogram`',
+    fixed: {
+      value: `1..${FIXED_LIMITS.histogramBucketsMax}, default ${FIXED_LIMITS.histogramBucketsDefault}`,
+      declaredIn: 'src/config/config.ts',
+      constant: 'FIXED_LIMITS',
+    },
+    whenHit: '400 `invalid_query`',
+  },
+  {
+    bounds: 'stored events the histogram counts per event-loop turn',
+    fixed: { value: String(FIXED_LIMITS.histogramChunkRows), declaredIn: 'src/config/config.ts', constant: 'FIXED_LIMITS' },
+    whenHit: 'it yields, then counts the next chunk; it stops when the client goes away',
+  },
   { bounds: 'whole request', setting: 'REQUEST_TIMEOUT_MS', whenHit: 'the connection is closed (408)' },
   { bounds: 'receiving the headers', setting: 'HEADERS_TIMEOUT_MS', whenHit: 'the connection is closed (408)' },
   { bounds: 'idle keep-alive connection', setting: 'KEEP_ALIVE_TIMEOUT_MS', whenHit: 'the connection is closed' },
@@ -110,5 +157,15 @@ export const LIMITS: readonly LimitSpec[] = [
     bounds: 'unsent bytes of one live-tail stream',
     setting: 'STREAM_BUFFER_BYTES_MAX',
     whenHit: 'the stream stops pushing and, once drained, reads the rest from the index, in order',
+  },
+  {
+    bounds: 'requests per API key or client address',
+    setting: 'RATE_LIMIT_PER_SECOND',
+    whenHit: '429 `rate_limited` + `Retry-After`, nothing read or written (probes are not limited)',
+  },
+  {
+    bounds: 'rate-limit buckets kept',
+    setting: 'RATE_LIMIT_CLIENTS_MAX',
+    whenHit: 'the least recently seen client is forgotten (it starts again with a full bucket)',
   },
 ];

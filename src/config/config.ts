@@ -155,6 +155,11 @@ export const SETTINGS: readonly SettingSpec[] = [
     meaning: `${LOG_LEVELS.map((level) => `\`${level}\``).join(', ')} (any case)`,
   },
   {
+    name: 'LOG_FORMAT',
+    default: 'auto',
+    meaning: '`auto` (pino-pretty when stdout is a terminal, else JSON lines), `json` or `pretty` (any case)',
+  },
+  {
     name: 'QUEUE_MAX_SIZE',
     default: '100000',
     range: { min: 1, max: 10_000_000 },
@@ -183,6 +188,12 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: '32',
     range: { min: 1, max: 1000 },
     meaning: 'payload nesting depth; past it 400 `validation_failed`',
+  },
+  {
+    name: 'PAGE_BYTES_MAX',
+    default: String(4 * 1024 * 1024),
+    range: { min: 64 * 1024, max: 256 * 1024 * 1024 },
+    meaning: 'event JSON in one `GET /events` page; the page ends early (at least one event) with a `next_cursor`',
   },
   {
     name: 'SEGMENT_BYTES_MAX',
@@ -244,6 +255,30 @@ export const SETTINGS: readonly SettingSpec[] = [
     meaning: 'a file of keys, merged with the two above (format in docs/operations.md)',
   },
   {
+    name: 'RATE_LIMIT_PER_SECOND',
+    default: '0',
+    range: { min: 0, max: 1_000_000 },
+    meaning: 'requests per second per API key or client address (0: off); past it 429 `rate_limited`',
+  },
+  {
+    name: 'RATE_LIMIT_BURST',
+    default: '',
+    range: { min: 1, max: 10_000_000 },
+    meaning: 'size of each rate-limit token bucket (unset: RATE_LIMIT_PER_SECOND, at least 1)',
+  },
+  {
+    name: 'RATE_LIMIT_CLIENTS_MAX',
+    default: '100000',
+    range: { min: 1, max: 10_000_000 },
+    meaning: 'rate-limit buckets kept; past it the least recently seen client is forgotten',
+  },
+  {
+    name: 'TLS_CERT_FILE',
+    default: '',
+    meaning: 'PEM certificate chain; with TLS_KEY_FILE the service speaks HTTPS only (none: plain HTTP)',
+  },
+  { name: 'TLS_KEY_FILE', default: '', meaning: 'PEM private key; set both TLS files or neither' },
+  {
     name: 'STREAM_SUBSCRIBERS_MAX',
     default: '100',
     range: { min: 1, max: 100_000 },
@@ -260,6 +295,21 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: String(1024 * 1024),
     range: { min: 1024, max: 256 * 1024 * 1024 },
     meaning: 'unsent bytes one stream may hold; past it the stream catches up from the index',
+  },
+  {
+    name: 'OTLP_TOPIC_DEFAULT',
+    default: 'otlp',
+    meaning: 'topic of OTLP log records whose resource has no `service.name` (1..255 characters)',
+  },
+  {
+    name: 'LOKI_TOPIC_LABELS',
+    default: 'topic,service_name,job',
+    meaning: 'Loki stream labels tried in order for an entry\'s topic (comma-separated label names)',
+  },
+  {
+    name: 'LOKI_TOPIC_DEFAULT',
+    default: 'loki',
+    meaning: 'topic of Loki entries whose stream has none of LOKI_TOPIC_LABELS (1..255 characters)',
   },
 ];
 
