@@ -26,7 +26,9 @@ async function time(name: string, runs: number, run: () => unknown): Promise<voi
     await run();
     samples.push(Number(process.hrtime.bigint() - started) / 1e6);
   }
-  process.stdout.write(`${name}: p50 ${percentile(samples, 50).toFixed(1)} ms, p99 ${percentile(samples, 99).toFixed(1)} ms (${runs} runs)\n`);
+  process.stdout.write(
+    `${name}: p50 ${percentile(samples, 50).toFixed(1)} ms, p99 ${percentile(samples, 99).toFixed(1)} ms (${runs} runs)\n`,
+  );
 }
 
 async function main(): Promise<void> {
@@ -43,7 +45,13 @@ async function main(): Promise<void> {
         // One event in 50k mentions "needle"; every 7th is an error.
         const message = seq % 50_000 === 7 ? `rare needle ${seq}` : `request ${seq} served in ${seq % 900} ms`;
         const payload = { level: seq % 7 === 0 ? 'error' : 'info', message, user: { id: seq % 1000 } };
-        const body = JSON.stringify({ topic, event_id: `e-${seq}`, timestamp: new Date(tsMs).toISOString(), source: `host-${seq % 5}`, payload });
+        const body = JSON.stringify({
+          topic,
+          event_id: `e-${seq}`,
+          timestamp: new Date(tsMs).toISOString(),
+          source: `host-${seq % 5}`,
+          payload,
+        });
         rows.push({ seq, topic, eventId: `e-${seq}`, source: `host-${seq % 5}`, tsMs, body });
       }
       store.appendNewRows(rows);
@@ -51,19 +59,30 @@ async function main(): Promise<void> {
     process.stdout.write(`seeded ${COUNT} events in ${Date.now() - started} ms; scan bound ${FIXED_LIMITS.queryScanRowsMax} rows\n`);
     await time('newest-first page, no filter (limit 100)', 50, () => store.readPage({ order: 'desc', limit: 100 }));
     await time('newest-first page, one topic (limit 100)', 50, () => store.readPage({ order: 'desc', limit: 100, topics: ['topic-3'] }));
-    await time('q=needle, first page newest first (one bounded scan)', 10, () => store.readPage({ order: 'desc', limit: 100, words: ['needle'] }));
-    await time('payload.level=error, first page newest first', 20, () => store.readPage({ order: 'desc', limit: 100, fields: [{ path: ['level'], value: 'error' }] }));
+    await time('q=needle, first page newest first (one bounded scan)', 10, () =>
+      store.readPage({ order: 'desc', limit: 100, words: ['needle'] }),
+    );
+    await time('payload.level=error, first page newest first', 20, () =>
+      store.readPage({ order: 'desc', limit: 100, fields: [{ path: ['level'], value: 'error' }] }),
+    );
     await time('q=needle, every page through the whole store', 1, () => {
       let cursor: number | undefined;
       for (;;) {
-        const page = store.readPage({ order: 'desc', limit: 100, words: ['needle'], ...(cursor === undefined ? {} : { afterSeq: cursor }) });
+        const page = store.readPage({
+          order: 'desc',
+          limit: 100,
+          words: ['needle'],
+          ...(cursor === undefined ? {} : { afterSeq: cursor }),
+        });
         if (page.nextCursor === null) return;
         cursor = page.nextCursor;
       }
     });
     const chunkRows = FIXED_LIMITS.histogramChunkRows;
     await time('histogram 60 buckets, whole store, no filter', 3, () => countHistogram(store, {}, 60, { chunkRows }));
-    await time('histogram 60 buckets, last hour, no filter', 3, () => countHistogram(store, { sinceMs: endMs - 3_600_000, untilMs: endMs }, 60, { chunkRows }));
+    await time('histogram 60 buckets, last hour, no filter', 3, () =>
+      countHistogram(store, { sinceMs: endMs - 3_600_000, untilMs: endMs }, 60, { chunkRows }),
+    );
     await time('histogram 60 buckets, whole store, q=needle', 1, () => countHistogram(store, { words: ['needle'] }, 60, { chunkRows }));
     store.close();
   } finally {

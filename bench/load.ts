@@ -60,7 +60,8 @@ async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
     // pool they are encoded on the fly (counted in `liveBodies`).
     const protocol = spec.protocol ?? 'publish';
     const pool: ProtocolRequest[] = [];
-    for (let first = 0; first < (spec.poolEvents ?? 0); first += batchSize) pool.push(protocolRequest(protocol, spec.prefix, first, batchSize));
+    for (let first = 0; first < (spec.poolEvents ?? 0); first += batchSize)
+      pool.push(protocolRequest(protocol, spec.prefix, first, batchSize));
     request = {
       method: 'POST',
       path: protocolRequest(protocol, spec.prefix, 0, 1).path,
@@ -100,7 +101,14 @@ async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
     };
   }
   if ((spec.warmupSeconds ?? 0) > 0) {
-    await autocannon({ url: spec.url, connections: spec.connections, duration: spec.warmupSeconds, overallRate: spec.overallRate, timeout: 30, requests: [request] });
+    await autocannon({
+      url: spec.url,
+      connections: spec.connections,
+      duration: spec.warmupSeconds,
+      overallRate: spec.overallRate,
+      timeout: 30,
+      requests: [request],
+    });
   }
   const result = await autocannon({
     url: spec.url,
@@ -127,10 +135,14 @@ async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
 
 function post(agent: http.Agent, url: URL, body: string): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = http.request(url, { method: 'POST', agent, headers: { ...JSON_HEADERS, 'content-length': Buffer.byteLength(body) } }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = http.request(
+      url,
+      { method: 'POST', agent, headers: { ...JSON_HEADERS, 'content-length': Buffer.byteLength(body) } },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });

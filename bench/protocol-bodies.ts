@@ -31,7 +31,12 @@ function byTopic(events: LogEvent[]): Map<string, LogEvent[]> {
 function otlpRequest(events: LogEvent[]): Record<string, unknown> {
   return {
     resourceLogs: [...byTopic(events)].map(([topic, group]) => ({
-      resource: { attributes: [{ key: 'service.name', value: { stringValue: topic } }, { key: 'host.name', value: { stringValue: group[0]!.source } }] },
+      resource: {
+        attributes: [
+          { key: 'service.name', value: { stringValue: topic } },
+          { key: 'host.name', value: { stringValue: group[0]!.source } },
+        ],
+      },
       scopeLogs: [
         {
           scope: { name: 'bench' },
@@ -69,7 +74,11 @@ export function protocolRequest(protocol: BenchProtocol, prefix: string, first: 
       return { path: '/v1/logs', contentType: 'application/json', body: JSON.stringify(otlpRequest(events)) };
     case 'otlp-protobuf': {
       const message = ExportLogsServiceRequest.fromObject(otlpRequest(events));
-      return { path: '/v1/logs', contentType: 'application/x-protobuf', body: Buffer.from(ExportLogsServiceRequest.encode(message).finish()) };
+      return {
+        path: '/v1/logs',
+        contentType: 'application/x-protobuf',
+        body: Buffer.from(ExportLogsServiceRequest.encode(message).finish()),
+      };
     }
     case 'loki-json': {
       const streams = [...byTopic(events)].map(([topic, group]) => ({
@@ -87,7 +96,8 @@ export function protocolRequest(protocol: BenchProtocol, prefix: string, first: 
     }
     case 'elastic-bulk': {
       const lines = events.map(
-        (event) => `${JSON.stringify({ create: { _index: event.topic, _id: event.event_id } })}\n${JSON.stringify({ '@timestamp': event.timestamp, host: { name: event.source }, ...event.payload })}\n`,
+        (event) =>
+          `${JSON.stringify({ create: { _index: event.topic, _id: event.event_id } })}\n${JSON.stringify({ '@timestamp': event.timestamp, host: { name: event.source }, ...event.payload })}\n`,
       );
       return { path: '/_bulk', contentType: 'application/x-ndjson', body: lines.join('') };
     }

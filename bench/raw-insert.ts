@@ -9,7 +9,12 @@ import { benchEvent } from './events';
  * journal_mode=WAL, synchronous=NORMAL. Row building is not timed; only the inserts are.
  * argv[2] is {dbPath, prefix, count, batchRows}; prints {rowsPerSecond, seconds}.
  */
-export function rawInsertRate(dbPath: string, prefix: string, count: number, batchRows: number): { rowsPerSecond: number; seconds: number } {
+export function rawInsertRate(
+  dbPath: string,
+  prefix: string,
+  count: number,
+  batchRows: number,
+): { rowsPerSecond: number; seconds: number } {
   const db = new Database(dbPath);
   db.pragma('journal_mode = WAL');
   db.pragma('synchronous = NORMAL');

@@ -52,12 +52,54 @@ export const BENCH_OPTIONS = defineOptions({
   only: { type: 'string', placeholder: 'A,B', description: `only these workloads (${WORKLOADS.join(', ')})` },
   rounds: { type: 'int', placeholder: 'N', min: 1, max: 1000, defaultText: 'preset', description: 'rounds per workload' },
   duration: { type: 'int', placeholder: 'S', min: 1, max: 3600, defaultText: 'preset', description: 'seconds per round' },
-  warmup: { type: 'int', placeholder: 'S', min: 0, max: 600, defaultText: '1 with --quick, else 2', description: 'warm-up seconds before a round' },
-  connections: { type: 'int', placeholder: 'N', default: 64, min: 1, max: 10_000, description: 'concurrent connections of the load generator' },
-  sustainedEvents: { type: 'int', placeholder: 'N', min: 1, max: 100_000_000, defaultText: 'preset', description: 'events of the sustained workload' },
-  recoveryEvents: { type: 'int', placeholder: 'N', min: 1, max: 100_000_000, defaultText: 'preset', description: 'events logged before the recovery workload' },
-  recoveryRounds: { type: 'int', placeholder: 'N', min: 1, max: 1000, defaultText: 'preset', description: 'rounds of the recovery workload' },
-  soak: { type: 'int', placeholder: 'S', min: 0, max: 7 * 24 * 3600, defaultText: '600 with --full, else 0', description: 'seconds of the memory soak' },
+  warmup: {
+    type: 'int',
+    placeholder: 'S',
+    min: 0,
+    max: 600,
+    defaultText: '1 with --quick, else 2',
+    description: 'warm-up seconds before a round',
+  },
+  connections: {
+    type: 'int',
+    placeholder: 'N',
+    default: 64,
+    min: 1,
+    max: 10_000,
+    description: 'concurrent connections of the load generator',
+  },
+  sustainedEvents: {
+    type: 'int',
+    placeholder: 'N',
+    min: 1,
+    max: 100_000_000,
+    defaultText: 'preset',
+    description: 'events of the sustained workload',
+  },
+  recoveryEvents: {
+    type: 'int',
+    placeholder: 'N',
+    min: 1,
+    max: 100_000_000,
+    defaultText: 'preset',
+    description: 'events logged before the recovery workload',
+  },
+  recoveryRounds: {
+    type: 'int',
+    placeholder: 'N',
+    min: 1,
+    max: 1000,
+    defaultText: 'preset',
+    description: 'rounds of the recovery workload',
+  },
+  soak: {
+    type: 'int',
+    placeholder: 'S',
+    min: 0,
+    max: 7 * 24 * 3600,
+    defaultText: '600 with --full, else 0',
+    description: 'seconds of the memory soak',
+  },
   soakRate: { type: 'int', placeholder: 'N', default: 2000, min: 1, max: 1_000_000, description: 'events per second during the soak' },
   out: { type: 'string', placeholder: 'FILE', defaultText: 'bench/RESULTS.md', description: 'where the results go' },
   env: { type: 'string', placeholder: 'K=V,...', description: 'extra environment for the service, to measure settings' },
@@ -150,7 +192,10 @@ function noteMachine(label: string): void {
 }
 
 function loadAverage(): string {
-  return os.loadavg().map((l) => l.toFixed(2)).join(' ');
+  return os
+    .loadavg()
+    .map((l) => l.toFixed(2))
+    .join(' ');
 }
 
 function median(values: number[]): number {
@@ -194,7 +239,11 @@ function removeDir(dir: string): void {
 let serviceEnv: Record<string, string> = {};
 
 /** The durable service on a fresh data dir (info logs: nothing is logged per request). */
-async function startDurable(label: string, dataDir = freshDir(label), extraEnv: Record<string, string> = {}): Promise<{ server: ServerProcess; dataDir: string }> {
+async function startDurable(
+  label: string,
+  dataDir = freshDir(label),
+  extraEnv: Record<string, string> = {},
+): Promise<{ server: ServerProcess; dataDir: string }> {
   const server = await startServerProcess(dataDir, { LOG_LEVEL: 'info', ...serviceEnv, ...extraEnv });
   return { server, dataDir };
 }
@@ -285,7 +334,13 @@ async function benchThroughput(options: BenchOptions, report: Report, medians: R
       const durableRuns: LoadResult[] = [];
       const compareRuns: LoadResult[] = [];
       for (let round = 0; round < options.rounds; round += 1) {
-        const spec = { mode: kind, connections: options.connections, durationSeconds: options.durationSeconds, batchSize: options.batchSize, warmupSeconds: options.warmupSeconds };
+        const spec = {
+          mode: kind,
+          connections: options.connections,
+          durationSeconds: options.durationSeconds,
+          batchSize: options.batchSize,
+          warmupSeconds: options.warmupSeconds,
+        };
         log(`${kind} round ${round + 1}: bare (load ${loadAverage()})`);
         bareRuns.push(await runLoad({ ...spec, url: bare.url, prefix: `bare-${kind}-${round}` }));
         log(`${kind} round ${round + 1}: durable (load ${loadAverage()})`);
@@ -305,19 +360,39 @@ async function benchThroughput(options: BenchOptions, report: Report, medians: R
             removeDir(other.dataDir);
           }
         }
-        log(`  bare ${fmt(bareRuns[round]!.eventsPerSecond)} ev/s, durable ${fmt(durableRuns[round]!.eventsPerSecond)} ev/s (non2xx ${durableRuns[round]!.non2xx})${compareRuns[round] ? `, with ${JSON.stringify(options.compareEnv)} ${fmt(compareRuns[round]!.eventsPerSecond)} ev/s` : ''}`);
+        log(
+          `  bare ${fmt(bareRuns[round]!.eventsPerSecond)} ev/s, durable ${fmt(durableRuns[round]!.eventsPerSecond)} ev/s (non2xx ${durableRuns[round]!.non2xx})${compareRuns[round] ? `, with ${JSON.stringify(options.compareEnv)} ${fmt(compareRuns[round]!.eventsPerSecond)} ev/s` : ''}`,
+        );
       }
       const key = kind === 'single' ? 'requestsPerSecond' : 'eventsPerSecond';
       const bareMedian = median(bareRuns.map((r) => r[key]));
       const durableMedian = median(durableRuns.map((r) => r[key]));
       medians[`${kind}Durable`] = durableMedian;
       if (kind === 'single') {
-        report.rows.push(ratioRow(`durable single-event publish, ${options.connections} connections (requests/s)`, durableMedian, bareMedian, 'req/s', 0.6));
+        report.rows.push(
+          ratioRow(
+            `durable single-event publish, ${options.connections} connections (requests/s)`,
+            durableMedian,
+            bareMedian,
+            'req/s',
+            0.6,
+          ),
+        );
       } else {
-        report.rows.push(ratioRow(`durable batched publish, ${options.batchSize} events/request (events/s)`, durableMedian, bareMedian, 'ev/s', 0.5));
+        report.rows.push(
+          ratioRow(`durable batched publish, ${options.batchSize} events/request (events/s)`, durableMedian, bareMedian, 'ev/s', 0.5),
+        );
       }
       if (options.compareEnv !== null) {
-        report.rows.push(ratioRow(`  the same with ${JSON.stringify(options.compareEnv)} (interleaved)`, median(compareRuns.map((r) => r[key])), bareMedian, kind === 'single' ? 'req/s' : 'ev/s', kind === 'single' ? 0.6 : 0.5));
+        report.rows.push(
+          ratioRow(
+            `  the same with ${JSON.stringify(options.compareEnv)} (interleaved)`,
+            median(compareRuns.map((r) => r[key])),
+            bareMedian,
+            kind === 'single' ? 'req/s' : 'ev/s',
+            kind === 'single' ? 0.6 : 0.5,
+          ),
+        );
         report.details.push(`${kind} with ${JSON.stringify(options.compareEnv)}: ${compareRuns.map((r) => fmt(r[key])).join(', ')}`);
       }
       report.details.push(
@@ -363,7 +438,9 @@ async function benchProtocols(options: BenchOptions, report: Report): Promise<vo
           // Only 2xx answers count; a 503 (backlog over QUEUE_MAX_SIZE while the index catches up) is backpressure, shown per round.
           nonOk.get(protocol)!.push(result.non2xx + result.errors);
           runs.get(protocol)!.push(result.eventsPerSecond);
-          log(`protocols x${batchSize} round ${round + 1}: ${protocol} ${fmt(result.eventsPerSecond)} ev/s (p99 ${result.latencyP99Ms} ms, ${result.liveBodies} bodies encoded live, ${result.non2xx} non-2xx, load ${loadAverage()})`);
+          log(
+            `protocols x${batchSize} round ${round + 1}: ${protocol} ${fmt(result.eventsPerSecond)} ev/s (p99 ${result.latencyP99Ms} ms, ${result.liveBodies} bodies encoded live, ${result.non2xx} non-2xx, load ${loadAverage()})`,
+          );
         }
       } finally {
         await server.kill('SIGKILL');
@@ -373,10 +450,22 @@ async function benchProtocols(options: BenchOptions, report: Report): Promise<vo
     const publishMedian = median(runs.get('publish')!);
     for (const protocol of BENCH_PROTOCOLS) {
       if (protocol === 'publish') continue;
-      report.rows.push(ratioRow(`${protocol}, ${batchSize} records/request, ${PROTOCOL_CONNECTIONS} connections (events/s) vs /publish`, median(runs.get(protocol)!), publishMedian, 'ev/s', 0.7));
+      report.rows.push(
+        ratioRow(
+          `${protocol}, ${batchSize} records/request, ${PROTOCOL_CONNECTIONS} connections (events/s) vs /publish`,
+          median(runs.get(protocol)!),
+          publishMedian,
+          'ev/s',
+          0.7,
+        ),
+      );
     }
-    report.details.push(`protocols x${batchSize}: ${BENCH_PROTOCOLS.map((p) => `${p} ${runs.get(p)!.map(fmt).join(', ')}`).join('; ')} ev/s per round`);
-    report.details.push(`protocols x${batchSize} non-2xx answers (503 backpressure) per round: ${BENCH_PROTOCOLS.map((p) => `${p} ${nonOk.get(p)!.join(', ')}`).join('; ')}`);
+    report.details.push(
+      `protocols x${batchSize}: ${BENCH_PROTOCOLS.map((p) => `${p} ${runs.get(p)!.map(fmt).join(', ')}`).join('; ')} ev/s per round`,
+    );
+    report.details.push(
+      `protocols x${batchSize} non-2xx answers (503 backpressure) per round: ${BENCH_PROTOCOLS.map((p) => `${p} ${nonOk.get(p)!.join(', ')}`).join('; ')}`,
+    );
   }
 }
 
@@ -386,7 +475,15 @@ async function benchLatency(options: BenchOptions, report: Report, medians: Reco
   if (maxRate === undefined) {
     const { server, dataDir } = await startDurable('latency-max');
     try {
-      maxRate = (await runLoad({ mode: 'single', url: server.url, connections: options.connections, durationSeconds: options.durationSeconds, prefix: 'latency-max' })).requestsPerSecond;
+      maxRate = (
+        await runLoad({
+          mode: 'single',
+          url: server.url,
+          connections: options.connections,
+          durationSeconds: options.durationSeconds,
+          prefix: 'latency-max',
+        })
+      ).requestsPerSecond;
     } finally {
       await server.kill('SIGKILL');
       removeDir(dataDir);
@@ -399,7 +496,13 @@ async function benchLatency(options: BenchOptions, report: Report, medians: Reco
   const bare = await startBareServer();
   try {
     for (let round = 0; round < options.rounds; round += 1) {
-      const spec = { mode: 'single' as const, connections: options.connections, durationSeconds: options.durationSeconds, overallRate: rate, warmupSeconds: options.warmupSeconds };
+      const spec = {
+        mode: 'single' as const,
+        connections: options.connections,
+        durationSeconds: options.durationSeconds,
+        overallRate: rate,
+        warmupSeconds: options.warmupSeconds,
+      };
       log(`latency round ${round + 1} at ${rate} req/s (load ${loadAverage()})`);
       bareRuns.push(await runLoad({ ...spec, url: bare.url, prefix: `latency-bare-${round}` }));
       const { server, dataDir } = await startDurable('latency');
@@ -441,7 +544,17 @@ async function benchSustained(options: BenchOptions, report: Report): Promise<vo
     if (options.compareEnv !== null) {
       const other = await startDurable('sustained', freshDir('sustained'), options.compareEnv);
       try {
-        compareRuns.push(await runLoad({ mode: 'sustained', url: other.server.url, connections: 16, durationSeconds: 0, batchSize: options.batchSize, events: options.sustainedEvents, prefix }));
+        compareRuns.push(
+          await runLoad({
+            mode: 'sustained',
+            url: other.server.url,
+            connections: 16,
+            durationSeconds: 0,
+            batchSize: options.batchSize,
+            events: options.sustainedEvents,
+            prefix,
+          }),
+        );
       } finally {
         await other.server.kill('SIGKILL');
         removeDir(other.dataDir);
@@ -450,7 +563,17 @@ async function benchSustained(options: BenchOptions, report: Report): Promise<vo
     log(`sustained round ${round + 1}: service, ${options.sustainedEvents} events (load ${loadAverage()})`);
     const { server, dataDir } = await startDurable('sustained');
     try {
-      serviceRuns.push(await runLoad({ mode: 'sustained', url: server.url, connections: 16, durationSeconds: 0, batchSize: options.batchSize, events: options.sustainedEvents, prefix }));
+      serviceRuns.push(
+        await runLoad({
+          mode: 'sustained',
+          url: server.url,
+          connections: 16,
+          durationSeconds: 0,
+          batchSize: options.batchSize,
+          events: options.sustainedEvents,
+          prefix,
+        }),
+      );
     } finally {
       await server.kill('SIGKILL');
       removeDir(dataDir);
@@ -458,17 +581,44 @@ async function benchSustained(options: BenchOptions, report: Report): Promise<vo
     log(`sustained round ${round + 1}: raw insert (load ${loadAverage()})`);
     const rawDir = freshDir('raw');
     try {
-      rawRuns.push((await runChild<{ rowsPerSecond: number }>('raw-insert.js', { dbPath: path.join(rawDir, 'raw.db'), prefix, count: options.sustainedEvents, batchRows: 2000 })).rowsPerSecond);
+      rawRuns.push(
+        (
+          await runChild<{ rowsPerSecond: number }>('raw-insert.js', {
+            dbPath: path.join(rawDir, 'raw.db'),
+            prefix,
+            count: options.sustainedEvents,
+            batchRows: 2000,
+          })
+        ).rowsPerSecond,
+      );
     } finally {
       removeDir(rawDir);
     }
     log(`  service ${fmt(serviceRuns[round]!.eventsPerSecond)} ev/s indexed, raw ${fmt(rawRuns[round]!)} rows/s`);
   }
   const service = median(serviceRuns.map((r) => r.eventsPerSecond));
-  report.rows.push(ratioRow(`sustained end-to-end, ${fmt(options.sustainedEvents)} events acknowledged and indexed (events/s)`, service, median(rawRuns), 'ev/s', 0.8));
+  report.rows.push(
+    ratioRow(
+      `sustained end-to-end, ${fmt(options.sustainedEvents)} events acknowledged and indexed (events/s)`,
+      service,
+      median(rawRuns),
+      'ev/s',
+      0.8,
+    ),
+  );
   if (options.compareEnv !== null) {
-    report.rows.push(ratioRow(`  the same with ${JSON.stringify(options.compareEnv)} (interleaved)`, median(compareRuns.map((r) => r.eventsPerSecond)), median(rawRuns), 'ev/s', 0.8));
-    report.details.push(`sustained with ${JSON.stringify(options.compareEnv)}: ${compareRuns.map((r) => fmt(r.eventsPerSecond)).join(', ')} ev/s`);
+    report.rows.push(
+      ratioRow(
+        `  the same with ${JSON.stringify(options.compareEnv)} (interleaved)`,
+        median(compareRuns.map((r) => r.eventsPerSecond)),
+        median(rawRuns),
+        'ev/s',
+        0.8,
+      ),
+    );
+    report.details.push(
+      `sustained with ${JSON.stringify(options.compareEnv)}: ${compareRuns.map((r) => fmt(r.eventsPerSecond)).join(', ')} ev/s`,
+    );
   }
   report.details.push(
     `sustained: service indexed ev/s per round ${serviceRuns.map((r) => fmt(r.eventsPerSecond)).join(', ')} (acked after ${serviceRuns.map((r) => r.ackedSeconds!.toFixed(2)).join(', ')} s, indexed after ${serviceRuns.map((r) => r.indexedSeconds!.toFixed(2)).join(', ')} s, 503 retries ${serviceRuns.map((r) => r.non2xx).join(', ')}); raw rows/s ${rawRuns.map(fmt).join(', ')}`,
@@ -491,20 +641,41 @@ async function benchRecoveryAndQuery(options: BenchOptions, report: Report): Pro
     for (let round = 0; round < options.recoveryRounds; round += 1) {
       clearIndex();
       log(`recovery round ${round + 1}: replay ${count} records (load ${loadAverage()})`);
-      const run = await runChild<{ seconds: number; recordsReplayed: number; maxRssMb: number }>('recover.js', { dataDir, env: serviceEnv });
+      const run = await runChild<{ seconds: number; recordsReplayed: number; maxRssMb: number }>('recover.js', {
+        dataDir,
+        env: serviceEnv,
+      });
       if (run.recordsReplayed !== count) throw new Error(`recovery replayed ${run.recordsReplayed} of ${count}`);
       recoveryRuns.push(run);
       log(`recovery round ${round + 1}: raw insert (load ${loadAverage()})`);
       const rawDir = freshDir('raw');
       try {
-        rawRuns.push((await runChild<{ rowsPerSecond: number }>('raw-insert.js', { dbPath: path.join(rawDir, 'raw.db'), prefix: 'recovery', count, batchRows: 2000 })).rowsPerSecond);
+        rawRuns.push(
+          (
+            await runChild<{ rowsPerSecond: number }>('raw-insert.js', {
+              dbPath: path.join(rawDir, 'raw.db'),
+              prefix: 'recovery',
+              count,
+              batchRows: 2000,
+            })
+          ).rowsPerSecond,
+        );
       } finally {
         removeDir(rawDir);
       }
       log(`  recovery ${run.seconds.toFixed(2)} s = ${fmt(count / run.seconds)} rows/s, raw ${fmt(rawRuns[round]!)} rows/s`);
     }
     const seconds = median(recoveryRuns.map((r) => r.seconds));
-    report.rows.push(ratioRow(`recovery: replay ${fmt(count)} logged events into an empty index (rows/s)`, count / seconds, median(rawRuns), 'rows/s', 0.8, ` (${seconds.toFixed(1)} s)`));
+    report.rows.push(
+      ratioRow(
+        `recovery: replay ${fmt(count)} logged events into an empty index (rows/s)`,
+        count / seconds,
+        median(rawRuns),
+        'rows/s',
+        0.8,
+        ` (${seconds.toFixed(1)} s)`,
+      ),
+    );
     report.rows.push({
       target: `recovery time for ${fmt(count)} events`,
       measured: `${seconds.toFixed(1)} s`,
@@ -527,7 +698,17 @@ async function benchRecoveryAndQuery(options: BenchOptions, report: Report): Pro
       const rssAtStart = rssMb(server.child.pid!);
       const runs: LoadResult[] = [];
       for (let round = 0; round < options.rounds; round += 1) {
-        runs.push(await runLoad({ mode: 'query', url: server.url, connections: 4, durationSeconds: options.durationSeconds, prefix: 'query', seqMax: count, warmupSeconds: round === 0 ? options.warmupSeconds : 0 }));
+        runs.push(
+          await runLoad({
+            mode: 'query',
+            url: server.url,
+            connections: 4,
+            durationSeconds: options.durationSeconds,
+            prefix: 'query',
+            seqMax: count,
+            warmupSeconds: round === 0 ? options.warmupSeconds : 0,
+          }),
+        );
       }
       const rssAfter = rssMb(server.child.pid!);
       const p99 = median(runs.map((r) => r.latencyP99Ms));
@@ -564,7 +745,15 @@ async function benchSoak(options: BenchOptions, report: Report): Promise<void> {
   const sampler = setInterval(() => samples.push([(Date.now() - started) / 1000, rssMb(server.child.pid!)]), 10_000);
   try {
     log(`soak: ${options.soakSeconds} s at ${rate} requests/s of ${options.batchSize} events (load ${loadAverage()})`);
-    const result = await runLoad({ mode: 'batch', url: server.url, connections: 8, durationSeconds: options.soakSeconds, overallRate: rate, batchSize: options.batchSize, prefix: 'soak' });
+    const result = await runLoad({
+      mode: 'batch',
+      url: server.url,
+      connections: 8,
+      durationSeconds: options.soakSeconds,
+      overallRate: rate,
+      batchSize: options.batchSize,
+      prefix: 'soak',
+    });
     clearInterval(sampler);
     samples.push([(Date.now() - started) / 1000, rssMb(server.child.pid!)]);
     const stats = (await (await fetch(`${server.url}/stats`)).json()) as { unique_processed: number; accepted: number };
@@ -579,7 +768,9 @@ async function benchSoak(options: BenchOptions, report: Report): Promise<void> {
       goal: '<= 256 MB, flat',
       met: max <= 256 ? 'yes' : 'NO',
     });
-    report.details.push(`soak: ${fmt(result.eventsPerSecond)} ev/s acknowledged, non-2xx ${result.non2xx}; RSS samples (s: MB) ${samples.map(([t, r]) => `${Math.round(t)}: ${Math.round(r)}`).join(', ')}`);
+    report.details.push(
+      `soak: ${fmt(result.eventsPerSecond)} ev/s acknowledged, non-2xx ${result.non2xx}; RSS samples (s: MB) ${samples.map(([t, r]) => `${Math.round(t)}: ${Math.round(r)}`).join(', ')}`,
+    );
   } finally {
     clearInterval(sampler);
     await server.kill('SIGKILL');
@@ -659,7 +850,14 @@ async function main(): Promise<void> {
   log(`wrote ${options.resultsPath}`);
 }
 
-function renderResults(options: BenchOptions, startedAt: Date, loadAtStart: string, table: string, report: Report, complete: boolean): string {
+function renderResults(
+  options: BenchOptions,
+  startedAt: Date,
+  loadAtStart: string,
+  table: string,
+  report: Report,
+  complete: boolean,
+): string {
   return [
     `# Benchmark results`,
     '',

@@ -20,7 +20,10 @@ export const ERROR_CATALOGUE = {
   batch_too_large: { status: 413, meaning: 'more events in one request than BATCH_EVENTS_MAX' },
   request_timeout: { status: 408, meaning: 'the request (or its headers) took longer than REQUEST_TIMEOUT_MS (HEADERS_TIMEOUT_MS)' },
   headers_too_large: { status: 431, meaning: 'the request line and headers are over the 16 KiB bound; the connection is closed' },
-  rate_limited: { status: 429, meaning: 'this API key (or client address) is over RATE_LIMIT_PER_SECOND and its burst; retry after Retry-After' },
+  rate_limited: {
+    status: 429,
+    meaning: 'this API key (or client address) is over RATE_LIMIT_PER_SECOND and its burst; retry after Retry-After',
+  },
   unsupported_media_type: { status: 415, meaning: 'Content-Type is not JSON, or the charset/encoding is unsupported' },
   recovering: { status: 503, meaning: 'startup recovery is still replaying the log; retry after Retry-After' },
   backlog_full: { status: 503, meaning: 'the queue backlog is over QUEUE_MAX_SIZE; nothing was written' },
@@ -46,11 +49,7 @@ export class AppError extends Error {
   readonly details: ErrorDetail[] | undefined;
   readonly retryAfterSeconds: number | undefined;
 
-  constructor(
-    code: ErrorCode,
-    message: string,
-    options: { details?: ErrorDetail[]; retryAfterSeconds?: number; cause?: unknown } = {},
-  ) {
+  constructor(code: ErrorCode, message: string, options: { details?: ErrorDetail[]; retryAfterSeconds?: number; cause?: unknown } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'AppError';
     this.code = code;

@@ -45,7 +45,10 @@ export function createLogger(config: Pick<Config, 'logLevel' | 'logFormat'>, des
     // reading, and a fatal line must be out before the process exits.
     const pretty = pinoPretty({
       sync: true,
-      messageFormat: '{msg}{if page} on {page} (API docs: {docs}){end}', ignore: 'pid,hostname,service', translateTime: 'SYS:HH:MM:ss.l' });
+      messageFormat: '{msg}{if page} on {page} (API docs: {docs}){end}',
+      ignore: 'pid,hostname,service',
+      translateTime: 'SYS:HH:MM:ss.l',
+    });
     return pino(options, pretty);
   }
   return pino(options);
@@ -118,7 +121,15 @@ export async function startService(
   const port = (server.address() as AddressInfo).port;
   const url = browsableUrl(config.host, port, config.tlsCertFile != null);
   logger.info(
-    { host: config.host, port, tls: config.tlsCertFile != null, page: `${url}/`, docs: `${url}/docs`, dataDir: config.dataDir, databasePath: config.databasePath },
+    {
+      host: config.host,
+      port,
+      tls: config.tlsCertFile != null,
+      page: `${url}/`,
+      docs: `${url}/docs`,
+      dataDir: config.dataDir,
+      databasePath: config.databasePath,
+    },
     'listening',
   );
   const warning = accessControlWarning(config, port);
@@ -179,7 +190,10 @@ function createServer(config: Readonly<Config>, options: http.ServerOptions, app
     return https.createServer({ ...options, ...tls }, app);
   } catch (err) {
     const reason = (err as NodeJS.ErrnoException).code ?? 'unreadable';
-    throw new Error(`TLS_CERT_FILE=${config.tlsCertFile} / TLS_KEY_FILE=${config.tlsKeyFile}: not a usable PEM certificate and key (${reason})`, { cause: err });
+    throw new Error(
+      `TLS_CERT_FILE=${config.tlsCertFile} / TLS_KEY_FILE=${config.tlsKeyFile}: not a usable PEM certificate and key (${reason})`,
+      { cause: err },
+    );
   }
 }
 

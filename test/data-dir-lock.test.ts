@@ -39,7 +39,10 @@ describe('lockDataDir', () => {
     // pid 1 (init) is alive; no start time recorded, so its pid alone decides.
     const held = JSON.stringify({ pid: 1, command: 'rebuild' });
     fs.writeFileSync(file, held);
-    expect(() => lockDataDir(dataDir, 'serve')).to.throw(DataDirLockedError, `${dataDir} is in use: ${file} is held by pid 1 (logagg rebuild); stop it first`);
+    expect(() => lockDataDir(dataDir, 'serve')).to.throw(
+      DataDirLockedError,
+      `${dataDir} is in use: ${file} is held by pid 1 (logagg rebuild); stop it first`,
+    );
     expect(fs.readFileSync(file, 'utf8')).to.equal(held);
   });
 });

@@ -43,7 +43,16 @@ function batchReplacer(key, value) {
  * The Http transport for a log-aggregator at `url` (e.g. http://127.0.0.1:8080/publish).
  * `apiKey` is sent as Authorization: Bearer (publish scope) when given.
  */
-function logAggregatorTransport({ url, apiKey, topic = 'app.log', source = 'winston', batch = true, batchCount = 100, batchInterval = 1000, level }) {
+function logAggregatorTransport({
+  url,
+  apiKey,
+  topic = 'app.log',
+  source = 'winston',
+  batch = true,
+  batchCount = 100,
+  batchInterval = 1000,
+  level,
+}) {
   const target = new URL(url);
   return new winston.transports.Http({
     host: target.hostname,
@@ -64,7 +73,9 @@ module.exports = { logAggregatorTransport, toEvent, batchReplacer };
 // Example: node docker/winston/log-aggregator-transport.js http://127.0.0.1:8080/publish [api-key]
 if (require.main === module) {
   const logger = winston.createLogger({
-    transports: [logAggregatorTransport({ url: process.argv[2] ?? 'http://127.0.0.1:8080/publish', apiKey: process.argv[3], batchCount: 2 })],
+    transports: [
+      logAggregatorTransport({ url: process.argv[2] ?? 'http://127.0.0.1:8080/publish', apiKey: process.argv[3], batchCount: 2 }),
+    ],
   });
   logger.info('user logged in', { topic: 'app.auth', event_id: 'login-0001', user: 'u-1' });
   logger.warn('password expires soon', { topic: 'app.auth', event_id: 'login-0002', user: 'u-1' });

@@ -11,7 +11,13 @@ export const EXIT_USAGE = 2;
 
 /** Flags every subcommand takes. */
 export const COMMON_OPTIONS = defineOptions({
-  dataDir: { type: 'string', placeholder: 'DIR', description: 'data directory', defaultText: '$DATA_DIR, else ./data', group: 'Common options' },
+  dataDir: {
+    type: 'string',
+    placeholder: 'DIR',
+    description: 'data directory',
+    defaultText: '$DATA_DIR, else ./data',
+    group: 'Common options',
+  },
   json: { type: 'boolean', description: 'machine-readable output', group: 'Common options' },
   progress: { type: 'boolean', description: 'show progress bars even when stderr is not a terminal', group: 'Common options' },
   help: { type: 'boolean', short: 'h', description: 'this help', group: 'Common options' },
@@ -57,7 +63,12 @@ export interface Command {
 /** Builds a Command from its definition: parsing and --help both come from `definition.options`. */
 export function defineCommand<const S extends OptionSpecs>(definition: CommandDefinition<S>): Command {
   const specs = { ...definition.options, ...COMMON_OPTIONS };
-  const help: HelpText = { usage: definition.usage, description: definition.description, examples: definition.examples, footer: COMMON_FOOTER };
+  const help: HelpText = {
+    usage: definition.usage,
+    description: definition.description,
+    examples: definition.examples,
+    footer: COMMON_FOOTER,
+  };
   const helpText = (): string => formatHelp(help, specs);
   return {
     name: definition.name,
@@ -71,14 +82,21 @@ export function defineCommand<const S extends OptionSpecs>(definition: CommandDe
         return EXIT_OK;
       }
       const dataDirRaw = values.dataDir ?? (env.DATA_DIR !== undefined && env.DATA_DIR.trim() !== '' ? env.DATA_DIR : 'data');
-      return definition.run({ options: values, env, dataDir: path.resolve(dataDirRaw), json: values.json, progress: values.progress || stderrIsTty });
+      return definition.run({
+        options: values,
+        env,
+        dataDir: path.resolve(dataDirRaw),
+        json: values.json,
+        progress: values.progress || stderrIsTty,
+      });
     },
   };
 }
 
 /** Where the log and the index of a data dir are (`--index`, else DATABASE_PATH as the server honours it). */
 export function dataPaths(context: CommandContext<unknown>, indexFile?: string): { dataDir: string; walDir: string; databasePath: string } {
-  const fromEnv = context.env.DATABASE_PATH !== undefined && context.env.DATABASE_PATH.trim() !== '' ? context.env.DATABASE_PATH : undefined;
+  const fromEnv =
+    context.env.DATABASE_PATH !== undefined && context.env.DATABASE_PATH.trim() !== '' ? context.env.DATABASE_PATH : undefined;
   return { dataDir: context.dataDir, ...dataDirPaths(context.dataDir, indexFile ?? fromEnv) };
 }
 
@@ -103,9 +121,21 @@ const FILTERS = 'Filters (combined with AND)';
 export const FILTER_OPTIONS = defineOptions({
   topic: { type: 'strings', placeholder: 'T', lengthMax: FIXED_LIMITS.fieldLengthMax, description: 'only this topic', group: FILTERS },
   source: { type: 'string', placeholder: 'S', description: 'only this source', group: FILTERS },
-  since: { type: 'time', placeholder: 'TIME', description: 'only events with timestamp >= TIME (RFC 3339, e.g. 2025-10-23T10:00:00Z, or 15m, 2h, 7d before now)', group: FILTERS },
+  since: {
+    type: 'time',
+    placeholder: 'TIME',
+    description: 'only events with timestamp >= TIME (RFC 3339, e.g. 2025-10-23T10:00:00Z, or 15m, 2h, 7d before now)',
+    group: FILTERS,
+  },
   until: { type: 'time', placeholder: 'TIME', description: 'only events with timestamp <  TIME', group: FILTERS },
-  fromSeq: { type: 'int', placeholder: 'N', min: 1, max: Number.MAX_SAFE_INTEGER, description: 'only events with seq >= N', group: FILTERS },
+  fromSeq: {
+    type: 'int',
+    placeholder: 'N',
+    min: 1,
+    max: Number.MAX_SAFE_INTEGER,
+    description: 'only events with seq >= N',
+    group: FILTERS,
+  },
 });
 
 /** The filter an invocation's filter flags describe (already checked by the option specs). */

@@ -25,7 +25,12 @@ export interface ExportSummary {
  * shape of GET /events) to `output`. It reads the log, not the index, and skips corrupt
  * lines (listing them) without failing; the torn tail is not an event.
  */
-export async function exportEvents(walDir: string, filter: EventFilter, output: NodeJS.WritableStream, options: { progress?: boolean } = {}): Promise<Omit<ExportSummary, 'out'>> {
+export async function exportEvents(
+  walDir: string,
+  filter: EventFilter,
+  output: NodeJS.WritableStream,
+  options: { progress?: boolean } = {},
+): Promise<Omit<ExportSummary, 'out'>> {
   const segments = logSegments(walDir);
   const summary: Omit<ExportSummary, 'out'> = { events: 0, bytes: 0, lastSeq: null, segments: 0, corruptLinesSkipped: [] };
   const progress = startProgress(options.progress === true, 'export', segmentsBytes(segmentsFrom(segments, filter.fromSeq ?? 1)), 'bytes');
@@ -95,8 +100,11 @@ tail is not an event. A summary goes to stderr (as JSON with --json), never to s
     if (context.json) {
       process.stderr.write(`${JSON.stringify(summary)}\n`);
     } else {
-      for (const bad of summary.corruptLinesSkipped) process.stderr.write(`export: skipped a corrupt line (${bad.problem}) in ${bad.file} at byte offset ${bad.offset}\n`);
-      process.stderr.write(`export: ${summary.events} events (${summary.bytes} bytes) from ${summary.segments} segment(s) to ${summary.out}${summary.lastSeq !== null ? `, last seq ${summary.lastSeq}` : ''}\n`);
+      for (const bad of summary.corruptLinesSkipped)
+        process.stderr.write(`export: skipped a corrupt line (${bad.problem}) in ${bad.file} at byte offset ${bad.offset}\n`);
+      process.stderr.write(
+        `export: ${summary.events} events (${summary.bytes} bytes) from ${summary.segments} segment(s) to ${summary.out}${summary.lastSeq !== null ? `, last seq ${summary.lastSeq}` : ''}\n`,
+      );
     }
     return summary.corruptLinesSkipped.length === 0 ? EXIT_OK : EXIT_PROBLEM;
   },

@@ -56,7 +56,11 @@ export function delay(ms: number): Promise<void> {
  * waiting Retry-After when the server gives it, else an exponential backoff from 100 ms up
  * to 5 s with jitter. It returns the first other answer (200, 400, 413...) as it is.
  */
-export async function postWithRetries(url: string, body: string, options: { retries: number; timeoutMs: number; onRetry?: (reason: string, waitMs: number) => void }): Promise<RetriedAnswer> {
+export async function postWithRetries(
+  url: string,
+  body: string,
+  options: { retries: number; timeoutMs: number; onRetry?: (reason: string, waitMs: number) => void },
+): Promise<RetriedAnswer> {
   let retries = 0;
   let ambiguousRetries = 0;
   for (let attempt = 0; ; attempt += 1) {
@@ -65,7 +69,8 @@ export async function postWithRetries(url: string, body: string, options: { retr
     try {
       const answer = await requestJson('POST', url, body, options.timeoutMs);
       if (!RETRYABLE_STATUSES.has(answer.status) || attempt >= options.retries) return { answer, error: null, retries, ambiguousRetries };
-      reason = `${answer.status} ${typeof answer.body === 'object' && answer.body !== null ? (answer.body as { error?: string }).error ?? '' : ''}`.trim();
+      reason =
+        `${answer.status} ${typeof answer.body === 'object' && answer.body !== null ? ((answer.body as { error?: string }).error ?? '') : ''}`.trim();
       if (answer.retryAfterSeconds !== null) waitMs = answer.retryAfterSeconds * 1000;
     } catch (err) {
       const networkError = err as Error;

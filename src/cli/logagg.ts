@@ -14,13 +14,41 @@ interface CommandEntry {
 /** Every subcommand, in the order the help lists them. */
 export const COMMANDS: CommandEntry[] = [
   { name: 'serve', summary: 'run the aggregator (what `npm start` runs)', load: async () => (await import('./serve')).serveCommand },
-  { name: 'verify', summary: 'check every segment (checksums, seq order, torn tail) and the index against the log', load: async () => (await import('./verify')).verifyCommand },
-  { name: 'repair', summary: 'cut a torn tail (bytes kept); --quarantine-corrupt moves corrupt records out', load: async () => (await import('./repair')).repairCommand },
-  { name: 'rebuild', summary: 'rebuild the SQLite index from the log alone (server stopped)', load: async () => (await import('./rebuild')).rebuildCommand },
-  { name: 'export', summary: 'write logged events as NDJSON (filters: topic, since, until, source, from-seq)', load: async () => (await import('./export')).exportCommand },
-  { name: 'replay', summary: 're-publish logged events to another aggregator (batches, retries, rate limit)', load: async () => (await import('./replay')).replayCommand },
-  { name: 'tail', summary: 'print the newest events; -f follows new ones (data dir, or a server URL via SSE)', load: async () => (await import('./tail')).tailCommand },
-  { name: 'publish', summary: 'publisher simulator: seed scenarios or a load, expected vs observed stats', load: async () => (await import('./publish')).publishCommand },
+  {
+    name: 'verify',
+    summary: 'check every segment (checksums, seq order, torn tail) and the index against the log',
+    load: async () => (await import('./verify')).verifyCommand,
+  },
+  {
+    name: 'repair',
+    summary: 'cut a torn tail (bytes kept); --quarantine-corrupt moves corrupt records out',
+    load: async () => (await import('./repair')).repairCommand,
+  },
+  {
+    name: 'rebuild',
+    summary: 'rebuild the SQLite index from the log alone (server stopped)',
+    load: async () => (await import('./rebuild')).rebuildCommand,
+  },
+  {
+    name: 'export',
+    summary: 'write logged events as NDJSON (filters: topic, since, until, source, from-seq)',
+    load: async () => (await import('./export')).exportCommand,
+  },
+  {
+    name: 'replay',
+    summary: 're-publish logged events to another aggregator (batches, retries, rate limit)',
+    load: async () => (await import('./replay')).replayCommand,
+  },
+  {
+    name: 'tail',
+    summary: 'print the newest events; -f follows new ones (data dir, or a server URL via SSE)',
+    load: async () => (await import('./tail')).tailCommand,
+  },
+  {
+    name: 'publish',
+    summary: 'publisher simulator: seed scenarios or a load, expected vs observed stats',
+    load: async () => (await import('./publish')).publishCommand,
+  },
 ];
 
 /** The version of the package this CLI belongs to, from the nearest package.json above this file. */
@@ -70,8 +98,13 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
   }
   const entry = COMMANDS.find((c) => c.name === name);
   if (entry === undefined) {
-    const suggestion = closestName(name.replace(/^-+/, ''), COMMANDS.map((c) => c.name));
-    process.stderr.write(`logagg: unknown command ${JSON.stringify(name)}${suggestion === null ? '' : ` (did you mean ${suggestion}?)`}; run \`logagg --help\`\n`);
+    const suggestion = closestName(
+      name.replace(/^-+/, ''),
+      COMMANDS.map((c) => c.name),
+    );
+    process.stderr.write(
+      `logagg: unknown command ${JSON.stringify(name)}${suggestion === null ? '' : ` (did you mean ${suggestion}?)`}; run \`logagg --help\`\n`,
+    );
     return EXIT_USAGE;
   }
   const command = await entry.load();

@@ -121,7 +121,9 @@ const SUGGESTION_DISTANCE_MAX = 2;
 
 /** The number of single-character edits (insert, delete, replace, swap) from a to b. */
 function editDistance(a: string, b: string): number {
-  const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+  const rows: number[][] = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)),
+  );
   const at = (i: number, j: number): number => rows[i]?.[j] ?? Number.MAX_SAFE_INTEGER;
   for (let i = 1; i <= a.length; i += 1) {
     for (let j = 1; j <= b.length; j += 1) {
@@ -139,7 +141,10 @@ export function closestName(given: string, known: readonly string[]): string | n
   let best: { name: string; distance: number } | null = null;
   for (const name of known) {
     const distance = given.length >= 3 && name.startsWith(given) ? 1 : editDistance(given, name);
-    if (distance <= Math.min(SUGGESTION_DISTANCE_MAX, Math.max(1, Math.floor(name.length / 3))) && (best === null || distance < best.distance)) {
+    if (
+      distance <= Math.min(SUGGESTION_DISTANCE_MAX, Math.max(1, Math.floor(name.length / 3))) &&
+      (best === null || distance < best.distance)
+    ) {
       best = { name, distance };
     }
   }
@@ -168,7 +173,8 @@ function parseArgsProblem(err: Error & { code?: string }, specs: OptionSpecs): s
 }
 
 function checkLength(flag: string, value: string, lengthMax: number | undefined): void {
-  if (lengthMax !== undefined && (value.length === 0 || value.length > lengthMax)) throw new UsageError(`--${flag} must be 1..${lengthMax} characters`);
+  if (lengthMax !== undefined && (value.length === 0 || value.length > lengthMax))
+    throw new UsageError(`--${flag} must be 1..${lengthMax} characters`);
 }
 
 /** Turns the raw text of one flag into its typed value, or throws a UsageError naming the flag. */
@@ -177,7 +183,8 @@ function convert(flag: string, spec: OptionSpec, raw: string): string | number {
   switch (spec.type) {
     case 'string':
       checkLength(flag, raw, spec.lengthMax);
-      if (spec.choices !== undefined && !spec.choices.includes(raw)) throw new UsageError(`--${flag} must be one of ${spec.choices.join(', ')}, got ${got}`);
+      if (spec.choices !== undefined && !spec.choices.includes(raw))
+        throw new UsageError(`--${flag} must be one of ${spec.choices.join(', ')}, got ${got}`);
       return raw;
     case 'int': {
       if (!/^\d{1,15}$/.test(raw) || Number(raw) < spec.min || Number(raw) > spec.max) {
@@ -187,7 +194,8 @@ function convert(flag: string, spec: OptionSpec, raw: string): string | number {
     }
     case 'number': {
       const value = /^\d+(\.\d+)?$/.test(raw) ? Number(raw) : Number.NaN;
-      if (!(value >= spec.min && value <= spec.max)) throw new UsageError(`--${flag} must be a number from ${spec.min} to ${spec.max}, got ${got}`);
+      if (!(value >= spec.min && value <= spec.max))
+        throw new UsageError(`--${flag} must be a number from ${spec.min} to ${spec.max}, got ${got}`);
       return value;
     }
     case 'url': {
@@ -197,7 +205,8 @@ function convert(flag: string, spec: OptionSpec, raw: string): string | number {
       } catch {
         // reported below
       }
-      if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:')) throw new UsageError(`--${flag} must be an http(s) URL, got ${got}`);
+      if (url === null || (url.protocol !== 'http:' && url.protocol !== 'https:'))
+        throw new UsageError(`--${flag} must be an http(s) URL, got ${got}`);
       return raw.replace(/\/+$/, '');
     }
     case 'time': {
@@ -224,7 +233,11 @@ export function parseOptions<const S extends OptionSpecs>(
 ): { values: OptionValues<S>; positionals: string[]; help: boolean } {
   const config: Record<string, { type: 'string' | 'boolean'; short?: string; multiple?: boolean }> = {};
   for (const [key, spec] of Object.entries(specs)) {
-    config[flagName(key)] = { type: spec.type === 'boolean' ? 'boolean' : 'string', ...(spec.short !== undefined ? { short: spec.short } : {}), ...(spec.type === 'strings' ? { multiple: true } : {}) };
+    config[flagName(key)] = {
+      type: spec.type === 'boolean' ? 'boolean' : 'string',
+      ...(spec.short !== undefined ? { short: spec.short } : {}),
+      ...(spec.type === 'strings' ? { multiple: true } : {}),
+    };
   }
   let parsed: { values: Record<string, string | boolean | Array<string | boolean> | undefined>; positionals: string[] };
   try {
@@ -303,7 +316,9 @@ export function formatOptions(specs: OptionSpecs): string {
   const width = Math.max(0, ...rows.map((row) => row.flags.length)) + 2;
   const groups = [...new Set(rows.map((row) => row.group))];
   return groups
-    .map((group) => [`${group}:`, ...rows.filter((row) => row.group === group).map((row) => `  ${row.flags.padEnd(width)}${row.description}`)].join('\n'))
+    .map((group) =>
+      [`${group}:`, ...rows.filter((row) => row.group === group).map((row) => `  ${row.flags.padEnd(width)}${row.description}`)].join('\n'),
+    )
     .join('\n\n');
 }
 
@@ -322,7 +337,8 @@ export interface HelpText {
 export function formatHelp(help: HelpText, specs: OptionSpecs): string {
   const usage = help.usage.map((line, i) => `${i === 0 ? 'Usage: ' : '       '}${line}`).join('\n');
   const parts = [usage, help.description, formatOptions(specs)];
-  if (help.examples !== undefined && help.examples.length > 0) parts.push(['Examples:', ...help.examples.map((line) => `  ${line}`)].join('\n'));
+  if (help.examples !== undefined && help.examples.length > 0)
+    parts.push(['Examples:', ...help.examples.map((line) => `  ${line}`)].join('\n'));
   if (help.footer !== undefined) parts.push(help.footer);
   return parts.join('\n\n');
 }

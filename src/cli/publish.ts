@@ -82,7 +82,11 @@ function expectedCounts(requests: SimEvent[][]): Counts {
 }
 
 /** Sends a plan, reads /stats before and after (once the queue is drained), and compares. */
-async function runPlan(url: string, plan: Plan, options: { retries: number; timeoutMs: number; drainTimeoutMs: number; progress: boolean }): Promise<ScenarioReport> {
+async function runPlan(
+  url: string,
+  plan: Plan,
+  options: { retries: number; timeoutMs: number; drainTimeoutMs: number; progress: boolean },
+): Promise<ScenarioReport> {
   const before = await readStats(url);
   const responses: Counts = { received: 0, accepted: 0, duplicates: 0 };
   const errors: string[] = [];
@@ -156,7 +160,13 @@ function seedScenarios(runId: string, random: () => number): Plan[] {
   let n = 0;
   const event = (topic: string, id?: string): SimEvent => {
     n += 1;
-    return { topic, event_id: id ?? `${runId}-${n}`, timestamp: new Date(Date.UTC(2025, 9, 23, 10, 0, n % 60)).toISOString(), source: 'logagg-publish', payload: { run: runId, n } };
+    return {
+      topic,
+      event_id: id ?? `${runId}-${n}`,
+      timestamp: new Date(Date.UTC(2025, 9, 23, 10, 0, n % 60)).toISOString(),
+      source: 'logagg-publish',
+      payload: { run: runId, n },
+    };
   };
   const once = event('sim.login');
   const a = event('sim.batch');
@@ -191,7 +201,16 @@ function seedScenarios(runId: string, random: () => number): Plan[] {
   return [
     fixed('same-event-3x', 'the same event sent 3 times, one request each', [[once], [once], [once]], false, 1),
     fixed('batch-internal-duplicates', 'one batch of 5 with 2 duplicates inside it (a, b, a, c, b)', [[a, b, a, c, b]], true, 1),
-    fixed('mixed-batch', 'a batch of 2 events, then a batch with those 2 again and 2 new ones', [[old1, old2], [old1, event('sim.mixed'), old2, event('sim.mixed')]], true, 1),
+    fixed(
+      'mixed-batch',
+      'a batch of 2 events, then a batch with those 2 again and 2 new ones',
+      [
+        [old1, old2],
+        [old1, event('sim.mixed'), old2, event('sim.mixed')],
+      ],
+      true,
+      1,
+    ),
     fixed('several-topics', '3 events in each of 3 topics, one batch', [topics.flatMap((t) => [event(t), event(t), event(t)])], true, 1),
     fixed('high-frequency', '20 batches of 10 sent 4 at a time, ~30% random duplicates (within and across batches)', fast, true, 4),
   ];
@@ -202,7 +221,11 @@ function seedScenarios(runId: string, random: () => number): Plan[] {
  * Requests are generated as they are sent, and an event is rebuilt from its number, so
  * memory does not grow with `count`.
  */
-function loadPlan(runId: string, random: () => number, options: { count: number; batch: number; dupRate: number; topics: number; concurrency: number }): Plan {
+function loadPlan(
+  runId: string,
+  random: () => number,
+  options: { count: number; batch: number; dupRate: number; topics: number; concurrency: number },
+): Plan {
   const eventNumber = (n: number): SimEvent => ({
     topic: `load.topic-${n % options.topics}`,
     event_id: `${runId}-${n}`,
@@ -243,17 +266,27 @@ function loadPlan(runId: string, random: () => number, options: { count: number;
 
 function printHuman(url: string, reports: ScenarioReport[]): void {
   const out: string[] = [`publish -> ${url}`];
-  const row = (label: string, c: Counts): string => `    ${label.padEnd(22)} received ${String(c.received).padStart(7)}  accepted ${String(c.accepted).padStart(7)}  duplicates ${String(c.duplicates).padStart(7)}`;
+  const row = (label: string, c: Counts): string =>
+    `    ${label.padEnd(22)} received ${String(c.received).padStart(7)}  accepted ${String(c.accepted).padStart(7)}  duplicates ${String(c.duplicates).padStart(7)}`;
   for (const r of reports) {
-    out.push(`  ${r.ok ? 'ok  ' : 'FAIL'} ${r.name}: ${r.description} (${r.requests} requests, ${r.elapsedMs} ms, ${r.eventsPerSecond} events/s)`);
+    out.push(
+      `  ${r.ok ? 'ok  ' : 'FAIL'} ${r.name}: ${r.description} (${r.requests} requests, ${r.elapsedMs} ms, ${r.eventsPerSecond} events/s)`,
+    );
     out.push(row('expected', r.expected));
     out.push(row('observed (answers)', r.responses));
     out.push(row('observed (/stats delta)', r.stats));
-    if (r.retries > 0) out.push(`    ${r.retries} retries${r.ambiguousRetries > 0 ? `, ${r.ambiguousRetries} after network errors (their first attempt may have been applied)` : ''}`);
+    if (r.retries > 0)
+      out.push(
+        `    ${r.retries} retries${r.ambiguousRetries > 0 ? `, ${r.ambiguousRetries} after network errors (their first attempt may have been applied)` : ''}`,
+      );
     for (const e of r.errors) out.push(`    error: ${e}`);
   }
   const failed = reports.filter((r) => !r.ok).length;
-  out.push(failed === 0 ? `all ${reports.length} scenario(s) match` : `${failed} of ${reports.length} scenario(s) differ (another publisher on the same server also moves /stats)`);
+  out.push(
+    failed === 0
+      ? `all ${reports.length} scenario(s) match`
+      : `${failed} of ${reports.length} scenario(s) differ (another publisher on the same server also moves /stats)`,
+  );
   process.stdout.write(`${out.join('\n')}\n`);
 }
 
@@ -278,7 +311,13 @@ Exit 1 when any figure differs (another publisher on the same server also moves 
   ],
   options: {
     url: { type: 'url', placeholder: 'URL', required: true, description: 'the aggregator' },
-    scenario: { type: 'string', placeholder: 'NAME', default: 'all', choices: ['all', ...SCENARIO_NAMES], description: 'run one scenario (names above), or all' },
+    scenario: {
+      type: 'string',
+      placeholder: 'NAME',
+      default: 'all',
+      choices: ['all', ...SCENARIO_NAMES],
+      description: 'run one scenario (names above), or all',
+    },
     count: { type: 'int', placeholder: 'N', min: 1, max: 100_000_000, description: 'load mode: events to send, duplicates included' },
     batch: { type: 'int', placeholder: 'N', default: 100, min: 1, max: 100_000, description: 'load mode: events per request' },
     dupRate: { type: 'number', placeholder: 'R', default: 0.2, min: 0, max: 1, description: 'load mode: share of re-sent events' },

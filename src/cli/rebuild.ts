@@ -70,7 +70,10 @@ function oldCounters(databasePath: string): { duplicatesTotal: number; conflicts
  * cutting, a torn tail. duplicates_total and conflicts_total are not in the log: they are
  * kept from the old index when it can be read, else reset to 0. The server must be stopped.
  */
-export function rebuildIndex(paths: { walDir: string; databasePath: string }, options: { keepOld: boolean; progress?: boolean }): RebuildReport {
+export function rebuildIndex(
+  paths: { walDir: string; databasePath: string },
+  options: { keepOld: boolean; progress?: boolean },
+): RebuildReport {
   const started = performance.now();
   const segments = logSegments(paths.walDir);
   const counters = oldCounters(paths.databasePath);
@@ -181,8 +184,10 @@ Records quarantined by \`logagg repair\` are not in the new index.`,
             ? `  duplicates_total ${report.duplicatesTotal} and conflicts_total ${report.conflictsTotal} kept from the old index (the log does not hold them)`
             : '  duplicates_total and conflicts_total reset to 0: no readable old index (the log does not hold them)',
         ];
-        if (report.tombstones > 0) lines.push(`  ${report.tombstones} tombstoned seq(s) (records quarantined by \`logagg repair\`) are not in the new index`);
-        if (report.tornTailBytesIgnored > 0) lines.push(`  ${report.tornTailBytesIgnored} torn tail bytes ignored (not cut; \`logagg repair\` or the next start cuts them)`);
+        if (report.tombstones > 0)
+          lines.push(`  ${report.tombstones} tombstoned seq(s) (records quarantined by \`logagg repair\`) are not in the new index`);
+        if (report.tornTailBytesIgnored > 0)
+          lines.push(`  ${report.tornTailBytesIgnored} torn tail bytes ignored (not cut; \`logagg repair\` or the next start cuts them)`);
         if (report.keptOld !== null) lines.push(`  old index kept as ${report.keptOld}`);
         process.stdout.write(`${lines.join('\n')}\n`);
       }

@@ -30,7 +30,7 @@ export interface RepairReport {
 /** Lists seqs compactly: `2`, `2..4`, `2..4, 9`. */
 function seqList(seqs: number[]): string {
   const parts: string[] = [];
-  for (let i = 0; i < seqs.length; ) {
+  for (let i = 0; i < seqs.length;) {
     let j = i;
     while (j + 1 < seqs.length && seqs[j + 1] === seqs[j]! + 1) j += 1;
     parts.push(i === j ? `${seqs[i]}` : `${seqs[i]}..${seqs[j]}`);
@@ -43,7 +43,8 @@ function seqList(seqs: number[]): string {
 function describe(change: RepairChange): string {
   const tombstones = `tombstone(s) written for seq(s) ${seqList(change.seqsTombstoned)}`;
   if (change.kind === 'torn_tail_cut') return `cut ${change.bytesRemoved} torn bytes at byte offset ${change.offset}`;
-  if (change.kind === 'missing_tombstoned') return `seqs missing from the log (no bytes left to quarantine): ${tombstones}; segment rewritten`;
+  if (change.kind === 'missing_tombstoned')
+    return `seqs missing from the log (no bytes left to quarantine): ${tombstones}; segment rewritten`;
   return `moved ${change.bytesRemoved} corrupt bytes from byte offset ${change.offset} out of the log; ${tombstones}; segment rewritten, original kept as backup`;
 }
 
@@ -53,7 +54,10 @@ function describe(change: RepairChange): string {
  * lines are moved to `wal/quarantine/` and every seq they held, or that is missing from
  * the log, gets a tombstone record, so seqs stay continuous and are never reused.
  */
-export function repairDataDir(walDir: string, options: { quarantineCorrupt: boolean; dryRun: boolean; progress?: boolean }): Omit<RepairReport, 'dataDir'> {
+export function repairDataDir(
+  walDir: string,
+  options: { quarantineCorrupt: boolean; dryRun: boolean; progress?: boolean },
+): Omit<RepairReport, 'dataDir'> {
   const progress = startProgress(options.progress === true, 'repair', segmentsBytes(logSegments(walDir)), 'bytes');
   const result = repairLog({
     walDir,
@@ -86,7 +90,8 @@ function printHuman(report: RepairReport): void {
     out.push(`  ${report.dryRun ? 'would ' : ''}${a.kind}: ${a.file} @${a.offset}: ${a.detail}${saved}${backup}`);
   }
   for (const r of report.remaining) out.push(`  NOT REPAIRED ${r.kind}: ${r.file}${r.offset !== null ? ` @${r.offset}` : ''}: ${r.detail}`);
-  if (report.actions.length > 0 && !report.dryRun) out.push('  the index was not changed; run `logagg verify` (and `logagg rebuild` if it disagrees)');
+  if (report.actions.length > 0 && !report.dryRun)
+    out.push('  the index was not changed; run `logagg verify` (and `logagg rebuild` if it disagrees)');
   out.push(report.ok ? 'ok' : `${report.remaining.length} problem(s) left`);
   process.stdout.write(`${out.join('\n')}\n`);
 }

@@ -42,7 +42,12 @@ async function* fromLog(walDir: string, filter: EventFilter, progress: Progress)
 }
 
 /** Events of an export file (or stdin), seq stripped, that match the filter. */
-async function* fromNdjson(input: NodeJS.ReadableStream, name: string, filter: EventFilter, progress: Progress): AsyncGenerator<ReplayEvent> {
+async function* fromNdjson(
+  input: NodeJS.ReadableStream,
+  name: string,
+  filter: EventFilter,
+  progress: Progress,
+): AsyncGenerator<ReplayEvent> {
   let lineNumber = 0;
   for await (const line of input.pipe(split2()) as AsyncIterable<string>) {
     lineNumber += 1;
@@ -78,7 +83,16 @@ async function* fromNdjson(input: NodeJS.ReadableStream, name: string, filter: E
  */
 export async function replayEvents(
   events: AsyncIterable<ReplayEvent>,
-  options: { to: string; from: string; batchEventsMax: number; batchBytesMax: number; retries: number; timeoutMs: number; rate: number | undefined; onRetry?: (reason: string, waitMs: number) => void },
+  options: {
+    to: string;
+    from: string;
+    batchEventsMax: number;
+    batchBytesMax: number;
+    retries: number;
+    timeoutMs: number;
+    rate: number | undefined;
+    onRetry?: (reason: string, waitMs: number) => void;
+  },
 ): Promise<ReplaySummary> {
   const started = performance.now();
   const summary: ReplaySummary = {
@@ -99,7 +113,8 @@ export async function replayEvents(
   };
   const url = `${options.to}/publish`;
   // With a rate limit, batches shrink so that a second's worth is spread over the second.
-  const batchMax = options.rate === undefined ? options.batchEventsMax : Math.max(1, Math.min(options.batchEventsMax, Math.ceil(options.rate / 4)));
+  const batchMax =
+    options.rate === undefined ? options.batchEventsMax : Math.max(1, Math.min(options.batchEventsMax, Math.ceil(options.rate / 4)));
 
   const send = async (batch: ReplayEvent[]): Promise<boolean> => {
     if (options.rate !== undefined) {
@@ -108,7 +123,11 @@ export async function replayEvents(
       if (waitMs > 0) await delay(waitMs);
     }
     const body = `{"events":[${batch.map((e) => e.json).join(',')}]}`;
-    const { answer, error, retries, ambiguousRetries } = await postWithRetries(url, body, { retries: options.retries, timeoutMs: options.timeoutMs, onRetry: options.onRetry });
+    const { answer, error, retries, ambiguousRetries } = await postWithRetries(url, body, {
+      retries: options.retries,
+      timeoutMs: options.timeoutMs,
+      onRetry: options.onRetry,
+    });
     summary.retries += retries;
     summary.ambiguousRetries += ambiguousRetries;
     const atSeq = batch[0]!.seq;
@@ -175,8 +194,22 @@ with --from-seq).`,
     to: { type: 'url', placeholder: 'URL', required: true, description: 'target aggregator, e.g. http://127.0.0.1:8081' },
     input: { type: 'string', placeholder: 'FILE', description: "read an export file instead of the log ('-' = stdin)" },
     batch: { type: 'int', placeholder: 'N', default: 500, min: 1, max: 10_000, description: 'events per request' },
-    batchBytes: { type: 'int', placeholder: 'N', default: 512 * 1024, min: 1024, max: 64 * 1024 * 1024, description: 'request body bound in bytes' },
-    rate: { type: 'number', placeholder: 'N', min: 0.001, max: 10_000_000, defaultText: 'unlimited', description: 'at most N events per second' },
+    batchBytes: {
+      type: 'int',
+      placeholder: 'N',
+      default: 512 * 1024,
+      min: 1024,
+      max: 64 * 1024 * 1024,
+      description: 'request body bound in bytes',
+    },
+    rate: {
+      type: 'number',
+      placeholder: 'N',
+      min: 0.001,
+      max: 10_000_000,
+      defaultText: 'unlimited',
+      description: 'at most N events per second',
+    },
     retries: { type: 'int', placeholder: 'N', default: 8, min: 0, max: 1000, description: 'retries per batch' },
     timeoutMs: { type: 'int', placeholder: 'N', default: 30_000, min: 100, max: 3_600_000, description: 'per-request timeout' },
   },
@@ -206,7 +239,12 @@ with --from-seq).`,
     } else {
       const paths = dataPaths(context);
       if (!fs.existsSync(paths.walDir)) throw new UsageError(`no log at ${paths.walDir}`);
-      progress = startProgress(context.progress, 'replay', segmentsBytes(segmentsFrom(logSegments(paths.walDir), filter.fromSeq ?? 1)), 'bytes');
+      progress = startProgress(
+        context.progress,
+        'replay',
+        segmentsBytes(segmentsFrom(logSegments(paths.walDir), filter.fromSeq ?? 1)),
+        'bytes',
+      );
       events = fromLog(paths.walDir, filter, progress);
       from = paths.walDir;
     }
@@ -223,7 +261,10 @@ with --from-seq).`,
         `replay ${summary.from} -> ${summary.to}: sent ${summary.sent}, accepted ${summary.accepted}, duplicates ${summary.duplicates}, conflicts ${summary.conflicts}`,
         `  ${summary.batches} batches, ${summary.retries} retries, ${summary.elapsedMs} ms (${summary.eventsPerSecond} events/s)${summary.lastSeq !== null ? `, seqs ${summary.firstSeq}..${summary.lastSeq}` : ''}`,
       ];
-      if (summary.ambiguousRetries > 0) lines.push(`  ${summary.ambiguousRetries} retries after network errors: their first attempt may have been applied (counted as duplicates then)`);
+      if (summary.ambiguousRetries > 0)
+        lines.push(
+          `  ${summary.ambiguousRetries} retries after network errors: their first attempt may have been applied (counted as duplicates then)`,
+        );
       if (summary.failed !== null) {
         lines.push(`FAILED: ${summary.failed.reason}${summary.failed.body !== null ? `: ${JSON.stringify(summary.failed.body)}` : ''}`);
         if (summary.failed.atSeq !== null) lines.push(`  resume with --from-seq ${summary.failed.atSeq}`);

@@ -3,7 +3,17 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { readLog, readSegment, readSegments } from '../wal/reader';
 import { eventJsonWithSeq } from '../wal/record';
 import type { SegmentInfo } from '../wal/segments';
-import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, FILTER_OPTIONS, filterIsSeqOnly, parseFilter, UsageError, type EventFilter } from './args';
+import {
+  dataPaths,
+  defineCommand,
+  EXIT_OK,
+  EXIT_PROBLEM,
+  FILTER_OPTIONS,
+  filterIsSeqOnly,
+  parseFilter,
+  UsageError,
+  type EventFilter,
+} from './args';
 import { authHeaders, delay, requestJson } from './http-client';
 import { DISK, logSegments, matchesFilter, writeWithBackpressure } from './log-files';
 
@@ -15,7 +25,10 @@ function makePrinter(json: boolean): Printer {
     if (json) return writeWithBackpressure(process.stdout, `${eventJsonWithSeq(seq, eventJson)}\n`);
     const event = JSON.parse(eventJson) as { topic: string; event_id: string; timestamp: string; source: string; payload?: unknown };
     const payload = event.payload === undefined ? '' : ` ${JSON.stringify(event.payload)}`;
-    return writeWithBackpressure(process.stdout, `#${seq} ${event.timestamp} ${event.topic} ${event.event_id} (${event.source})${payload}\n`);
+    return writeWithBackpressure(
+      process.stdout,
+      `#${seq} ${event.timestamp} ${event.topic} ${event.event_id} (${event.source})${payload}\n`,
+    );
   };
 }
 
@@ -37,7 +50,11 @@ function untilSignal(): { stopped: () => boolean; wait: Promise<void> } {
  * The last `count` matching events of a data dir's log, reading segments newest first (each
  * in chunks, keeping only the matches it may print), and the log's last seq (0 when empty).
  */
-function lastEventsOfLog(walDir: string, filter: EventFilter, count: number): { events: Array<{ seq: number; eventJson: string }>; lastSeq: number } {
+function lastEventsOfLog(
+  walDir: string,
+  filter: EventFilter,
+  count: number,
+): { events: Array<{ seq: number; eventJson: string }>; lastSeq: number } {
   const segments = logSegments(walDir);
   const events: Array<{ seq: number; eventJson: string }> = [];
   let lastSeq = 0;
@@ -64,7 +81,15 @@ function lastEventsOfLog(walDir: string, filter: EventFilter, count: number): { 
  * (a partial line waits for its newline), moves to the next segment when one appears, and
  * starts over from the valid size if recovery cut a torn tail. It never writes to the log.
  */
-async function followLog(walDir: string, filter: EventFilter, afterSeq: number, print: Printer, pollMs: number, stopped: () => boolean, wait: Promise<void>): Promise<void> {
+async function followLog(
+  walDir: string,
+  filter: EventFilter,
+  afterSeq: number,
+  print: Printer,
+  pollMs: number,
+  stopped: () => boolean,
+  wait: Promise<void>,
+): Promise<void> {
   let lastSeq = afterSeq;
   let current: { segment: SegmentInfo; offset: number } | null = null;
   while (!stopped()) {
@@ -121,7 +146,14 @@ class StreamRefusedError extends Error {}
  * Follows GET /events/stream on a server, reconnecting with Last-Event-ID after a drop or a
  * 503 (waiting Retry-After), so no event is missed or printed twice.
  */
-async function followUrl(url: string, filter: EventFilter, afterSeq: number, print: Printer, stopped: () => boolean, wait: Promise<void>): Promise<void> {
+async function followUrl(
+  url: string,
+  filter: EventFilter,
+  afterSeq: number,
+  print: Printer,
+  stopped: () => boolean,
+  wait: Promise<void>,
+): Promise<void> {
   let lastSeq = afterSeq;
   const serverTopic = filter.topics?.length === 1 ? filter.topics[0] : undefined;
   const controller = new AbortController();
@@ -130,7 +162,10 @@ async function followUrl(url: string, filter: EventFilter, afterSeq: number, pri
     let waitMs = 1000;
     try {
       const query = serverTopic === undefined ? '' : `?topic=${encodeURIComponent(serverTopic)}`;
-      const res = await fetch(`${url}/events/stream${query}`, { headers: { accept: 'text/event-stream', 'last-event-id': String(lastSeq), ...authHeaders() }, signal: controller.signal });
+      const res = await fetch(`${url}/events/stream${query}`, {
+        headers: { accept: 'text/event-stream', 'last-event-id': String(lastSeq), ...authHeaders() },
+        signal: controller.signal,
+      });
       if (res.status !== 200) {
         const retryAfter = Number(res.headers.get('retry-after'));
         if (Number.isFinite(retryAfter) && retryAfter > 0) waitMs = retryAfter * 1000;
@@ -166,7 +201,12 @@ async function followUrl(url: string, filter: EventFilter, afterSeq: number, pri
 }
 
 /** The last `count` matching events from a server's GET /events (paging; for -n without -f). */
-async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, timeoutMs: number): Promise<Array<{ seq: number; eventJson: string }>> {
+async function lastEventsOfUrl(
+  url: string,
+  filter: EventFilter,
+  count: number,
+  timeoutMs: number,
+): Promise<Array<{ seq: number; eventJson: string }>> {
   let after = (filter.fromSeq ?? 1) - 1;
   if (filter.fromSeq === undefined && filterIsSeqOnly(filter)) {
     // Without filters the newest seq is in /stats: start just before the last `count`.
@@ -212,9 +252,24 @@ with --json the NDJSON shape of \`logagg export\`.`,
   options: {
     ...FILTER_OPTIONS,
     follow: { type: 'boolean', short: 'f', description: 'keep printing new events' },
-    lines: { type: 'int', short: 'n', placeholder: 'N', default: 10, min: 0, max: 1_000_000, description: 'how many of the newest events to print first; 0 = none' },
+    lines: {
+      type: 'int',
+      short: 'n',
+      placeholder: 'N',
+      default: 10,
+      min: 0,
+      max: 1_000_000,
+      description: 'how many of the newest events to print first; 0 = none',
+    },
     url: { type: 'url', placeholder: 'URL', description: 'follow a running server instead of a data dir' },
-    pollMs: { type: 'int', placeholder: 'N', default: 200, min: 10, max: 60_000, description: 'data-dir mode: how often -f looks for new bytes' },
+    pollMs: {
+      type: 'int',
+      placeholder: 'N',
+      default: 200,
+      min: 10,
+      max: 60_000,
+      description: 'data-dir mode: how often -f looks for new bytes',
+    },
   },
   async run(context) {
     const filter = parseFilter(context.options);

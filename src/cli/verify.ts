@@ -8,7 +8,22 @@ import { startProgress, type Progress } from './progress';
 
 /** One problem found, with the file and byte offset it is at (offset null when it has none). */
 export interface VerifyProblem {
-  kind: 'torn_tail' | 'bad_frame' | 'bad_crc' | 'bad_json' | 'bad_seq' | 'torn' | 'seq_gap' | 'seq_order' | 'segment_name' | 'index_missing_row' | 'index_extra_row' | 'index_mismatch' | 'index_ahead' | 'index_counter' | 'index_unreadable';
+  kind:
+    | 'torn_tail'
+    | 'bad_frame'
+    | 'bad_crc'
+    | 'bad_json'
+    | 'bad_seq'
+    | 'torn'
+    | 'seq_gap'
+    | 'seq_order'
+    | 'segment_name'
+    | 'index_missing_row'
+    | 'index_extra_row'
+    | 'index_mismatch'
+    | 'index_ahead'
+    | 'index_counter'
+    | 'index_unreadable';
   file: string;
   offset: number | null;
   seq?: number;
@@ -81,21 +96,27 @@ class IndexCursor {
  * lacks, counters equal to the rows. The index is opened read-only inside one read
  * transaction, so a live server is not disturbed (its newest records show as not yet indexed).
  */
-export function verifyDataDir(paths: { dataDir: string; walDir: string; databasePath: string }, options: { progress?: boolean } = {}): VerifyReport {
+export function verifyDataDir(
+  paths: { dataDir: string; walDir: string; databasePath: string },
+  options: { progress?: boolean } = {},
+): VerifyReport {
   const segments = logSegments(paths.walDir);
   const progress = startProgress(options.progress === true, 'verify', segmentsBytes(segments), 'bytes');
   const index = openIndex(paths.databasePath);
   let log: LogCheck;
   try {
     // One read transaction: counters, rows and their comparison with the log come from the same snapshot.
-    log = index.opened === null ? checkLog(paths.walDir, index, progress) : index.opened.withSnapshot(() => {
-      readIndexHeader(index);
-      try {
-        return checkLog(paths.walDir, index, progress);
-      } finally {
-        index.cursor?.close();
-      }
-    });
+    log =
+      index.opened === null
+        ? checkLog(paths.walDir, index, progress)
+        : index.opened.withSnapshot(() => {
+            readIndexHeader(index);
+            try {
+              return checkLog(paths.walDir, index, progress);
+            } finally {
+              index.cursor?.close();
+            }
+          });
   } finally {
     index.opened?.close();
     progress.stop();
@@ -142,7 +163,13 @@ function checkLog(walDir: string, index: IndexCheck, progress: Progress): LogChe
         problems.push({ kind: item.problem, file, offset: item.offset, seq: item.seq, detail: seqBreakDetail(item) });
         break;
       case 'torn_tail':
-        problems.push({ kind: 'torn_tail', file, offset: item.offset, bytes: item.bytes, detail: `${item.bytes} bytes after the last valid record (${item.problem}); \`logagg repair\` or the next start cuts them` });
+        problems.push({
+          kind: 'torn_tail',
+          file,
+          offset: item.offset,
+          bytes: item.bytes,
+          detail: `${item.bytes} bytes after the last valid record (${item.problem}); \`logagg repair\` or the next start cuts them`,
+        });
         break;
       case 'record':
       case 'tombstone':
@@ -224,7 +251,12 @@ function readIndexHeader(index: IndexCheck): void {
 }
 
 function noteUnreadable(index: IndexCheck, err: unknown): void {
-  index.report.problems.push({ kind: 'index_unreadable', file: index.report.file, offset: null, detail: `cannot read the index: ${(err as Error).message}; \`logagg rebuild\` makes a new one from the log` });
+  index.report.problems.push({
+    kind: 'index_unreadable',
+    file: index.report.file,
+    offset: null,
+    detail: `cannot read the index: ${(err as Error).message}; \`logagg rebuild\` makes a new one from the log`,
+  });
 }
 
 function compareWithIndex(index: IndexCheck, record: ReadRecord): void {
@@ -240,27 +272,51 @@ function compareWithIndex(index: IndexCheck, record: ReadRecord): void {
   if (isTombstoneEventJson(record.eventJson)) {
     // A seq that repair replaced with a tombstone must not be indexed.
     if (row?.seq === record.seq) {
-      report.problems.push({ kind: 'index_mismatch', file, offset: record.offset, seq: record.seq, detail: `index holds seq ${record.seq}, which repair replaced with a tombstone; \`logagg rebuild\` drops it` });
+      report.problems.push({
+        kind: 'index_mismatch',
+        file,
+        offset: record.offset,
+        seq: record.seq,
+        detail: `index holds seq ${record.seq}, which repair replaced with a tombstone; \`logagg rebuild\` drops it`,
+      });
       cursor.advance();
     }
     return;
   }
   if (row?.seq === record.seq) {
     if (row.body !== record.eventJson) {
-      report.problems.push({ kind: 'index_mismatch', file, offset: record.offset, seq: record.seq, detail: `index row for seq ${record.seq} differs from the logged event` });
+      report.problems.push({
+        kind: 'index_mismatch',
+        file,
+        offset: record.offset,
+        seq: record.seq,
+        detail: `index row for seq ${record.seq} differs from the logged event`,
+      });
     }
     cursor.advance();
     return;
   }
   if (record.seq <= checkpoint) {
-    report.problems.push({ kind: 'index_missing_row', file, offset: record.offset, seq: record.seq, detail: `seq ${record.seq} is at or below the checkpoint ${checkpoint} but not in the index` });
+    report.problems.push({
+      kind: 'index_missing_row',
+      file,
+      offset: record.offset,
+      seq: record.seq,
+      detail: `seq ${record.seq} is at or below the checkpoint ${checkpoint} but not in the index`,
+    });
   } else {
     report.notYetIndexed += 1;
   }
 }
 
 function noteExtraRow(index: IndexCheck, seq: number, file: string): void {
-  index.report.problems.push({ kind: 'index_extra_row', file, offset: null, seq, detail: `the index has seq ${seq}, which is not in the log` });
+  index.report.problems.push({
+    kind: 'index_extra_row',
+    file,
+    offset: null,
+    seq,
+    detail: `the index has seq ${seq}, which is not in the log`,
+  });
 }
 
 function finishIndex(index: IndexCheck, lastSeq: number): void {
@@ -272,10 +328,21 @@ function finishIndex(index: IndexCheck, lastSeq: number): void {
   }
   const checkpoint = report.checkpointSeq ?? 0;
   if (checkpoint > lastSeq) {
-    report.problems.push({ kind: 'index_ahead', file: report.file, offset: null, seq: checkpoint, detail: `checkpoint ${checkpoint} is past the last logged seq ${lastSeq} (segments missing?)` });
+    report.problems.push({
+      kind: 'index_ahead',
+      file: report.file,
+      offset: null,
+      seq: checkpoint,
+      detail: `checkpoint ${checkpoint} is past the last logged seq ${lastSeq} (segments missing?)`,
+    });
   }
   if (report.rows !== report.uniqueTotal) {
-    report.problems.push({ kind: 'index_counter', file: report.file, offset: null, detail: `unique_total is ${report.uniqueTotal} but the index holds ${report.rows} rows` });
+    report.problems.push({
+      kind: 'index_counter',
+      file: report.file,
+      offset: null,
+      detail: `unique_total is ${report.uniqueTotal} but the index holds ${report.rows} rows`,
+    });
   }
 }
 
@@ -293,11 +360,19 @@ function printHuman(report: VerifyReport): void {
   if (!index.present) {
     out.push(`index ${index.file}: absent (the server builds it from the log on start)`);
   } else if (index.rows !== null) {
-    const notes = [`checkpoint ${index.checkpointSeq}`, `${index.rows} rows`, `unique_total ${index.uniqueTotal}`, `duplicates_total ${index.duplicatesTotal}`];
+    const notes = [
+      `checkpoint ${index.checkpointSeq}`,
+      `${index.rows} rows`,
+      `unique_total ${index.uniqueTotal}`,
+      `duplicates_total ${index.duplicatesTotal}`,
+    ];
     if (index.notYetIndexed > 0) notes.push(`${index.notYetIndexed} logged records not yet indexed`);
-    out.push(`index ${index.file}: ${notes.join(', ')}: ${index.problems.length === 0 ? 'agrees with the log' : `${index.problems.length} problem(s)`}`);
+    out.push(
+      `index ${index.file}: ${notes.join(', ')}: ${index.problems.length === 0 ? 'agrees with the log' : `${index.problems.length} problem(s)`}`,
+    );
   }
-  for (const p of index.problems) out.push(`    ${p.kind}${p.offset !== null ? ` (log ${p.file} at byte offset ${p.offset})` : ''}: ${p.detail}`);
+  for (const p of index.problems)
+    out.push(`    ${p.kind}${p.offset !== null ? ` (log ${p.file} at byte offset ${p.offset})` : ''}: ${p.detail}`);
   out.push(report.ok ? `ok: ${report.records} records, last seq ${report.lastSeq}, no problems` : `${report.problems} problem(s) found`);
   process.stdout.write(`${out.join('\n')}\n`);
 }

@@ -304,7 +304,7 @@ export const SETTINGS: readonly SettingSpec[] = [
   {
     name: 'LOKI_TOPIC_LABELS',
     default: 'topic,service_name,job',
-    meaning: 'Loki stream labels tried in order for an entry\'s topic (comma-separated label names)',
+    meaning: "Loki stream labels tried in order for an entry's topic (comma-separated label names)",
   },
   {
     name: 'LOKI_TOPIC_DEFAULT',
@@ -312,7 +312,6 @@ export const SETTINGS: readonly SettingSpec[] = [
     meaning: 'topic of Loki entries whose stream has none of LOKI_TOPIC_LABELS (1..255 characters)',
   },
 ];
-
 
 type Env = Record<string, string | undefined>;
 
@@ -339,7 +338,8 @@ function readString(env: Env, name: string, fallback: string): string {
 /** A topic name: 1..255 characters, as the event schema requires. */
 function readTopic(env: Env, name: string, fallback: string): string {
   const value = readString(env, name, fallback);
-  if (value.length > FIXED_LIMITS.fieldLengthMax) throw new ConfigError(`invalid setting ${name}: a topic is at most ${FIXED_LIMITS.fieldLengthMax} characters`);
+  if (value.length > FIXED_LIMITS.fieldLengthMax)
+    throw new ConfigError(`invalid setting ${name}: a topic is at most ${FIXED_LIMITS.fieldLengthMax} characters`);
   return value;
 }
 
@@ -349,7 +349,9 @@ function readLabelList(env: Env, name: string, fallback: string[]): readonly str
   if (raw === undefined) return Object.freeze(fallback);
   const names = raw.split(',').map((part) => part.trim());
   if (names.some((label) => !/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(label))) {
-    throw new ConfigError(`invalid setting ${name}=${JSON.stringify(raw)}: expected label names separated by commas (e.g. topic,service_name,job)`);
+    throw new ConfigError(
+      `invalid setting ${name}=${JSON.stringify(raw)}: expected label names separated by commas (e.g. topic,service_name,job)`,
+    );
   }
   return Object.freeze(names);
 }
@@ -400,7 +402,9 @@ export function parseApiKeysFile(text: string, file: string): Record<ApiScope, s
     const scopes = match[1]!.split(',');
     for (const scope of scopes) {
       if (!(API_SCOPES as readonly string[]).includes(scope)) {
-        throw new ConfigError(`invalid setting ${where}: line ${index + 1} names unknown scope ${JSON.stringify(scope)}; expected ${API_SCOPES.join(' or ')}`);
+        throw new ConfigError(
+          `invalid setting ${where}: line ${index + 1} names unknown scope ${JSON.stringify(scope)}; expected ${API_SCOPES.join(' or ')}`,
+        );
       }
     }
     checkApiKey(match[2]!, `${where} line ${index + 1}`);
@@ -429,7 +433,9 @@ function readApiKeys(env: Env): Record<ApiScope, string[]> {
     try {
       text = fs.readFileSync(file, 'utf8');
     } catch (err) {
-      throw new ConfigError(`invalid setting API_KEYS_FILE=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new ConfigError(
+        `invalid setting API_KEYS_FILE=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      );
     }
     const fromFile = parseApiKeysFile(text, file);
     for (const scope of API_SCOPES) keys[scope].push(...fromFile[scope]);
@@ -467,14 +473,21 @@ function readTlsFiles(env: Env): Pick<Config, 'tlsCertFile' | 'tlsKeyFile'> {
   const cert = nonEmptyOrNull(env.TLS_CERT_FILE?.trim());
   const key = nonEmptyOrNull(env.TLS_KEY_FILE?.trim());
   if ((cert === null) !== (key === null)) {
-    throw new ConfigError(`invalid setting ${cert === null ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'}: TLS needs both TLS_CERT_FILE and TLS_KEY_FILE`);
+    throw new ConfigError(
+      `invalid setting ${cert === null ? 'TLS_KEY_FILE' : 'TLS_CERT_FILE'}: TLS needs both TLS_CERT_FILE and TLS_KEY_FILE`,
+    );
   }
-  for (const [name, file] of [['TLS_CERT_FILE', cert], ['TLS_KEY_FILE', key]] as const) {
+  for (const [name, file] of [
+    ['TLS_CERT_FILE', cert],
+    ['TLS_KEY_FILE', key],
+  ] as const) {
     if (file === null) continue;
     try {
       fs.accessSync(file, fs.constants.R_OK);
     } catch (err) {
-      throw new ConfigError(`invalid setting ${name}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+      throw new ConfigError(
+        `invalid setting ${name}=${file}: cannot read it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`,
+      );
     }
   }
   return { tlsCertFile: cert, tlsKeyFile: key };
@@ -487,7 +500,10 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
   if (!(LOG_LEVELS as readonly string[]).includes(levelRaw)) {
     throw new ConfigError(`invalid setting LOG_LEVEL=${JSON.stringify(env.LOG_LEVEL)}: expected one of ${LOG_LEVELS.join(', ')}`);
   }
-  const { walDir, databasePath } = dataDirPaths(dataDir, env.DATABASE_PATH === undefined ? undefined : readString(env, 'DATABASE_PATH', ''));
+  const { walDir, databasePath } = dataDirPaths(
+    dataDir,
+    env.DATABASE_PATH === undefined ? undefined : readString(env, 'DATABASE_PATH', ''),
+  );
   const formatRaw = readString(env, 'LOG_FORMAT', 'auto').toLowerCase();
   if (!LOG_FORMATS.includes(formatRaw)) {
     throw new ConfigError(`invalid setting LOG_FORMAT=${JSON.stringify(env.LOG_FORMAT)}: expected one of ${LOG_FORMATS.join(', ')}`);
@@ -525,7 +541,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     lokiTopicDefault: readTopic(env, 'LOKI_TOPIC_DEFAULT', 'loki'),
   };
   if (config.headersTimeoutMs > config.requestTimeoutMs) {
-    throw new ConfigError(`invalid setting HEADERS_TIMEOUT_MS=${config.headersTimeoutMs}: must not exceed REQUEST_TIMEOUT_MS=${config.requestTimeoutMs}`);
+    throw new ConfigError(
+      `invalid setting HEADERS_TIMEOUT_MS=${config.headersTimeoutMs}: must not exceed REQUEST_TIMEOUT_MS=${config.requestTimeoutMs}`,
+    );
   }
   Object.freeze(config.apiKeyDigests);
   return Object.freeze(config);

@@ -175,7 +175,11 @@ export class Consumer {
       return;
     }
     if (typeof outcome === 'number') this.committed(batch, end, outcome);
-    else outcome.then((elapsedMs) => this.committed(batch, end, elapsedMs), (err: unknown) => this.failed(batch, err as Error));
+    else
+      outcome.then(
+        (elapsedMs) => this.committed(batch, end, elapsedMs),
+        (err: unknown) => this.failed(batch, err as Error),
+      );
   }
 
   private committed(batch: IndexBatch, end: number, elapsedMs: number): void {

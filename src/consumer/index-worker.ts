@@ -84,7 +84,10 @@ export class IndexWorkerError extends Error {
 export class IndexWorkerClient {
   private readonly worker: Worker;
   private nextId = 1;
-  private readonly waiting = new Map<number, { resolve: (answer: { counters: IndexCounters; elapsedMs: number }) => void; reject: (err: Error) => void }>();
+  private readonly waiting = new Map<
+    number,
+    { resolve: (answer: { counters: IndexCounters; elapsedMs: number }) => void; reject: (err: Error) => void }
+  >();
   private exited: Error | null = null;
 
   constructor(databasePath: string) {

@@ -14,8 +14,15 @@ function objectSchema<Body>(description: string, properties: PropertiesOf<Body>)
   return { type: 'object', description, required: Object.keys(properties), additionalProperties: false, properties };
 }
 
-const count = (description?: string): JsonObject => ({ type: 'integer', minimum: 0, ...(description === undefined ? {} : { description }) });
-const nullable = (type: string, description?: string): JsonObject => ({ type: [type, 'null'], ...(description === undefined ? {} : { description }) });
+const count = (description?: string): JsonObject => ({
+  type: 'integer',
+  minimum: 0,
+  ...(description === undefined ? {} : { description }),
+});
+const nullable = (type: string, description?: string): JsonObject => ({
+  type: [type, 'null'],
+  ...(description === undefined ? {} : { description }),
+});
 
 /** Every member of a string union, listed as keys so that a member missing here fails to compile. */
 const membersOf = <Union extends string>(members: Record<Union, true>): Union[] => Object.keys(members) as Union[];
@@ -142,7 +149,11 @@ export const ANSWER_SCHEMAS: Record<string, JsonObject> = {
     type: 'object',
     required: ['interval_ms', 'since', 'until', 'total', 'buckets'],
     properties: {
-      interval_ms: { type: 'integer', minimum: 0, description: 'Width of each bucket (0 when there was nothing to count and no range was given).' },
+      interval_ms: {
+        type: 'integer',
+        minimum: 0,
+        description: 'Width of each bucket (0 when there was nothing to count and no range was given).',
+      },
       since: { type: 'string', description: 'Start of the first bucket (RFC 3339).' },
       until: { type: 'string', description: 'End of the range, exclusive (RFC 3339).' },
       total: { type: 'integer', minimum: 0, description: 'Sum of the counts: the events the filters match.' },
@@ -163,23 +174,41 @@ export const ANSWER_SCHEMAS: Record<string, JsonObject> = {
 const INSTANT_SCHEMA = { type: 'string', examples: ['2025-10-23T10:00:00Z', '15m', '2h', '7d'] };
 
 /** The query parameters of GET /events and its histogram, documented one by one (EVENTS_QUERY_PARAMETERS lists them). */
-export const EVENTS_PARAMETER_DOCS: Record<(typeof EVENTS_QUERY_PARAMETERS)[number] | (typeof HISTOGRAM_QUERY_PARAMETERS)[number], JsonObject> = {
+export const EVENTS_PARAMETER_DOCS: Record<
+  (typeof EVENTS_QUERY_PARAMETERS)[number] | (typeof HISTOGRAM_QUERY_PARAMETERS)[number],
+  JsonObject
+> = {
   topic: {
     name: 'topic',
     in: 'query',
     description: `Only these topics: repeat the parameter for several (any of them), at most ${FIXED_LIMITS.queryTopicsMax}.`,
-    schema: { type: 'array', items: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax }, maxItems: FIXED_LIMITS.queryTopicsMax },
+    schema: {
+      type: 'array',
+      items: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax },
+      maxItems: FIXED_LIMITS.queryTopicsMax,
+    },
     style: 'form',
     explode: true,
   },
-  source: { name: 'source', in: 'query', description: 'Only events from this source.', schema: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax } },
+  source: {
+    name: 'source',
+    in: 'query',
+    description: 'Only events from this source.',
+    schema: { type: 'string', minLength: 1, maxLength: FIXED_LIMITS.fieldLengthMax },
+  },
   since: {
     name: 'since',
     in: 'query',
-    description: 'Events whose timestamp is at or after this instant: RFC 3339, or a time before now (`15m`, `2h`, `7d`; units s m h d w), or `now`.',
+    description:
+      'Events whose timestamp is at or after this instant: RFC 3339, or a time before now (`15m`, `2h`, `7d`; units s m h d w), or `now`.',
     schema: INSTANT_SCHEMA,
   },
-  until: { name: 'until', in: 'query', description: 'Events whose timestamp is before this instant (same forms as `since`).', schema: INSTANT_SCHEMA },
+  until: {
+    name: 'until',
+    in: 'query',
+    description: 'Events whose timestamp is before this instant (same forms as `since`).',
+    schema: INSTANT_SCHEMA,
+  },
   q: {
     name: 'q',
     in: 'query',

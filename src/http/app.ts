@@ -22,7 +22,12 @@ export type AppLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloa
   Partial<RateLimits>;
 
 /** Live-tail settings when the caller gives none (tests building an app from a few limits). */
-const STREAM_DEFAULTS: StreamLimits = { streamSubscribersMax: 100, streamHeartbeatMs: 15_000, streamBufferBytesMax: 1024 * 1024, retryAfterSeconds: 1 };
+const STREAM_DEFAULTS: StreamLimits = {
+  streamSubscribersMax: 100,
+  streamHeartbeatMs: 15_000,
+  streamBufferBytesMax: 1024 * 1024,
+  retryAfterSeconds: 1,
+};
 
 /** What the app adds around the routes; every part optional. */
 export interface AppOptions {
@@ -37,7 +42,10 @@ export interface AppOptions {
 }
 
 /** The express route method for each table method. */
-const ROUTER_METHODS = { GET: 'get', POST: 'post', PUT: 'put', PATCH: 'patch', DELETE: 'delete' } as const satisfies Record<HttpMethod, string>;
+const ROUTER_METHODS = { GET: 'get', POST: 'post', PUT: 'put', PATCH: 'patch', DELETE: 'delete' } as const satisfies Record<
+  HttpMethod,
+  string
+>;
 
 /** Builds the express app over an Aggregator; it listens on nothing itself. */
 export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Logger, options: AppOptions = {}): Express {
@@ -58,7 +66,11 @@ export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Log
   };
   // gzip for clients that accept it (1000 events: 178 KB of JSON), but never the live tail:
   // compression buffers, and each event must reach its subscriber at once.
-  app.use(compression({ filter: (req, res) => !String(res.getHeader('Content-Type') ?? '').startsWith('text/event-stream') && compression.filter(req, res) }));
+  app.use(
+    compression({
+      filter: (req, res) => !String(res.getHeader('Content-Type') ?? '').startsWith('text/event-stream') && compression.filter(req, res),
+    }),
+  );
   // One log line and one metrics sample per request, then access control before any body is read.
   app.use(requestLogger(logger, index, new ExpectedErrorLog(logger, metrics.registry)));
   app.use(metrics.middleware(index));

@@ -146,9 +146,13 @@ export function findLossyNumber(text: string): LossyNumber | null {
 export function parseJsonBody(bytes: Buffer): unknown {
   if (!isUtf8(bytes)) {
     const offset = invalidUtf8Offset(bytes) ?? 0;
-    throw new AppError('invalid_utf8', `the body is not valid UTF-8: byte 0x${bytes[offset]!.toString(16).padStart(2, '0')} at byte offset ${offset}`, {
-      details: [{ index: -1, path: '(body)', message: `invalid UTF-8 at byte offset ${offset}` }],
-    });
+    throw new AppError(
+      'invalid_utf8',
+      `the body is not valid UTF-8: byte 0x${bytes[offset]!.toString(16).padStart(2, '0')} at byte offset ${offset}`,
+      {
+        details: [{ index: -1, path: '(body)', message: `invalid UTF-8 at byte offset ${offset}` }],
+      },
+    );
   }
   let text = bytes.toString('utf8');
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
@@ -165,9 +169,19 @@ export function parseJsonBody(bytes: Buffer): unknown {
   const lossy = findLossyNumber(text);
   if (lossy !== null) {
     const shown = lossy.literal.length > 40 ? `${lossy.literal.slice(0, 40)}...` : lossy.literal;
-    throw new AppError('number_not_kept', `the number ${shown} at byte offset ${lossy.offset} cannot be stored as sent; send it as a string`, {
-      details: [{ index: -1, path: '(body)', message: `number at byte offset ${lossy.offset} is out of range, -0, or more precise than a double` }],
-    });
+    throw new AppError(
+      'number_not_kept',
+      `the number ${shown} at byte offset ${lossy.offset} cannot be stored as sent; send it as a string`,
+      {
+        details: [
+          {
+            index: -1,
+            path: '(body)',
+            message: `number at byte offset ${lossy.offset} is out of range, -0, or more precise than a double`,
+          },
+        ],
+      },
+    );
   }
   return value;
 }
@@ -205,7 +219,9 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limits: Body
   const encoding = (req.headers['content-encoding'] ?? 'identity').trim().toLowerCase();
   const inflater = INFLATERS[encoding];
   if (inflater === undefined) {
-    return Promise.reject(new AppError('unsupported_media_type', `unsupported content encoding "${encoding}"; use gzip, deflate, br or none`));
+    return Promise.reject(
+      new AppError('unsupported_media_type', `unsupported content encoding "${encoding}"; use gzip, deflate, br or none`),
+    );
   }
   const tooLarge = (what: string): AppError => {
     closeAfterAnswer(req, res);
@@ -238,7 +254,10 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limits: Body
     };
     const onWire = (chunk: Buffer): void => {
       wireBytes += chunk.length;
-      if (wireBytes > limit) { finish(tooLarge('as received')); return; }
+      if (wireBytes > limit) {
+        finish(tooLarge('as received'));
+        return;
+      }
       if (stream === null) onBody(chunk);
       else stream.write(chunk);
     };
@@ -268,10 +287,14 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limits: Body
  */
 export function jsonBodyParser(limits: BodyLimits, isJson: (req: IncomingMessage) => boolean): RequestHandler {
   return (req, res, next) => {
-    if (!isJson(req)) { next(); return; }
+    if (!isJson(req)) {
+      next();
+      return;
+    }
     const charset = charsetOf(req.headers['content-type'] ?? '');
     if (charset !== null && charset !== 'utf-8' && charset !== 'utf8') {
-      next(new AppError('unsupported_media_type', `unsupported charset "${charset.toUpperCase()}"; send UTF-8`)); return;
+      next(new AppError('unsupported_media_type', `unsupported charset "${charset.toUpperCase()}"; send UTF-8`));
+      return;
     }
     readBody(req, res, limits).then(
       (bytes) => {
@@ -280,7 +303,8 @@ export function jsonBodyParser(limits: BodyLimits, isJson: (req: IncomingMessage
           if (bytes.length > 0) req.body = parseJsonBody(bytes);
           else if (hasBody(req)) req.body = {};
         } catch (err) {
-          next(err); return;
+          next(err);
+          return;
         }
         next();
       },

@@ -67,7 +67,9 @@ export function notFoundHandler(routes: RouteIndex): RequestHandler {
     if (methods.length > 0) {
       res.set('Allow', methods.join(', '));
       res.locals.errorCode = 'method_not_allowed';
-      res.status(405).json({ error: 'method_not_allowed', message: `${req.method} ${req.path} is not supported; use ${methods.join(' or ')}` });
+      res
+        .status(405)
+        .json({ error: 'method_not_allowed', message: `${req.method} ${req.path} is not supported; use ${methods.join(' or ')}` });
       return;
     }
     res.locals.errorCode = 'not_found';

@@ -75,7 +75,10 @@ export function histogramHandler(aggregator: Aggregator): RequestHandler {
     res.on('close', () => abandoned.abort(new Error('histogram: client went away')));
     let histogram;
     try {
-      histogram = await countHistogram(aggregator.index, filter, buckets, { chunkRows: FIXED_LIMITS.histogramChunkRows, signal: abandoned.signal });
+      histogram = await countHistogram(aggregator.index, filter, buckets, {
+        chunkRows: FIXED_LIMITS.histogramChunkRows,
+        signal: abandoned.signal,
+      });
     } catch (err) {
       if (abandoned.signal.aborted) return;
       throw err;

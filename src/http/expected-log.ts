@@ -43,6 +43,9 @@ export class ExpectedErrorLog {
     const leftOut = this.leftOut.get(code) ?? 0;
     this.lastLineAt.set(code, now);
     this.leftOut.set(code, 0);
-    this.logger.warn({ error_code: code, route, status, left_out: leftOut }, `${status} ${code} on ${route} (${leftOut} more since the last line; one line per ${EXPECTED_LOG_INTERVAL_MS / 1000} s)`);
+    this.logger.warn(
+      { error_code: code, route, status, left_out: leftOut },
+      `${status} ${code} on ${route} (${leftOut} more since the last line; one line per ${EXPECTED_LOG_INTERVAL_MS / 1000} s)`,
+    );
   }
 }

@@ -34,10 +34,22 @@ export class ServiceMetrics {
   /** The listing of the log taken for the scrape in progress. */
   private logMeasure: Promise<{ bytes: number; segments: number }> | null = null;
 
-  private readonly eventsReceived = this.counter('logagg_events_received_total', 'Events in publish requests that were answered 200 (accepted + duplicates).');
-  private readonly eventsAccepted = this.counter('logagg_events_accepted_total', 'Events accepted: new (topic, event_id) keys written to the log.');
-  private readonly eventsDuplicate = this.counter('logagg_events_duplicate_total', 'Events dropped as duplicates of a stored (topic, event_id), conflicting ones included.');
-  private readonly eventsConflicting = this.counter('logagg_events_conflicting_duplicate_total', 'Duplicates whose content differs from the stored original (a subset of duplicates).');
+  private readonly eventsReceived = this.counter(
+    'logagg_events_received_total',
+    'Events in publish requests that were answered 200 (accepted + duplicates).',
+  );
+  private readonly eventsAccepted = this.counter(
+    'logagg_events_accepted_total',
+    'Events accepted: new (topic, event_id) keys written to the log.',
+  );
+  private readonly eventsDuplicate = this.counter(
+    'logagg_events_duplicate_total',
+    'Events dropped as duplicates of a stored (topic, event_id), conflicting ones included.',
+  );
+  private readonly eventsConflicting = this.counter(
+    'logagg_events_conflicting_duplicate_total',
+    'Duplicates whose content differs from the stored original (a subset of duplicates).',
+  );
   private readonly requestsRejected = new Counter({
     name: 'logagg_requests_rejected_total',
     help: 'Requests answered with an error, by route and reason (the error code of the JSON answer).',
@@ -106,11 +118,27 @@ export class ServiceMetrics {
   /** `defaultMetrics: false` leaves out prom-client's process_* and nodejs_* metrics. */
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry });
-    this.gauge('logagg_backlog_events', 'Events accepted but not yet in the index (bounded by QUEUE_MAX_SIZE).', (s) => s.aggregator.queueSize());
-    this.gauge('logagg_accepting_writes', '1 when /publish accepts writes (recovery done, log healthy), else 0.', (s) => (s.aggregator.acceptsWrites() ? 1 : 0));
-    this.gauge('logagg_last_recovery_records_replayed', 'Log records replayed into the index by the last startup recovery.', (s) => s.aggregator.recovery?.recordsReplayed ?? 0);
-    this.gauge('logagg_last_recovery_truncated_bytes', 'Bytes of torn tail cut from the log by the last startup recovery.', (s) => s.aggregator.recovery?.tornTail?.bytesDropped ?? 0);
-    this.gauge('logagg_last_recovery_duration_seconds', 'Duration of the last startup recovery.', (s) => (s.aggregator.recovery?.durationMs ?? 0) / 1000);
+    this.gauge('logagg_backlog_events', 'Events accepted but not yet in the index (bounded by QUEUE_MAX_SIZE).', (s) =>
+      s.aggregator.queueSize(),
+    );
+    this.gauge('logagg_accepting_writes', '1 when /publish accepts writes (recovery done, log healthy), else 0.', (s) =>
+      s.aggregator.acceptsWrites() ? 1 : 0,
+    );
+    this.gauge(
+      'logagg_last_recovery_records_replayed',
+      'Log records replayed into the index by the last startup recovery.',
+      (s) => s.aggregator.recovery?.recordsReplayed ?? 0,
+    );
+    this.gauge(
+      'logagg_last_recovery_truncated_bytes',
+      'Bytes of torn tail cut from the log by the last startup recovery.',
+      (s) => s.aggregator.recovery?.tornTail?.bytesDropped ?? 0,
+    );
+    this.gauge(
+      'logagg_last_recovery_duration_seconds',
+      'Duration of the last startup recovery.',
+      (s) => (s.aggregator.recovery?.durationMs ?? 0) / 1000,
+    );
     this.logGauge('logagg_log_bytes', 'Bytes in the log segment files on disk.', 'bytes');
     this.logGauge('logagg_log_segments', 'Log segment files on disk.', 'segments');
   }

@@ -141,7 +141,9 @@ export function buildOpenApiDocument(
     paths,
     components: {
       schemas,
-      securitySchemes: { bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key of the scope the operation names in x-scope.' } },
+      securitySchemes: {
+        bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key of the scope the operation names in x-scope.' },
+      },
     },
   };
 }

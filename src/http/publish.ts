@@ -61,7 +61,8 @@ export function parsePublishBody(body: unknown, validators: Validators, limits: 
     // The index keeps these as UTF-8 text, where every lone surrogate becomes U+FFFD: two such
     // ids would collide there, and a re-send would no longer match the stored original.
     for (const key of ['topic', 'event_id', 'source'] as const) {
-      if (LONE_SURROGATE.test(event[key])) details.push({ index, path: key, message: 'must be well-formed Unicode (a \\uD800-\\uDFFF escape alone is not)' });
+      if (LONE_SURROGATE.test(event[key]))
+        details.push({ index, path: key, message: 'must be well-formed Unicode (a \\uD800-\\uDFFF escape alone is not)' });
     }
     if (Number.isNaN(tsMs)) details.push({ index, path: 'timestamp', message: 'must name a real instant' });
     if (event.payload !== undefined) {
@@ -82,7 +83,8 @@ export function parsePublishBody(body: unknown, validators: Validators, limits: 
   });
   if (details.length > 0) {
     const shown = details.slice(0, DETAILS_MAX);
-    if (details.length > DETAILS_MAX) shown.push({ index: -1, path: '(root)', message: `and ${details.length - DETAILS_MAX} more problems` });
+    if (details.length > DETAILS_MAX)
+      shown.push({ index: -1, path: '(root)', message: `and ${details.length - DETAILS_MAX} more problems` });
     throw new AppError('validation_failed', `${details.length} problem(s) in the request; nothing was written`, { details: shown });
   }
   return valid;
@@ -93,7 +95,11 @@ export function parsePublishBody(body: unknown, validators: Validators, limits: 
  * success, bulk items): each is checked exactly as a single-event /publish body is, and
  * comes back as its ValidEvent or the problems that reject it alone.
  */
-export function checkEachEvent(events: LogEvent[], validators: Validators, limits: PublishLimits): Array<ValidEvent | { problems: ErrorDetail[] }> {
+export function checkEachEvent(
+  events: LogEvent[],
+  validators: Validators,
+  limits: PublishLimits,
+): Array<ValidEvent | { problems: ErrorDetail[] }> {
   return events.map((event) => {
     try {
       return parsePublishBody(event, validators, limits)[0]!;
@@ -114,7 +120,9 @@ export function parseNdjsonPublishBody(text: string, validators: Validators, lim
     return parsePublishBody({ events: lines.map((line) => line.value) }, validators, limits);
   } catch (err) {
     if (!(err instanceof AppError) || err.details === undefined) throw err;
-    const details = err.details.map((detail) => (detail.index < 0 ? detail : { ...detail, message: `line ${lines[detail.index]!.line}: ${detail.message}` }));
+    const details = err.details.map((detail) =>
+      detail.index < 0 ? detail : { ...detail, message: `line ${lines[detail.index]!.line}: ${detail.message}` },
+    );
     throw new AppError(err.code, err.message, { details });
   }
 }
@@ -165,7 +173,10 @@ export function publishHandler(aggregator: Aggregator, validators: Validators, l
   return async (req, res) => {
     const ndjson = isNdjsonRequest(req);
     if (!isJsonRequest(req) && !ndjson) {
-      throw new AppError('unsupported_media_type', `Content-Type must be application/json or application/x-ndjson, got ${JSON.stringify(req.get('content-type') ?? '(none)')}`);
+      throw new AppError(
+        'unsupported_media_type',
+        `Content-Type must be application/json or application/x-ndjson, got ${JSON.stringify(req.get('content-type') ?? '(none)')}`,
+      );
     }
     if (req.body === undefined || (ndjson && !Buffer.isBuffer(req.body))) {
       throw new AppError('invalid_json', 'the body is empty; send one event or {"events": [...]}');
@@ -174,7 +185,12 @@ export function publishHandler(aggregator: Aggregator, validators: Validators, l
     if (ndjson) events = parseNdjsonPublishBody(decodeUtf8(req.body as Buffer, 'the NDJSON body'), validators, limits);
     else events = parsePublishBody(Array.isArray(req.body) ? { events: req.body } : req.body, validators, limits);
     const result = await aggregator.publish(events);
-    res.locals.protocolCounts = { protocol: ndjson ? 'ndjson' : 'publish', accepted: result.accepted, duplicates: result.duplicates, rejected: 0 } satisfies ProtocolCounts;
+    res.locals.protocolCounts = {
+      protocol: ndjson ? 'ndjson' : 'publish',
+      accepted: result.accepted,
+      duplicates: result.duplicates,
+      rejected: 0,
+    } satisfies ProtocolCounts;
     res.status(200).json(publishAnswer(result));
   };
 }

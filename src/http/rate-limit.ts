@@ -58,16 +58,26 @@ export function rateLimiter(limits: Partial<RateLimits>, routes: RouteIndex): Re
   if (perSecond <= 0) return null;
   const buckets = new TokenBuckets(perSecond, limits.rateLimitBurst ?? perSecond, limits.rateLimitClientsMax ?? 100_000);
   return (req, res, next) => {
-    if (routes.isQuiet(req.method, req.path)) { next(); return; }
+    if (routes.isQuiet(req.method, req.path)) {
+      next();
+      return;
+    }
     const digest = (res.locals as { apiKeyDigest?: string }).apiKeyDigest;
     const client = digest !== undefined ? `key:${digest}` : `address:${req.socket.remoteAddress ?? 'unknown'}`;
     const waitMs = buckets.take(client);
-    if (waitMs === 0) { next(); return; }
+    if (waitMs === 0) {
+      next();
+      return;
+    }
     const retryAfterSeconds = Math.max(1, Math.ceil(waitMs / 1000));
     next(
-      new AppError('rate_limited', `over RATE_LIMIT_PER_SECOND=${perSecond} (burst ${limits.rateLimitBurst ?? perSecond}) for this ${digest !== undefined ? 'API key' : 'client address'}`, {
-        retryAfterSeconds,
-      }),
+      new AppError(
+        'rate_limited',
+        `over RATE_LIMIT_PER_SECOND=${perSecond} (burst ${limits.rateLimitBurst ?? perSecond}) for this ${digest !== undefined ? 'API key' : 'client address'}`,
+        {
+          retryAfterSeconds,
+        },
+      ),
     );
   };
 }

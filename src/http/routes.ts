@@ -424,7 +424,9 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     summary: 'Swagger UI over this document, with try-it-out',
     answers: { '200': textAnswer('text/html', 'Swagger UI (its files are served under /docs/, no network needed).') },
     errors: [],
-    examples: [{ name: 'page', summary: 'The page', status: 200, answer: '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">...' }],
+    examples: [
+      { name: 'page', summary: 'The page', status: 200, answer: '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">...' },
+    ],
     handlers: () => [swaggerPageHandler()],
   },
   {

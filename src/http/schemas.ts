@@ -47,7 +47,10 @@ export function compileValidators(): Validators {
 
 /** Turns an ajv error into {index, path, message}; `batch` means paths start with /events/<i>. */
 export function describeAjvError(error: ErrorObject, batch: boolean): { index: number; path: string; message: string } {
-  let parts = error.instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  let parts = error.instancePath
+    .split('/')
+    .slice(1)
+    .map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
   let index = 0;
   if (batch) {
     if (parts[0] === 'events' && parts.length >= 2) {

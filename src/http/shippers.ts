@@ -14,7 +14,10 @@ import { jsonAnswer, type JsonObject } from './api-schemas';
 import type { ErrorCode } from '../errors';
 
 /** The limits and mapping settings the shippers' routes take from the configuration. */
-export type ShipperLimits = Pick<Config, 'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax' | 'otlpTopicDefault' | 'lokiTopicLabels' | 'lokiTopicDefault'>;
+export type ShipperLimits = Pick<
+  Config,
+  'bodyBytesMax' | 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax' | 'otlpTopicDefault' | 'lokiTopicLabels' | 'lokiTopicDefault'
+>;
 
 /** The shipper settings when the caller gives none (tests building an app from a few limits), as loadConfig defaults them. */
 export const SHIPPER_DEFAULTS: Pick<ShipperLimits, 'otlpTopicDefault' | 'lokiTopicLabels' | 'lokiTopicDefault'> = {
@@ -45,7 +48,12 @@ export type RecordOutcome = PublishOutcome | { rejected: string };
  * Aggregator.publish call (answered after fsync, exact dedup, 503 when writes cannot be
  * accepted); returns one outcome per record in order. Records rejected here are not written.
  */
-export async function publishEachRecord(aggregator: Aggregator, mapped: MappedRecords, validators: Validators, limits: ShipperLimits): Promise<RecordOutcome[]> {
+export async function publishEachRecord(
+  aggregator: Aggregator,
+  mapped: MappedRecords,
+  validators: Validators,
+  limits: ShipperLimits,
+): Promise<RecordOutcome[]> {
   const outcomes: Array<RecordOutcome | null> = [];
   const slots: Array<LogEvent | null> = mapped.records.map((slot) => {
     if (isRejected(slot)) {
@@ -119,7 +127,10 @@ export function otlpLogsHandler(aggregator: Aggregator, validators: Validators, 
     const type = mediaType(req);
     const protobuf = PROTOBUF_TYPES.has(type);
     if (!protobuf && type !== 'application/json') {
-      throw new AppError('unsupported_media_type', `Content-Type must be application/x-protobuf or application/json, got ${JSON.stringify(req.get('content-type') ?? '(none)')}`);
+      throw new AppError(
+        'unsupported_media_type',
+        `Content-Type must be application/x-protobuf or application/json, got ${JSON.stringify(req.get('content-type') ?? '(none)')}`,
+      );
     }
     const body = bodyOf(req, 'an ExportLogsServiceRequest');
     const settings = { topicDefault: limits.otlpTopicDefault, depthMax: limits.payloadDepthMax, nowIso: new Date().toISOString() };
@@ -154,13 +165,26 @@ export function lokiPushHandler(aggregator: Aggregator, validators: Validators, 
     } else if (PROTOBUF_TYPES.has(type) || type === '') {
       mapped = decodeLokiProtobuf(bodyOf(req, 'a Loki push'), settings, limits.batchEventsMax, limits.bodyBytesMax);
     } else {
-      throw new AppError('unsupported_media_type', `Content-Type must be application/x-protobuf (snappy) or application/json, got ${JSON.stringify(req.get('content-type'))}`);
+      throw new AppError(
+        'unsupported_media_type',
+        `Content-Type must be application/x-protobuf (snappy) or application/json, got ${JSON.stringify(req.get('content-type'))}`,
+      );
     }
-    const rejected = mapped.records.map((slot, index) => (isRejected(slot) ? { index, path: `entry ${index}`, message: slot.rejected } : null)).filter((d) => d !== null);
-    if (rejected.length > 0) throw new AppError('validation_failed', `${rejected.length} entries cannot be stored; nothing was written`, { details: rejected.slice(0, DETAILS_MAX) });
+    const rejected = mapped.records
+      .map((slot, index) => (isRejected(slot) ? { index, path: `entry ${index}`, message: slot.rejected } : null))
+      .filter((d) => d !== null);
+    if (rejected.length > 0)
+      throw new AppError('validation_failed', `${rejected.length} entries cannot be stored; nothing was written`, {
+        details: rejected.slice(0, DETAILS_MAX),
+      });
     const events = parsePublishBody({ events: mapped.records }, validators, limits);
     const result = await aggregator.publish(events);
-    res.locals.protocolCounts = { protocol: 'loki', accepted: result.accepted, duplicates: result.duplicates, rejected: 0 } satisfies ProtocolCounts;
+    res.locals.protocolCounts = {
+      protocol: 'loki',
+      accepted: result.accepted,
+      duplicates: result.duplicates,
+      rejected: 0,
+    } satisfies ProtocolCounts;
     res.status(204).end();
   };
 }
@@ -180,10 +204,18 @@ export function elasticBulkHandler(aggregator: Aggregator, validators: Validator
     const started = performance.now();
     res.set(...ELASTIC_PRODUCT_HEADER);
     if (!BULK_TYPES.test(mediaType(req))) {
-      throw new AppError('unsupported_media_type', `Content-Type must be application/x-ndjson or application/json, got ${JSON.stringify(req.get('content-type') ?? '(none)')}`);
+      throw new AppError(
+        'unsupported_media_type',
+        `Content-Type must be application/x-ndjson or application/json, got ${JSON.stringify(req.get('content-type') ?? '(none)')}`,
+      );
     }
     const urlIndex = typeof req.params.index === 'string' ? req.params.index : null;
-    const actions = decodeBulk(decodeUtf8(bodyOf(req, 'bulk action/source lines'), 'the bulk body'), urlIndex, limits.batchEventsMax, new Date().toISOString());
+    const actions = decodeBulk(
+      decodeUtf8(bodyOf(req, 'bulk action/source lines'), 'the bulk body'),
+      urlIndex,
+      limits.batchEventsMax,
+      new Date().toISOString(),
+    );
     const mapped: MappedRecords = { records: actions.map((action) => ('error' in action.slot ? { rejected: '' } : action.slot)) };
     const outcomes = await publishEachRecord(aggregator, mapped, validators, limits);
     const bulkOutcomes: BulkOutcome[] = outcomes.map((outcome, i) => {
@@ -205,7 +237,6 @@ export function elasticProductHeader(): RequestHandler {
   };
 }
 
-
 /**
  * The answer to GET / for an Elasticsearch client's probe: the banner Logstash, Vector and
  * Beats read the version from (8.x: bulk without _type). Nothing else of the cluster API is
@@ -217,7 +248,10 @@ export function elasticBannerHandler(): RequestHandler {
       next();
       return;
     }
-    res.set(...ELASTIC_PRODUCT_HEADER).status(200).json(ELASTIC_BANNER);
+    res
+      .set(...ELASTIC_PRODUCT_HEADER)
+      .status(200)
+      .json(ELASTIC_BANNER);
   };
 }
 
@@ -367,7 +401,9 @@ export const SHIPPER_ROUTES: readonly RouteSpec[] = [
       required: true,
       content: {
         'application/json': { schema: { type: 'object', required: ['streams'], properties: { streams: { type: 'array' } } } },
-        'application/x-protobuf': { schema: { type: 'string', format: 'binary', description: 'PushRequest, protobuf, snappy block format.' } },
+        'application/x-protobuf': {
+          schema: { type: 'string', format: 'binary', description: 'PushRequest, protobuf, snappy block format.' },
+        },
       },
     },
     answers: { '204': { description: 'Every entry is durable.' } },
@@ -382,49 +418,54 @@ export const SHIPPER_ROUTES: readonly RouteSpec[] = [
     ],
     handlers: ({ aggregator, validators, limits }) => [rawBody(limits), lokiPushHandler(aggregator, validators, withDefaults(limits))],
   },
-  ...(['/_bulk', '/:index/_bulk'] as const).map(
-    (path): RouteSpec => ({
-      method: 'POST',
-      path,
-      scope: 'publish',
-      operationId: path === '/_bulk' ? 'elasticBulk' : 'elasticIndexBulk',
-      summary: path === '/_bulk' ? 'Elasticsearch bulk: create/index actions' : 'Elasticsearch bulk into one index: create/index actions',
-      description: (limits) =>
-        `The subset of the Elasticsearch bulk API that log shippers use: NDJSON action/source pairs, create and index. ` +
-        `Each document becomes one event in the topic named by its index, event_id from _id (else a digest of the ` +
-        `source). The answer is the bulk response; a create whose _id exists is item status 409 ` +
-        `version_conflict_engine_exception (a duplicate), an index whose _id exists 200 noop. Every answer carries ` +
-        `X-Elastic-Product: Elasticsearch. At most ${limits.batchEventsMax} actions and ${limits.bodyBytesMax} bytes after inflation.`,
-      requestBody: { required: true, content: { 'application/x-ndjson': { schema: { type: 'string', description: 'Action and source lines.' } } } },
-      answers: { '200': jsonAnswer(BULK_RESPONSE_SCHEMA, 'One item per action; stored documents are durable.') },
-      errors: INGEST_ERRORS,
-      examples: [
-        {
-          name: 'create',
-          summary: 'One document created with its _id',
-          body: '{"create":{"_index":"access-logs","_id":"req-1"}}\n{"@timestamp":"2025-10-23T10:00:00Z","message":"GET /"}\n',
-          status: 200,
-          answer: {
-            took: 2,
-            errors: false,
-            items: [
-              {
-                create: {
-                  _index: 'access-logs',
-                  _id: 'req-1',
-                  _version: 1,
-                  result: 'created',
-                  _shards: { total: 1, successful: 1, failed: 0 },
-                  _seq_no: 1,
-                  _primary_term: 1,
-                  status: 201,
-                },
+  ...(['/_bulk', '/:index/_bulk'] as const).map((path): RouteSpec => ({
+    method: 'POST',
+    path,
+    scope: 'publish',
+    operationId: path === '/_bulk' ? 'elasticBulk' : 'elasticIndexBulk',
+    summary: path === '/_bulk' ? 'Elasticsearch bulk: create/index actions' : 'Elasticsearch bulk into one index: create/index actions',
+    description: (limits) =>
+      `The subset of the Elasticsearch bulk API that log shippers use: NDJSON action/source pairs, create and index. ` +
+      `Each document becomes one event in the topic named by its index, event_id from _id (else a digest of the ` +
+      `source). The answer is the bulk response; a create whose _id exists is item status 409 ` +
+      `version_conflict_engine_exception (a duplicate), an index whose _id exists 200 noop. Every answer carries ` +
+      `X-Elastic-Product: Elasticsearch. At most ${limits.batchEventsMax} actions and ${limits.bodyBytesMax} bytes after inflation.`,
+    requestBody: {
+      required: true,
+      content: { 'application/x-ndjson': { schema: { type: 'string', description: 'Action and source lines.' } } },
+    },
+    answers: { '200': jsonAnswer(BULK_RESPONSE_SCHEMA, 'One item per action; stored documents are durable.') },
+    errors: INGEST_ERRORS,
+    examples: [
+      {
+        name: 'create',
+        summary: 'One document created with its _id',
+        body: '{"create":{"_index":"access-logs","_id":"req-1"}}\n{"@timestamp":"2025-10-23T10:00:00Z","message":"GET /"}\n',
+        status: 200,
+        answer: {
+          took: 2,
+          errors: false,
+          items: [
+            {
+              create: {
+                _index: 'access-logs',
+                _id: 'req-1',
+                _version: 1,
+                result: 'created',
+                _shards: { total: 1, successful: 1, failed: 0 },
+                _seq_no: 1,
+                _primary_term: 1,
+                status: 201,
               },
-            ],
-          },
+            },
+          ],
         },
-      ],
-      handlers: ({ aggregator, validators, limits }) => [elasticProductHeader(), rawBody(limits), elasticBulkHandler(aggregator, validators, withDefaults(limits))],
-    }),
-  ),
+      },
+    ],
+    handlers: ({ aggregator, validators, limits }) => [
+      elasticProductHeader(),
+      rawBody(limits),
+      elasticBulkHandler(aggregator, validators, withDefaults(limits)),
+    ],
+  })),
 ];

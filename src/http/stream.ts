@@ -165,9 +165,13 @@ export class StreamHub {
       throw new AppError('recovering', 'recovery is replaying the log; the live tail opens when it is done', { retryAfterSeconds });
     }
     if (this.subscribers.size >= this.limits.streamSubscribersMax) {
-      throw new AppError('subscribers_full', `${this.subscribers.size} live-tail streams are open, STREAM_SUBSCRIBERS_MAX=${this.limits.streamSubscribersMax}`, {
-        retryAfterSeconds,
-      });
+      throw new AppError(
+        'subscribers_full',
+        `${this.subscribers.size} live-tail streams are open, STREAM_SUBSCRIBERS_MAX=${this.limits.streamSubscribersMax}`,
+        {
+          retryAfterSeconds,
+        },
+      );
     }
     res.status(200);
     res.set({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache, no-transform', 'X-Accel-Buffering': 'no' });

@@ -30,7 +30,9 @@ function uiFiles(): Map<string, string> {
 /** The files of swagger-ui-dist served under /docs/. */
 function swaggerFiles(): Map<string, string> {
   const dir = packageDir('swagger-ui-dist');
-  return new Map(['swagger-ui.css', 'swagger-ui-bundle.js', 'favicon-32x32.png', 'favicon-16x16.png'].map((name) => [name, path.join(dir, name)]));
+  return new Map(
+    ['swagger-ui.css', 'swagger-ui-bundle.js', 'favicon-32x32.png', 'favicon-16x16.png'].map((name) => [name, path.join(dir, name)]),
+  );
 }
 
 /**

@@ -113,5 +113,5 @@ export class KeyTable {
 
 /** The first slot to probe: low bits of the hash (both halves of it are well mixed). */
 function slotOf(hash: number, mask: number): number {
-  return (hash % 0x200000 ^ Math.floor(hash / 0x200000)) & mask;
+  return ((hash % 0x200000) ^ Math.floor(hash / 0x200000)) & mask;
 }

@@ -141,7 +141,9 @@ export class IndexStore {
       const hasEvents = this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'").get() !== undefined;
       if (readOnly && hasEvents && version !== SCHEMA_VERSION) {
         this.db.close();
-        throw new Error(`index ${databasePath} has schema version ${version}, expected ${SCHEMA_VERSION}: start the service once to rebuild it from the log`);
+        throw new Error(
+          `index ${databasePath} has schema version ${version}, expected ${SCHEMA_VERSION}: start the service once to rebuild it from the log`,
+        );
       }
       if (!readOnly) {
         if (hasEvents && version !== SCHEMA_VERSION) {
@@ -196,7 +198,15 @@ export class IndexStore {
       let lastSeq = this.current.checkpointSeq;
       for (const row of rows) {
         if (row.seq > lastSeq) lastSeq = row.seq;
-        this.statements.insert.run(row.seq, row.keyHash ?? keyHash(row.topic, row.eventId), row.topic, row.eventId, row.source, row.tsMs, row.body);
+        this.statements.insert.run(
+          row.seq,
+          row.keyHash ?? keyHash(row.topic, row.eventId),
+          row.topic,
+          row.eventId,
+          row.source,
+          row.tsMs,
+          row.body,
+        );
         if (!this.topicSet.has(row.topic)) this.statements.insertTopic.run(row.topic);
       }
       return this.commitCounters(lastSeq, rows.length, duplicates, conflicts);
@@ -347,7 +357,9 @@ export class IndexStore {
     return this.db.transaction((): EventPage => {
       const desc = query.order === 'desc';
       const scanRowsMax = query.scanRowsMax ?? FIXED_LIMITS.queryScanRowsMax;
-      const bounded = Number.isFinite(scanRowsMax) && (query.source !== undefined || query.sinceMs !== undefined || query.untilMs !== undefined || needsBody(query));
+      const bounded =
+        Number.isFinite(scanRowsMax) &&
+        (query.source !== undefined || query.sinceMs !== undefined || query.untilMs !== undefined || needsBody(query));
       let fromSeq = Number.NEGATIVE_INFINITY;
       let toSeq = Number.POSITIVE_INFINITY;
       if (desc && query.afterSeq !== undefined) toSeq = query.afterSeq - 1;
@@ -435,7 +447,10 @@ export class IndexStore {
 
   /** The first and last stored seq, or null for an empty store. */
   seqBounds(): SeqBounds | null {
-    const row = this.prepared('SELECT min(seq) AS first, max(seq) AS last FROM events').get() as { first: number | null; last: number | null };
+    const row = this.prepared('SELECT min(seq) AS first, max(seq) AS last FROM events').get() as {
+      first: number | null;
+      last: number | null;
+    };
     return row.first === null || row.last === null ? null : { first: row.first, last: row.last };
   }
 
@@ -458,7 +473,9 @@ export class IndexStore {
     const sql =
       `SELECT (ts_ms - CAST(? AS INTEGER)) / CAST(? AS INTEGER) AS bucket, count(*) AS n FROM events ` +
       `${whereClause([...topic.clauses, ...rest.clauses])} GROUP BY bucket`;
-    return this.prepared(sql).raw().all(filter.sinceMs, intervalMs, ...topic.params, ...rest.params) as Array<[number, number]>;
+    return this.prepared(sql)
+      .raw()
+      .all(filter.sinceMs, intervalMs, ...topic.params, ...rest.params) as Array<[number, number]>;
   }
 
   /** A prepared statement per SQL text; the texts are built from a bounded set of shapes. */

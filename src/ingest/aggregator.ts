@@ -69,7 +69,8 @@ export interface AggregatorObserver {
 }
 
 export interface AggregatorOptions {
-  config: Pick<Config, 'walDir' | 'databasePath' | 'queueMaxSize' | 'segmentBytesMax' | 'indexBatchMax' | 'retryAfterSeconds'> & Partial<Pick<Config, 'indexWorker'>>;
+  config: Pick<Config, 'walDir' | 'databasePath' | 'queueMaxSize' | 'segmentBytesMax' | 'indexBatchMax' | 'retryAfterSeconds'> &
+    Partial<Pick<Config, 'indexWorker'>>;
   logger: Logger;
   disk?: LogDisk;
   observer?: AggregatorObserver;
@@ -144,7 +145,10 @@ export class Aggregator {
         }
         if (this.noSpaceAtStartSince === null) {
           this.noSpaceAtStartSince = Date.now();
-          this.options.logger.warn({ code: (err as NodeJS.ErrnoException).code }, `recovery: the disk is full (${(err as Error).message}); serving reads, refusing writes, retrying every ${NO_SPACE_RETRY_MS} ms`);
+          this.options.logger.warn(
+            { code: (err as NodeJS.ErrnoException).code },
+            `recovery: the disk is full (${(err as Error).message}); serving reads, refusing writes, retrying every ${NO_SPACE_RETRY_MS} ms`,
+          );
         }
         this.stateValue = 'recovering';
         this.openSpacelessReads();
@@ -215,10 +219,16 @@ export class Aggregator {
     }
     const { start, report } = recovered;
     if (report.tornTail !== null) {
-      logger.warn({ ...report.tornTail }, `recovery: cut torn tail of ${report.tornTail.bytesDropped} bytes at offset ${report.tornTail.offset}`);
+      logger.warn(
+        { ...report.tornTail },
+        `recovery: cut torn tail of ${report.tornTail.bytesDropped} bytes at offset ${report.tornTail.offset}`,
+      );
     }
     if (store.counters.checkpointSeq + 1 > start.nextSeq) {
-      logger.warn({ checkpointSeq: store.counters.checkpointSeq, logLastSeq: start.nextSeq - 1 }, 'recovery: the index is ahead of the log (segments missing?); continuing after the index');
+      logger.warn(
+        { checkpointSeq: store.counters.checkpointSeq, logLastSeq: start.nextSeq - 1 },
+        'recovery: the index is ahead of the log (segments missing?); continuing after the index',
+      );
       start.nextSeq = store.counters.checkpointSeq + 1;
     }
 
@@ -264,7 +274,12 @@ export class Aggregator {
     if (this.noSpaceAtStartSince !== null) logger.info('recovery: space returned');
     this.noSpaceAtStartSince = null;
     logger.info(
-      { ...report, tornTail: report.tornTail !== null, durationMs: Math.round(this.recoveryValue.durationMs), indexApplier: this.consumer.applierKind },
+      {
+        ...report,
+        tornTail: report.tornTail !== null,
+        durationMs: Math.round(this.recoveryValue.durationMs),
+        indexApplier: this.consumer.applierKind,
+      },
       'recovery: done, accepting writes',
     );
     return report;
@@ -310,7 +325,11 @@ export class Aggregator {
       const entry: PendingEntry = { seq, eventJson, topic: event.topic, eventId: event.event_id, next: null };
       this.pending.add(hash, entry);
       added.push([hash, entry]);
-      fresh.push({ seq, eventJson, row: { seq, topic: event.topic, eventId: event.event_id, source: event.source, tsMs, body: eventJson, keyHash: hash } });
+      fresh.push({
+        seq,
+        eventJson,
+        row: { seq, topic: event.topic, eventId: event.event_id, source: event.source, tsMs, body: eventJson, keyHash: hash },
+      });
       results.push({ status: 'accepted', seq });
     }
 
@@ -478,11 +497,18 @@ export class Aggregator {
       case 'starting':
       case 'recovering':
         if (this.noSpaceAtStartSince !== null) {
-          throw new AppError('log_no_space', 'the disk is full: the service started read-only and accepts writes once space returns', { retryAfterSeconds });
+          throw new AppError('log_no_space', 'the disk is full: the service started read-only and accepts writes once space returns', {
+            retryAfterSeconds,
+          });
         }
-        throw new AppError('recovering', 'recovery is replaying the log; no write is accepted before the dedup state is complete', { retryAfterSeconds });
+        throw new AppError('recovering', 'recovery is replaying the log; no write is accepted before the dedup state is complete', {
+          retryAfterSeconds,
+        });
       case 'failed':
-        throw new AppError('log_failed', 'the log failed and the service is stopping for recovery', { retryAfterSeconds, cause: this.failure });
+        throw new AppError('log_failed', 'the log failed and the service is stopping for recovery', {
+          retryAfterSeconds,
+          cause: this.failure,
+        });
       default:
         throw new AppError('shutting_down', 'the service is shutting down', { retryAfterSeconds });
     }
@@ -494,7 +520,11 @@ const NO_SPACE_RETRY_MS = 250;
 
 /** Errors that mean "no space left" (the log's or SQLite's), which wait for space instead of failing. */
 export function isNoSpaceError(err: unknown): boolean {
-  for (let e = err as { code?: unknown; cause?: unknown } | null | undefined, depth = 0; e !== undefined && e !== null && depth < 5; e = e.cause as typeof e, depth += 1) {
+  for (
+    let e = err as { code?: unknown; cause?: unknown } | null | undefined, depth = 0;
+    e !== undefined && e !== null && depth < 5;
+    e = e.cause as typeof e, depth += 1
+  ) {
     if (typeof e.code === 'string' && NO_SPACE_ERROR_CODES.has(e.code)) return true;
   }
   return false;

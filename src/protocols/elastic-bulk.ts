@@ -33,7 +33,9 @@ const ACTIONS_STORED = new Set(['create', 'index']);
 
 function malformed(line: number, message: string): AppError {
   const text = `line ${line}: ${message}`;
-  return new AppError('validation_failed', `malformed bulk request: ${text}; nothing was written`, { details: [{ index: -1, path: `line ${line}`, message }] });
+  return new AppError('validation_failed', `malformed bulk request: ${text}; nothing was written`, {
+    details: [{ index: -1, path: `line ${line}`, message }],
+  });
 }
 
 /** The event's timestamp from `@timestamp` (RFC 3339 string or epoch milliseconds), else the acceptance time. */
@@ -82,13 +84,19 @@ export function decodeBulk(text: string, urlIndex: string | null, actionsMax: nu
       sourceLine = next;
       i += 1;
     }
-    if (actions.length === actionsMax) throw new AppError('batch_too_large', `bulk request of more than ${actionsMax} actions is over BATCH_EVENTS_MAX=${actionsMax}`);
-    const id = typeof metaId === 'string' && metaId !== '' ? metaId : sourceLine === null ? '' : digestJsonParts([JSON.stringify(sourceLine.text)]);
+    if (actions.length === actionsMax)
+      throw new AppError('batch_too_large', `bulk request of more than ${actionsMax} actions is over BATCH_EVENTS_MAX=${actionsMax}`);
+    const id =
+      typeof metaId === 'string' && metaId !== '' ? metaId : sourceLine === null ? '' : digestJsonParts([JSON.stringify(sourceLine.text)]);
     const fail = (status: number, type: string, reason: string): void => {
       actions.push({ op, index, id, slot: { error: { status, type, reason } } });
     };
     if (!ACTIONS_STORED.has(op)) {
-      fail(400, 'illegal_argument_exception', `action [${op}] is not supported: this service stores each document once and never changes it (use create or index)`);
+      fail(
+        400,
+        'illegal_argument_exception',
+        `action [${op}] is not supported: this service stores each document once and never changes it (use create or index)`,
+      );
       continue;
     }
     if (index === null) {
@@ -108,7 +116,18 @@ export function decodeBulk(text: string, urlIndex: string | null, actionsMax: nu
       fail(400, 'document_parsing_exception', 'failed to parse field [@timestamp]: must be an RFC 3339 date-time or epoch milliseconds');
       continue;
     }
-    actions.push({ op, index, id, slot: { topic: index, event_id: id, timestamp, source: sourceOf(document as Record<string, unknown>), payload: document as Record<string, unknown> } });
+    actions.push({
+      op,
+      index,
+      id,
+      slot: {
+        topic: index,
+        event_id: id,
+        timestamp,
+        source: sourceOf(document as Record<string, unknown>),
+        payload: document as Record<string, unknown>,
+      },
+    });
   }
   return actions;
 }
@@ -135,7 +154,13 @@ export function bulkResponse(actions: BulkAction[], outcomes: BulkOutcome[], too
     if (outcome.status === 'duplicate' && action.op === 'create') {
       errors = true;
       const reason = `[${action.id}]: version conflict, document already exists (current version [1])`;
-      return { [action.op]: { ...head, status: 409, error: { type: 'version_conflict_engine_exception', reason, index: action.index, shard: '0' } } };
+      return {
+        [action.op]: {
+          ...head,
+          status: 409,
+          error: { type: 'version_conflict_engine_exception', reason, index: action.index, shard: '0' },
+        },
+      };
     }
     const created = outcome.status === 'accepted';
     return {

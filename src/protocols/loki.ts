@@ -125,24 +125,28 @@ export function decodeLokiJson(body: unknown, settings: LokiMappingSettings, ent
   const streams = (body as { streams?: unknown } | null)?.streams;
   if (body === null || typeof body !== 'object' || !Array.isArray(streams)) throw problem('streams', 'must be an array');
   let count = 0;
-  for (const stream of streams) count += Array.isArray((stream as { values?: unknown } | null)?.values) ? (stream as { values: unknown[] }).values.length : 0;
+  for (const stream of streams)
+    count += Array.isArray((stream as { values?: unknown } | null)?.values) ? (stream as { values: unknown[] }).values.length : 0;
   checkCount(count, entriesMax);
   const records: MappedRecords['records'] = [];
   streams.forEach((stream: unknown, s) => {
     const path = `streams[${s}]`;
     const labelObject = (stream as { stream?: unknown } | null)?.stream;
-    if (labelObject === null || typeof labelObject !== 'object' || Array.isArray(labelObject)) throw problem(`${path}.stream`, 'must be an object of labels');
+    if (labelObject === null || typeof labelObject !== 'object' || Array.isArray(labelObject))
+      throw problem(`${path}.stream`, 'must be an object of labels');
     const labels = stringPairs(labelObject as Record<string, unknown>, `${path}.stream`);
     const values = (stream as { values?: unknown }).values;
     if (!Array.isArray(values)) throw problem(`${path}.values`, 'must be an array');
     values.forEach((value: unknown, v) => {
       const at = `${path}.values[${v}]`;
-      if (!Array.isArray(value) || value.length < 2 || value.length > 3) throw problem(at, 'must be ["<unix ns>", "<line>"] or ["<unix ns>", "<line>", {metadata}]');
+      if (!Array.isArray(value) || value.length < 2 || value.length > 3)
+        throw problem(at, 'must be ["<unix ns>", "<line>"] or ["<unix ns>", "<line>", {metadata}]');
       const nanos = typeof value[0] === 'string' ? parseNanos(value[0]) : null;
       if (nanos === null) throw problem(`${at}[0]`, 'must be the time in nanoseconds as a decimal string');
       if (typeof value[1] !== 'string') throw problem(`${at}[1]`, 'must be the log line, a string');
       const rawMetadata: unknown = value[2];
-      if (rawMetadata !== undefined && (rawMetadata === null || typeof rawMetadata !== 'object' || Array.isArray(rawMetadata))) throw problem(`${at}[2]`, 'must be an object of structured metadata');
+      if (rawMetadata !== undefined && (rawMetadata === null || typeof rawMetadata !== 'object' || Array.isArray(rawMetadata)))
+        throw problem(`${at}[2]`, 'must be an object of structured metadata');
       const metadata = rawMetadata === undefined ? [] : stringPairs(rawMetadata as Record<string, unknown>, `${at}[2]`);
       records.push(entryToEvent({ labels, nanos, line: value[1], metadata }, settings));
     });
@@ -177,7 +181,8 @@ function snappyInflatedLength(body: Buffer): number | null {
 export function decodeLokiProtobuf(body: Buffer, settings: LokiMappingSettings, entriesMax: number, bytesMax: number): MappedRecords {
   const declared = snappyInflatedLength(body);
   if (declared === null) throw new AppError('invalid_snappy', 'the body is not a snappy block (no length header)');
-  if (declared > bytesMax) throw new AppError('body_too_large', `the body inflates to ${declared} bytes, over BODY_BYTES_MAX=${bytesMax} (after decompression)`);
+  if (declared > bytesMax)
+    throw new AppError('body_too_large', `the body inflates to ${declared} bytes, over BODY_BYTES_MAX=${bytesMax} (after decompression)`);
   let raw: Buffer;
   try {
     raw = Buffer.from(snappy.uncompress(body, bytesMax));
@@ -192,17 +197,32 @@ export function decodeLokiProtobuf(body: Buffer, settings: LokiMappingSettings, 
     throw new AppError('invalid_protobuf', `the body is not a protobuf PushRequest: ${(err as Error).message}`);
   }
   const streams = (request.streams ?? []) as Array<Record<string, any>>;
-  checkCount(streams.reduce((sum, stream) => sum + (stream.entries?.length ?? 0), 0), entriesMax);
+  checkCount(
+    streams.reduce((sum, stream) => sum + (stream.entries?.length ?? 0), 0),
+    entriesMax,
+  );
   const records: MappedRecords['records'] = [];
   streams.forEach((stream, s) => {
     const labels = parseLabelSet((stream.labels as string | undefined) ?? '');
-    if (labels === null) throw problem(`streams[${s}].labels`, `must be a label set like {job="app"} (got ${JSON.stringify(String(stream.labels).slice(0, 100))})`);
+    if (labels === null)
+      throw problem(
+        `streams[${s}].labels`,
+        `must be a label set like {job="app"} (got ${JSON.stringify(String(stream.labels).slice(0, 100))})`,
+      );
     ((stream.entries ?? []) as Array<Record<string, any>>).forEach((entry, e) => {
       const seconds = BigInt(String(entry.timestamp?.seconds ?? 0));
       const nanosPart = BigInt((entry.timestamp?.nanos as number | undefined) ?? 0);
-      if (seconds < 0n || nanosPart < 0n || nanosPart > 999_999_999n) throw problem(`streams[${s}].entries[${e}].timestamp`, 'must be a time after 1970');
-      const metadata = sortPairs(((entry.structuredMetadata ?? []) as Array<{ name?: string; value?: string }>).map((pair) => [pair.name ?? '', pair.value ?? '']));
-      records.push(entryToEvent({ labels, nanos: seconds * 1_000_000_000n + nanosPart, line: (entry.line as string | undefined) ?? '', metadata }, settings));
+      if (seconds < 0n || nanosPart < 0n || nanosPart > 999_999_999n)
+        throw problem(`streams[${s}].entries[${e}].timestamp`, 'must be a time after 1970');
+      const metadata = sortPairs(
+        ((entry.structuredMetadata ?? []) as Array<{ name?: string; value?: string }>).map((pair) => [pair.name ?? '', pair.value ?? '']),
+      );
+      records.push(
+        entryToEvent(
+          { labels, nanos: seconds * 1_000_000_000n + nanosPart, line: (entry.line as string | undefined) ?? '', metadata },
+          settings,
+        ),
+      );
     });
   });
   return { records };
@@ -210,7 +230,9 @@ export function decodeLokiProtobuf(body: Buffer, settings: LokiMappingSettings, 
 /* eslint-enable @typescript-eslint/no-explicit-any, @typescript-eslint/no-unsafe-member-access, @typescript-eslint/no-unsafe-return, @typescript-eslint/restrict-plus-operands */
 
 /** A PushRequest as snappy-compressed protobuf, as promtail sends it (for tests and the benchmark). */
-export function encodeLokiProtobuf(streams: Array<{ labels: string; entries: Array<{ nanos: bigint; line: string; metadata?: Array<[string, string]> }> }>): Buffer {
+export function encodeLokiProtobuf(
+  streams: Array<{ labels: string; entries: Array<{ nanos: bigint; line: string; metadata?: Array<[string, string]> }> }>,
+): Buffer {
   const message = PushRequest.fromObject({
     streams: streams.map((stream) => ({
       labels: stream.labels,

@@ -23,7 +23,8 @@ export function parseNdjson(text: string, linesMax: number, what: string): Ndjso
     number += 1;
     const raw = text.charCodeAt(end - 1) === 13 ? text.slice(start, end - 1) : text.slice(start, end);
     if (raw.trim() !== '') {
-      if (lines.length === linesMax) throw new AppError('batch_too_large', `more than ${linesMax} ${what} lines in one request (BATCH_EVENTS_MAX)`);
+      if (lines.length === linesMax)
+        throw new AppError('batch_too_large', `more than ${linesMax} ${what} lines in one request (BATCH_EVENTS_MAX)`);
       lines.push({ line: number, text: raw });
     }
     start = end + 1;

@@ -155,13 +155,17 @@ function jsonKeyValues(list: unknown[], path: string, depth: number, depthMax: n
 function jsonRecord(raw: unknown, path: string, depthMax: number): OtlpLogRecord {
   const record = jsonObject(raw, path);
   const severity = record.severityNumber;
-  if (severity !== undefined && severity !== null && !(typeof severity === 'number' && Number.isInteger(severity) && severity >= 0 && severity <= 24)) {
+  if (
+    severity !== undefined &&
+    severity !== null &&
+    !(typeof severity === 'number' && Number.isInteger(severity) && severity >= 0 && severity <= 24)
+  ) {
     throw jsonProblem(`${path}.severityNumber`, 'a whole number from 0 to 24');
   }
   return {
     timeUnixNano: jsonNanos(record.timeUnixNano, `${path}.timeUnixNano`),
     observedTimeUnixNano: jsonNanos(record.observedTimeUnixNano, `${path}.observedTimeUnixNano`),
-    severityNumber: (severity) ?? 0,
+    severityNumber: severity ?? 0,
     severityText: jsonString(record.severityText, `${path}.severityText`),
     body: record.body === undefined || record.body === null ? null : jsonAnyValue(record.body, `${path}.body`, 1, depthMax),
     attributes: jsonKeyValues(jsonList(record.attributes, `${path}.attributes`), `${path}.attributes`, 1, depthMax),
@@ -203,7 +207,11 @@ function protoAnyValue(value: ProtoMessage | null | undefined, path: string, dep
       return { bytesValue: Buffer.from(value.bytesValue as Uint8Array).toString('base64') };
     case 'arrayValue':
       return {
-        arrayValue: { values: ((value.arrayValue.values ?? []) as ProtoMessage[]).map((item, i) => protoAnyValue(item, `${path}.arrayValue.values[${i}]`, depth + 1, depthMax)) },
+        arrayValue: {
+          values: ((value.arrayValue.values ?? []) as ProtoMessage[]).map((item, i) =>
+            protoAnyValue(item, `${path}.arrayValue.values[${i}]`, depth + 1, depthMax),
+          ),
+        },
       };
     case 'kvlistValue':
       return { kvlistValue: { values: protoKeyValues(value.kvlistValue.values ?? [], `${path}.kvlistValue.values`, depth + 1, depthMax) } };
@@ -305,14 +313,32 @@ function scopeContext(name: string, version: string, attributes: KeyValue[], dro
  */
 export function recordDigest(resourceKey: string, scopeKey: string, record: OtlpLogRecord): string {
   const nanos = record.timeUnixNano !== 0n ? record.timeUnixNano : record.observedTimeUnixNano;
-  const own = [nanos.toString(), record.severityNumber, record.severityText, record.body, record.attributes, record.traceId, record.spanId, record.eventName];
+  const own = [
+    nanos.toString(),
+    record.severityNumber,
+    record.severityText,
+    record.body,
+    record.attributes,
+    record.traceId,
+    record.spanId,
+    record.eventName,
+  ];
   return digestJsonParts([resourceKey, scopeKey, JSON.stringify(own)]);
 }
 
 /** Maps one canonical record to an event (validated later with every other event). */
-export function recordToEvent(resource: SharedContext & { attributes: KeyValue[] }, scope: SharedContext, record: OtlpLogRecord, settings: OtlpMappingSettings): LogEvent | { rejected: string } {
+export function recordToEvent(
+  resource: SharedContext & { attributes: KeyValue[] },
+  scope: SharedContext,
+  record: OtlpLogRecord,
+  settings: OtlpMappingSettings,
+): LogEvent | { rejected: string } {
   const serviceName = stringAttribute(resource.attributes, 'service.name');
-  const source = stringAttribute(resource.attributes, 'service.instance.id') ?? stringAttribute(resource.attributes, 'host.name') ?? serviceName ?? SOURCE_DEFAULT;
+  const source =
+    stringAttribute(resource.attributes, 'service.instance.id') ??
+    stringAttribute(resource.attributes, 'host.name') ??
+    serviceName ??
+    SOURCE_DEFAULT;
   const eventId = stringAttribute(record.attributes, RECORD_UID_ATTRIBUTE) ?? recordDigest(resource.key, scope.key, record);
   const nanos = record.timeUnixNano !== 0n ? record.timeUnixNano : record.observedTimeUnixNano;
   const timestamp = nanos === 0n ? settings.nowIso : isoFromNanos(nanos);
@@ -367,11 +393,23 @@ export function decodeOtlpProtobuf(body: Buffer, settings: OtlpMappingSettings, 
   const records: MappedRecords['records'] = [];
   resourceLogs.forEach((resourceLog, r) => {
     const resourceMsg = (resourceLog.resource ?? {}) as ProtoMessage;
-    const resource = guarded(() => resourceContext(protoKeyValues(resourceMsg.attributes ?? [], `resourceLogs[${r}].resource.attributes`, 1, settings.depthMax), resourceMsg.droppedAttributesCount ?? 0));
+    const resource = guarded(() =>
+      resourceContext(
+        protoKeyValues(resourceMsg.attributes ?? [], `resourceLogs[${r}].resource.attributes`, 1, settings.depthMax),
+        resourceMsg.droppedAttributesCount ?? 0,
+      ),
+    );
     ((resourceLog.scopeLogs ?? []) as ProtoMessage[]).forEach((scopeLog, s) => {
       const scopeMsg = (scopeLog.scope ?? {}) as ProtoMessage;
       const path = `resourceLogs[${r}].scopeLogs[${s}]`;
-      const scope = guarded(() => scopeContext(scopeMsg.name ?? '', scopeMsg.version ?? '', protoKeyValues(scopeMsg.attributes ?? [], `${path}.scope.attributes`, 1, settings.depthMax), scopeMsg.droppedAttributesCount ?? 0));
+      const scope = guarded(() =>
+        scopeContext(
+          scopeMsg.name ?? '',
+          scopeMsg.version ?? '',
+          protoKeyValues(scopeMsg.attributes ?? [], `${path}.scope.attributes`, 1, settings.depthMax),
+          scopeMsg.droppedAttributesCount ?? 0,
+        ),
+      );
       ((scopeLog.logRecords ?? []) as ProtoMessage[]).forEach((recordMsg, i) => {
         if ('rejected' in resource) return records.push(resource);
         if ('rejected' in scope) return records.push(scope);
@@ -397,37 +435,61 @@ export function decodeOtlpJson(body: unknown, settings: OtlpMappingSettings, rec
   }
   const list = (body as { resourceLogs?: unknown }).resourceLogs;
   if (list !== undefined && !Array.isArray(list)) {
-    throw new AppError('validation_failed', 'resourceLogs must be an array', { details: [{ index: -1, path: 'resourceLogs', message: 'must be an array' }] });
+    throw new AppError('validation_failed', 'resourceLogs must be an array', {
+      details: [{ index: -1, path: 'resourceLogs', message: 'must be an array' }],
+    });
   }
   const resourceLogs = (list ?? []) as unknown[];
   const shape = resourceLogs.map((resourceLog, r) => {
     const scopeLogs = guarded(() => jsonList(jsonObject(resourceLog, `resourceLogs[${r}]`).scopeLogs, `resourceLogs[${r}].scopeLogs`));
     if ('rejected' in scopeLogs) {
-      throw new AppError('validation_failed', scopeLogs.rejected, { details: [{ index: -1, path: `resourceLogs[${r}]`, message: scopeLogs.rejected }] });
+      throw new AppError('validation_failed', scopeLogs.rejected, {
+        details: [{ index: -1, path: `resourceLogs[${r}]`, message: scopeLogs.rejected }],
+      });
     }
     return scopeLogs.map((scopeLog, s) => {
-      const logRecords = guarded(() => jsonList(jsonObject(scopeLog, `resourceLogs[${r}].scopeLogs[${s}]`).logRecords, `resourceLogs[${r}].scopeLogs[${s}].logRecords`));
+      const logRecords = guarded(() =>
+        jsonList(jsonObject(scopeLog, `resourceLogs[${r}].scopeLogs[${s}]`).logRecords, `resourceLogs[${r}].scopeLogs[${s}].logRecords`),
+      );
       if ('rejected' in logRecords) {
-        throw new AppError('validation_failed', logRecords.rejected, { details: [{ index: -1, path: `resourceLogs[${r}].scopeLogs[${s}]`, message: logRecords.rejected }] });
+        throw new AppError('validation_failed', logRecords.rejected, {
+          details: [{ index: -1, path: `resourceLogs[${r}].scopeLogs[${s}]`, message: logRecords.rejected }],
+        });
       }
       return { scope: (scopeLog as Record<string, unknown>).scope, logRecords };
     });
   });
-  checkCount(shape.reduce((sum, scopes) => sum + scopes.reduce((n, scope) => n + scope.logRecords.length, 0), 0), recordsMax);
+  checkCount(
+    shape.reduce((sum, scopes) => sum + scopes.reduce((n, scope) => n + scope.logRecords.length, 0), 0),
+    recordsMax,
+  );
 
   const records: MappedRecords['records'] = [];
   shape.forEach((scopes, r) => {
     const resource = guarded(() => {
       const raw = jsonObject((resourceLogs[r] as Record<string, unknown>).resource, `resourceLogs[${r}].resource`);
       const path = `resourceLogs[${r}].resource`;
-      return resourceContext(jsonKeyValues(jsonList(raw.attributes, `${path}.attributes`), `${path}.attributes`, 1, settings.depthMax), jsonUint(raw.droppedAttributesCount, `${path}.droppedAttributesCount`));
+      return resourceContext(
+        jsonKeyValues(jsonList(raw.attributes, `${path}.attributes`), `${path}.attributes`, 1, settings.depthMax),
+        jsonUint(raw.droppedAttributesCount, `${path}.droppedAttributesCount`),
+      );
     });
     scopes.forEach(({ scope: rawScope, logRecords }, s) => {
       const path = `resourceLogs[${r}].scopeLogs[${s}]`;
       const scope = guarded(() => {
         const raw = jsonObject(rawScope, `${path}.scope`);
-        const attributes = jsonKeyValues(jsonList(raw.attributes, `${path}.scope.attributes`), `${path}.scope.attributes`, 1, settings.depthMax);
-        return scopeContext(jsonString(raw.name, `${path}.scope.name`), jsonString(raw.version, `${path}.scope.version`), attributes, jsonUint(raw.droppedAttributesCount, `${path}.scope.droppedAttributesCount`));
+        const attributes = jsonKeyValues(
+          jsonList(raw.attributes, `${path}.scope.attributes`),
+          `${path}.scope.attributes`,
+          1,
+          settings.depthMax,
+        );
+        return scopeContext(
+          jsonString(raw.name, `${path}.scope.name`),
+          jsonString(raw.version, `${path}.scope.version`),
+          attributes,
+          jsonUint(raw.droppedAttributesCount, `${path}.scope.droppedAttributesCount`),
+        );
       });
       logRecords.forEach((raw, i) => {
         if ('rejected' in resource) return records.push(resource);

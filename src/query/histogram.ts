@@ -28,7 +28,12 @@ export interface HistogramOptions {
  * does not promise to see events indexed while it runs. With nothing to count, `counts`
  * is empty (and intervalMs 0 when the range could not be derived).
  */
-export async function countHistogram(store: IndexStore, filter: EventFilter, buckets: number, options: HistogramOptions): Promise<Histogram> {
+export async function countHistogram(
+  store: IndexStore,
+  filter: EventFilter,
+  buckets: number,
+  options: HistogramOptions,
+): Promise<Histogram> {
   const seqs = store.seqBounds();
   let sinceMs = filter.sinceMs;
   let untilMs = filter.untilMs;

@@ -7,7 +7,8 @@ const RELATIVE = /^(\d{1,6})(s|m|h|d|w)$/;
 const UNIT_MS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 
 /** What an instant may be written as, for error messages (API and CLI say the same). */
-export const INSTANT_SYNTAX = 'an RFC 3339 date-time with Z or an offset (2025-10-23T10:00:00Z), or a time before now (15m, 2h, 7d; units s m h d w)';
+export const INSTANT_SYNTAX =
+  'an RFC 3339 date-time with Z or an offset (2025-10-23T10:00:00Z), or a time before now (15m, 2h, 7d; units s m h d w)';
 
 /**
  * Reads `since`/`until` values: an RFC 3339 instant, a relative time counted back from

@@ -43,7 +43,8 @@ function single(query: RawQuery, name: string, problems: Problems): string | und
 }
 
 function fieldLength(name: string, value: string, problems: Problems): void {
-  if (value.length === 0 || value.length > FIXED_LIMITS.fieldLengthMax) problems.add(name, `must be 1..${FIXED_LIMITS.fieldLengthMax} characters`);
+  if (value.length === 0 || value.length > FIXED_LIMITS.fieldLengthMax)
+    problems.add(name, `must be 1..${FIXED_LIMITS.fieldLengthMax} characters`);
 }
 
 function instant(query: RawQuery, name: string, nowMs: number, problems: Problems): number | undefined {
@@ -73,7 +74,8 @@ function fieldFilters(query: RawQuery, problems: Problems): FieldFilter[] {
       else fields.push({ path, value });
     }
   }
-  if (fields.length > FIXED_LIMITS.queryFieldFiltersMax) problems.add('payload.*', `at most ${FIXED_LIMITS.queryFieldFiltersMax} field filters`);
+  if (fields.length > FIXED_LIMITS.queryFieldFiltersMax)
+    problems.add('payload.*', `at most ${FIXED_LIMITS.queryFieldFiltersMax} field filters`);
   return fields;
 }
 

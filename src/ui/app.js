@@ -15,12 +15,35 @@ const RANGE_PRESETS = ['15m', '1h', '24h', '7d'];
 
 const $ = (id) => document.getElementById(id);
 const ui = {
-  form: $('query'), q: $('q'), topic: $('topic'), source: $('source'), range: $('range'), custom: $('custom-range'),
-  since: $('since'), until: $('until'), field: $('field'), fields: $('fields'), topics: $('topics'),
-  rows: $('rows'), empty: $('empty'), older: $('older'), total: $('total'), histogram: $('histogram'),
-  live: $('live'), pause: $('pause'), liveStatus: $('live-status'), scanStatus: $('scan-status'),
-  detail: $('detail'), detailJson: $('detail-json'), detailFields: $('detail-fields'), copy: $('copy'),
-  keyDialog: $('key-dialog'), keyForm: $('key-form'), key: $('key'), keyError: $('key-error'), forgetKey: $('forget-key'),
+  form: $('query'),
+  q: $('q'),
+  topic: $('topic'),
+  source: $('source'),
+  range: $('range'),
+  custom: $('custom-range'),
+  since: $('since'),
+  until: $('until'),
+  field: $('field'),
+  fields: $('fields'),
+  topics: $('topics'),
+  rows: $('rows'),
+  empty: $('empty'),
+  older: $('older'),
+  total: $('total'),
+  histogram: $('histogram'),
+  live: $('live'),
+  pause: $('pause'),
+  liveStatus: $('live-status'),
+  scanStatus: $('scan-status'),
+  detail: $('detail'),
+  detailJson: $('detail-json'),
+  detailFields: $('detail-fields'),
+  copy: $('copy'),
+  keyDialog: $('key-dialog'),
+  keyForm: $('key-form'),
+  key: $('key'),
+  keyError: $('key-error'),
+  forgetKey: $('forget-key'),
   health: $('health'),
 };
 
@@ -87,7 +110,10 @@ function viewFromForm() {
   return {
     ...view,
     q: ui.q.value.trim(),
-    topics: ui.topic.value.split(',').map((t) => t.trim()).filter((t) => t !== ''),
+    topics: ui.topic.value
+      .split(',')
+      .map((t) => t.trim())
+      .filter((t) => t !== ''),
     source: ui.source.value.trim(),
     since: range === 'custom' ? ui.since.value.trim() : range,
     until: range === 'custom' ? ui.until.value.trim() : '',
@@ -118,7 +144,7 @@ async function api(path) {
     const res = await fetch(path, { headers: { Accept: 'application/json', ...authHeaders() } });
     if (res.status === 401 || res.status === 403) {
       const body = await res.json().catch(() => ({}));
-      await askForKey(sessionStorage.getItem(KEY_STORAGE) ? body.message ?? 'that key was refused' : '');
+      await askForKey(sessionStorage.getItem(KEY_STORAGE) ? (body.message ?? 'that key was refused') : '');
       continue;
     }
     const body = await res.json().catch(() => null);
@@ -171,7 +197,9 @@ function timeCell(timestamp) {
   const pad = (n, width = 2) => String(n).padStart(width, '0');
   td.append(
     el('span', { class: 'date' }, `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())} `),
-    document.createTextNode(`${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`),
+    document.createTextNode(
+      `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}.${pad(date.getMilliseconds(), 3)}`,
+    ),
   );
   return td;
 }
@@ -281,7 +309,11 @@ async function loadHistogram(mine) {
 
 function chartColors() {
   const style = getComputedStyle(document.body);
-  return { bar: style.getPropertyValue('--accent').trim(), text: style.getPropertyValue('--fg').trim(), grid: style.getPropertyValue('--line').trim() };
+  return {
+    bar: style.getPropertyValue('--accent').trim(),
+    text: style.getPropertyValue('--fg').trim(),
+    grid: style.getPropertyValue('--line').trim(),
+  };
 }
 
 function drawHistogram(histogram) {
@@ -302,9 +334,21 @@ function drawHistogram(histogram) {
       height: 140,
       legend: { show: false },
       cursor: { drag: { x: true, y: false, setScale: false } },
-      scales: { x: { time: true, range: [xs[0], xs[xs.length - 1] + histogram.interval_ms / 1000] }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
+      scales: {
+        x: { time: true, range: [xs[0], xs[xs.length - 1] + histogram.interval_ms / 1000] },
+        y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] },
+      },
       axes: [axis, { ...axis, size: 50 }],
-      series: [{}, { label: 'events', fill: colors.bar, stroke: colors.bar, paths: uPlot.paths.bars({ size: [0.9, 40], align: 1 }), points: { show: false } }],
+      series: [
+        {},
+        {
+          label: 'events',
+          fill: colors.bar,
+          stroke: colors.bar,
+          paths: uPlot.paths.bars({ size: [0.9, 40], align: 1 }),
+          points: { show: false },
+        },
+      ],
       hooks: {
         setSelect: [
           (u) => {
@@ -438,7 +482,11 @@ async function readStream(body, signal) {
     while ((end = text.indexOf('\n\n')) >= 0) {
       const block = text.slice(0, end);
       text = text.slice(end + 2);
-      const data = block.split('\n').filter((line) => line.startsWith('data: ')).map((line) => line.slice(6)).join('\n');
+      const data = block
+        .split('\n')
+        .filter((line) => line.startsWith('data: '))
+        .map((line) => line.slice(6))
+        .join('\n');
       if (data !== '') receiveLive(JSON.parse(data));
     }
   }

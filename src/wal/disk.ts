@@ -55,7 +55,7 @@ function writeAll(fd: number, data: Buffer, position: number): Promise<void> {
 }
 
 function writeAllSync(fd: number, data: Buffer): void {
-  for (let written = 0; written < data.length; ) written += fs.writeSync(fd, data, written, data.length - written);
+  for (let written = 0; written < data.length;) written += fs.writeSync(fd, data, written, data.length - written);
 }
 
 /**

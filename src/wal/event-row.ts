@@ -14,7 +14,8 @@ export interface EventRow {
  * The first four fields of canonicalEventJson's output, each a JSON string token. Recovery
  * reads them without parsing the payload; anything else falls back to JSON.parse.
  */
-const CANONICAL_HEAD = /^\{"topic":("(?:[^"\\]|\\.)*"),"event_id":("(?:[^"\\]|\\.)*"),"timestamp":("(?:[^"\\]|\\.)*"),"source":("(?:[^"\\]|\\.)*")[,}]/;
+const CANONICAL_HEAD =
+  /^\{"topic":("(?:[^"\\]|\\.)*"),"event_id":("(?:[^"\\]|\\.)*"),"timestamp":("(?:[^"\\]|\\.)*"),"source":("(?:[^"\\]|\\.)*")[,}]/;
 
 /** The value of a JSON string token: escapes only cost a JSON.parse when present. */
 function jsonStringValue(token: string): string {

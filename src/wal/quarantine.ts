@@ -24,7 +24,13 @@ export function freshPath(disk: LogDisk, dir: string, name: string, taken = new 
  * truncated durably. A crash between the two leaves both copies. Recovery and repair both
  * cut this way. Returns where the bytes went and how many there were.
  */
-export function cutTornTail(disk: LogDisk, walDir: string, segment: SegmentInfo, offset: number, taken?: Set<string>): { savedTo: string; bytesDropped: number } {
+export function cutTornTail(
+  disk: LogDisk,
+  walDir: string,
+  segment: SegmentInfo,
+  offset: number,
+  taken?: Set<string>,
+): { savedTo: string; bytesDropped: number } {
   const quarantineDir = quarantineDirOf(walDir);
   makeDirDurable(disk, quarantineDir);
   const savedTo = freshPath(disk, quarantineDir, `${segment.name}.${offset}.torn`, taken);

@@ -111,7 +111,11 @@ export function* readLog(options: ReadLogOptions): Generator<LogItem> {
 }
 
 /** As readLog, over a given list of segments in seq order (the last of them is the log's last). */
-export function* readSegments(disk: LogDisk, segments: SegmentInfo[], options: Omit<ReadLogOptions, 'disk' | 'walDir' | 'fromSeq'> = {}): Generator<LogItem> {
+export function* readSegments(
+  disk: LogDisk,
+  segments: SegmentInfo[],
+  options: Omit<ReadLogOptions, 'disk' | 'walDir' | 'fromSeq'> = {},
+): Generator<LogItem> {
   const state: SeqState = { expected: options.expectedFirstSeq ?? null, corruptionSinceRecord: false };
   let doneBytes = 0;
   for (let i = 0; i < segments.length; i += 1) {
@@ -119,7 +123,12 @@ export function* readSegments(disk: LogDisk, segments: SegmentInfo[], options: O
     const next = segments[i + 1];
     const onBytes = options.onBytesRead === undefined ? undefined : (bytes: number) => options.onBytesRead!(doneBytes + bytes);
     let end: Extract<LogItem, { kind: 'segment_end' }> | null = null;
-    for (const item of readSegmentWithState(disk, segment, { isLast: next === undefined, from: 0, readChunkBytes: options.readChunkBytes, onBytes }, state)) {
+    for (const item of readSegmentWithState(
+      disk,
+      segment,
+      { isLast: next === undefined, from: 0, readChunkBytes: options.readChunkBytes, onBytes },
+      state,
+    )) {
       if (item.kind === 'segment_end') end = item;
       else yield item;
     }

@@ -112,7 +112,9 @@ export function decodeLine(line: string): WalRecord | LineProblem {
 export const RECORD_LINE_BYTES_MAX = 17 * 1024 * 1024;
 
 /** One line of a segment: a record, or a bad line with its problem (`torn`: no newline at the end). */
-export type ScannedLine = { offset: number; length: number } & ({ record: WalRecord; problem: null } | { record: null; problem: LineProblem | 'torn' });
+export type ScannedLine = { offset: number; length: number } & (
+  { record: WalRecord; problem: null } | { record: null; problem: LineProblem | 'torn' }
+);
 
 /**
  * Splits a segment, given as consecutive chunks of its bytes, into lines and decodes each.
@@ -134,9 +136,12 @@ export function* scanLines(chunks: Iterable<Buffer>): Generator<ScannedLine> {
       if (overlong || heldBytes + end - from > RECORD_LINE_BYTES_MAX) {
         yield { offset: lineStart, length, record: null, problem: 'bad_frame' };
       } else {
-        const text = heldBytes === 0 ? chunk.toString('utf8', from, end) : Buffer.concat([...held, chunk.subarray(from, end)]).toString('utf8');
+        const text =
+          heldBytes === 0 ? chunk.toString('utf8', from, end) : Buffer.concat([...held, chunk.subarray(from, end)]).toString('utf8');
         const decoded = decodeLine(text);
-        yield typeof decoded === 'string' ? { offset: lineStart, length, record: null, problem: decoded } : { offset: lineStart, length, record: decoded, problem: null };
+        yield typeof decoded === 'string'
+          ? { offset: lineStart, length, record: null, problem: decoded }
+          : { offset: lineStart, length, record: decoded, problem: null };
       }
       held = [];
       heldBytes = 0;

@@ -11,7 +11,9 @@ export class LogCorruptionError extends Error {
   readonly offset: number;
 
   constructor(file: string, offset: number, detail: string) {
-    super(`wal recovery: corrupt record in ${file} at byte offset ${offset}: ${detail}; run \`npx logagg verify\` then \`npx logagg repair\``);
+    super(
+      `wal recovery: corrupt record in ${file} at byte offset ${offset}: ${detail}; run \`npx logagg verify\` then \`npx logagg repair\``,
+    );
     this.name = 'LogCorruptionError';
     this.file = file;
     this.offset = offset;

@@ -71,8 +71,11 @@ export interface RepairResult {
 
 /** The event JSON of a tombstone: the seq existed, its record was unreadable and moved out (or was missing). */
 function tombstoneJson(savedTo: string | null): string {
-  if (savedTo === null) return JSON.stringify({ [TOMBSTONE_EVENT_KEY]: { reason: 'record missing from the log (no bytes left), filled by repair' } });
-  return JSON.stringify({ [TOMBSTONE_EVENT_KEY]: { reason: 'corrupt record moved to quarantine by repair', saved_to: path.basename(savedTo) } });
+  if (savedTo === null)
+    return JSON.stringify({ [TOMBSTONE_EVENT_KEY]: { reason: 'record missing from the log (no bytes left), filled by repair' } });
+  return JSON.stringify({
+    [TOMBSTONE_EVENT_KEY]: { reason: 'corrupt record moved to quarantine by repair', saved_to: path.basename(savedTo) },
+  });
 }
 
 /**
@@ -225,7 +228,12 @@ export function repairLog(options: RepairOptions): RepairResult {
         // A segment must start at the seq it is named for; a break at its start relative to
         // the previous segment is that segment's boundary, handled at its end.
         if (item.problem === 'segment_name' || !item.atSegmentStart) {
-          findings.seqProblem ??= { problem: 'seq_gap', file: segment.path, offset: item.offset, detail: `expected seq ${item.expected}, found ${item.seq}` };
+          findings.seqProblem ??= {
+            problem: 'seq_gap',
+            file: segment.path,
+            offset: item.offset,
+            detail: `expected seq ${item.expected}, found ${item.seq}`,
+          };
         }
         break;
       case 'record':
@@ -258,7 +266,12 @@ export function repairLog(options: RepairOptions): RepairResult {
       found.corruption ??
       found.seqProblem ??
       (boundary?.relation === 'gap'
-        ? { problem: 'seq_gap', file: segment.path, offset: end.totalBytes, detail: `seqs ${lastSeq + 1}..${boundary.nextFirstSeq - 1} are missing before the next segment` }
+        ? {
+            problem: 'seq_gap',
+            file: segment.path,
+            offset: end.totalBytes,
+            detail: `seqs ${lastSeq + 1}..${boundary.nextFirstSeq - 1} are missing before the next segment`,
+          }
         : null);
     if (problem === null) {
       if (found.tornTail !== null) cutTail(segment, found.tornTail);
@@ -280,7 +293,15 @@ export function repairLog(options: RepairOptions): RepairResult {
   function cutTail(segment: SegmentInfo, torn: { offset: number; bytes: number }): void {
     // Save first, then cut: a crash between the two leaves both copies.
     const savedTo = dryRun ? [] : [cutTornTail(disk, walDir, segment, torn.offset, taken).savedTo];
-    result.changes.push({ kind: 'torn_tail_cut', file: segment.path, offset: torn.offset, bytesRemoved: torn.bytes, savedTo, backupOf: null, seqsTombstoned: [] });
+    result.changes.push({
+      kind: 'torn_tail_cut',
+      file: segment.path,
+      offset: torn.offset,
+      bytesRemoved: torn.bytes,
+      savedTo,
+      backupOf: null,
+      seqsTombstoned: [],
+    });
   }
 
   /**
@@ -298,7 +319,8 @@ export function repairLog(options: RepairOptions): RepairResult {
       // Backup of the whole segment first, then the removed runs, then the rewrite.
       makeDirDurable(disk, quarantineDir);
       disk.writeFileDurably(backup, readSegmentChunks(disk, segment.path, undefined, 0, totalBytes));
-      for (const edit of removed) disk.writeFileDurably(edit.savedTo!, readSegmentChunks(disk, segment.path, undefined, edit.start, edit.end));
+      for (const edit of removed)
+        disk.writeFileDurably(edit.savedTo!, readSegmentChunks(disk, segment.path, undefined, edit.start, edit.end));
       disk.fsyncDir(quarantineDir);
       // The new content goes in whole or not at all: written and fsynced under a name no
       // reader takes for a segment, then renamed over it. Rewriting in place, a power loss

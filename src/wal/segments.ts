@@ -45,7 +45,7 @@ export const READ_CHUNK_BYTES = 4 * 1024 * 1024;
  */
 export function* readSegmentChunks(disk: LogDisk, file: string, chunkBytes = READ_CHUNK_BYTES, from = 0, to?: number): Generator<Buffer> {
   const size = Math.min(disk.fileSize(file), to ?? Number.MAX_SAFE_INTEGER);
-  for (let position = from; position < size; ) {
+  for (let position = from; position < size;) {
     const chunk = disk.readRange(file, position, Math.min(chunkBytes, size - position));
     if (chunk.length === 0) return;
     yield chunk;

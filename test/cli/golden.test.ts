@@ -75,7 +75,12 @@ function caseDirs(): string[] {
   return fs
     .readdirSync(TESTDATA_DIR)
     .sort()
-    .flatMap((command) => fs.readdirSync(path.join(TESTDATA_DIR, command)).sort().map((name) => path.join(command, name)));
+    .flatMap((command) =>
+      fs
+        .readdirSync(path.join(TESTDATA_DIR, command))
+        .sort()
+        .map((name) => path.join(command, name)),
+    );
 }
 
 function readExpected(dir: string, file: string): string | null {
@@ -87,7 +92,7 @@ describe('logagg output (golden files in test/cli/testdata/<cmd>/<case>/)', func
   this.timeout(CASE_TIMEOUT_MS);
   const cases = caseDirs();
 
-  it('has cases for --help of every command, --version, a bad flag and each command\'s normal output', () => {
+  it("has cases for --help of every command, --version, a bad flag and each command's normal output", () => {
     const names = new Set(cases);
     for (const command of ['serve', 'verify', 'repair', 'rebuild', 'export', 'replay', 'tail', 'publish']) {
       expect(names, `${command}/help`).to.include(`${command}/help`);
@@ -108,7 +113,12 @@ describe('logagg output (golden files in test/cli/testdata/<cmd>/<case>/)', func
       try {
         if (spec.server !== undefined) server = await startServerProcess(spec.server === 'data' ? dataDir : makeTempDir());
         const url = server?.url ?? '';
-        const args = spec.args.map((arg) => arg.replace(/\$DATA/g, dataDir).replace(/\$URL/g, url).replace(/\$TMP/g, scratch));
+        const args = spec.args.map((arg) =>
+          arg
+            .replace(/\$DATA/g, dataDir)
+            .replace(/\$URL/g, url)
+            .replace(/\$TMP/g, scratch),
+        );
         const result = await runLogagg(args, { env: { ...spec.env, DATA_DIR: '' }, input: spec.stdin, timeoutMs: CASE_TIMEOUT_MS - 5000 });
         const places = { $DATA: dataDir, $TMP: scratch, $URL: url, $REPO: path.resolve(__dirname, '../../..') };
         const version = packageVersion();

@@ -13,7 +13,7 @@ describe('logagg command', () => {
     for (const name of SUBCOMMANDS) expect(stdout).to.match(new RegExp(`^  ${name} `, 'm'));
   });
 
-  it('prints each subcommand\'s own --help with usage, --data-dir and exit codes', async () => {
+  it("prints each subcommand's own --help with usage, --data-dir and exit codes", async () => {
     const results = await Promise.all(SUBCOMMANDS.map((name) => runLogagg([name, '--help'])));
     results.forEach(({ code, stdout }, i) => {
       expect(code, SUBCOMMANDS[i]).to.equal(0);
@@ -38,7 +38,7 @@ describe('logagg command', () => {
     expect(url.stderr).to.contain('--to URL is required');
   });
 
-  it('runs as `npx logagg` inside the project (the package\'s own bin)', async () => {
+  it("runs as `npx logagg` inside the project (the package's own bin)", async () => {
     const root = path.resolve(__dirname, '../../..');
     const { stdout } = await promisify(execFile)('npx', ['--no-install', 'logagg', '--help'], { cwd: root, timeout: 20_000 });
     expect(stdout).to.contain('Usage: logagg <command>');

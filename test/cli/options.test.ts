@@ -26,11 +26,28 @@ function usageError(argv: string[]): string {
 
 describe('option specs (src/cli/options.ts)', () => {
   it('derives each flag from its camelCase key', () => {
-    expect(['fromSeq', 'timeoutMs', 'quarantineCorrupt', 'json'].map(flagName)).to.deep.equal(['from-seq', 'timeout-ms', 'quarantine-corrupt', 'json']);
+    expect(['fromSeq', 'timeoutMs', 'quarantineCorrupt', 'json'].map(flagName)).to.deep.equal([
+      'from-seq',
+      'timeout-ms',
+      'quarantine-corrupt',
+      'json',
+    ]);
   });
 
   it('parses every type into its typed value, with defaults, in both --flag=V and --flag V forms', () => {
-    const { values } = parseOptions(SPECS, ['--to=http://h:1/', '--from-seq', '7', '--rate', '0.5', '--since', '2025-10-23T10:00:00+02:00', '--topic', 'a', '--topic=b', '-f']);
+    const { values } = parseOptions(SPECS, [
+      '--to=http://h:1/',
+      '--from-seq',
+      '7',
+      '--rate',
+      '0.5',
+      '--since',
+      '2025-10-23T10:00:00+02:00',
+      '--topic',
+      'a',
+      '--topic=b',
+      '-f',
+    ]);
     expect(values).to.deep.equal({
       fromSeq: 7,
       batch: 5,
@@ -63,10 +80,14 @@ describe('option specs (src/cli/options.ts)', () => {
     expect(usageError([])).to.equal('--to URL is required');
     expect(usageError(['--to', 'ftp://h'])).to.equal('--to must be an http(s) URL, got "ftp://h"');
     expect(usageError(['--to', 'http://h', '--batch', '11'])).to.equal('--batch must be a whole number from 1 to 10, got "11"');
-    expect(usageError(['--to', 'http://h', '--batch', '-1'])).to.equal("--batch needs a value; for a value that starts with '-', write --batch=VALUE");
+    expect(usageError(['--to', 'http://h', '--batch', '-1'])).to.equal(
+      "--batch needs a value; for a value that starts with '-', write --batch=VALUE",
+    );
     expect(usageError(['--to', 'http://h', '--batch=2.5'])).to.equal('--batch must be a whole number from 1 to 10, got "2.5"');
     expect(usageError(['--to', 'http://h', '--rate', '2'])).to.equal('--rate must be a number from 0 to 1, got "2"');
-    expect(usageError(['--to', 'http://h', '--since', '2025-13-45T00:00:00Z'])).to.equal('--since must be an RFC 3339 date-time with Z or an offset (2025-10-23T10:00:00Z), or a time before now (15m, 2h, 7d; units s m h d w), got "2025-13-45T00:00:00Z"');
+    expect(usageError(['--to', 'http://h', '--since', '2025-13-45T00:00:00Z'])).to.equal(
+      '--since must be an RFC 3339 date-time with Z or an offset (2025-10-23T10:00:00Z), or a time before now (15m, 2h, 7d; units s m h d w), got "2025-13-45T00:00:00Z"',
+    );
     expect(usageError(['--to', 'http://h', '--topic', 'long'])).to.equal('--topic must be 1..3 characters');
     expect(usageError(['--to', 'http://h', '--mode', 'c'])).to.equal('--mode must be one of a, b, got "c"');
     expect(usageError(['--to', 'http://h', '--follow=yes'])).to.equal('--follow takes no value');
@@ -113,12 +134,13 @@ describe('option specs (src/cli/options.ts)', () => {
     expect(closestName('zzz', ['verify', 'repair'])).to.equal(null);
   });
 
-  it('declares every flag that a command\'s usage lines mention', async () => {
+  it("declares every flag that a command's usage lines mention", async () => {
     for (const entry of COMMANDS) {
       const command = await entry.load();
       const declared = new Set(optionRows(command.options).flatMap((row) => row.flags.match(/-{1,2}[a-z][a-z-]*/g) ?? []));
       for (const line of command.help.usage) {
-        for (const flag of line.match(/(?<=[[\s|])-{1,2}[a-z][a-z-]*/g) ?? []) expect(declared, `${entry.name}: ${flag} in "${line}"`).to.include(flag);
+        for (const flag of line.match(/(?<=[[\s|])-{1,2}[a-z][a-z-]*/g) ?? [])
+          expect(declared, `${entry.name}: ${flag} in "${line}"`).to.include(flag);
       }
     }
   });

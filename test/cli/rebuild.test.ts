@@ -36,7 +36,9 @@ describe('logagg rebuild', () => {
   it('rebuilds an index that answers every query exactly as the original did', async () => {
     const events = variedEvents(80);
     // Several requests with duplicates, so duplicates_total is not zero.
-    const dataDir = await makeDataDir([events.slice(0, 30), [...events.slice(20, 50), events[3]!], events.slice(45, 80)], { segmentBytesMax: 8192 });
+    const dataDir = await makeDataDir([events.slice(0, 30), [...events.slice(20, 50), events[3]!], events.slice(45, 80)], {
+      segmentBytesMax: 8192,
+    });
     const databasePath = path.join(dataDir, 'index.db');
     const before = snapshot(databasePath);
     expect((before.counters as any).duplicatesTotal).to.equal(16);

@@ -42,7 +42,16 @@ describe('logagg repair', () => {
     expect(code).to.equal(0);
     const savedTo = path.join(dataDir, 'wal', 'quarantine', `${SEGMENT}.441.torn`);
     expect(report.actions).to.deep.equal([
-      { kind: 'torn_tail_cut', file: segment, offset: 441, bytesRemoved: 40, savedTo: [savedTo], backupOf: null, seqsTombstoned: [], detail: 'cut 40 torn bytes at byte offset 441' },
+      {
+        kind: 'torn_tail_cut',
+        file: segment,
+        offset: 441,
+        bytesRemoved: 40,
+        savedTo: [savedTo],
+        backupOf: null,
+        seqsTombstoned: [],
+        detail: 'cut 40 torn bytes at byte offset 441',
+      },
     ]);
     expect(fs.readFileSync(segment)).to.deep.equal(fixtureBytes('torn-tail').subarray(0, 441));
     expect(fs.readFileSync(savedTo)).to.deep.equal(fixtureBytes('torn-tail').subarray(441));

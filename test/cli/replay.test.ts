@@ -26,7 +26,10 @@ describe('logagg replay', () => {
     try {
       // A gets events over several topics, with retries (duplicates) and a payload with odd keys.
       const events = variedEvents(250);
-      events.push({ ...makeEvent('odd', 'proto'), payload: JSON.parse('{"__proto__":{"x":1},"constructor":"c","nested":{"a":[1,2,{"b":null}]}}') });
+      events.push({
+        ...makeEvent('odd', 'proto'),
+        payload: JSON.parse('{"__proto__":{"x":1},"constructor":"c","nested":{"a":[1,2,{"b":null}]}}'),
+      });
       for (let i = 0; i < events.length; i += 50) {
         const { status } = await postJson(`${a.url}/publish`, { events: events.slice(i, i + 50) });
         expect(status).to.equal(200);
@@ -73,7 +76,9 @@ describe('logagg replay', () => {
           res.writeHead(400, { 'content-type': 'application/json' }).end('{"error":"validation_failed"}');
         } else {
           bodies.push(count);
-          res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ received: count, accepted: count, duplicates: 0 }));
+          res
+            .writeHead(200, { 'content-type': 'application/json' })
+            .end(JSON.stringify({ received: count, accepted: count, duplicates: 0 }));
         }
       });
     });

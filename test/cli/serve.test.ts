@@ -9,9 +9,15 @@ import { waitFor } from '../../src/cli/wait';
 describe('logagg serve', () => {
   it('runs the service on --data-dir (as npm start does) and exits 0 on SIGTERM', async () => {
     const dataDir = makeTempDir();
-    const serve = spawnLogagg(['serve', '--data-dir', dataDir, '--port', '0', '--host', '127.0.0.1'], { LOG_LEVEL: 'info', DATA_DIR: '/nonexistent/ignored' });
+    const serve = spawnLogagg(['serve', '--data-dir', dataDir, '--port', '0', '--host', '127.0.0.1'], {
+      LOG_LEVEL: 'info',
+      DATA_DIR: '/nonexistent/ignored',
+    });
     try {
-      const port = await waitFor(() => Number(/"port":(\d+)[^\n]*"msg":"listening"/.exec(serve.stdout())?.[1] ?? 0), { timeoutMs: 15_000, what: 'listening' });
+      const port = await waitFor(() => Number(/"port":(\d+)[^\n]*"msg":"listening"/.exec(serve.stdout())?.[1] ?? 0), {
+        timeoutMs: 15_000,
+        what: 'listening',
+      });
       const url = `http://127.0.0.1:${port}`;
       await waitFor(async () => (await fetch(`${url}/health`)).status === 200, { what: 'ready' });
       expect((await postJson(`${url}/publish`, makeEvent('serve', 'e1'))).body.accepted).to.equal(1);

@@ -30,7 +30,8 @@ async function crlfServer(stream: string): Promise<{ url: string; close: () => P
 
 describe('logagg tail -f --url: Server-Sent Events framing', () => {
   it('reads a stream whose lines end in CRLF (comments, retry and multi-line data included)', async () => {
-    const event = (seq: number, id: string): string => JSON.stringify({ seq, topic: 'crlf', event_id: id, timestamp: '2025-10-23T10:00:00.000Z', source: 's', payload: { n: seq } });
+    const event = (seq: number, id: string): string =>
+      JSON.stringify({ seq, topic: 'crlf', event_id: id, timestamp: '2025-10-23T10:00:00.000Z', source: 's', payload: { n: seq } });
     const lines = ['retry: 1000', ': stream after seq 0', '', 'id: 1', `data: ${event(1, 'a')}`, '', ': heartbeat', '', 'id: 2'];
     // The second event's JSON split over two data lines between two members (joined with a newline: still JSON).
     const second = event(2, 'b');

@@ -28,7 +28,9 @@ describe('logagg tail', () => {
       await waitFor(() => parseNdjson(fromDir.stdout()).length === 1, { what: 'the first line' });
       // Enough events to rotate segments (4 KiB each) while tail follows.
       for (let i = 0; i < 40; i += 10) {
-        const events = Array.from({ length: 10 }, (_, k) => makeEvent(i % 20 === 0 ? 'live' : 'other', `f${i + k}`, { filler: 'y'.repeat(200) }));
+        const events = Array.from({ length: 10 }, (_, k) =>
+          makeEvent(i % 20 === 0 ? 'live' : 'other', `f${i + k}`, { filler: 'y'.repeat(200) }),
+        );
         expect((await postJson(`${server.url}/publish`, { events })).status).to.equal(200);
       }
       await waitFor(() => parseNdjson(fromDir.stdout()).length === 41, { what: 'tail -f on the data dir' });
@@ -61,7 +63,9 @@ describe('logagg tail -f --url across a server restart', () => {
       expect((await first.kill('SIGTERM')).code, `server exit code; its output:\n${first.output()}`).to.equal(0);
       await waitFor(() => tail.stderr().includes('reconnecting after seq 3'), { what: 'tail to notice the restart' });
       server = await startServerProcess(dataDir, { PORT: String(port) });
-      expect((await postJson(`${server.url}/publish`, { events: [makeEvent('restart', 'r1'), makeEvent('restart', 'r2')] })).status).to.equal(200);
+      expect(
+        (await postJson(`${server.url}/publish`, { events: [makeEvent('restart', 'r1'), makeEvent('restart', 'r2')] })).status,
+      ).to.equal(200);
       await waitFor(() => parseNdjson(tail.stdout()).length === 5, { timeoutMs: 15_000, what: 'events after the restart' });
       expect(parseNdjson(tail.stdout()).map((e) => e.seq)).to.deep.equal([1, 2, 3, 4, 5]);
       expect(await tail.stop('SIGINT')).to.equal(0);

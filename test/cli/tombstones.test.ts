@@ -14,8 +14,14 @@ describe('logagg on a log repaired with tombstones', () => {
 
     const exported = await runLogagg(['export', '--data-dir', dataDir]);
     expect(exported.code, exported.stderr).to.equal(0);
-    const lines = exported.stdout.trim().split('\n').map((l) => JSON.parse(l) as { seq: number; event_id: string });
-    expect(lines.map((l) => [l.seq, l.event_id])).to.deep.equal([[1, 'evt-1'], [3, 'evt-3']]);
+    const lines = exported.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { seq: number; event_id: string });
+    expect(lines.map((l) => [l.seq, l.event_id])).to.deep.equal([
+      [1, 'evt-1'],
+      [3, 'evt-3'],
+    ]);
 
     const rebuilt = await runLogagg(['rebuild', '--data-dir', dataDir]);
     expect(rebuilt.code, rebuilt.stderr + rebuilt.stdout).to.equal(0);

@@ -56,7 +56,10 @@ describe('logagg verify', () => {
     const events = variedEvents(60);
     const requests = Array.from({ length: 12 }, (_, i) => events.slice(i * 5, i * 5 + 5));
     const dataDir = await makeDataDir(requests, { segmentBytesMax: 4096 });
-    const segments = fs.readdirSync(path.join(dataDir, 'wal')).filter((name) => name.endsWith('.ndjson')).sort();
+    const segments = fs
+      .readdirSync(path.join(dataDir, 'wal'))
+      .filter((name) => name.endsWith('.ndjson'))
+      .sort();
     expect(segments.length).to.be.greaterThan(2);
     const before = await verifyJson(dataDir);
     expect(before.code).to.equal(0);
@@ -95,7 +98,7 @@ describe('logagg verify', () => {
     expect(missing.offset).to.be.a('number');
   });
 
-  it('reads a live server\'s data dir without disturbing it', async () => {
+  it("reads a live server's data dir without disturbing it", async () => {
     const dataDir = await makeDataDir([variedEvents(20)]);
     const server = await startServerProcess(dataDir);
     try {

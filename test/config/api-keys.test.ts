@@ -86,11 +86,14 @@ describe('config: API keys', () => {
       expect(accessControlWarning({ host: '0.0.0.0', apiKeyDigests: open }, 8080)).to.equal(
         'access control: no API keys for scope publish and read; anyone who reaches 0.0.0.0:8080 can publish and read (set API_KEYS_PUBLISH / API_KEYS_READ or API_KEYS_FILE)',
       );
-      expect(accessControlWarning({ host: '10.1.2.3', apiKeyDigests: { publish: closed.publish, read: [] } }, 80)).to.match(/scope read; .* can read/);
+      expect(accessControlWarning({ host: '10.1.2.3', apiKeyDigests: { publish: closed.publish, read: [] } }, 80)).to.match(
+        /scope read; .* can read/,
+      );
     });
 
     it('is silent on loopback, or when every scope has keys', () => {
-      for (const host of ['127.0.0.1', 'localhost', '::1']) expect(accessControlWarning({ host, apiKeyDigests: open }, 8080)).to.equal(null);
+      for (const host of ['127.0.0.1', 'localhost', '::1'])
+        expect(accessControlWarning({ host, apiKeyDigests: open }, 8080)).to.equal(null);
       expect(accessControlWarning({ host: '0.0.0.0', apiKeyDigests: closed }, 8080)).to.equal(null);
     });
   });
@@ -101,7 +104,10 @@ describe('API_KEYS_FILE errors at start-up (real server process)', () => {
     const dir = makeTempDir();
     const file = path.join(dir, 'keys.json');
     fs.writeFileSync(file, `{"publish": ["${KEY_A}",], "read": ["${KEY_B}"]}`);
-    const child = spawn(process.execPath, [MAIN_JS], { env: { ...process.env, DATA_DIR: dir, PORT: '0', API_KEYS_FILE: file }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [MAIN_JS], {
+      env: { ...process.env, DATA_DIR: dir, PORT: '0', API_KEYS_FILE: file },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let output = '';
     child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));

@@ -21,16 +21,25 @@ function configErrorOf(env: Record<string, string>): string | null {
 describe('SETTINGS (the table docs/operations.md is generated from)', () => {
   it('names every variable loadConfig reads, and nothing else', () => {
     const read = new Set<string>();
-    const env = new Proxy({}, {
-      get(_target, name) {
-        if (typeof name === 'string') read.add(name);
-        return undefined;
+    const env = new Proxy(
+      {},
+      {
+        get(_target, name) {
+          if (typeof name === 'string') read.add(name);
+          return undefined;
+        },
       },
-    });
+    );
     loadConfig(env);
     const listed = new Set(SETTINGS.map((s) => s.name));
-    expect([...read].filter((name) => !listed.has(name)), 'add these to SETTINGS in src/config/config.ts').to.deep.equal([]);
-    expect([...listed].filter((name) => !read.has(name)), 'loadConfig does not read these SETTINGS').to.deep.equal([]);
+    expect(
+      [...read].filter((name) => !listed.has(name)),
+      'add these to SETTINGS in src/config/config.ts',
+    ).to.deep.equal([]);
+    expect(
+      [...listed].filter((name) => !read.has(name)),
+      'loadConfig does not read these SETTINGS',
+    ).to.deep.equal([]);
   });
 
   it('lists each variable once', () => {

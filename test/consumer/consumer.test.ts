@@ -61,7 +61,13 @@ describe('Consumer over an IndexApplier', () => {
   it('keeps one batch in flight; rows arriving meanwhile form the next batch', async () => {
     const applier = new HeldApplier(store);
     const applied: number[][] = [];
-    const consumer = new Consumer({ store, batchMax: 100, logger: silent, applier, onApplied: (rows) => applied.push(rows.map((r) => r.seq)) });
+    const consumer = new Consumer({
+      store,
+      batchMax: 100,
+      logger: silent,
+      applier,
+      onApplied: (rows) => applied.push(rows.map((r) => r.seq)),
+    });
     consumer.enqueue([row(1), row(2)]);
     await waitFor(() => applier.waiting === 1, { what: 'first batch sent' });
     consumer.enqueue([row(3)]);
@@ -73,7 +79,10 @@ describe('Consumer over an IndexApplier', () => {
     expect(applier.batches[1]!.rows.map((r) => r.seq)).to.deep.equal([3, 4]);
     applier.commit();
     await consumer.whenIdle();
-    expect(applied).to.deep.equal([[1, 2], [3, 4]]);
+    expect(applied).to.deep.equal([
+      [1, 2],
+      [3, 4],
+    ]);
     expect(store.counters.checkpointSeq).to.equal(4);
   });
 

@@ -11,7 +11,10 @@ describe('README.md', () => {
   it('starts with the two commands a newcomer needs, and CI runs its test command', () => {
     const first = /^# [^\n]+\n\n```bash\n([\s\S]*?)```/.exec(readme);
     expect(first, 'a bash block right under the title').not.to.equal(null);
-    const commands = first![1]!.split('\n').filter((line) => line.trim() !== '').map((line) => line.split('#')[0]!.trim());
+    const commands = first![1]!
+      .split('\n')
+      .filter((line) => line.trim() !== '')
+      .map((line) => line.split('#')[0]!.trim());
     expect(commands).to.deep.equal(['npm install && npm start', 'npm test']);
     expect(fs.readFileSync(path.join(REPO_ROOT, '.ci/run'), 'utf8').split('\n')).to.include('npm test');
   });

@@ -26,7 +26,11 @@ const REGION = /<!-- generated:([a-z0-9-]+) -->\n([\s\S]*?)<!-- \/generated:\1 -
 export function docFiles(): string[] {
   const docsDir = path.join(REPO_ROOT, 'docs');
   const docs = fs.existsSync(docsDir)
-    ? fs.readdirSync(docsDir).filter((name) => name.endsWith('.md')).sort().map((name) => path.join(docsDir, name))
+    ? fs
+        .readdirSync(docsDir)
+        .filter((name) => name.endsWith('.md'))
+        .sort()
+        .map((name) => path.join(docsDir, name))
     : [];
   return [path.join(REPO_ROOT, 'README.md'), ...docs];
 }
@@ -123,7 +127,15 @@ function cliHelpRegions(): Array<[string, string]> {
     ['cli-help', fence(overview)],
     ...helps.map(([name, text]): [string, string] => {
       const lines = text.split('\n');
-      return [`cli-help-${name}`, fence(lines.slice(0, lines.length - common.length).join('\n').trimEnd())];
+      return [
+        `cli-help-${name}`,
+        fence(
+          lines
+            .slice(0, lines.length - common.length)
+            .join('\n')
+            .trimEnd(),
+        ),
+      ];
     }),
   ];
 }

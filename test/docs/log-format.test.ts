@@ -4,7 +4,15 @@ import path from 'node:path';
 import { NodeDisk } from '../../src/wal/disk';
 import { LogCorruptionError, recoverLog } from '../../src/wal/recovery';
 import { repairLog } from '../../src/wal/repair';
-import { canonicalEventJson, decodeLine, encodeRecord, isTombstoneEventJson, RECORD_LINE_BYTES_MAX, TOMBSTONE_EVENT_KEY, type LogEvent } from '../../src/wal/record';
+import {
+  canonicalEventJson,
+  decodeLine,
+  encodeRecord,
+  isTombstoneEventJson,
+  RECORD_LINE_BYTES_MAX,
+  TOMBSTONE_EVENT_KEY,
+  type LogEvent,
+} from '../../src/wal/record';
 import { READ_CHUNK_BYTES, segmentName } from '../../src/wal/segments';
 import { dataDirFromWalFixture } from '../helpers/fixtures';
 
@@ -44,7 +52,8 @@ describe('docs/log-format.md', () => {
     expect(decodeLine(good.replace('"a":1', '"a":2'))).to.equal('bad_crc');
     expect(decodeLine(encodeRecord(5, '[1]').slice(0, -1))).to.equal('bad_json');
     expect(decodeLine(encodeRecord(0, '{"a":1}').slice(0, -1))).to.equal('bad_seq');
-    for (const problem of ['bad_frame', 'bad_crc', 'bad_json', 'bad_seq', 'segment_name', 'seq_gap', 'seq_order']) expect(DOC).to.contain(`\`${problem}\``);
+    for (const problem of ['bad_frame', 'bad_crc', 'bad_json', 'bad_seq', 'segment_name', 'seq_gap', 'seq_order'])
+      expect(DOC).to.contain(`\`${problem}\``);
   });
 
   it('gives the segment names the code uses', () => {
@@ -61,12 +70,19 @@ describe('docs/log-format.md', () => {
   it('names the quarantine files that recovery and repair write, and the message recovery stops with', async () => {
     const segment = segmentName(1);
     const torn = dataDirFromWalFixture('torn-tail');
-    await recoverLog({ disk: new NodeDisk(), walDir: path.join(torn, 'wal'), checkpointSeq: 0, chunkRecords: 10, onRecords: async () => undefined });
+    await recoverLog({
+      disk: new NodeDisk(),
+      walDir: path.join(torn, 'wal'),
+      checkpointSeq: 0,
+      chunkRecords: 10,
+      onRecords: async () => undefined,
+    });
     expect(fs.readdirSync(path.join(torn, 'wal', 'quarantine'))).to.deep.equal([`${segment}.441.torn`]);
     const corrupt = dataDirFromWalFixture('bad-crc-middle');
     repairLog({ walDir: path.join(corrupt, 'wal'), quarantineCorrupt: true });
     expect(fs.readdirSync(path.join(corrupt, 'wal', 'quarantine')).sort()).to.deep.equal([`${segment}.147.corrupt`, `${segment}.original`]);
-    for (const pattern of ['`<segment>.<offset>.torn`', '`<segment>.<offset>.corrupt`', '`<segment>.original`', '`<segment>.rewrite`']) expect(DOC).to.contain(pattern);
+    for (const pattern of ['`<segment>.<offset>.torn`', '`<segment>.<offset>.corrupt`', '`<segment>.original`', '`<segment>.rewrite`'])
+      expect(DOC).to.contain(pattern);
     const message = new LogCorruptionError('<file>', 0, '<detail>').message;
     expect(DOC).to.contain(`\`${message.slice(0, message.indexOf('<detail>')).replace('offset 0', 'offset <n>')}<detail>\``);
   });

@@ -212,7 +212,11 @@ async function runPublisher(campaign: Campaign, id: number): Promise<void> {
 const SERVER_OUTPUT_BYTES_MAX = 16 * 1024;
 
 async function startServer(dataDir: string, options: ChaosOptions): Promise<ServerRun> {
-  const env = { SEGMENT_BYTES_MAX: String(options.segmentBytesMax), BATCH_EVENTS_MAX: String(Math.max(options.batchEventsMax, 1)), RETRY_AFTER_SECONDS: '1' };
+  const env = {
+    SEGMENT_BYTES_MAX: String(options.segmentBytesMax),
+    BATCH_EVENTS_MAX: String(Math.max(options.batchEventsMax, 1)),
+    RETRY_AFTER_SECONDS: '1',
+  };
   return new ServerRun(dataDir, env, { outputBytesMax: SERVER_OUTPUT_BYTES_MAX });
 }
 
@@ -249,7 +253,15 @@ export async function runChaos(input: Partial<ChaosOptions> = {}): Promise<Chaos
   const walDir = path.join(dataDir, 'wal');
   const started = Date.now();
   const random = new Random(options.seed);
-  const campaign: Campaign = { options, ledger: new PublisherLedger(), url: null, draining: false, stopped: false, onAck: null, wakeups: [] };
+  const campaign: Campaign = {
+    options,
+    ledger: new PublisherLedger(),
+    url: null,
+    draining: false,
+    stopped: false,
+    onAck: null,
+    wakeups: [],
+  };
   const kills: Record<KillMode, number> = { random: 0, after_ack: 0, rotation: 0, recovery: 0 };
   let tornTails = 0;
   let aborted: string | null = null;
@@ -275,11 +287,14 @@ export async function runChaos(input: Partial<ChaosOptions> = {}): Promise<Chaos
       const exit = await current.exited;
       campaign.url = null;
       tornTails += current.tornTails;
-      if (exit.signal !== 'SIGKILL') throw new Error(`the server exited by itself (${JSON.stringify(exit)}) in cycle ${cycles + 1}:\n${current.output()}`);
+      if (exit.signal !== 'SIGKILL')
+        throw new Error(`the server exited by itself (${JSON.stringify(exit)}) in cycle ${cycles + 1}:\n${current.output()}`);
       kills[mode] += 1;
       cycles += 1;
       if (options.progress !== null && cycles % options.progressEvery === 0) {
-        options.progress(`cycle ${cycles}/${options.cycles}: acked=${campaign.ledger.ackedCount} requests=${campaign.ledger.figures.requests} torn_tails=${tornTails} elapsed_s=${((Date.now() - started) / 1000).toFixed(0)}`);
+        options.progress(
+          `cycle ${cycles}/${options.cycles}: acked=${campaign.ledger.ackedCount} requests=${campaign.ledger.figures.requests} torn_tails=${tornTails} elapsed_s=${((Date.now() - started) / 1000).toFixed(0)}`,
+        );
       }
     }
   } catch (err) {
@@ -340,8 +355,13 @@ export async function runChaos(input: Partial<ChaosOptions> = {}): Promise<Chaos
   result.resentAcked = campaign.ledger.figures.resentAcked;
   result.elapsedMs = Date.now() - started;
   result.ok =
-    result.aborted === null && result.lost === 0 && result.duplicated === 0 && result.garbled === 0 && result.unsent === 0 &&
-    result.violations.length === 0 && result.statsOk;
+    result.aborted === null &&
+    result.lost === 0 &&
+    result.duplicated === 0 &&
+    result.garbled === 0 &&
+    result.unsent === 0 &&
+    result.violations.length === 0 &&
+    result.statsOk;
   if (result.ok && !options.keepDataDir && options.dataDir === undefined) fs.rmSync(dataDir, { recursive: true, force: true });
   return result;
 }
@@ -438,10 +458,13 @@ async function verifyIndex(url: string, ledger: PublisherLedger, result: ChaosRe
 
   // Stats agree with the index, at rest.
   const problems = result.statsProblems;
-  if (stats.unique_processed !== result.stored) problems.push(`unique_processed=${stats.unique_processed} but the index holds ${result.stored} events`);
+  if (stats.unique_processed !== result.stored)
+    problems.push(`unique_processed=${stats.unique_processed} but the index holds ${result.stored} events`);
   if (stats.accepted !== result.stored) problems.push(`accepted=${stats.accepted} but the index holds ${result.stored} events`);
   if (stats.received !== stats.unique_processed + stats.duplicate_dropped) {
-    problems.push(`received=${stats.received} is not unique_processed + duplicate_dropped = ${stats.unique_processed + stats.duplicate_dropped}`);
+    problems.push(
+      `received=${stats.received} is not unique_processed + duplicate_dropped = ${stats.unique_processed + stats.duplicate_dropped}`,
+    );
   }
   if (stats.checkpoint_seq !== stats.accepted) problems.push(`checkpoint_seq=${stats.checkpoint_seq} but accepted=${stats.accepted}`);
   result.statsOk = problems.length === 0;
@@ -456,7 +479,10 @@ export function verifyLog(walDir: string, ledger: PublisherLedger, result: Chaos
     if (item.kind === 'corruption' || item.kind === 'seq_break' || item.kind === 'torn_tail') problem ??= item;
     if (item.kind === 'segment_end' && problem !== null) {
       result.garbled += 1;
-      example(result, `log segment ${item.segment.name} after a clean stop has a ${problem.kind}: ${JSON.stringify({ ...problem, segment: undefined })}`);
+      example(
+        result,
+        `log segment ${item.segment.name} after a clean stop has a ${problem.kind}: ${JSON.stringify({ ...problem, segment: undefined })}`,
+      );
       problem = null;
     }
     if (item.kind !== 'record') continue;

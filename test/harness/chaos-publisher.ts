@@ -66,7 +66,10 @@ export class PublisherLedger {
   }
 
   /** Checks one 200 answer against what was sent and what earlier answers said. */
-  recordAnswer(events: SentEvent[], answer: { results?: Array<{ status: string; seq: number; conflict?: boolean }>; duplicates?: number }): void {
+  recordAnswer(
+    events: SentEvent[],
+    answer: { results?: Array<{ status: string; seq: number; conflict?: boolean }>; duplicates?: number },
+  ): void {
     const results = answer.results;
     if (!Array.isArray(results) || results.length !== events.length) {
       this.violation(`200 answer without one result per event: ${JSON.stringify(answer).slice(0, 200)}`);

@@ -12,12 +12,21 @@ export interface CliResult {
 }
 
 /** Runs `node dist/src/cli/logagg.js ...args` to completion (bounded by timeoutMs) and collects its output. */
-export async function runLogagg(args: string[], options: { env?: Record<string, string>; input?: string; timeoutMs?: number; cwd?: string } = {}): Promise<CliResult> {
+export async function runLogagg(
+  args: string[],
+  options: { env?: Record<string, string>; input?: string; timeoutMs?: number; cwd?: string } = {},
+): Promise<CliResult> {
   const timeoutMs = options.timeoutMs ?? 30_000;
-  const program = ChildProgram.node(LOGAGG_JS, args, { env: { ...process.env, LOG_LEVEL: 'warn', ...options.env }, input: options.input ?? '', cwd: options.cwd });
+  const program = ChildProgram.node(LOGAGG_JS, args, {
+    env: { ...process.env, LOG_LEVEL: 'warn', ...options.env },
+    input: options.input ?? '',
+    cwd: options.cwd,
+  });
   const exit = await program.runToExit(timeoutMs);
   if (exit.signal === 'SIGKILL') {
-    throw new Error(`logagg ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout: ${program.stdout()}\nstderr: ${program.stderr()}`);
+    throw new Error(
+      `logagg ${args.join(' ')} did not finish within ${timeoutMs} ms\nstdout: ${program.stdout()}\nstderr: ${program.stderr()}`,
+    );
   }
   return { code: exit.code, stdout: program.stdout(), stderr: program.stderr() };
 }

@@ -156,7 +156,8 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
         if (!lostKeys.has(key)) example(`lost after crash ${result.crashes}: ${key} (acked seq ${record.ackedSeq})`);
         lostKeys.add(key);
       } else if (stored.seq !== record.ackedSeq || stored.body !== record.eventJson) {
-        if (!garbledKeys.has(key)) example(`garbled after crash ${result.crashes}: ${key} stored seq ${stored.seq}, acked ${record.ackedSeq}`);
+        if (!garbledKeys.has(key))
+          example(`garbled after crash ${result.crashes}: ${key} stored seq ${stored.seq}, acked ${record.ackedSeq}`);
         garbledKeys.add(key);
       }
     }

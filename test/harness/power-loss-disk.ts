@@ -9,7 +9,8 @@ import type { FileHandleId, LogDisk } from '../../src/wal/disk';
 export type CrashModel = 'drop' | 'keep' | 'torn' | 'garble';
 
 /** The operation a fault applies to. */
-export type DiskOperation = 'write' | 'fdatasync' | 'truncate' | 'openForWrite' | 'fsyncDir' | 'writeFileDurably' | 'truncateFileDurably' | 'mkdirp' | 'renameSync';
+export type DiskOperation =
+  'write' | 'fdatasync' | 'truncate' | 'openForWrite' | 'fsyncDir' | 'writeFileDurably' | 'truncateFileDurably' | 'mkdirp' | 'renameSync';
 
 /** Thrown by every synchronous call after the simulated power went out. */
 export class SimulatedPowerLoss extends Error {
@@ -229,7 +230,8 @@ export class PowerLossDisk implements LogDisk {
     if (this.crashesAtNextOperation()) {
       // The power goes out during this write: its bytes are in flight, the crash model decides their fate.
       const open = this.handles.get(handle);
-      if (open?.generation === this.generation) applyChange(this.files.get(open.path)!, { kind: 'write', position, data: Buffer.from(data) });
+      if (open?.generation === this.generation)
+        applyChange(this.files.get(open.path)!, { kind: 'write', position, data: Buffer.from(data) });
     }
     return this.stepAsync(() => {
       const file = this.fileOf(handle);
@@ -311,7 +313,8 @@ export class PowerLossDisk implements LogDisk {
     const source = this.inside(from);
     const target = this.inside(to);
     const dir = this.dirs.get(path.dirname(source));
-    if (path.dirname(target) !== path.dirname(source) || dir === undefined) throw new Error(`PowerLossDisk: only renames inside one directory are simulated (${from} -> ${to})`);
+    if (path.dirname(target) !== path.dirname(source) || dir === undefined)
+      throw new Error(`PowerLossDisk: only renames inside one directory are simulated (${from} -> ${to})`);
     const moved = this.files.get(source);
     if (moved === undefined) throw errnoError('ENOENT', `rename ${from}`);
     dir.renames.push({ from: path.basename(source), to: path.basename(target), moved, replaced: this.files.get(target) });

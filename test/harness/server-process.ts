@@ -43,9 +43,17 @@ export class ChildProgram {
   private readonly outputBytesMax: number;
   private readonly listeners = new Set<() => void>();
 
-  constructor(command: string, args: readonly string[], private readonly options: ChildProgramOptions) {
+  constructor(
+    command: string,
+    args: readonly string[],
+    private readonly options: ChildProgramOptions,
+  ) {
     this.outputBytesMax = options.outputBytesMax ?? OUTPUT_BYTES_MAX_DEFAULT;
-    this.child = spawn(command, [...args], { env: options.env, cwd: options.cwd, stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] });
+    this.child = spawn(command, [...args], {
+      env: options.env,
+      cwd: options.cwd,
+      stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
+    });
     this.child.stdout!.on('data', (chunk: Buffer) => this.onOutput(chunk.toString('utf8'), 'stdout'));
     this.child.stderr!.on('data', (chunk: Buffer) => this.onOutput(chunk.toString('utf8'), 'stderr'));
     this.child.stdin?.end(options.input);
@@ -231,7 +239,11 @@ export interface ServerProcess {
  * Spawns `node dist/src/main.js` (or `options.script`) on `dataDir`, waits for its
  * "listening" log line, then until /health answers 200 (recovery done) unless `waitReady` is false.
  */
-export async function startServerProcess(dataDir: string, env: Record<string, string> = {}, options: { waitReady?: boolean; script?: string } = {}): Promise<ServerProcess> {
+export async function startServerProcess(
+  dataDir: string,
+  env: Record<string, string> = {},
+  options: { waitReady?: boolean; script?: string } = {},
+): Promise<ServerProcess> {
   const run = new ServerRun(dataDir, env, { script: options.script });
   await run.waitUntil(() => run.port !== null || !run.running, 15_000, 'the server to listen');
   if (run.port === null) throw new Error(`server exited before listening:\n${run.output()}`);

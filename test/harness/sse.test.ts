@@ -17,10 +17,27 @@ async function streamServer(body: string, pieceBytes: number): Promise<{ url: st
   };
 }
 
-describe('openSse (the tests\' event-stream reader)', () => {
-  for (const [name, eol] of [['LF', '\n'], ['CRLF', '\r\n']] as const) {
+describe("openSse (the tests' event-stream reader)", () => {
+  for (const [name, eol] of [
+    ['LF', '\n'],
+    ['CRLF', '\r\n'],
+  ] as const) {
     it(`reads events and comments framed with ${name} line ends, however the bytes are cut`, async () => {
-      const body = [`retry: 1000`, `: stream after seq 0`, ``, `id: 1`, `data: {"seq":1,"topic":"a"}`, ``, `: heartbeat`, ``, `id: 2`, `data: {"seq":2,`, `data: "topic":"b"}`, ``, ``].join(eol);
+      const body = [
+        `retry: 1000`,
+        `: stream after seq 0`,
+        ``,
+        `id: 1`,
+        `data: {"seq":1,"topic":"a"}`,
+        ``,
+        `: heartbeat`,
+        ``,
+        `id: 2`,
+        `data: {"seq":2,`,
+        `data: "topic":"b"}`,
+        ``,
+        ``,
+      ].join(eol);
       for (const pieceBytes of [1, 3, body.length]) {
         const server = await streamServer(body, pieceBytes);
         try {

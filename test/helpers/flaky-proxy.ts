@@ -22,7 +22,10 @@ export interface FlakyProxy {
  * but the client gets `failure` instead of that answer: a 503 with Retry-After: 1, or its
  * connection closed. A client that retries then re-sends a batch the service already stored.
  */
-export async function startFlakyProxy(target: string, options: { failFirst: number; failure: ProxyFailure; pathPrefix?: string }): Promise<FlakyProxy> {
+export async function startFlakyProxy(
+  target: string,
+  options: { failFirst: number; failure: ProxyFailure; pathPrefix?: string },
+): Promise<FlakyProxy> {
   const targetUrl = new URL(target);
   let forwarded = 0;
   let failed = 0;
@@ -34,29 +37,32 @@ export async function startFlakyProxy(target: string, options: { failFirst: numb
     req.on('end', () => {
       const headers = { ...req.headers, host: targetUrl.host };
       delete headers.connection;
-      const upstream = http.request({ host: targetUrl.hostname, port: targetUrl.port, method: req.method, path: req.url, headers }, (answer) => {
-        const body: Buffer[] = [];
-        answer.on('data', (chunk: Buffer) => body.push(chunk));
-        answer.on('end', () => {
-          forwarded += 1;
-          const shouldFail = failed < options.failFirst && (req.url ?? '').startsWith(options.pathPrefix ?? '/');
-          if (shouldFail) {
-            failed += 1;
-            if (options.failure === 'drop-connection') {
-              req.socket.destroy();
+      const upstream = http.request(
+        { host: targetUrl.hostname, port: targetUrl.port, method: req.method, path: req.url, headers },
+        (answer) => {
+          const body: Buffer[] = [];
+          answer.on('data', (chunk: Buffer) => body.push(chunk));
+          answer.on('end', () => {
+            forwarded += 1;
+            const shouldFail = failed < options.failFirst && (req.url ?? '').startsWith(options.pathPrefix ?? '/');
+            if (shouldFail) {
+              failed += 1;
+              if (options.failure === 'drop-connection') {
+                req.socket.destroy();
+                return;
+              }
+              res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
+              res.end(JSON.stringify({ error: 'proxy', message: 'forced failure after forwarding' }));
               return;
             }
-            res.writeHead(503, { 'content-type': 'application/json', 'retry-after': '1' });
-            res.end(JSON.stringify({ error: 'proxy', message: 'forced failure after forwarding' }));
-            return;
-          }
-          const out = { ...answer.headers };
-          delete out.connection;
-          delete out['keep-alive'];
-          res.writeHead(answer.statusCode ?? 502, out);
-          res.end(Buffer.concat(body));
-        });
-      });
+            const out = { ...answer.headers };
+            delete out.connection;
+            delete out['keep-alive'];
+            res.writeHead(answer.statusCode ?? 502, out);
+            res.end(Buffer.concat(body));
+          });
+        },
+      );
       upstream.on('error', (err) => {
         res.writeHead(502, { 'content-type': 'text/plain' });
         res.end(`proxy: ${err.message}`);

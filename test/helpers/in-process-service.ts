@@ -19,7 +19,10 @@ export interface InProcessService {
  * Starts the real service (config from `env` as main does, PORT=0, HOST=127.0.0.1, a fresh
  * data dir unless one is given) and waits until it accepts writes.
  */
-export async function startInProcessService(env: Record<string, string> = {}, options: { dataDir?: string } = {}): Promise<InProcessService> {
+export async function startInProcessService(
+  env: Record<string, string> = {},
+  options: { dataDir?: string } = {},
+): Promise<InProcessService> {
   const dataDir = options.dataDir ?? makeTempDir();
   const config = loadConfig({ PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'debug', ...env });
   let text = '';

@@ -26,10 +26,19 @@ export function segmentOf(file: string): SegmentInfo {
 /** Reads one segment file through the log reader (as the log's last segment unless told otherwise). */
 export function readSegmentFile(file: string, options: { isLast?: boolean; disk?: LogDisk; readChunkBytes?: number } = {}): SegmentRead {
   const read: SegmentRead = { records: [], problems: [], validBytes: 0, totalBytes: 0 };
-  const items = readSegment(options.disk ?? new NodeDisk(), segmentOf(file), { isLast: options.isLast ?? true, readChunkBytes: options.readChunkBytes });
+  const items = readSegment(options.disk ?? new NodeDisk(), segmentOf(file), {
+    isLast: options.isLast ?? true,
+    readChunkBytes: options.readChunkBytes,
+  });
   for (const item of items) {
     if (item.kind === 'record' || item.kind === 'tombstone') {
-      read.records.push({ seq: item.seq, offset: item.offset, length: item.length, eventJson: item.eventJson, tombstone: item.kind === 'tombstone' });
+      read.records.push({
+        seq: item.seq,
+        offset: item.offset,
+        length: item.length,
+        eventJson: item.eventJson,
+        tombstone: item.kind === 'tombstone',
+      });
     } else if (item.kind === 'segment_end') {
       read.validBytes = item.validBytes;
       read.totalBytes = item.totalBytes;

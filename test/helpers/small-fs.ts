@@ -27,7 +27,9 @@ export function mountSmallFs(bytes: number): SmallFs | { skipReason: string } {
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${bytes}`, 'tmpfs', dir], { stdio: 'pipe' });
   } catch (err) {
     fs.rmdirSync(dir);
-    return { skipReason: `cannot mount a tmpfs here (${String((err as { stderr?: Buffer }).stderr ?? err).trim()}); run as root to test a full disk` };
+    return {
+      skipReason: `cannot mount a tmpfs here (${String((err as { stderr?: Buffer }).stderr ?? err).trim()}); run as root to test a full disk`,
+    };
   }
   mounted.add(dir);
   const filler = path.join(dir, 'filler');
@@ -36,7 +38,7 @@ export function mountSmallFs(bytes: number): SmallFs | { skipReason: string } {
     fill: () => {
       const fd = fs.openSync(filler, 'a');
       try {
-        for (let size = 1 << 20; size >= 512; ) {
+        for (let size = 1 << 20; size >= 512;) {
           try {
             fs.writeSync(fd, Buffer.alloc(size));
           } catch (err) {

@@ -13,7 +13,12 @@ describe('HTTP API', () => {
   let aggregator: Aggregator;
 
   beforeEach(async () => {
-    ({ app, aggregator } = await openTestService({ BATCH_EVENTS_MAX: '5', BODY_BYTES_MAX: '4096', PAYLOAD_DEPTH_MAX: '4', PAYLOAD_BYTES_MAX: '200' }));
+    ({ app, aggregator } = await openTestService({
+      BATCH_EVENTS_MAX: '5',
+      BODY_BYTES_MAX: '4096',
+      PAYLOAD_DEPTH_MAX: '4',
+      PAYLOAD_BYTES_MAX: '200',
+    }));
   });
   afterEach(async () => {
     await aggregator.close();
@@ -37,7 +42,9 @@ describe('HTTP API', () => {
 
     it('counts duplicates inside one batch and names the stored original', async () => {
       const a = makeEvent('t', 'a');
-      const res = await request(app).post('/publish').send({ events: [a, makeEvent('t', 'b'), a, a] });
+      const res = await request(app)
+        .post('/publish')
+        .send({ events: [a, makeEvent('t', 'b'), a, a] });
       expect(res.status).to.equal(200);
       expect(res.body).to.include({ received: 4, accepted: 2, duplicates: 2 });
       expect(res.body.results).to.deep.equal([
@@ -66,8 +73,14 @@ describe('HTTP API', () => {
     });
 
     it('flags a duplicate whose content differs as a conflict and keeps the first payload', async () => {
-      await request(app).post('/publish').send(makeEvent('t', 'a', { v: 1 })).expect(200);
-      const res = await request(app).post('/publish').send(makeEvent('t', 'a', { v: 2 })).expect(200);
+      await request(app)
+        .post('/publish')
+        .send(makeEvent('t', 'a', { v: 1 }))
+        .expect(200);
+      const res = await request(app)
+        .post('/publish')
+        .send(makeEvent('t', 'a', { v: 2 }))
+        .expect(200);
       expect(res.body.results).to.deep.equal([{ status: 'duplicate', seq: 1, conflict: true }]);
       expect(res.body.conflicts).to.equal(1);
       await idle();
@@ -97,7 +110,9 @@ describe('HTTP API', () => {
 
     it('answers 400 with index, path and message for each problem, and writes nothing of the batch', async () => {
       const bad = { topic: 'x'.repeat(256), event_id: '', timestamp: '2025-13-45T10:00:00Z', source: 's' };
-      const res = await request(app).post('/publish').send({ events: [makeEvent('t', 'ok'), bad] });
+      const res = await request(app)
+        .post('/publish')
+        .send({ events: [makeEvent('t', 'ok'), bad] });
       expect(res.status).to.equal(400);
       expect(res.body.error).to.equal('validation_failed');
       const paths = (res.body.details as Array<{ index: number; path: string }>).map((d) => `${d.index}:${d.path}`).sort();
@@ -125,7 +140,9 @@ describe('HTTP API', () => {
     }
 
     it('answers 413 body_too_large over BODY_BYTES_MAX', async () => {
-      const res = await request(app).post('/publish').send({ ...makeEvent('t', 'e'), payload: { s: 'x'.repeat(5000) } });
+      const res = await request(app)
+        .post('/publish')
+        .send({ ...makeEvent('t', 'e'), payload: { s: 'x'.repeat(5000) } });
       expect(res.status).to.equal(413);
       expect(res.body.error).to.equal('body_too_large');
     });
@@ -211,7 +228,16 @@ describe('HTTP API', () => {
       expect(window.body.events.map((e: { seq: number }) => e.seq)).to.deep.equal([1, 2, 3]);
     });
 
-    for (const query of ['limit=0', 'limit=1001', 'limit=abc', 'after=-1', 'since=yesterday', 'topic=', `topic=${'x'.repeat(256)}`, 'source=a&source=b']) {
+    for (const query of [
+      'limit=0',
+      'limit=1001',
+      'limit=abc',
+      'after=-1',
+      'since=yesterday',
+      'topic=',
+      `topic=${'x'.repeat(256)}`,
+      'source=a&source=b',
+    ]) {
       it(`answers 400 invalid_query for ${query.slice(0, 30)}`, async () => {
         const res = await request(app).get(`/events?${query}`);
         expect(res.status).to.equal(400);
@@ -222,7 +248,10 @@ describe('HTTP API', () => {
 
   describe('GET /stats and /health', () => {
     it('reports the seed fields and received = unique_processed + duplicate_dropped at rest', async () => {
-      await request(app).post('/publish').send({ events: [makeEvent('t', 'a'), makeEvent('t', 'a'), makeEvent('u', 'b')] }).expect(200);
+      await request(app)
+        .post('/publish')
+        .send({ events: [makeEvent('t', 'a'), makeEvent('t', 'a'), makeEvent('u', 'b')] })
+        .expect(200);
       await idle();
       const res = await request(app).get('/stats').expect(200);
       expect(res.body).to.include({ received: 3, unique_processed: 2, duplicate_dropped: 1 });

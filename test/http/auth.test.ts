@@ -12,7 +12,11 @@ async function call(url: string, options: { method?: string; key?: string; autho
   if (options.key !== undefined) headers.authorization = `Bearer ${options.key}`;
   if (options.authorization !== undefined) headers.authorization = options.authorization;
   if (options.body !== undefined) headers['content-type'] = 'application/json';
-  const res = await fetch(url, { method: options.method ?? 'GET', headers, body: options.body === undefined ? undefined : JSON.stringify(options.body) });
+  const res = await fetch(url, {
+    method: options.method ?? 'GET',
+    headers,
+    body: options.body === undefined ? undefined : JSON.stringify(options.body),
+  });
   const text = await res.text();
   let body: any = text;
   try {
@@ -84,7 +88,12 @@ describe('access control (API keys)', () => {
     });
 
     it('answers 401 for an unknown key and for a header that is not "Bearer <key>"', async () => {
-      for (const authorization of [`Bearer ${PUBLISH_KEY}x`, `Basic ${Buffer.from('a:b').toString('base64')}`, 'Bearer', `Bearer ${PUBLISH_KEY} extra`]) {
+      for (const authorization of [
+        `Bearer ${PUBLISH_KEY}x`,
+        `Basic ${Buffer.from('a:b').toString('base64')}`,
+        'Bearer',
+        `Bearer ${PUBLISH_KEY} extra`,
+      ]) {
         const res = await call(`${svc.url}/publish`, { method: 'POST', authorization, body: makeEvent('auth.t', 'a2') });
         expect(res.status, authorization).to.equal(401);
         expect(res.body.error).to.equal('unauthorized');
@@ -107,7 +116,9 @@ describe('access control (API keys)', () => {
     });
 
     it('accepts each key in its own scope, and a key listed in both scopes everywhere', async () => {
-      expect((await call(`${svc.url}/publish`, { method: 'POST', key: PUBLISH_KEY, body: makeEvent('auth.ok', 'k1') })).status).to.equal(200);
+      expect((await call(`${svc.url}/publish`, { method: 'POST', key: PUBLISH_KEY, body: makeEvent('auth.ok', 'k1') })).status).to.equal(
+        200,
+      );
       expect((await call(`${svc.url}/publish`, { method: 'POST', key: BOTH_KEY, body: makeEvent('auth.ok', 'k2') })).status).to.equal(200);
       expect((await call(`${svc.url}/events?topic=auth.ok`, { key: READ_KEY })).body.count).to.equal(2);
       expect((await call(`${svc.url}/stats`, { key: BOTH_KEY })).status).to.equal(200);

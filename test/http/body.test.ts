@@ -39,7 +39,10 @@ describe('request bodies (real server process)', function () {
         expect(res.body.message).to.contain(`at byte offset ${head.length}`);
       }
       // An overlong encoding and a lone surrogate encoded in UTF-8 are not UTF-8 either.
-      for (const bad of [[0xc0, 0xaf], [0xed, 0xa0, 0x80]]) {
+      for (const bad of [
+        [0xc0, 0xaf],
+        [0xed, 0xa0, 0x80],
+      ]) {
         const res = await postBytes(server.url, Buffer.concat([head, Buffer.from(bad), tail]));
         expect(res.body.error).to.equal('invalid_utf8');
       }
@@ -65,7 +68,11 @@ describe('request bodies (real server process)', function () {
     it('checks UTF-8 after inflating a gzip body too', async () => {
       const zlib = await import('node:zlib');
       const body = zlib.gzipSync(Buffer.concat([Buffer.from(eventText('gz-', '{"s":"')), Buffer.from([0xff]), Buffer.from('"}}')]));
-      const res = await fetch(`${server.url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' }, body });
+      const res = await fetch(`${server.url}/publish`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'content-encoding': 'gzip' },
+        body,
+      });
       expect(res.status).to.equal(400);
       expect(((await res.json()) as { error: string }).error).to.equal('invalid_utf8');
     });
@@ -73,8 +80,20 @@ describe('request bodies (real server process)', function () {
 
   describe('numbers', () => {
     it('answers 400 number_not_kept for a number JSON.parse would change, and stores nothing of the batch', async () => {
-      for (const literal of ['1e400', '-1e400', '-0', '-0.0', '12345678901234567890', '0.30000000000000001', '1e-400', '1152921504606846976']) {
-        const res = await postBytes(server.url, `{"events":[${eventText('ok-1', '{"n":1}')},${eventText(`n-${literal}`, `{"a":{"n":${literal}}}`)}]}`);
+      for (const literal of [
+        '1e400',
+        '-1e400',
+        '-0',
+        '-0.0',
+        '12345678901234567890',
+        '0.30000000000000001',
+        '1e-400',
+        '1152921504606846976',
+      ]) {
+        const res = await postBytes(
+          server.url,
+          `{"events":[${eventText('ok-1', '{"n":1}')},${eventText(`n-${literal}`, `{"a":{"n":${literal}}}`)}]}`,
+        );
         expect(res.status, literal).to.equal(400);
         expect(res.body.error, literal).to.equal('number_not_kept');
         expect(res.body.message).to.contain(literal);
@@ -86,7 +105,9 @@ describe('request bodies (real server process)', function () {
       const payload = '{"max":9007199254740992,"p70":1.1805916207174113e21,"f":0.1,"e":1.5E3,"neg":-12.50,"tiny":5e-324,"zero":0}';
       expect((await postBytes(server.url, eventText('kept', payload))).status).to.equal(200);
       const raw = await (await fetch(`${server.url}/events?topic=body.numbers`)).text();
-      expect(raw).to.contain('"payload":{"max":9007199254740992,"p70":1.1805916207174113e+21,"f":0.1,"e":1500,"neg":-12.5,"tiny":5e-324,"zero":0}');
+      expect(raw).to.contain(
+        '"payload":{"max":9007199254740992,"p70":1.1805916207174113e+21,"f":0.1,"e":1500,"neg":-12.5,"tiny":5e-324,"zero":0}',
+      );
     });
 
     it('compares what is stored: 1.0 re-sent as 1 is a duplicate without conflict', async () => {
@@ -99,7 +120,10 @@ describe('request bodies (real server process)', function () {
 
   describe('oversized bodies', () => {
     it('answers 413 as soon as Content-Length says the body is over BODY_BYTES_MAX, and closes', async () => {
-      const conn = await rawConnect(server.port, 'POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{"topic":');
+      const conn = await rawConnect(
+        server.port,
+        'POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{"topic":',
+      );
       const answer = await conn.answer(5000);
       expect(answer.status).to.equal(413);
       expect(JSON.parse(answer.body).error).to.equal('body_too_large');
@@ -108,7 +132,10 @@ describe('request bodies (real server process)', function () {
     });
 
     it('answers 413 as soon as a chunked body passes BODY_BYTES_MAX, though its chunk declares 2 GB', async () => {
-      const conn = await rawConnect(server.port, 'POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n80000000\r\n');
+      const conn = await rawConnect(
+        server.port,
+        'POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n80000000\r\n',
+      );
       conn.socket.write('{"topic":"' + 'a'.repeat(70 * 1024));
       const answer = await conn.answer(5000);
       expect(answer.status).to.equal(413);

@@ -19,8 +19,18 @@ describe("answers to Node's own HTTP parser errors (real server process)", funct
   const cases: Array<[string, string, number, string]> = [
     ['headers over 16 KiB', `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20 * 1024)}\r\n\r\n`, 431, 'headers_too_large'],
     ['a malformed request line', 'GARBAGE\r\n\r\n', 400, 'bad_request'],
-    ['both Content-Length and chunked (smuggling shape)', 'POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n', 400, 'bad_request'],
-    ['a bad chunk size', 'POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n', 400, 'bad_request'],
+    [
+      'both Content-Length and chunked (smuggling shape)',
+      'POST /publish HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n',
+      400,
+      'bad_request',
+    ],
+    [
+      'a bad chunk size',
+      'POST /publish HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n',
+      400,
+      'bad_request',
+    ],
   ];
   for (const [what, text, status, code] of cases) {
     it(`answers ${what} with ${status} ${code} as JSON, and closes`, async () => {

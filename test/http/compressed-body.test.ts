@@ -8,7 +8,11 @@ import { makeTempDir } from '../helpers/temp-dir';
 
 async function postEncoded(url: string, body: Buffer, encoding: string): Promise<{ status: number; body: any; ms: number }> {
   const started = Date.now();
-  const res = await fetch(`${url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json', 'content-encoding': encoding }, body });
+  const res = await fetch(`${url}/publish`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'content-encoding': encoding },
+    body,
+  });
   return { status: res.status, body: (await res.json()) as any, ms: Date.now() - started };
 }
 
@@ -55,7 +59,11 @@ describe('compressed request bodies (Content-Encoding)', () => {
 
   it('answers 400 invalid_compressed_body for bytes that are not what Content-Encoding says', async () => {
     const good = zlib.gzipSync(Buffer.from(JSON.stringify(makeEvent('gzip.bad', 'x'))));
-    for (const body of [Buffer.from('{"this is": "not gzip"}'), good.subarray(0, good.length - 12), Buffer.concat([good.subarray(0, 20), Buffer.alloc(20, 0xff)])]) {
+    for (const body of [
+      Buffer.from('{"this is": "not gzip"}'),
+      good.subarray(0, good.length - 12),
+      Buffer.concat([good.subarray(0, 20), Buffer.alloc(20, 0xff)]),
+    ]) {
       const res = await postEncoded(svc.url, body, 'gzip');
       expect(res.status).to.equal(400);
       expect(res.body.error).to.equal('invalid_compressed_body');
@@ -86,7 +94,9 @@ describe('gzip bombs against a real server process', () => {
     const bomb = zlib.gzipSync(Buffer.alloc(64 * 1024 * 1024, 0x20), { level: 9 });
     expect(bomb.length).to.be.below(100 * 1024);
     // Warm up the path once so lazily loaded code does not count as bomb cost.
-    expect((await postEncoded(server.url, zlib.gzipSync(Buffer.from(JSON.stringify(makeEvent('bomb.warm', 'w')))), 'gzip')).status).to.equal(200);
+    expect(
+      (await postEncoded(server.url, zlib.gzipSync(Buffer.from(JSON.stringify(makeEvent('bomb.warm', 'w')))), 'gzip')).status,
+    ).to.equal(200);
     const peakBefore = peakRssBytes(server.child.pid!);
     for (let i = 0; i < 5; i += 1) {
       const res = await postEncoded(server.url, bomb, 'gzip');

@@ -26,11 +26,16 @@ describe('GET /events pages bounded in bytes (PAGE_BYTES_MAX, real server proces
     const page = JSON.parse(text) as { count: number; events: Array<{ seq: number }>; next_cursor: string | null };
     expect(page.count).to.equal(3);
     expect(page.next_cursor).to.equal(String(page.events[2]!.seq));
-    expect((await fetchAllEvents(server.url, 'page.a')).map((e) => e.event_id)).to.deep.equal(Array.from({ length: 10 }, (_, i) => `e-${i}`));
+    expect((await fetchAllEvents(server.url, 'page.a')).map((e) => e.event_id)).to.deep.equal(
+      Array.from({ length: 10 }, (_, i) => `e-${i}`),
+    );
   });
 
   it('still returns one event larger than PAGE_BYTES_MAX, alone on its page', async () => {
-    expect((await postJson(`${server.url}/publish`, makeEvent('page.b', 'big', { pad: 'q'.repeat(60 * 1024), more: 'r'.repeat(10 * 1024) }))).status).to.equal(200);
+    expect(
+      (await postJson(`${server.url}/publish`, makeEvent('page.b', 'big', { pad: 'q'.repeat(60 * 1024), more: 'r'.repeat(10 * 1024) })))
+        .status,
+    ).to.equal(200);
     expect((await postJson(`${server.url}/publish`, makeEvent('page.b', 'small'))).status).to.equal(200);
     const page = (await (await fetch(`${server.url}/events?topic=page.b`)).json()) as { count: number; next_cursor: string | null };
     expect(page.count).to.equal(1);
@@ -43,7 +48,11 @@ describe('GET /events with slow readers (real server process)', function () {
   let server: ServerProcess;
 
   before(async () => {
-    server = await startServerProcess(makeTempDir(), { PAGE_BYTES_MAX: String(1024 * 1024), PAYLOAD_BYTES_MAX: String(64 * 1024), BODY_BYTES_MAX: String(8 * 1024 * 1024) });
+    server = await startServerProcess(makeTempDir(), {
+      PAGE_BYTES_MAX: String(1024 * 1024),
+      PAYLOAD_BYTES_MAX: String(64 * 1024),
+      BODY_BYTES_MAX: String(8 * 1024 * 1024),
+    });
     for (let batch = 0; batch < 5; batch += 1) {
       const events = Array.from({ length: 100 }, (_, i) => makeEvent('slow.a', `e-${batch}-${i}`, { pad: 's'.repeat(32 * 1024) }));
       expect((await postJson(`${server.url}/publish`, { events })).body.accepted).to.equal(100);
@@ -70,7 +79,9 @@ describe('GET /events with slow readers (real server process)', function () {
       }),
     );
     // Each socket was answered at least its status line: the page is being sent, not read.
-    await waitFor(() => sockets.every((conn) => conn.socket.readableLength > 0 || conn.received() !== ''), { what: 'the answers to start' });
+    await waitFor(() => sockets.every((conn) => conn.socket.readableLength > 0 || conn.received() !== ''), {
+      what: 'the answers to start',
+    });
     expect((await fetch(`${server.url}/health`)).status).to.equal(200);
     const growth = (await residentBytes()) - before;
     for (const conn of sockets) conn.socket.destroy();

@@ -21,23 +21,78 @@ const HTTP_CASES = Number(process.env.HOSTILE_HTTP_CASES ?? 1500);
 const LIMITS = { batchEventsMax: 10, payloadBytesMax: 4096, payloadDepthMax: 16, bodyBytesMax: 16 * 1024 };
 
 const EDGE_STRINGS = [
-  '', ' ', '\u0000', '\uD800', '\uDFFF', '\uD83D', '\u2028', '\u2029', '\uFEFF', '\uFFFF', '😀', 'e\u0301', '\u202E',
-  '__proto__', 'constructor', 'prototype', 'toString', 'hasOwnProperty', 'a'.repeat(255), 'a'.repeat(256), 'x'.repeat(70_000),
+  '',
+  ' ',
+  '\u0000',
+  '\uD800',
+  '\uDFFF',
+  '\uD83D',
+  '\u2028',
+  '\u2029',
+  '\uFEFF',
+  '\uFFFF',
+  '😀',
+  'e\u0301',
+  '\u202E',
+  '__proto__',
+  'constructor',
+  'prototype',
+  'toString',
+  'hasOwnProperty',
+  'a'.repeat(255),
+  'a'.repeat(256),
+  'x'.repeat(70_000),
 ];
 const TIMESTAMPS = [
-  '2025-10-23T10:00:00Z', '2025-10-23T10:00:00.123456789+05:30', '2025-13-45T10:00:00Z', '2025-02-30T00:00:00Z',
-  '2025-10-23T10:00:00', '2025-10-23 10:00:00Z', '2016-12-31T23:59:60Z', '+275760-09-13T00:00:00.000Z',
-  '2025-10-23T10:00:00+25:00', '2025-10-23T24:00:00Z', '0000-00-00T00:00:00Z', '2025-10-23t10:00:00z', '1e9', '',
+  '2025-10-23T10:00:00Z',
+  '2025-10-23T10:00:00.123456789+05:30',
+  '2025-13-45T10:00:00Z',
+  '2025-02-30T00:00:00Z',
+  '2025-10-23T10:00:00',
+  '2025-10-23 10:00:00Z',
+  '2016-12-31T23:59:60Z',
+  '+275760-09-13T00:00:00.000Z',
+  '2025-10-23T10:00:00+25:00',
+  '2025-10-23T24:00:00Z',
+  '0000-00-00T00:00:00Z',
+  '2025-10-23t10:00:00z',
+  '1e9',
+  '',
 ];
 
-const hostileString = fc.oneof(fc.string(), fc.string({ unit: 'binary', maxLength: 40 }), fc.constantFrom(...EDGE_STRINGS), fc.string({ minLength: 250, maxLength: 260 }));
+const hostileString = fc.oneof(
+  fc.string(),
+  fc.string({ unit: 'binary', maxLength: 40 }),
+  fc.constantFrom(...EDGE_STRINGS),
+  fc.string({ minLength: 250, maxLength: 260 }),
+);
 /** Any JSON value (costly to generate: used once per body). */
 const anyJson = fc.jsonValue({ maxDepth: 3 });
 /** A cheap JSON value of the wrong type for a field. */
-const wrongType = fc.oneof(fc.integer(), fc.double(), fc.boolean(), fc.constant(null), fc.constant([]), fc.constant({}), fc.array(fc.string({ maxLength: 3 }), { maxLength: 3 }));
-const field = fc.oneof({ weight: 6, arbitrary: fc.constantFrom('topic-a', 'id-1', 'src') }, { weight: 3, arbitrary: hostileString }, { weight: 1, arbitrary: wrongType });
-const timestamp = fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...TIMESTAMPS) }, { weight: 1, arbitrary: hostileString }, { weight: 1, arbitrary: wrongType });
-const smallObject = fc.dictionary(fc.oneof(fc.string({ maxLength: 6 }), fc.constantFrom(...EDGE_STRINGS.slice(0, 18))), fc.oneof(wrongType, hostileString), { maxKeys: 4 });
+const wrongType = fc.oneof(
+  fc.integer(),
+  fc.double(),
+  fc.boolean(),
+  fc.constant(null),
+  fc.constant([]),
+  fc.constant({}),
+  fc.array(fc.string({ maxLength: 3 }), { maxLength: 3 }),
+);
+const field = fc.oneof(
+  { weight: 6, arbitrary: fc.constantFrom('topic-a', 'id-1', 'src') },
+  { weight: 3, arbitrary: hostileString },
+  { weight: 1, arbitrary: wrongType },
+);
+const timestamp = fc.oneof(
+  { weight: 4, arbitrary: fc.constantFrom(...TIMESTAMPS) },
+  { weight: 1, arbitrary: hostileString },
+  { weight: 1, arbitrary: wrongType },
+);
+const smallObject = fc.dictionary(
+  fc.oneof(fc.string({ maxLength: 6 }), fc.constantFrom(...EDGE_STRINGS.slice(0, 18))),
+  fc.oneof(wrongType, hostileString),
+  { maxKeys: 4 },
+);
 
 /** Text of `depth` nested objects or arrays. */
 const deepText = fc
@@ -74,21 +129,34 @@ const eventText = fc
   )
   .map((e) => {
     const parts: string[] = [];
-    for (const key of ['topic', 'event_id', 'timestamp', 'source'] as const) if (key in e) parts.push(`${JSON.stringify(key)}:${JSON.stringify(e[key])}`);
+    for (const key of ['topic', 'event_id', 'timestamp', 'source'] as const)
+      if (key in e) parts.push(`${JSON.stringify(key)}:${JSON.stringify(e[key])}`);
     if (e.payload !== undefined) parts.push(`"payload":${e.payload}`);
     return `{${e.extra ?? ''}${parts.join(',')}}`;
   });
 
 /** A valid event whose content is hostile but legal (unicode edges, prototype-looking keys). */
 const validEventText = fc
-  .tuple(fc.string({ minLength: 1, maxLength: 20 }), fc.uuid(), fc.constantFrom(...TIMESTAMPS.slice(0, 2)), fc.constantFrom(...EDGE_STRINGS.slice(1, 19)), protoPayloadText)
-  .map(([topic, id, ts, source, payload]) => `{"topic":${JSON.stringify(topic)},"event_id":"${id}","timestamp":"${ts}","source":${JSON.stringify(source)}${payload.startsWith('{') ? `,"payload":${payload}` : ''}}`);
+  .tuple(
+    fc.string({ minLength: 1, maxLength: 20 }),
+    fc.uuid(),
+    fc.constantFrom(...TIMESTAMPS.slice(0, 2)),
+    fc.constantFrom(...EDGE_STRINGS.slice(1, 19)),
+    protoPayloadText,
+  )
+  .map(
+    ([topic, id, ts, source, payload]) =>
+      `{"topic":${JSON.stringify(topic)},"event_id":"${id}","timestamp":"${ts}","source":${JSON.stringify(source)}${payload.startsWith('{') ? `,"payload":${payload}` : ''}}`,
+  );
 
 /** Any body text: events, batches, broken JSON, wrong shapes, deep nesting, plain junk. */
 const bodyText = fc.oneof(
   { weight: 4, arbitrary: eventText },
   { weight: 3, arbitrary: fc.array(eventText, { maxLength: 12, size: 'xsmall' }).map((events) => `{"events":[${events.join(',')}]}`) },
-  { weight: 1, arbitrary: fc.tuple(eventText, fc.nat(), fc.string({ maxLength: 3 })).map(([t, at, junk]) => t.slice(0, at % (t.length + 1)) + junk) },
+  {
+    weight: 1,
+    arbitrary: fc.tuple(eventText, fc.nat(), fc.string({ maxLength: 3 })).map(([t, at, junk]) => t.slice(0, at % (t.length + 1)) + junk),
+  },
   { weight: 1, arbitrary: anyJson.map((v) => JSON.stringify(v)) },
   { weight: 1, arbitrary: fc.oneof(anyJson, fc.constantFrom('x', 1, null)).map((v) => `{"events":${JSON.stringify(v)}}`) },
   { weight: 1, arbitrary: deepText },
@@ -106,7 +174,9 @@ function expectStorable(events: ReturnType<typeof parsePublishBody>): void {
     if (event.payload !== undefined) {
       expect(event.payload !== null && typeof event.payload === 'object' && !Array.isArray(event.payload)).to.equal(true);
       // Stored and returned equal as JSON, prototype-looking keys included.
-      expect(JSON.stringify((JSON.parse(canonicalEventJson(event)) as { payload: unknown }).payload)).to.equal(JSON.stringify(event.payload));
+      expect(JSON.stringify((JSON.parse(canonicalEventJson(event)) as { payload: unknown }).payload)).to.equal(
+        JSON.stringify(event.payload),
+      );
     }
   }
 }
@@ -189,7 +259,8 @@ describe('hostile input', function () {
     const literal = fc.oneof(
       fc.double({ noNaN: true, noDefaultInfinity: true }).map((d) => JSON.stringify(d)),
       fc.bigInt({ min: -(10n ** 25n), max: 10n ** 25n }).map(String),
-      fc.tuple(fc.boolean(), fc.stringMatching(/^[1-9]\d{0,24}$/), fc.stringMatching(/^\d{0,20}$/), fc.integer({ min: -400, max: 400 }))
+      fc
+        .tuple(fc.boolean(), fc.stringMatching(/^[1-9]\d{0,24}$/), fc.stringMatching(/^\d{0,20}$/), fc.integer({ min: -400, max: 400 }))
         .map(([neg, int, frac, exp]) => `${neg ? '-' : ''}${int}${frac === '' ? '' : `.${frac}`}e${exp}`),
       fc.constantFrom('-0', '-0.0', '0e5', '-0e-5', '1e400', '4.9e-325', '9007199254740993', '0.1', '1.0', '100e-2'),
     );
@@ -239,15 +310,39 @@ describe('hostile input', function () {
     });
 
     const CONTENT_TYPES = [
-      'application/json', 'application/json; charset=utf-8', 'application/cloudevents+json', 'APPLICATION/JSON', null, 'text/plain',
-      'application/x-www-form-urlencoded', 'application/json; charset=utf-16', 'application/json; charset=latin1', 'multipart/form-data; boundary=x', 'application/jsonx',
+      'application/json',
+      'application/json; charset=utf-8',
+      'application/cloudevents+json',
+      'APPLICATION/JSON',
+      null,
+      'text/plain',
+      'application/x-www-form-urlencoded',
+      'application/json; charset=utf-16',
+      'application/json; charset=latin1',
+      'multipart/form-data; boundary=x',
+      'application/jsonx',
     ];
     const request = fc.record({
-      text: fc.oneof({ weight: 6, arbitrary: bodyText }, { weight: 2, arbitrary: validEventText }, { weight: 1, arbitrary: fc.constant('x'.repeat(LIMITS.bodyBytesMax + 10)) }, { weight: 1, arbitrary: fc.constant('') }),
+      text: fc.oneof(
+        { weight: 6, arbitrary: bodyText },
+        { weight: 2, arbitrary: validEventText },
+        { weight: 1, arbitrary: fc.constant('x'.repeat(LIMITS.bodyBytesMax + 10)) },
+        { weight: 1, arbitrary: fc.constant('') },
+      ),
       contentType: fc.constantFrom(...CONTENT_TYPES),
       encoding: fc.constantFrom(null, null, null, 'gzip', 'gzip-garbage', 'br-garbage', 'identity', 'compress'),
       method: fc.constantFrom('POST', 'POST', 'POST', 'POST', 'PUT', 'GET', 'DELETE'),
-      path: fc.constantFrom('/publish', '/publish', '/publish', '/publish/', '/PUBLISH', '/publish?x=1', '/events?limit=-1&after=zz&since=2025-13-01T00:00:00Z', '/events?topic=&topic=a', '/nope'),
+      path: fc.constantFrom(
+        '/publish',
+        '/publish',
+        '/publish',
+        '/publish/',
+        '/PUBLISH',
+        '/publish?x=1',
+        '/events?limit=-1&after=zz&since=2025-13-01T00:00:00Z',
+        '/events?topic=&topic=a',
+        '/nope',
+      ),
     });
 
     it(`answers ${HTTP_CASES} hostile requests with 2xx or 4xx only, writing nothing for a rejected one`, async () => {
@@ -268,7 +363,8 @@ describe('hostile input', function () {
           statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
           expect(res.status, answer.slice(0, 300)).to.be.oneOf([200, 400, 404, 405, 413, 415]);
           expect(() => JSON.parse(answer), 'every answer is JSON').not.to.throw();
-          if (res.status !== 200 || r.path.startsWith('/events')) expect(statsBody(service.aggregator).accepted, 'nothing written').to.equal(before);
+          if (res.status !== 200 || r.path.startsWith('/events'))
+            expect(statsBody(service.aggregator).accepted, 'nothing written').to.equal(before);
         }),
         { numRuns: HTTP_CASES, seed: 4242 },
       );

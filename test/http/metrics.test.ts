@@ -117,7 +117,9 @@ describe('GET /metrics', () => {
     const accepted = sampleValue(text, 'logagg_events_accepted_total')!;
     // Every accepted event was made durable by exactly one group commit and indexed once.
     expect(sampleValue(text, 'logagg_wal_group_commit_events_sum')).to.equal(accepted);
-    expect(sampleValue(text, 'logagg_wal_fsync_duration_seconds_count')).to.equal(sampleValue(text, 'logagg_wal_group_commit_events_count'));
+    expect(sampleValue(text, 'logagg_wal_fsync_duration_seconds_count')).to.equal(
+      sampleValue(text, 'logagg_wal_group_commit_events_count'),
+    );
     expect(sampleValue(text, 'logagg_wal_fsync_duration_seconds_count')).to.be.at.least(1);
     expect(sampleValue(text, 'logagg_index_applied_events_total')).to.equal(accepted);
     expect(sampleValue(text, 'logagg_index_batch_duration_seconds_count')).to.be.at.least(1);

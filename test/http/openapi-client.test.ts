@@ -85,7 +85,12 @@ describe('the served OpenAPI document, as client tools read it', function () {
   });
 
   it('passes @redocly/cli lint (recommended rules) with no errors', async () => {
-    const outcome = await run(process.execPath, [bin('@redocly/cli', 'bin/cli.js'), 'lint', '--format=stylish', path.join(dir, 'openapi.json')]).then(
+    const outcome = await run(process.execPath, [
+      bin('@redocly/cli', 'bin/cli.js'),
+      'lint',
+      '--format=stylish',
+      path.join(dir, 'openapi.json'),
+    ]).then(
       ({ stdout, stderr }) => ({ ok: true, text: stdout + stderr }),
       (err: unknown) => {
         const { stdout, stderr } = err as { stdout?: string; stderr?: string };

@@ -129,7 +129,11 @@ describe('OpenAPI document', () => {
     const served = JSON.parse(JSON.stringify(document)) as Json;
     const ajv = new Ajv2020({ allErrors: true, strict: false });
     addFormats(ajv, ['date-time']);
-    const check = ajv.compile({ $id: 'openapi.json', ...served.paths['/publish'].post.requestBody.content['application/json'].schema, components: served.components });
+    const check = ajv.compile({
+      $id: 'openapi.json',
+      ...served.paths['/publish'].post.requestBody.content['application/json'].schema,
+      components: served.components,
+    });
     const service = compileValidators();
     const good = makeEvent('doc.t', 'e1');
     const samples: unknown[] = [
@@ -180,7 +184,11 @@ describe('OpenAPI document', () => {
     it('answers exactly what the document says, for successes and errors', async () => {
       const event = makeEvent('doc.live', 'e1');
       const post = async (body: unknown) => {
-        const res = await fetch(`${svc.url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+        const res = await fetch(`${svc.url}/publish`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
         return { status: res.status, body: (await res.json()) as any };
       };
       const first = await post({ events: [event, event] });
@@ -203,7 +211,14 @@ describe('OpenAPI document', () => {
       const html = await res.text();
       expect(html).to.contain("url: '/openapi.json'");
       expect(html).to.contain('tryItOutEnabled: true');
-      expect(Object.keys(served.paths)).to.include.members(['/publish', '/events', '/events/histogram', '/events/stream', '/stats', '/health']);
+      expect(Object.keys(served.paths)).to.include.members([
+        '/publish',
+        '/events',
+        '/events/histogram',
+        '/events/stream',
+        '/stats',
+        '/health',
+      ]);
       // Nothing fetched from elsewhere, and every file it names is served.
       expect(html).not.to.match(/(src|href)="(https?:)?\/\//i);
       const files = [...html.matchAll(/(?:src|href)="(\/docs\/[^"]+)"/g)].map((m) => m[1]!);
@@ -265,7 +280,12 @@ describe('OpenAPI document', () => {
           const res = await fetch(`${svc.url}${spec.path}${query}`, {
             method: spec.method,
             signal: abort.signal,
-            ...(example.body === undefined ? {} : { headers: { 'content-type': bodyType! }, body: typeof example.body === 'string' ? example.body : JSON.stringify(example.body) }),
+            ...(example.body === undefined
+              ? {}
+              : {
+                  headers: { 'content-type': bodyType! },
+                  body: typeof example.body === 'string' ? example.body : JSON.stringify(example.body),
+                }),
           });
           expect(res.status, what).to.equal(example.status);
           const content = operation.responses[String(example.status)].content as Json | undefined;

@@ -21,10 +21,28 @@ const ago = (minutes: number) => new Date(NOW - minutes * 60_000).toISOString();
 
 const EVENTS = [
   { topic: 'web', event_id: 'w1', timestamp: ago(170), source: 'nginx', payload: { level: 'info', msg: 'GET /index 200', status: 200 } },
-  { topic: 'db', event_id: 'd1', timestamp: ago(90), source: 'pg', payload: { level: 'error', msg: 'Connection RESET by peer', user: { id: 123 } } },
+  {
+    topic: 'db',
+    event_id: 'd1',
+    timestamp: ago(90),
+    source: 'pg',
+    payload: { level: 'error', msg: 'Connection RESET by peer', user: { id: 123 } },
+  },
   { topic: 'web', event_id: 'w2', timestamp: ago(50), source: 'nginx', payload: { level: 'error', msg: 'upstream timeout', status: 504 } },
-  { topic: 'jobs', event_id: 'j1', timestamp: ago(20), source: 'cron', payload: { level: 'info', msg: 'connection reset, retrying', user: { id: '123' } } },
-  { topic: 'db', event_id: 'd2', timestamp: ago(5), source: 'pg', payload: { level: 'warn', msg: 'slow query', ok: true, user: { id: 124 } } },
+  {
+    topic: 'jobs',
+    event_id: 'j1',
+    timestamp: ago(20),
+    source: 'cron',
+    payload: { level: 'info', msg: 'connection reset, retrying', user: { id: '123' } },
+  },
+  {
+    topic: 'db',
+    event_id: 'd2',
+    timestamp: ago(5),
+    source: 'pg',
+    payload: { level: 'warn', msg: 'slow query', ok: true, user: { id: 124 } },
+  },
 ];
 
 describe('GET /events query parameters and GET /events/histogram (real server)', () => {
@@ -32,7 +50,11 @@ describe('GET /events query parameters and GET /events/histogram (real server)',
 
   before(async () => {
     server = await startServerProcess(makeTempDir());
-    const res = await fetch(`${server.url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ events: EVENTS }) });
+    const res = await fetch(`${server.url}/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ events: EVENTS }),
+    });
     expect(res.status).to.equal(200);
     await waitFor(async () => (await ids('')).length === EVENTS.length, { what: 'events indexed' });
   });
@@ -157,18 +179,26 @@ describe('GET /events query parameters and GET /events/histogram (real server)',
   it('does not compress the live tail, which delivers each new event at once, filtered', async () => {
     const received: string[] = [];
     let encoding: string | undefined = 'unset';
-    const request = http.get(`${server.url}/events/stream?payload.level=error&after=${EVENTS.length}`, { headers: { 'accept-encoding': 'gzip' } }, (res) => {
-      encoding = res.headers['content-encoding'];
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => received.push(chunk));
-    });
+    const request = http.get(
+      `${server.url}/events/stream?payload.level=error&after=${EVENTS.length}`,
+      { headers: { 'accept-encoding': 'gzip' } },
+      (res) => {
+        encoding = res.headers['content-encoding'];
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => received.push(chunk));
+      },
+    );
     try {
       await waitFor(() => received.join('').includes('retry:'), { what: 'the stream to open' });
       const events = [
         { topic: 'web', event_id: 'live-info', timestamp: ago(0), source: 'nginx', payload: { level: 'info' } },
         { topic: 'web', event_id: 'live-error', timestamp: ago(0), source: 'nginx', payload: { level: 'error' } },
       ];
-      const res = await fetch(`${server.url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ events }) });
+      const res = await fetch(`${server.url}/publish`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ events }),
+      });
       expect(res.status).to.equal(200);
       const acknowledged = Date.now();
       await waitFor(() => received.join('').includes('"live-error"'), { timeoutMs: 10_000, intervalMs: 5, what: 'the live event' });
@@ -181,7 +211,7 @@ describe('GET /events query parameters and GET /events/histogram (real server)',
   });
 
   it('serves the page at / and its files from the installed packages, nothing from elsewhere', async () => {
-    const res = await fetch(`${server.url}/`, { headers: { accept: "text/html" } }); // what a browser asks for; other clients get the Elasticsearch banner
+    const res = await fetch(`${server.url}/`, { headers: { accept: 'text/html' } }); // what a browser asks for; other clients get the Elasticsearch banner
     expect(res.status).to.equal(200);
     expect(res.headers.get('content-type')).to.match(/^text\/html/);
     const html = await res.text();

@@ -31,7 +31,11 @@ describe('rate limiting (real server process)', function () {
   let server: ServerProcess;
 
   before(async () => {
-    server = await startServerProcess(makeTempDir(), { RATE_LIMIT_PER_SECOND: '1', RATE_LIMIT_BURST: '3', API_KEYS_PUBLISH: `${KEY_A},${KEY_B}` });
+    server = await startServerProcess(makeTempDir(), {
+      RATE_LIMIT_PER_SECOND: '1',
+      RATE_LIMIT_BURST: '3',
+      API_KEYS_PUBLISH: `${KEY_A},${KEY_B}`,
+    });
   });
 
   after(async () => {

@@ -59,7 +59,11 @@ describe('request logs', () => {
   });
 
   it('adds the error code to error answers, at warn for 4xx', async () => {
-    const res = await fetch(`${svc.url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-request-id': 'bad-1' }, body: '{"topic":' });
+    const res = await fetch(`${svc.url}/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-request-id': 'bad-1' },
+      body: '{"topic":',
+    });
     await res.arrayBuffer();
     const line = await lineFor('bad-1');
     expect(line).to.deep.include({ level: 40, route: '/publish', error_code: 'invalid_json' });

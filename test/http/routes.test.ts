@@ -80,7 +80,12 @@ describe('an app built from a route table', () => {
       handlers: () => [
         express.text({ type: 'application/x-ndjson', limit: 1024 }),
         (req, res) => {
-          res.json({ index: req.params.index, lines: String(req.body).split('\n').filter((l) => l !== '').length });
+          res.json({
+            index: req.params.index,
+            lines: String(req.body)
+              .split('\n')
+              .filter((l) => l !== '').length,
+          });
         },
       ],
     },
@@ -117,7 +122,8 @@ describe('an app built from a route table', () => {
   ];
   // The extra entries stand in for the service's own where they share a (method, path), and
   // for the page's assets, whose /ui/*file would match the stand-in's /ui/*asset first.
-  const replaced = (spec: RouteSpec): boolean => spec.path.startsWith('/ui/') || extra.some((e) => e.method === spec.method && e.path === spec.path);
+  const replaced = (spec: RouteSpec): boolean =>
+    spec.path.startsWith('/ui/') || extra.some((e) => e.method === spec.method && e.path === spec.path);
   const table = [...ROUTE_TABLE.filter((spec) => !replaced(spec)), ...extra];
   let app: express.Express;
   let logText = '';
@@ -139,12 +145,24 @@ describe('an app built from a route table', () => {
     const body = '{"index":{}}\n{"message":"a"}\n';
     const denied = await request(app).post('/logs/_bulk').set('content-type', 'application/x-ndjson').send(body);
     expect(denied.status).to.equal(401);
-    const forbidden = await request(app).post('/logs/_bulk').set('authorization', `Bearer ${READ_KEY}`).set('content-type', 'application/x-ndjson').send(body);
+    const forbidden = await request(app)
+      .post('/logs/_bulk')
+      .set('authorization', `Bearer ${READ_KEY}`)
+      .set('content-type', 'application/x-ndjson')
+      .send(body);
     expect(forbidden.status).to.equal(403);
-    const ok = await request(app).post('/logs/_bulk').set('authorization', `Bearer ${PUBLISH_KEY}`).set('content-type', 'application/x-ndjson').send(body);
+    const ok = await request(app)
+      .post('/logs/_bulk')
+      .set('authorization', `Bearer ${PUBLISH_KEY}`)
+      .set('content-type', 'application/x-ndjson')
+      .send(body);
     expect(ok.status).to.equal(200);
     expect(ok.body).to.deep.equal({ index: 'logs', lines: 2 });
-    const big = await request(app).post('/logs/_bulk').set('authorization', `Bearer ${PUBLISH_KEY}`).set('content-type', 'application/x-ndjson').send('x'.repeat(2000));
+    const big = await request(app)
+      .post('/logs/_bulk')
+      .set('authorization', `Bearer ${PUBLISH_KEY}`)
+      .set('content-type', 'application/x-ndjson')
+      .send('x'.repeat(2000));
     expect(big.status).to.equal(413);
     expect(big.body.error).to.equal('body_too_large');
   });
@@ -177,8 +195,15 @@ describe('an app built from a route table', () => {
   });
 
   it('logs each request with its table pattern as the route, never the raw path', async () => {
-    await request(app).post('/secret-index/_bulk').set('authorization', `Bearer ${PUBLISH_KEY}`).set('content-type', 'application/x-ndjson').send('{}\n');
-    const lines = logText.split('\n').filter((line) => line.includes('"route"')).map((line) => JSON.parse(line) as Json);
+    await request(app)
+      .post('/secret-index/_bulk')
+      .set('authorization', `Bearer ${PUBLISH_KEY}`)
+      .set('content-type', 'application/x-ndjson')
+      .send('{}\n');
+    const lines = logText
+      .split('\n')
+      .filter((line) => line.includes('"route"'))
+      .map((line) => JSON.parse(line) as Json);
     expect(lines.map((line) => line.route)).to.include('/:index/_bulk');
     expect(lines.map((line) => line.route)).to.include('/ui/*asset');
   });

@@ -18,7 +18,11 @@ describe('GET /events/stream (live tail)', () => {
   let server: ServerProcess;
 
   before(async () => {
-    server = await startServerProcess(makeTempDir(), { STREAM_HEARTBEAT_MS: '100', STREAM_SUBSCRIBERS_MAX: '3', STREAM_BUFFER_BYTES_MAX: '16384' });
+    server = await startServerProcess(makeTempDir(), {
+      STREAM_HEARTBEAT_MS: '100',
+      STREAM_SUBSCRIBERS_MAX: '3',
+      STREAM_BUFFER_BYTES_MAX: '16384',
+    });
   });
 
   after(async () => {
@@ -92,7 +96,9 @@ describe('GET /events/stream (live tail)', () => {
     expect(bad.status).to.equal(400);
     expect(await bad.json()).to.include({ error: 'invalid_query' });
     // Closed streams free their slots.
-    await waitFor(async () => (await openSse(`${server.url}/events/stream?topic=full`).then((c) => (c.close(), c.status))) === 200, { what: 'a free slot' });
+    await waitFor(async () => (await openSse(`${server.url}/events/stream?topic=full`).then((c) => (c.close(), c.status))) === 200, {
+      what: 'a free slot',
+    });
   });
 
   it('keeps a reader that stops reading exact: it still gets every event once, in order', async () => {

@@ -11,11 +11,22 @@ import { waitFor } from '../../src/cli/wait';
 /** One HTTPS request that trusts only `ca`; resolves with status and body. */
 function httpsRequest(port: number, ca: Buffer, method: string, urlPath: string, body?: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = https.request({ host: '127.0.0.1', port, method, path: urlPath, ca, servername: 'localhost', headers: body === undefined ? {} : { 'content-type': 'application/json' } }, (res) => {
-      let text = '';
-      res.on('data', (chunk: Buffer) => (text += chunk.toString()));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-    });
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method,
+        path: urlPath,
+        ca,
+        servername: 'localhost',
+        headers: body === undefined ? {} : { 'content-type': 'application/json' },
+      },
+      (res) => {
+        let text = '';
+        res.on('data', (chunk: Buffer) => (text += chunk.toString()));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -31,14 +42,37 @@ describe('TLS (TLS_CERT_FILE / TLS_KEY_FILE, real server process)', function () 
     const certFile = path.join(dir, 'cert.pem');
     const keyFile = path.join(dir, 'key.pem');
     try {
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', keyFile, '-out', certFile, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'pipe' });
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-keyout',
+          keyFile,
+          '-out',
+          certFile,
+          '-days',
+          '1',
+          '-subj',
+          '/CN=localhost',
+          '-addext',
+          'subjectAltName=DNS:localhost,IP:127.0.0.1',
+        ],
+        { stdio: 'pipe' },
+      );
     } catch (err) {
       console.log(`      skipped: openssl cannot make a self-signed certificate here (${String(err)})`);
       this.skip();
     }
     cert = fs.readFileSync(certFile);
     server = await startServerProcess(makeTempDir(), { TLS_CERT_FILE: certFile, TLS_KEY_FILE: keyFile }, { waitReady: false });
-    await waitFor(async () => (await httpsRequest(server.port, cert, 'GET', '/health')).status === 200, { timeoutMs: 30_000, what: 'HTTPS /health' });
+    await waitFor(async () => (await httpsRequest(server.port, cert, 'GET', '/health')).status === 200, {
+      timeoutMs: 30_000,
+      what: 'HTTPS /health',
+    });
   });
 
   after(async () => {
@@ -68,7 +102,10 @@ describe('TLS (TLS_CERT_FILE / TLS_KEY_FILE, real server process)', function () 
   it('refuses to start with only one of the two settings, in one line', () => {
     let message = '';
     try {
-      execFileSync(process.execPath, [path.resolve(__dirname, '../../src/main.js')], { env: { ...process.env, DATA_DIR: makeTempDir(), PORT: '0', TLS_CERT_FILE: '/etc/hostname' }, stdio: 'pipe' });
+      execFileSync(process.execPath, [path.resolve(__dirname, '../../src/main.js')], {
+        env: { ...process.env, DATA_DIR: makeTempDir(), PORT: '0', TLS_CERT_FILE: '/etc/hostname' },
+        stdio: 'pipe',
+      });
     } catch (err) {
       message = String((err as { stderr: Buffer }).stderr);
       expect((err as { status: number }).status).to.equal(2);

@@ -12,7 +12,14 @@ function row(seq: number): IndexRow {
   const source = `s${seq % 2}`;
   const timestamp = new Date(BASE_MS + seq * 1000).toISOString();
   const payload = { n: seq, level: seq % 10 === 0 ? 'error' : 'info' };
-  return { seq, topic, eventId: String(seq), source, tsMs: BASE_MS + seq * 1000, body: JSON.stringify({ topic, event_id: String(seq), timestamp, source, payload }) };
+  return {
+    seq,
+    topic,
+    eventId: String(seq),
+    source,
+    tsMs: BASE_MS + seq * 1000,
+    body: JSON.stringify({ topic, event_id: String(seq), timestamp, source, payload }),
+  };
 }
 
 /** Every page of `query`, following next_cursor; returns the seqs and the number of requests. */

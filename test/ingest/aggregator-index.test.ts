@@ -31,7 +31,10 @@ function events(topic: string, count: number, payload: (i: number) => Record<str
 }
 
 async function indexed(aggregator: Aggregator): Promise<void> {
-  await waitFor(() => statsBody(aggregator).queue_size === 0 && statsBody(aggregator).checkpoint_seq === statsBody(aggregator).accepted, { timeoutMs: 10_000, what: 'index to catch up' });
+  await waitFor(() => statsBody(aggregator).queue_size === 0 && statsBody(aggregator).checkpoint_seq === statsBody(aggregator).accepted, {
+    timeoutMs: 10_000,
+    what: 'index to catch up',
+  });
 }
 
 for (const indexWorker of [true, false]) {
@@ -65,7 +68,9 @@ for (const indexWorker of [true, false]) {
       expect(retried).to.include({ accepted: 10, duplicates: 50 });
       await indexed(after);
       expect(after.index.countRows()).to.equal(60);
-      expect(after.queryEvents({ topics: ['a'], limit: 1000 }).map((r) => r.seq)).to.deep.equal(Array.from({ length: 60 }, (_, i) => i + 1));
+      expect(after.queryEvents({ topics: ['a'], limit: 1000 }).map((r) => r.seq)).to.deep.equal(
+        Array.from({ length: 60 }, (_, i) => i + 1),
+      );
       await after.close();
     });
 
@@ -92,7 +97,10 @@ for (const indexWorker of [true, false]) {
       const dataDir = makeTempDir();
       const [a, b] = [makeEvent('t', 'same', { v: 1 }), makeEvent('t', 'same', { v: 2 })];
       fs.mkdirSync(path.join(dataDir, 'wal'));
-      fs.writeFileSync(path.join(dataDir, 'wal', segmentName(1)), encodeRecord(1, canonicalEventJson(a)) + encodeRecord(2, canonicalEventJson(b)));
+      fs.writeFileSync(
+        path.join(dataDir, 'wal', segmentName(1)),
+        encodeRecord(1, canonicalEventJson(a)) + encodeRecord(2, canonicalEventJson(b)),
+      );
       const aggregator = openAggregator(dataDir, indexWorker);
       await aggregator.open();
       expect(aggregator.index.countRows()).to.equal(1);

@@ -33,7 +33,9 @@ describe('recovery into the index', () => {
 
   it('starts an empty segment at seq 1', async () => {
     const aggregator = await openOn(dataDirFromWalFixture('empty'));
-    const result = await aggregator.publish([{ event: { topic: 't', event_id: 'e', timestamp: '2025-10-23T10:00:00Z', source: 's' }, tsMs: 0 }]);
+    const result = await aggregator.publish([
+      { event: { topic: 't', event_id: 'e', timestamp: '2025-10-23T10:00:00Z', source: 's' }, tsMs: 0 },
+    ]);
     expect(result.results).to.deep.equal([{ status: 'accepted', seq: 1 }]);
     await aggregator.close();
   });
@@ -48,10 +50,16 @@ describe('recovery into the index', () => {
     await aggregator.close();
   });
 
-  for (const [fixture, offset] of [['bad-crc-middle', 147], ['seq-gap', 147]] as const) {
+  for (const [fixture, offset] of [
+    ['bad-crc-middle', 147],
+    ['seq-gap', 147],
+  ] as const) {
     it(`refuses to start on ${fixture}, naming file and offset ${offset}`, async () => {
       const aggregator = new Aggregator({ config: testConfig({}, dataDirFromWalFixture(fixture)), logger: silentLogger });
-      const error = await aggregator.open().then(() => null, (err: unknown) => err);
+      const error = await aggregator.open().then(
+        () => null,
+        (err: unknown) => err,
+      );
       expect(error).to.be.instanceOf(LogCorruptionError);
       expect((error as LogCorruptionError).offset).to.equal(offset);
       expect((error as LogCorruptionError).file).to.match(/00000000000000000001\.ndjson$/);

@@ -9,7 +9,9 @@ import { makeTempDir } from '../helpers/temp-dir';
 
 /** Runs the server entry point to its exit (it is expected to refuse), with its output. */
 async function runServerToExit(dataDir: string): Promise<{ code: number | null; output: string }> {
-  const program = ChildProgram.node(MAIN_JS, [], { env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' } });
+  const program = ChildProgram.node(MAIN_JS, [], {
+    env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info' },
+  });
   const exit = await program.runToExit(15_000);
   return { code: exit.code, output: program.output() };
 }

@@ -41,13 +41,14 @@ describe('a full disk across restarts (real server process, tmpfs)', function ()
 
   it('starts read-only while full: reads served, publishes 503 log_no_space, writes resume by themselves', async () => {
     server = await startServerProcess(fsys.dir);
-    for (let i = 0; i < 20; i += 1) expect((await postJson(`${server.url}/publish`, makeEvent('full.a', `e-${i}`, { pad: 'x'.repeat(2000) }))).status).to.equal(200);
+    for (let i = 0; i < 20; i += 1)
+      expect((await postJson(`${server.url}/publish`, makeEvent('full.a', `e-${i}`, { pad: 'x'.repeat(2000) }))).status).to.equal(200);
     expect((await server.kill('SIGTERM')).code).to.equal(0);
     fsys.fill();
 
     server = await startServerProcess(fsys.dir, {}, { waitReady: false });
     expect(await waitForHealth(server, 'no_space')).to.equal(503);
-    const read = await fetchAllEvents(server.url, "full.a").catch((err: unknown) => {
+    const read = await fetchAllEvents(server.url, 'full.a').catch((err: unknown) => {
       throw new Error(`${err instanceof Error ? err.message : String(err)}${server!.output()}`);
     });
     expect(read.length).to.equal(20);
@@ -56,8 +57,12 @@ describe('a full disk across restarts (real server process, tmpfs)', function ()
     expect(refused.body.error).to.equal('log_no_space');
     expect(refused.headers.get('retry-after')).to.equal('1');
     // Expected 503s: one warn line per code and window, no stack, every answer counted.
-    for (let i = 0; i < 30; i += 1) expect((await postJson(`${server.url}/publish`, makeEvent('full.a', `late-${i}`))).status).to.equal(503);
-    const lines = server.output().split('\n').filter((line) => line.includes('"error_code":"log_no_space"'));
+    for (let i = 0; i < 30; i += 1)
+      expect((await postJson(`${server.url}/publish`, makeEvent('full.a', `late-${i}`))).status).to.equal(503);
+    const lines = server
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('"error_code":"log_no_space"'));
     expect(lines.length, lines.join('\n')).to.be.within(1, 4);
     for (const line of lines) expect(JSON.parse(line)).to.deep.include({ level: 40 }).and.not.to.have.property('err');
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
@@ -88,15 +93,21 @@ describe('a full disk across restarts (real server process, tmpfs)', function ()
     const env = { DATABASE_PATH: path.join(fsys.dir, 'index.db') };
     server = await startServerProcess(dataDir, env);
     fsys.fill();
-    for (let i = 0; i < 30; i += 1) expect((await postJson(`${server.url}/publish`, makeEvent('full.b', `e-${i}`, { pad: 'y'.repeat(4000) }))).status).to.equal(200);
-    await waitFor(async () => ((await (await fetch(`${server!.url}/health`)).json()) as { index: { error: string | null } }).index.error !== null, { what: 'the index to fail' });
+    for (let i = 0; i < 30; i += 1)
+      expect((await postJson(`${server.url}/publish`, makeEvent('full.b', `e-${i}`, { pad: 'y'.repeat(4000) }))).status).to.equal(200);
+    await waitFor(
+      async () => ((await (await fetch(`${server!.url}/health`)).json()) as { index: { error: string | null } }).index.error !== null,
+      { what: 'the index to fail' },
+    );
     const exit = await server.kill('SIGTERM');
     expect(exit.code, server.output()).to.not.equal(0);
     expect(server.output()).to.match(/shutdown: could not index \d+ logged events/);
 
     fsys.free();
     server = await startServerProcess(dataDir, env);
-    expect((await fetchAllEvents(server.url, 'full.b')).map((e) => e.event_id)).to.deep.equal(Array.from({ length: 30 }, (_, i) => `e-${i}`));
+    expect((await fetchAllEvents(server.url, 'full.b')).map((e) => e.event_id)).to.deep.equal(
+      Array.from({ length: 30 }, (_, i) => `e-${i}`),
+    );
   });
 
   it('says 503 backlog_full on /health while the backlog refuses writes, and still answers a retry of duplicates', async () => {

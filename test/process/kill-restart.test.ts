@@ -17,7 +17,9 @@ function runPublishers(url: string, count: number, stop: { now: boolean }) {
     let n = 0;
     while (!stop.now) {
       const size = n % 3 === 0 ? 1 : 1 + (n % 17);
-      const events = Array.from({ length: size }, (_, i) => makeEvent(`topic-${(n + i) % 4}`, `w${worker}-n${n}-i${i}`, { worker, n, i, text: 'é✓\u0000' }));
+      const events = Array.from({ length: size }, (_, i) =>
+        makeEvent(`topic-${(n + i) % 4}`, `w${worker}-n${n}-i${i}`, { worker, n, i, text: 'é✓\u0000' }),
+      );
       for (const e of events) sent.set(keyOf(e), e);
       n += 1;
       try {
@@ -130,7 +132,10 @@ describe('real server process: kill -9 and restart', function () {
 
   it('rejects a bad setting with one line naming it and exit code 2', async () => {
     const server = startServerProcess(makeTempDir(), { QUEUE_MAX_SIZE: 'lots' }, { waitReady: false });
-    const error = await server.then(() => null, (err: unknown) => err as Error);
+    const error = await server.then(
+      () => null,
+      (err: unknown) => err as Error,
+    );
     expect(error?.message).to.match(/invalid setting QUEUE_MAX_SIZE="lots"/);
   });
 });

@@ -40,7 +40,12 @@ describe('seed publisher scenarios', function () {
 
   it('a mixed batch of new and seen events', async () => {
     const res = await postJson(`${server.url}/publish`, {
-      events: [makeEvent('batch.test', 'b-1'), makeEvent('batch.test', 'b-3'), makeEvent('retry.test', 'evt-retry-1'), makeEvent('batch.test', 'b-4')],
+      events: [
+        makeEvent('batch.test', 'b-1'),
+        makeEvent('batch.test', 'b-3'),
+        makeEvent('retry.test', 'evt-retry-1'),
+        makeEvent('batch.test', 'b-4'),
+      ],
     });
     expect(res.body).to.include({ received: 4, accepted: 2, duplicates: 2 });
     expect(await stats()).to.include({ received: 12, unique_processed: 5, duplicate_dropped: 7 });
@@ -58,7 +63,7 @@ describe('seed publisher scenarios', function () {
   it('high-frequency publishing with random duplicates counts exactly', async () => {
     // A fixed pseudo-random sequence: 2000 sends over 600 distinct ids, 16 at a time.
     let state = 42;
-    const random = () => ((state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const random = () => (state = (state * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     const sends = Array.from({ length: 2000 }, () => makeEvent('hf.test', `hf-${Math.floor(random() * 600)}`));
     const distinct = new Set(sends.map((e) => e.event_id)).size;
     let accepted = 0;

@@ -35,7 +35,9 @@ describe('graceful shutdown', function () {
       // A publish whose body is still coming when SIGTERM arrives: not idle, so server.close() keeps it.
       const body = JSON.stringify(makeEvent('shutdown', 'in-flight'));
       const half = Math.floor(body.length / 2);
-      socket.write(`POST /publish HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, half)}`);
+      socket.write(
+        `POST /publish HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body.slice(0, half)}`,
+      );
       await new Promise((resolve) => setTimeout(resolve, 200));
       server.child.kill('SIGTERM');
       await waitFor(() => server.output().includes('shutting down'), { what: 'the server to start its shutdown' });

@@ -12,7 +12,9 @@ const entry = fc.record({ labels, nanos: fc.bigInt(0n, 2n ** 62n), line: fc.stri
 
 /** A label set as promtail writes it: `{name="value", ...}`, values quoted. */
 function labelSet(pairs: Record<string, string>): string {
-  return `{${Object.entries(pairs).map(([name, value]) => `${name}=${JSON.stringify(value)}`).join(', ')}}`;
+  return `{${Object.entries(pairs)
+    .map(([name, value]) => `${name}=${JSON.stringify(value)}`)
+    .join(', ')}}`;
 }
 
 function events(slots: Array<LogEvent | { rejected: string }>): LogEvent[] {
@@ -38,7 +40,8 @@ describe('Loki push mapping', () => {
   });
 
   it('gives entries that differ in labels, time or line different event_ids (property)', () => {
-    const key = (e: { labels: Record<string, string>; nanos: bigint; line: string }) => JSON.stringify([Object.entries(e.labels).sort(), e.nanos.toString(), e.line]);
+    const key = (e: { labels: Record<string, string>; nanos: bigint; line: string }) =>
+      JSON.stringify([Object.entries(e.labels).sort(), e.nanos.toString(), e.line]);
     fc.assert(
       fc.property(fc.uniqueArray(entry, { minLength: 2, maxLength: 8, selector: key }), (entries) => {
         const json = { streams: entries.map((e) => ({ stream: e.labels, values: [[e.nanos.toString(), e.line]] })) };
@@ -66,7 +69,10 @@ describe('Loki push mapping', () => {
   it('maps topic from the first label of LOKI_TOPIC_LABELS, source from host/instance/hostname, payload with metadata', () => {
     const json = {
       streams: [
-        { stream: { job: 'api', service_name: 'checkout', instance: 'pod-2' }, values: [['1761213600123456789', 'GET /', { trace_id: 'abc' }]] },
+        {
+          stream: { job: 'api', service_name: 'checkout', instance: 'pod-2' },
+          values: [['1761213600123456789', 'GET /', { trace_id: 'abc' }]],
+        },
         { stream: { app: 'x' }, values: [['1761213600000000000', 'no topic label']] },
       ],
     };
@@ -86,6 +92,22 @@ describe('Loki push mapping', () => {
     expect(() => decodeLokiProtobuf(Buffer.from([0x10, 0xff, 0x00]), SETTINGS, 10, 1024)).to.throw(/not valid snappy/);
     expect(() => decodeLokiProtobuf(Buffer.from([0x81, 0x10]), SETTINGS, 10, 1024)).to.throw(/BODY_BYTES_MAX=1024/);
     expect(() => decodeLokiJson({ streams: [{ stream: { a: 1 }, values: [] }] }, SETTINGS, 10)).to.throw(/must be a string/);
-    expect(() => decodeLokiJson({ streams: [{ stream: {}, values: [['1', 'a'], ['2', 'b']] }] }, SETTINGS, 1)).to.throw(/BATCH_EVENTS_MAX=1/);
+    expect(() =>
+      decodeLokiJson(
+        {
+          streams: [
+            {
+              stream: {},
+              values: [
+                ['1', 'a'],
+                ['2', 'b'],
+              ],
+            },
+          ],
+        },
+        SETTINGS,
+        1,
+      ),
+    ).to.throw(/BATCH_EVENTS_MAX=1/);
   });
 });

@@ -14,15 +14,27 @@ const anyValue: fc.Arbitrary<AnyValue> = fc.letrec<{ value: AnyValue }>((tie) =>
     fc.string().map((s) => ({ stringValue: s })),
     fc.boolean().map((b) => ({ boolValue: b })),
     fc.bigInt(-(2n ** 63n), 2n ** 63n - 1n).map((i) => ({ intValue: i.toString() })),
-    fc.double({ noNaN: true, noDefaultInfinity: true }).filter((d) => !Object.is(d, -0)).map((d) => ({ doubleValue: d })),
+    fc
+      .double({ noNaN: true, noDefaultInfinity: true })
+      .filter((d) => !Object.is(d, -0))
+      .map((d) => ({ doubleValue: d })),
     fc.uint8Array({ maxLength: 8 }).map((b) => ({ bytesValue: Buffer.from(b).toString('base64') })),
     fc.array(tie('value'), { maxLength: 3 }).map((values) => ({ arrayValue: { values } })),
-    fc.array(fc.record({ key: fc.string({ maxLength: 5 }), value: tie('value') }), { maxLength: 3 }).map((values) => ({ kvlistValue: { values } })),
+    fc
+      .array(fc.record({ key: fc.string({ maxLength: 5 }), value: tie('value') }), { maxLength: 3 })
+      .map((values) => ({ kvlistValue: { values } })),
   ),
 })).value;
 
-const attributes: fc.Arbitrary<KeyValue[]> = fc.uniqueArray(fc.record({ key: fc.string({ minLength: 1, maxLength: 8 }), value: anyValue }), { maxLength: 4, selector: (kv) => kv.key });
-const hexId = (bytes: number) => fc.oneof(fc.constant(''), fc.uint8Array({ minLength: bytes, maxLength: bytes }).map((b) => Buffer.from(b).toString('hex')));
+const attributes: fc.Arbitrary<KeyValue[]> = fc.uniqueArray(
+  fc.record({ key: fc.string({ minLength: 1, maxLength: 8 }), value: anyValue }),
+  { maxLength: 4, selector: (kv) => kv.key },
+);
+const hexId = (bytes: number) =>
+  fc.oneof(
+    fc.constant(''),
+    fc.uint8Array({ minLength: bytes, maxLength: bytes }).map((b) => Buffer.from(b).toString('hex')),
+  );
 
 /** One log record in the OTLP JSON encoding. */
 const jsonRecord = fc.record({
@@ -98,7 +110,14 @@ describe('OTLP logs mapping', () => {
     const ids = events(decodeOtlpJson(jsonRequest(bodies.map(record)), SETTINGS, 100).records).map((e) => e.event_id);
     expect(new Set(ids).size).to.equal(4);
     const zeros = events(decodeOtlpProtobuf(protobufOf(jsonRequest([record({ doubleValue: 0 })])), SETTINGS, 10).records);
-    const message = ExportLogsServiceRequest.fromObject({ resourceLogs: [{ resource: { attributes: [{ key: 'service.name', value: { stringValue: 'svc' } }] }, scopeLogs: [{ scope: { name: 'lib', version: '1' }, logRecords: [{ timeUnixNano: 1, body: { doubleValue: -0 } }] }] }] });
+    const message = ExportLogsServiceRequest.fromObject({
+      resourceLogs: [
+        {
+          resource: { attributes: [{ key: 'service.name', value: { stringValue: 'svc' } }] },
+          scopeLogs: [{ scope: { name: 'lib', version: '1' }, logRecords: [{ timeUnixNano: 1, body: { doubleValue: -0 } }] }],
+        },
+      ],
+    });
     const negative = events(decodeOtlpProtobuf(Buffer.from(ExportLogsServiceRequest.encode(message).finish()), SETTINGS, 10).records);
     expect(negative[0]!.event_id).not.to.equal(zeros[0]!.event_id);
   });
@@ -122,7 +141,14 @@ describe('OTLP logs mapping', () => {
                   observedTimeUnixNano: '1761213601000000000',
                   severityNumber: 13,
                   severityText: 'WARN',
-                  body: { kvlistValue: { values: [{ key: 'msg', value: { stringValue: 'slow' } }, { key: '__proto__', value: { intValue: '9007199254740993' } }] } },
+                  body: {
+                    kvlistValue: {
+                      values: [
+                        { key: 'msg', value: { stringValue: 'slow' } },
+                        { key: '__proto__', value: { intValue: '9007199254740993' } },
+                      ],
+                    },
+                  },
                   attributes: [{ key: 'log.record.uid', value: { stringValue: '01J9Z' } }],
                   traceId: '5B8EFFF798038103D269B633813FC60C',
                   spanId: 'EEE19B7EC3C1B174',
@@ -159,7 +185,11 @@ describe('OTLP logs mapping', () => {
   });
 
   it('rejects a record alone (partial success) and a body that is no request whole', () => {
-    const request = jsonRequest([{ timeUnixNano: '1', body: { stringValue: 'ok' } }, { timeUnixNano: 'soon' }, { timeUnixNano: '99999999999999999999' }]);
+    const request = jsonRequest([
+      { timeUnixNano: '1', body: { stringValue: 'ok' } },
+      { timeUnixNano: 'soon' },
+      { timeUnixNano: '99999999999999999999' },
+    ]);
     const slots = decodeOtlpJson(request, SETTINGS, 10).records;
     expect(slots.map(isRejected)).to.deep.equal([false, true, true]);
     expect((slots[1] as { rejected: string }).rejected).to.match(/timeUnixNano/);
@@ -183,7 +213,9 @@ describe('OTLP logs mapping', () => {
   });
 
   it('answers partialSuccess in protobuf and in JSON', () => {
-    const decoded = ExportLogsServiceResponse.toObject(ExportLogsServiceResponse.decode(encodeOtlpResponse(2, 'record 1: bad')), { longs: String });
+    const decoded = ExportLogsServiceResponse.toObject(ExportLogsServiceResponse.decode(encodeOtlpResponse(2, 'record 1: bad')), {
+      longs: String,
+    });
     expect(decoded).to.deep.equal({ partialSuccess: { rejectedLogRecords: '2', errorMessage: 'record 1: bad' } });
     expect(encodeOtlpResponse(0, '').length).to.equal(0);
   });

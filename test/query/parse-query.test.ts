@@ -33,7 +33,18 @@ describe('parseInstant', () => {
     expect(parseInstant('now', NOW)).to.equal(NOW);
   });
 
-  for (const bad of ['yesterday', '15', 'm15', '-5m', '1.5h', '15M', '2025-10-23', '2025-10-23T10:00:00', '2025-13-45T10:00:00Z', '1234567m']) {
+  for (const bad of [
+    'yesterday',
+    '15',
+    'm15',
+    '-5m',
+    '1.5h',
+    '15M',
+    '2025-10-23',
+    '2025-10-23T10:00:00',
+    '2025-13-45T10:00:00Z',
+    '1234567m',
+  ]) {
     it(`refuses ${JSON.stringify(bad)}`, () => {
       expect(parseInstant(bad, NOW)).to.equal(null);
     });
@@ -43,7 +54,15 @@ describe('parseInstant', () => {
 describe('parseEventsQuery', () => {
   it('reads repeated topics, q words, payload field filters, order and the cursor', () => {
     const query = parseEventsQuery(
-      { topic: ['a', 'b', 'a'], q: 'timeout "connection reset"', 'payload.level': 'error', 'payload.user.id': '123', order: 'desc', after: '42', limit: '5' },
+      {
+        topic: ['a', 'b', 'a'],
+        q: 'timeout "connection reset"',
+        'payload.level': 'error',
+        'payload.user.id': '123',
+        order: 'desc',
+        after: '42',
+        limit: '5',
+      },
       NOW,
     );
     expect(query).to.deep.equal({
@@ -79,8 +98,16 @@ describe('parseEventsQuery', () => {
     ['too many words', { q: Array.from({ length: FIXED_LIMITS.queryWordsMax + 1 }, (_, i) => `w${i}`).join(' ') }, 'q'],
     ['an empty payload path', { 'payload.': 'x' }, 'payload.'],
     ['an empty path segment', { 'payload.a..b': 'x' }, 'payload.a..b'],
-    ['a path too deep', { [`payload.${Array.from({ length: FIXED_LIMITS.queryFieldDepthMax + 1 }, () => 'k').join('.')}`]: 'x' }, 'payload.k'],
-    ['too many field filters', Object.fromEntries(Array.from({ length: FIXED_LIMITS.queryFieldFiltersMax + 1 }, (_, i) => [`payload.f${i}`, 'x'])), 'payload.*'],
+    [
+      'a path too deep',
+      { [`payload.${Array.from({ length: FIXED_LIMITS.queryFieldDepthMax + 1 }, () => 'k').join('.')}`]: 'x' },
+      'payload.k',
+    ],
+    [
+      'too many field filters',
+      Object.fromEntries(Array.from({ length: FIXED_LIMITS.queryFieldFiltersMax + 1 }, (_, i) => [`payload.f${i}`, 'x'])),
+      'payload.*',
+    ],
     ['a cursor that is no seq', { after: 'abc' }, 'after'],
   ];
   for (const [name, raw, path] of cases) {
@@ -98,7 +125,10 @@ describe('parseEventsQuery', () => {
 
 describe('parseHistogramQuery', () => {
   it('takes the filter and buckets (default 60)', () => {
-    expect(parseHistogramQuery({ topic: 'a', since: '1h' }, NOW)).to.deep.equal({ filter: { topics: ['a'], sinceMs: NOW - 3_600_000 }, buckets: 60 });
+    expect(parseHistogramQuery({ topic: 'a', since: '1h' }, NOW)).to.deep.equal({
+      filter: { topics: ['a'], sinceMs: NOW - 3_600_000 },
+      buckets: 60,
+    });
     expect(parseHistogramQuery({ buckets: '10' }, NOW).buckets).to.equal(10);
   });
 
@@ -158,7 +188,9 @@ describe('event filter', () => {
     expect(match(body({ payload: { user: { id: 124 } } }))).to.equal(false);
     expect(match(body({ payload: { 'user.id': 123 } }))).to.equal(false);
     expect(match(body({}))).to.equal(false);
-    expect(compileBodyMatcher({ fields: [{ path: ['__proto__', 'x'], value: '1' }] })('{"topic":"t","payload":{"__proto__":{"x":1}}}')).to.equal(true);
+    expect(
+      compileBodyMatcher({ fields: [{ path: ['__proto__', 'x'], value: '1' }] })('{"topic":"t","payload":{"__proto__":{"x":1}}}'),
+    ).to.equal(true);
     expect(compileBodyMatcher({ fields: [{ path: ['constructor'], value: 'x' }] })(body({ payload: {} }))).to.equal(false);
   });
 

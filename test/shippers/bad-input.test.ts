@@ -8,7 +8,11 @@ import { makeTempDir } from '../helpers/temp-dir';
 const BODY_BYTES_MAX = 64 * 1024;
 const BATCH_EVENTS_MAX = 50;
 
-async function post(url: string, body: Buffer | string, headers: Record<string, string>): Promise<{ status: number; body: any; headers: Headers }> {
+async function post(
+  url: string,
+  body: Buffer | string,
+  headers: Record<string, string>,
+): Promise<{ status: number; body: any; headers: Headers }> {
   const res = await fetch(url, { method: 'POST', headers, body });
   const text = await res.text();
   let parsed: unknown = text;
@@ -20,19 +24,26 @@ async function post(url: string, body: Buffer | string, headers: Record<string, 
   return { status: res.status, body: parsed, headers: res.headers };
 }
 
-const event = (id: number): string => JSON.stringify({ topic: 'nd', event_id: `e${id}`, timestamp: '2025-10-23T10:00:00Z', source: 'test' });
+const event = (id: number): string =>
+  JSON.stringify({ topic: 'nd', event_id: `e${id}`, timestamp: '2025-10-23T10:00:00Z', source: 'test' });
 
 /** An OTLP protobuf request of `count` records with the given body text. */
 function otlpProtobuf(count: number, body = 'x'): Buffer {
-  const logRecords = Array.from({ length: count }, (_, i) => ({ timeUnixNano: String(1761213600000000000n + BigInt(i)), body: { stringValue: body } }));
+  const logRecords = Array.from({ length: count }, (_, i) => ({
+    timeUnixNano: String(1761213600000000000n + BigInt(i)),
+    body: { stringValue: body },
+  }));
   const message = ExportLogsServiceRequest.fromObject({ resourceLogs: [{ scopeLogs: [{ logRecords }] }] });
   return Buffer.from(ExportLogsServiceRequest.encode(message).finish());
 }
 
-describe('bad input on the shippers\' routes (real server process): clear 4xx, nothing written, server healthy', () => {
+describe("bad input on the shippers' routes (real server process): clear 4xx, nothing written, server healthy", () => {
   let server: ServerProcess;
   before(async () => {
-    server = await startServerProcess(makeTempDir(), { BODY_BYTES_MAX: String(BODY_BYTES_MAX), BATCH_EVENTS_MAX: String(BATCH_EVENTS_MAX) });
+    server = await startServerProcess(makeTempDir(), {
+      BODY_BYTES_MAX: String(BODY_BYTES_MAX),
+      BATCH_EVENTS_MAX: String(BATCH_EVENTS_MAX),
+    });
   });
   after(async () => {
     // Nothing of any request below was written, and the server still takes a good one.
@@ -44,34 +55,207 @@ describe('bad input on the shippers\' routes (real server process): clear 4xx, n
     await server.kill('SIGTERM');
   });
 
-  const cases: Array<{ name: string; path: string; headers: Record<string, string>; body: () => Buffer | string; status: number; code: string; message?: RegExp }> = [
+  const cases: Array<{
+    name: string;
+    path: string;
+    headers: Record<string, string>;
+    body: () => Buffer | string;
+    status: number;
+    code: string;
+    message?: RegExp;
+  }> = [
     // NDJSON on /publish
-    { name: 'NDJSON with a broken line names the line', path: '/publish', headers: { 'content-type': 'application/x-ndjson' }, body: () => `${event(1)}\n\n${event(2).slice(0, -1)}\n${event(3)}\n`, status: 400, code: 'invalid_json', message: /line 3 / },
-    { name: 'NDJSON with an invalid event names the line', path: '/publish', headers: { 'content-type': 'application/x-ndjson' }, body: () => `${event(1)}\n{"topic":"nd"}\n`, status: 400, code: 'validation_failed' },
-    { name: 'NDJSON of more lines than BATCH_EVENTS_MAX', path: '/publish', headers: { 'content-type': 'application/x-ndjson' }, body: () => Array.from({ length: BATCH_EVENTS_MAX + 1 }, (_, i) => event(i)).join('\n'), status: 413, code: 'batch_too_large' },
-    { name: 'NDJSON that is not UTF-8', path: '/publish', headers: { 'content-type': 'application/x-ndjson' }, body: () => Buffer.from([0x7b, 0xff, 0xfe, 0x7d, 0x0a]), status: 400, code: 'invalid_json' },
-    { name: 'a top-level array with an invalid event', path: '/publish', headers: { 'content-type': 'application/json' }, body: () => `[${event(1)}, {"topic": ""}]`, status: 400, code: 'validation_failed' },
-    { name: 'NDJSON over BODY_BYTES_MAX', path: '/publish', headers: { 'content-type': 'application/x-ndjson' }, body: () => `${event(1)}\n`.repeat(1000), status: 413, code: 'body_too_large' },
+    {
+      name: 'NDJSON with a broken line names the line',
+      path: '/publish',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: () => `${event(1)}\n\n${event(2).slice(0, -1)}\n${event(3)}\n`,
+      status: 400,
+      code: 'invalid_json',
+      message: /line 3 /,
+    },
+    {
+      name: 'NDJSON with an invalid event names the line',
+      path: '/publish',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: () => `${event(1)}\n{"topic":"nd"}\n`,
+      status: 400,
+      code: 'validation_failed',
+    },
+    {
+      name: 'NDJSON of more lines than BATCH_EVENTS_MAX',
+      path: '/publish',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: () => Array.from({ length: BATCH_EVENTS_MAX + 1 }, (_, i) => event(i)).join('\n'),
+      status: 413,
+      code: 'batch_too_large',
+    },
+    {
+      name: 'NDJSON that is not UTF-8',
+      path: '/publish',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: () => Buffer.from([0x7b, 0xff, 0xfe, 0x7d, 0x0a]),
+      status: 400,
+      code: 'invalid_json',
+    },
+    {
+      name: 'a top-level array with an invalid event',
+      path: '/publish',
+      headers: { 'content-type': 'application/json' },
+      body: () => `[${event(1)}, {"topic": ""}]`,
+      status: 400,
+      code: 'validation_failed',
+    },
+    {
+      name: 'NDJSON over BODY_BYTES_MAX',
+      path: '/publish',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: () => `${event(1)}\n`.repeat(1000),
+      status: 413,
+      code: 'body_too_large',
+    },
     // OTLP
-    { name: 'OTLP: malformed protobuf', path: '/v1/logs', headers: { 'content-type': 'application/x-protobuf' }, body: () => Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f, 0x01]), status: 400, code: 'invalid_protobuf' },
-    { name: 'OTLP: JSON that is not JSON', path: '/v1/logs', headers: { 'content-type': 'application/json' }, body: () => '{"resourceLogs": [', status: 400, code: 'invalid_json' },
-    { name: 'OTLP: JSON of the wrong shape', path: '/v1/logs', headers: { 'content-type': 'application/json' }, body: () => '{"resourceLogs": {"a": 1}}', status: 400, code: 'validation_failed' },
-    { name: 'OTLP: an unknown Content-Type', path: '/v1/logs', headers: { 'content-type': 'text/plain' }, body: () => 'hello', status: 415, code: 'unsupported_media_type' },
-    { name: 'OTLP: more records than BATCH_EVENTS_MAX', path: '/v1/logs', headers: { 'content-type': 'application/x-protobuf' }, body: () => otlpProtobuf(BATCH_EVENTS_MAX + 1), status: 413, code: 'batch_too_large' },
-    { name: 'OTLP: a gzip body that inflates past BODY_BYTES_MAX', path: '/v1/logs', headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'gzip' }, body: () => zlib.gzipSync(otlpProtobuf(1, 'z'.repeat(BODY_BYTES_MAX * 2))), status: 413, code: 'body_too_large' },
-    { name: 'OTLP: broken gzip', path: '/v1/logs', headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'gzip' }, body: () => Buffer.from('not gzip at all'), status: 400, code: 'invalid_compressed_body' },
+    {
+      name: 'OTLP: malformed protobuf',
+      path: '/v1/logs',
+      headers: { 'content-type': 'application/x-protobuf' },
+      body: () => Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f, 0x01]),
+      status: 400,
+      code: 'invalid_protobuf',
+    },
+    {
+      name: 'OTLP: JSON that is not JSON',
+      path: '/v1/logs',
+      headers: { 'content-type': 'application/json' },
+      body: () => '{"resourceLogs": [',
+      status: 400,
+      code: 'invalid_json',
+    },
+    {
+      name: 'OTLP: JSON of the wrong shape',
+      path: '/v1/logs',
+      headers: { 'content-type': 'application/json' },
+      body: () => '{"resourceLogs": {"a": 1}}',
+      status: 400,
+      code: 'validation_failed',
+    },
+    {
+      name: 'OTLP: an unknown Content-Type',
+      path: '/v1/logs',
+      headers: { 'content-type': 'text/plain' },
+      body: () => 'hello',
+      status: 415,
+      code: 'unsupported_media_type',
+    },
+    {
+      name: 'OTLP: more records than BATCH_EVENTS_MAX',
+      path: '/v1/logs',
+      headers: { 'content-type': 'application/x-protobuf' },
+      body: () => otlpProtobuf(BATCH_EVENTS_MAX + 1),
+      status: 413,
+      code: 'batch_too_large',
+    },
+    {
+      name: 'OTLP: a gzip body that inflates past BODY_BYTES_MAX',
+      path: '/v1/logs',
+      headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'gzip' },
+      body: () => zlib.gzipSync(otlpProtobuf(1, 'z'.repeat(BODY_BYTES_MAX * 2))),
+      status: 413,
+      code: 'body_too_large',
+    },
+    {
+      name: 'OTLP: broken gzip',
+      path: '/v1/logs',
+      headers: { 'content-type': 'application/x-protobuf', 'content-encoding': 'gzip' },
+      body: () => Buffer.from('not gzip at all'),
+      status: 400,
+      code: 'invalid_compressed_body',
+    },
     // Loki
-    { name: 'Loki: bad snappy', path: '/loki/api/v1/push', headers: { 'content-type': 'application/x-protobuf' }, body: () => Buffer.from([0x20, 0x01, 0x02, 0x03]), status: 400, code: 'invalid_snappy' },
-    { name: 'Loki: valid snappy around bytes that are not a PushRequest', path: '/loki/api/v1/push', headers: { 'content-type': 'application/x-protobuf' }, body: () => Buffer.concat([Buffer.from([0x06, 0x14]), Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f, 0x01])]), status: 400, code: 'invalid_protobuf' },
-    { name: 'Loki: a snappy block that says it inflates past BODY_BYTES_MAX', path: '/loki/api/v1/push', headers: { 'content-type': 'application/x-protobuf' }, body: () => Buffer.from([0xff, 0xff, 0xff, 0x7f, 0x00]), status: 413, code: 'body_too_large' },
-    { name: 'Loki: a malformed label set', path: '/loki/api/v1/push', headers: { 'content-type': 'application/x-protobuf' }, body: () => encodeLokiProtobuf([{ labels: '{job=app}', entries: [{ nanos: 1n, line: 'x' }] }]), status: 400, code: 'validation_failed' },
-    { name: 'Loki: JSON with a bad timestamp', path: '/loki/api/v1/push', headers: { 'content-type': 'application/json' }, body: () => '{"streams":[{"stream":{"job":"a"},"values":[["1761213600000000000","ok"],["yesterday","bad"]]}]}', status: 400, code: 'validation_failed', message: /values\[1\]\[0\]/ },
-    { name: 'Loki: an entry whose event would break the limits (topic label too long)', path: '/loki/api/v1/push', headers: { 'content-type': 'application/json' }, body: () => JSON.stringify({ streams: [{ stream: { topic: 't'.repeat(300) }, values: [['1', 'x']] }] }), status: 400, code: 'validation_failed' },
+    {
+      name: 'Loki: bad snappy',
+      path: '/loki/api/v1/push',
+      headers: { 'content-type': 'application/x-protobuf' },
+      body: () => Buffer.from([0x20, 0x01, 0x02, 0x03]),
+      status: 400,
+      code: 'invalid_snappy',
+    },
+    {
+      name: 'Loki: valid snappy around bytes that are not a PushRequest',
+      path: '/loki/api/v1/push',
+      headers: { 'content-type': 'application/x-protobuf' },
+      body: () => Buffer.concat([Buffer.from([0x06, 0x14]), Buffer.from([0x0a, 0xff, 0xff, 0xff, 0x0f, 0x01])]),
+      status: 400,
+      code: 'invalid_protobuf',
+    },
+    {
+      name: 'Loki: a snappy block that says it inflates past BODY_BYTES_MAX',
+      path: '/loki/api/v1/push',
+      headers: { 'content-type': 'application/x-protobuf' },
+      body: () => Buffer.from([0xff, 0xff, 0xff, 0x7f, 0x00]),
+      status: 413,
+      code: 'body_too_large',
+    },
+    {
+      name: 'Loki: a malformed label set',
+      path: '/loki/api/v1/push',
+      headers: { 'content-type': 'application/x-protobuf' },
+      body: () => encodeLokiProtobuf([{ labels: '{job=app}', entries: [{ nanos: 1n, line: 'x' }] }]),
+      status: 400,
+      code: 'validation_failed',
+    },
+    {
+      name: 'Loki: JSON with a bad timestamp',
+      path: '/loki/api/v1/push',
+      headers: { 'content-type': 'application/json' },
+      body: () => '{"streams":[{"stream":{"job":"a"},"values":[["1761213600000000000","ok"],["yesterday","bad"]]}]}',
+      status: 400,
+      code: 'validation_failed',
+      message: /values\[1\]\[0\]/,
+    },
+    {
+      name: 'Loki: an entry whose event would break the limits (topic label too long)',
+      path: '/loki/api/v1/push',
+      headers: { 'content-type': 'application/json' },
+      body: () => JSON.stringify({ streams: [{ stream: { topic: 't'.repeat(300) }, values: [['1', 'x']] }] }),
+      status: 400,
+      code: 'validation_failed',
+    },
     // Elasticsearch bulk
-    { name: 'bulk: a broken source line names the line', path: '/_bulk', headers: { 'content-type': 'application/x-ndjson' }, body: () => '{"create":{"_index":"a","_id":"1"}}\n{"m":1}\n{"create":{"_index":"a","_id":"2"}}\n{"m":\n', status: 400, code: 'invalid_json', message: /line 4 / },
-    { name: 'bulk: an action without its source line', path: '/_bulk', headers: { 'content-type': 'application/x-ndjson' }, body: () => '{"create":{"_index":"a","_id":"1"}}\n', status: 400, code: 'validation_failed', message: /line 1/ },
-    { name: 'bulk: more actions than BATCH_EVENTS_MAX', path: '/logs/_bulk', headers: { 'content-type': 'application/x-ndjson' }, body: () => '{"index":{}}\n{"m":1}\n'.repeat(BATCH_EVENTS_MAX + 1), status: 413, code: 'batch_too_large' },
-    { name: 'bulk: over BODY_BYTES_MAX', path: '/logs/_bulk', headers: { 'content-type': 'application/x-ndjson' }, body: () => `{"index":{}}\n{"m":"${'y'.repeat(BODY_BYTES_MAX)}"}\n`, status: 413, code: 'body_too_large' },
+    {
+      name: 'bulk: a broken source line names the line',
+      path: '/_bulk',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: () => '{"create":{"_index":"a","_id":"1"}}\n{"m":1}\n{"create":{"_index":"a","_id":"2"}}\n{"m":\n',
+      status: 400,
+      code: 'invalid_json',
+      message: /line 4 /,
+    },
+    {
+      name: 'bulk: an action without its source line',
+      path: '/_bulk',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: () => '{"create":{"_index":"a","_id":"1"}}\n',
+      status: 400,
+      code: 'validation_failed',
+      message: /line 1/,
+    },
+    {
+      name: 'bulk: more actions than BATCH_EVENTS_MAX',
+      path: '/logs/_bulk',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: () => '{"index":{}}\n{"m":1}\n'.repeat(BATCH_EVENTS_MAX + 1),
+      status: 413,
+      code: 'batch_too_large',
+    },
+    {
+      name: 'bulk: over BODY_BYTES_MAX',
+      path: '/logs/_bulk',
+      headers: { 'content-type': 'application/x-ndjson' },
+      body: () => `{"index":{}}\n{"m":"${'y'.repeat(BODY_BYTES_MAX)}"}\n`,
+      status: 413,
+      code: 'body_too_large',
+    },
   ];
 
   for (const { name, path, headers, body, status, code, message } of cases) {
@@ -90,7 +274,7 @@ describe('bad input on the shippers\' routes (real server process): clear 4xx, n
   });
 });
 
-describe('the shippers\' routes when writes cannot be accepted (real server process)', () => {
+describe("the shippers' routes when writes cannot be accepted (real server process)", () => {
   let server: ServerProcess;
   before(async () => {
     // A backlog bound of one event: a request of two records is over it before anything is written.
@@ -102,8 +286,27 @@ describe('the shippers\' routes when writes cannot be accepted (real server proc
 
   const requests: Array<{ name: string; path: string; contentType: string; body: () => Buffer | string }> = [
     { name: 'OTLP protobuf', path: '/v1/logs', contentType: 'application/x-protobuf', body: () => otlpProtobuf(2) },
-    { name: 'Loki snappy protobuf', path: '/loki/api/v1/push', contentType: 'application/x-protobuf', body: () => encodeLokiProtobuf([{ labels: '{job="a"}', entries: [{ nanos: 1n, line: 'x' }, { nanos: 2n, line: 'y' }] }]) },
-    { name: 'bulk', path: '/_bulk', contentType: 'application/x-ndjson', body: () => '{"index":{"_index":"a"}}\n{"m":1}\n{"index":{"_index":"a"}}\n{"m":2}\n' },
+    {
+      name: 'Loki snappy protobuf',
+      path: '/loki/api/v1/push',
+      contentType: 'application/x-protobuf',
+      body: () =>
+        encodeLokiProtobuf([
+          {
+            labels: '{job="a"}',
+            entries: [
+              { nanos: 1n, line: 'x' },
+              { nanos: 2n, line: 'y' },
+            ],
+          },
+        ]),
+    },
+    {
+      name: 'bulk',
+      path: '/_bulk',
+      contentType: 'application/x-ndjson',
+      body: () => '{"index":{"_index":"a"}}\n{"m":1}\n{"index":{"_index":"a"}}\n{"m":2}\n',
+    },
     { name: 'NDJSON', path: '/publish', contentType: 'application/x-ndjson', body: () => `${event(1)}\n${event(2)}\n` },
   ];
   for (const { name, path, contentType, body } of requests) {

@@ -40,10 +40,13 @@ describe('@elastic/elasticsearch helpers.bulk against POST /_bulk (real server p
     await server.kill('SIGTERM');
   });
 
-  it('stores create + _id documents once; the second run reports every item 409 in the client\'s own counts', async () => {
+  it("stores create + _id documents once; the second run reports every item 409 in the client's own counts", async () => {
     const client = new Client({ node: server.url, auth: { bearer: PUBLISH_KEY } });
     const sent = docs('access', 120);
-    const bulk = async (): Promise<{ stats: Awaited<ReturnType<typeof client.helpers.bulk>>; drops: Array<{ status: number; error: any }> }> => {
+    const bulk = async (): Promise<{
+      stats: Awaited<ReturnType<typeof client.helpers.bulk>>;
+      drops: Array<{ status: number; error: any }>;
+    }> => {
       const drops: Array<{ status: number; error: any }> = [];
       const stats = await client.helpers.bulk<Doc>({
         datasource: sent,
@@ -58,18 +61,29 @@ describe('@elastic/elasticsearch helpers.bulk against POST /_bulk (real server p
       const first = await bulk();
       expect(first.stats).to.deep.include({ total: 120, successful: 120, failed: 0, aborted: false });
       expect(first.drops).to.deep.equal([]);
-      const stored = await waitFor(async () => {
-        const events = await fetchAllEvents(server.url, 'access-logs');
-        return events.length === 120 ? events : null;
-      }, { what: '120 documents in the index' });
+      const stored = await waitFor(
+        async () => {
+          const events = await fetchAllEvents(server.url, 'access-logs');
+          return events.length === 120 ? events : null;
+        },
+        { what: '120 documents in the index' },
+      );
       const seventh = stored.find((e) => e.event_id === 'access-7')!;
       expect(seventh).to.deep.include({ topic: 'access-logs', source: 'web-1', timestamp: '2025-10-23T10:00:00.007Z' });
-      expect(seventh.payload).to.deep.equal({ id: 'access-7', '@timestamp': '2025-10-23T10:00:00.007Z', message: 'GET /item/7', host: { name: 'web-1' }, http: { status: 201 } });
+      expect(seventh.payload).to.deep.equal({
+        id: 'access-7',
+        '@timestamp': '2025-10-23T10:00:00.007Z',
+        message: 'GET /item/7',
+        host: { name: 'web-1' },
+        http: { status: 201 },
+      });
 
       const second = await bulk();
       expect(second.stats).to.deep.include({ total: 120, successful: 0, failed: 120 });
       expect(second.drops).to.have.length(120);
-      expect(new Set(second.drops.map((d) => `${d.status} ${d.error.type}`))).to.deep.equal(new Set(['409 version_conflict_engine_exception']));
+      expect(new Set(second.drops.map((d) => `${d.status} ${d.error.type}`))).to.deep.equal(
+        new Set(['409 version_conflict_engine_exception']),
+      );
       expect(await fetchAllEvents(server.url, 'access-logs')).to.have.length(120);
     } finally {
       await client.close();
@@ -101,7 +115,7 @@ describe('@elastic/elasticsearch helpers.bulk against POST /_bulk (real server p
     }
   });
 
-  it('reports the 401 of a wrong key as the client\'s ResponseError (not a product-check failure), storing nothing', async () => {
+  it("reports the 401 of a wrong key as the client's ResponseError (not a product-check failure), storing nothing", async () => {
     const client = new Client({ node: server.url, auth: { bearer: 'wrong-key-0123456789abcdef' } });
     try {
       const err = await client.bulk({ operations: [{ create: { _index: 'denied', _id: '1' } }, { message: 'x' }] }).then(

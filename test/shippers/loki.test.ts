@@ -31,7 +31,12 @@ describe('Loki clients against POST /loki/api/v1/push (real server process)', ()
   });
 
   it('pino-loki (JSON): lines arrive with their labels, and re-sent lines are duplicates', async () => {
-    const stream = pinoLoki({ host: server.url, batching: false, labels: { job: 'pino-app' }, headers: { Authorization: `Bearer ${PUBLISH_KEY}` } });
+    const stream = pinoLoki({
+      host: server.url,
+      batching: false,
+      labels: { job: 'pino-app' },
+      headers: { Authorization: `Bearer ${PUBLISH_KEY}` },
+    });
     // A fixed clock, so the second round sends the very same entries (pino-loki itself never retries).
     const logger = pino({ base: { hostname: 'web-3' }, timestamp: () => ',"time":1761213600123' }, stream);
     const logFour = (): void => {
@@ -74,10 +79,16 @@ describe('Loki clients against POST /loki/api/v1/push (real server process)', ()
       await (transport as unknown as { close(): Promise<void> }).close();
       expect(proxy.forwarded()).to.equal(2);
       expect(proxy.requests()[0]!.contentType).to.equal('application/x-protobuf');
-      await waitFor(async () => (await lokiCount(server.url, 'duplicate')) - duplicatesBefore >= 3, { what: 'the re-sent entries to be counted as duplicates' });
+      await waitFor(async () => (await lokiCount(server.url, 'duplicate')) - duplicatesBefore >= 3, {
+        what: 'the re-sent entries to be counted as duplicates',
+      });
       const stored = await storedCount(server.url, 'winston-app', 3);
       expect(stored).to.have.length(3);
-      expect(stored.map((e) => e.timestamp).sort()).to.deep.equal(['2025-10-23T10:00:01.500Z', '2025-10-23T10:00:02.500Z', '2025-10-23T10:00:03.500Z']);
+      expect(stored.map((e) => e.timestamp).sort()).to.deep.equal([
+        '2025-10-23T10:00:01.500Z',
+        '2025-10-23T10:00:02.500Z',
+        '2025-10-23T10:00:03.500Z',
+      ]);
       expect(stored[0]).to.deep.include({ source: 'api-1' });
       expect(stored[0]!.payload.labels).to.deep.equal({ host: 'api-1', job: 'winston-app', level: 'info' });
       expect(stored.map((e) => e.payload.line).sort()[0]).to.match(/^shipment 1 \{"carrier":"dhl"/);

@@ -22,7 +22,9 @@ async function metric(url: string, name: string, labels?: Record<string, string>
 function providerFor(exporter: LogRecordExporter, service: string): LoggerProvider {
   return new LoggerProvider({
     resource: resourceFromAttributes({ 'service.name': service, 'service.instance.id': `${service}-pod-1`, 'host.name': 'node-7' }),
-    processors: [new BatchLogRecordProcessor({ exporter, maxExportBatchSize: 100, scheduledDelayMillis: 60_000, exportTimeoutMillis: 20_000 })],
+    processors: [
+      new BatchLogRecordProcessor({ exporter, maxExportBatchSize: 100, scheduledDelayMillis: 60_000, exportTimeoutMillis: 20_000 }),
+    ],
   });
 }
 
@@ -77,12 +79,19 @@ describe('OpenTelemetry SDK exporters against POST /v1/logs (real server process
       emitFive(provider);
       await provider.forceFlush();
       await provider.shutdown();
-      const stored = await waitFor(async () => {
-        const events = await fetchAllEvents(server.url, `${service}-direct`);
-        return events.length === 5 ? events : null;
-      }, { what: 'five records in the index' });
+      const stored = await waitFor(
+        async () => {
+          const events = await fetchAllEvents(server.url, `${service}-direct`);
+          return events.length === 5 ? events : null;
+        },
+        { what: 'five records in the index' },
+      );
       const third = stored.find((e) => (e.payload as any).body === 'order 3 shipped')!;
-      expect(third).to.deep.include({ topic: `${service}-direct`, source: `${service}-direct-pod-1`, timestamp: '2025-10-23T10:00:03.250Z' });
+      expect(third).to.deep.include({
+        topic: `${service}-direct`,
+        source: `${service}-direct-pod-1`,
+        timestamp: '2025-10-23T10:00:03.250Z',
+      });
       expect(third.payload).to.deep.include({
         time_unix_nano: '1761213603250000000',
         severity_number: 17,
@@ -91,7 +100,11 @@ describe('OpenTelemetry SDK exporters against POST /v1/logs (real server process
         attributes: { 'order.id': 3, 'order.total': 31.5, 'order.gift': false, 'order.items': ['a', 'b'], 'http.route': '/orders/:id' },
         scope: { name: 'checkout-lib', version: '1.2.3', attributes: {} },
       });
-      expect((third.payload as any).resource.attributes).to.deep.include({ 'service.name': `${service}-direct`, 'service.instance.id': `${service}-direct-pod-1`, 'host.name': 'node-7' });
+      expect((third.payload as any).resource.attributes).to.deep.include({
+        'service.name': `${service}-direct`,
+        'service.instance.id': `${service}-direct-pod-1`,
+        'host.name': 'node-7',
+      });
       expect(stored.map((e) => e.event_id)).to.include('uid-order-5');
       expect(stored.filter((e) => /^[0-9a-f]{64}$/.test(e.event_id))).to.have.length(4);
     });
@@ -111,7 +124,9 @@ describe('OpenTelemetry SDK exporters against POST /v1/logs (real server process
         const stored = await fetchAllEvents(server.url, service);
         expect(stored).to.have.length(5);
         expect(new Set(stored.map((e) => e.event_id)).size).to.equal(5);
-        expect((await metric(server.url, 'logagg_protocol_events_total', { protocol: 'otlp', result: 'duplicate' })) - duplicatesBefore).to.equal(5);
+        expect(
+          (await metric(server.url, 'logagg_protocol_events_total', { protocol: 'otlp', result: 'duplicate' })) - duplicatesBefore,
+        ).to.equal(5);
       } finally {
         await proxy.close();
       }

@@ -44,7 +44,9 @@ async function freePort(): Promise<number> {
  * the service does while it recovers, then passes every request through to the service.
  * Records each body it saw and what it answered.
  */
-async function startFlakyProxy(targetUrl: string): Promise<{ url: string; seen: Array<{ status: number; body: string }>; close(): Promise<void> }> {
+async function startFlakyProxy(
+  targetUrl: string,
+): Promise<{ url: string; seen: Array<{ status: number; body: string }>; close(): Promise<void> }> {
   const seen: Array<{ status: number; body: string }> = [];
   const target = new URL(targetUrl);
   const server = http.createServer((req, res) => {
@@ -105,9 +107,26 @@ describe("syslog-ng's http() destination (docker/syslog-ng/log-aggregator.conf)"
     listenPort = await freePort();
     syslogNg = new ChildProgram(
       'syslog-ng',
-      ['-F', '--no-caps', '-f', SHIPPED_CONFIG, '-R', path.join(dir, 'syslog-ng.persist'), '-p', path.join(dir, 'syslog-ng.pid'), '-c', path.join(dir, 'syslog-ng.ctl')],
+      [
+        '-F',
+        '--no-caps',
+        '-f',
+        SHIPPED_CONFIG,
+        '-R',
+        path.join(dir, 'syslog-ng.persist'),
+        '-p',
+        path.join(dir, 'syslog-ng.pid'),
+        '-c',
+        path.join(dir, 'syslog-ng.ctl'),
+      ],
       {
-        env: { ...withoutProxy(process.env), LOGAGG_URL: `${proxy.url}/publish`, LOGAGG_API_KEY: PUBLISH_KEY, LOGAGG_LISTEN_IP: '127.0.0.1', LOGAGG_LISTEN_PORT: String(listenPort) },
+        env: {
+          ...withoutProxy(process.env),
+          LOGAGG_URL: `${proxy.url}/publish`,
+          LOGAGG_API_KEY: PUBLISH_KEY,
+          LOGAGG_LISTEN_IP: '127.0.0.1',
+          LOGAGG_LISTEN_PORT: String(listenPort),
+        },
       },
     );
     await waitFor(
@@ -177,10 +196,16 @@ describe("syslog-ng's http() destination (docker/syslog-ng/log-aggregator.conf)"
 
   it('uses only a config file that syslog-ng itself accepts', () => {
     const check = spawnSync('syslog-ng', ['--syntax-only', '-f', SHIPPED_CONFIG], {
-      env: { ...process.env, LOGAGG_URL: 'http://127.0.0.1:1/publish', LOGAGG_API_KEY: 'k', LOGAGG_LISTEN_IP: '127.0.0.1', LOGAGG_LISTEN_PORT: '1' },
+      env: {
+        ...process.env,
+        LOGAGG_URL: 'http://127.0.0.1:1/publish',
+        LOGAGG_API_KEY: 'k',
+        LOGAGG_LISTEN_IP: '127.0.0.1',
+        LOGAGG_LISTEN_PORT: '1',
+      },
       encoding: 'utf8',
     });
     expect(check.status, check.stderr).to.equal(0);
-    expect(fs.readFileSync(SHIPPED_CONFIG, 'utf8')).to.contain("body-prefix('{\"events\":[')");
+    expect(fs.readFileSync(SHIPPED_CONFIG, 'utf8')).to.contain('body-prefix(\'{"events":[\')');
   });
 });

@@ -38,7 +38,13 @@ describe("winston's built-in Http transport (docker/winston/log-aggregator-trans
   }
 
   it('sends {"events": [...]} batches that arrive as events, and a re-sent batch is deduplicated', async () => {
-    const transport = logAggregatorTransport({ url: `${svc.url}/publish`, apiKey: PUBLISH_KEY, source: 'shop-api', batchCount: 5, batchInterval: 60_000 });
+    const transport = logAggregatorTransport({
+      url: `${svc.url}/publish`,
+      apiKey: PUBLISH_KEY,
+      source: 'shop-api',
+      batchCount: 5,
+      batchInterval: 60_000,
+    });
     const failures: Error[] = [];
     transport.on('warn', (err: Error) => failures.push(err));
     const logger = winston.createLogger({ level: 'info', transports: [transport] });
@@ -57,7 +63,9 @@ describe("winston's built-in Http transport (docker/winston/log-aggregator-trans
 
       // The application logs the same five entries again (its own retry): stored once.
       logFive(logger);
-      await waitFor(async () => (await metric(svc.url, 'logagg_events_duplicate_total')) === 5, { what: 'the re-sent batch to be counted' });
+      await waitFor(async () => (await metric(svc.url, 'logagg_events_duplicate_total')) === 5, {
+        what: 'the re-sent batch to be counted',
+      });
       expect(await fetchAllEvents(svc.url, 'shop.orders')).to.have.length(5);
       expect(await metric(svc.url, 'logagg_events_conflicting_duplicate_total')).to.equal(0);
       // Two POSTs of five events each: batching worked and nothing was rejected.
@@ -87,7 +95,12 @@ describe("winston's built-in Http transport (docker/winston/log-aggregator-trans
   });
 
   it('reports the 401 of a wrong key through the transport (nothing is stored)', async () => {
-    const transport = logAggregatorTransport({ url: `${svc.url}/publish`, apiKey: 'wrong-key-0123456789abcdef', batch: false, topic: 'shop.denied' });
+    const transport = logAggregatorTransport({
+      url: `${svc.url}/publish`,
+      apiKey: 'wrong-key-0123456789abcdef',
+      batch: false,
+      topic: 'shop.denied',
+    });
     const failures: Error[] = [];
     transport.on('warn', (err: Error) => failures.push(err));
     const logger = winston.createLogger({ transports: [transport] });

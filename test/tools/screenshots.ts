@@ -21,8 +21,15 @@ async function main(): Promise<void> {
   try {
     // Six hours of background, then a busier last half hour, so the histogram has a shape.
     const now = Date.now();
-    const events = [...seedEvents(600, now - 1_800_000, 6 * 3_600_000), ...seedEvents(400, now, 1_800_000).map((e) => ({ ...e, event_id: `${e.event_id}-b` }))];
-    const res = await fetch(`${server.url}/publish`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ events }) });
+    const events = [
+      ...seedEvents(600, now - 1_800_000, 6 * 3_600_000),
+      ...seedEvents(400, now, 1_800_000).map((e) => ({ ...e, event_id: `${e.event_id}-b` })),
+    ];
+    const res = await fetch(`${server.url}/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ events }),
+    });
     if (res.status !== 200) throw new Error(`seeding answered ${res.status}`);
     const page = await browser.newPage();
     const shoot = async (name: string, url: string, options: { width: number; height: number; dark?: boolean }) => {
@@ -47,7 +54,8 @@ async function main(): Promise<void> {
     await page.click('#operations-default-queryEvents .opblock-summary');
     await page.waitForTimeout(500);
     await page.screenshot({ path: path.join(OUT_DIR, 'docs-swagger.png') });
-    for (const name of fs.readdirSync(OUT_DIR)) process.stdout.write(`${path.join('docs/img', name)}: ${fs.statSync(path.join(OUT_DIR, name)).size} bytes\n`);
+    for (const name of fs.readdirSync(OUT_DIR))
+      process.stdout.write(`${path.join('docs/img', name)}: ${fs.statSync(path.join(OUT_DIR, name)).size} bytes\n`);
   } finally {
     await browser.close();
     await server.kill('SIGTERM');

@@ -41,11 +41,21 @@ async function ready(page: Page): Promise<void> {
 
 /** Polls until the text of `selector` passes `check` (a generous deadline: the machine is shared). */
 async function waitText(page: Page, selector: string, check: (text: string) => boolean, what: string): Promise<void> {
-  await waitFor(async () => check((await page.locator(selector).first().textContent({ timeout: 1000 }).catch(() => '')) ?? ''), {
-    timeoutMs: 10_000,
-    intervalMs: 10,
-    what,
-  });
+  await waitFor(
+    async () =>
+      check(
+        (await page
+          .locator(selector)
+          .first()
+          .textContent({ timeout: 1000 })
+          .catch(() => '')) ?? '',
+      ),
+    {
+      timeoutMs: 10_000,
+      intervalMs: 10,
+      what,
+    },
+  );
 }
 
 async function shownSeqs(page: Page): Promise<number[]> {
@@ -57,7 +67,10 @@ async function pageThroughAll(page: Page): Promise<number[]> {
   while (await page.isVisible('#older')) {
     const before = (await shownSeqs(page)).length;
     await page.click('#older');
-    await waitFor(async () => (await shownSeqs(page)).length > before || !(await page.isVisible('#older')), { timeoutMs: 20_000, what: 'older rows' });
+    await waitFor(async () => (await shownSeqs(page)).length > before || !(await page.isVisible('#older')), {
+      timeoutMs: 20_000,
+      what: 'older rows',
+    });
   }
   return shownSeqs(page);
 }
@@ -169,7 +182,9 @@ describe('Explorer page (headless chromium)', function () {
     await ready(page);
     await page.click('#live');
     await waitText(page, '#live-status', (t) => t.includes('live'), 'the live tail to open');
-    await publish(server, [{ topic: 'orders', event_id: 'live-other', timestamp: new Date().toISOString(), source: 'test', payload: { n: 1 } }]);
+    await publish(server, [
+      { topic: 'orders', event_id: 'live-other', timestamp: new Date().toISOString(), source: 'test', payload: { n: 1 } },
+    ]);
     const published = Date.now();
     await publish(server, [{ topic: 'auth', event_id: 'live-1', timestamp: new Date().toISOString(), source: 'test', payload: { n: 2 } }]);
     await waitText(page, '#rows tr td:nth-child(4)', (t) => t === 'live-1', 'live-1 at the top');
@@ -222,9 +237,13 @@ describe('Explorer page (headless chromium)', function () {
     await page.click('#operations-default-publish .opblock-summary');
     await page.click('#operations-default-publish button.execute');
     await page.waitForSelector('#operations-default-publish .live-responses-table tbody .response-col_status', { timeout: 20_000 });
-    expect((await page.textContent('#operations-default-publish .live-responses-table tbody .response-col_status'))!.trim()).to.equal('200');
+    expect((await page.textContent('#operations-default-publish .live-responses-table tbody .response-col_status'))!.trim()).to.equal(
+      '200',
+    );
     // Swagger UI sends the operation's first example: the seed's user.login event (src/http/routes.ts).
-    const stored = await waitFor(async () => (await apiEvents(server, 'topic=user.login')).find((e) => e.event_id === 'evt-001'), { what: 'the event try-it-out sent' });
+    const stored = await waitFor(async () => (await apiEvents(server, 'topic=user.login')).find((e) => e.event_id === 'evt-001'), {
+      what: 'the event try-it-out sent',
+    });
     expect(stored.source).to.equal('auth-service');
     expect(external).to.deep.equal([]);
     await page.close();

@@ -14,7 +14,14 @@ describe('rowFromEventJson', () => {
     for (const event of tricky) {
       const json = canonicalEventJson(event);
       const row = rowFromEventJson(9, json);
-      expect(row).to.deep.equal({ seq: 9, topic: event.topic, eventId: event.event_id, source: event.source, tsMs: Date.parse(event.timestamp), body: json });
+      expect(row).to.deep.equal({
+        seq: 9,
+        topic: event.topic,
+        eventId: event.event_id,
+        source: event.source,
+        tsMs: Date.parse(event.timestamp),
+        body: json,
+      });
     }
   });
 

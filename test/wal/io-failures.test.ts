@@ -24,7 +24,10 @@ async function start(dataDir: string, disk?: FaultyDisk, fatals: Error[] = []): 
 
 function segmentFile(dataDir: string): string {
   const wal = path.join(dataDir, 'wal');
-  const names = fs.readdirSync(wal).filter((n) => n.endsWith('.ndjson')).sort();
+  const names = fs
+    .readdirSync(wal)
+    .filter((n) => n.endsWith('.ndjson'))
+    .sort();
   return path.join(wal, names[names.length - 1]!);
 }
 

@@ -106,7 +106,14 @@ describe('makeDirDurable on the real disk', () => {
       }
     })();
     const aggregator = new Aggregator({
-      config: { walDir: path.join(dataDir, 'wal'), databasePath: path.join(dataDir, 'index.db'), queueMaxSize: 10, segmentBytesMax: 4096, indexBatchMax: 10, retryAfterSeconds: 1 },
+      config: {
+        walDir: path.join(dataDir, 'wal'),
+        databasePath: path.join(dataDir, 'index.db'),
+        queueMaxSize: 10,
+        segmentBytesMax: 4096,
+        indexBatchMax: 10,
+        retryAfterSeconds: 1,
+      },
       logger: pino({ level: 'silent' }),
       disk,
     });

@@ -44,12 +44,25 @@ describe('simulated power loss (PowerLossDisk)', function () {
   });
 
   it('catches the missing fdatasync: with a disk that ignores it, acknowledged events are lost', async () => {
-    const result = await runPowerLossCampaign({ crashes: 60, seed: 11, honourFdatasync: false, models: ['drop', 'torn'], indexLossChance: 0 });
+    const result = await runPowerLossCampaign({
+      crashes: 60,
+      seed: 11,
+      honourFdatasync: false,
+      models: ['drop', 'torn'],
+      indexLossChance: 0,
+    });
     expect(result.lost, JSON.stringify(result.examples.slice(0, 3))).to.be.greaterThan(0);
   });
 
   it('catches the missing directory fsync: with a disk that ignores it, acknowledged events are lost', async () => {
-    const result = await runPowerLossCampaign({ crashes: 60, seed: 13, honourFsyncDir: false, models: ['keep'], indexLossChance: 0, segmentBytesMax: 2048 });
+    const result = await runPowerLossCampaign({
+      crashes: 60,
+      seed: 13,
+      honourFsyncDir: false,
+      models: ['keep'],
+      indexLossChance: 0,
+      segmentBytesMax: 2048,
+    });
     expect(result.lost, JSON.stringify(result.examples.slice(0, 3))).to.be.greaterThan(0);
   });
 });

@@ -10,14 +10,16 @@ import { READ_CHUNK_BYTES, segmentName } from '../../src/wal/segments';
 import { makeTempDir } from '../helpers/temp-dir';
 
 const disk = new NodeDisk();
-const event = (seq: number): string => JSON.stringify({ topic: 't', event_id: `e-${seq}`, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { seq } });
+const event = (seq: number): string =>
+  JSON.stringify({ topic: 't', event_id: `e-${seq}`, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { seq } });
 const lines = (seqs: number[]): string => seqs.map((seq) => encodeRecord(seq, event(seq))).join('');
 
 /** A wal dir with one file per entry: its name (a seq, or a file name) and its content. */
 function makeLog(files: Record<string, string>): string {
   const walDir = path.join(makeTempDir(), 'wal');
   fs.mkdirSync(walDir);
-  for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(walDir, /^\d+$/.test(name) ? segmentName(Number(name)) : name), text);
+  for (const [name, text] of Object.entries(files))
+    fs.writeFileSync(path.join(walDir, /^\d+$/.test(name) ? segmentName(Number(name)) : name), text);
   return walDir;
 }
 
@@ -29,7 +31,10 @@ function itemsOf(walDir: string, options: Partial<ReadLogOptions> = {}): Array<R
 function kindsOf(walDir: string, options: Partial<ReadLogOptions> = {}): string[] {
   return itemsOf(walDir, options)
     .filter((item) => item.kind !== 'record' && item.kind !== 'segment_end')
-    .map((item) => `${String(item.kind)}${item.problem === undefined ? '' : `:${item.problem as string}`}@${String(item.in)}:${String(item.offset)}`);
+    .map(
+      (item) =>
+        `${String(item.kind)}${item.problem === undefined ? '' : `:${item.problem as string}`}@${String(item.in)}:${String(item.offset)}`,
+    );
 }
 
 describe('WalReader', () => {
@@ -50,26 +55,37 @@ describe('WalReader', () => {
     const bad = lines([3]).replace('e-3', 'e-x');
     const walDir = makeLog({ 1: lines([1, 2]) + bad + lines([4]), 5: lines([5, 6]) + 'partial {"crc"' });
     const whole = itemsOf(walDir);
-    expect(kindsOf(walDir)).to.deep.equal([`corruption:bad_crc@1:${Buffer.byteLength(lines([1, 2]))}`, `torn_tail:torn@5:${Buffer.byteLength(lines([5, 6]))}`]);
-    for (const readChunkBytes of [1, 7, 64, 1000]) expect(itemsOf(walDir, { readChunkBytes }), `chunks of ${readChunkBytes}`).to.deep.equal(whole);
+    expect(kindsOf(walDir)).to.deep.equal([
+      `corruption:bad_crc@1:${Buffer.byteLength(lines([1, 2]))}`,
+      `torn_tail:torn@5:${Buffer.byteLength(lines([5, 6]))}`,
+    ]);
+    for (const readChunkBytes of [1, 7, 64, 1000])
+      expect(itemsOf(walDir, { readChunkBytes }), `chunks of ${readChunkBytes}`).to.deep.equal(whole);
   });
 
   it('checks that a segment starts with the seq it is named for', () => {
     const walDir = makeLog({ 1: lines([1, 2]), 5: lines([3, 4]) });
     const breaks = itemsOf(walDir).filter((i) => i.kind === 'seq_break');
-    expect(breaks).to.deep.equal([{ kind: 'seq_break', offset: 0, problem: 'segment_name', expected: 5, seq: 3, atSegmentStart: true, in: 5 }]);
+    expect(breaks).to.deep.equal([
+      { kind: 'seq_break', offset: 0, problem: 'segment_name', expected: 5, seq: 3, atSegmentStart: true, in: 5 },
+    ]);
   });
 
   it('reports a missing segment at the first record after it, and at the end of the segment before it', () => {
     const walDir = makeLog({ 1: lines([1, 2]), 6: lines([6, 7]) });
     const items = itemsOf(walDir);
-    expect(items.filter((i) => i.kind === 'seq_break')).to.deep.equal([{ kind: 'seq_break', offset: 0, problem: 'seq_gap', expected: 3, seq: 6, atSegmentStart: true, in: 6 }]);
+    expect(items.filter((i) => i.kind === 'seq_break')).to.deep.equal([
+      { kind: 'seq_break', offset: 0, problem: 'seq_gap', expected: 3, seq: 6, atSegmentStart: true, in: 6 },
+    ]);
     expect(items.find((i) => i.kind === 'segment_end')!.boundary).to.deep.equal({ nextFirstSeq: 6, relation: 'gap' });
   });
 
   it('reports a repeated seq as seq_order, even right after corruption', () => {
     const walDir = makeLog({ 1: lines([1, 2]) + 'junk\n' + lines([2, 3]) });
-    expect(kindsOf(walDir)).to.deep.equal([`corruption:bad_frame@1:${Buffer.byteLength(lines([1, 2]))}`, `seq_break:seq_order@1:${Buffer.byteLength(lines([1, 2])) + 5}`]);
+    expect(kindsOf(walDir)).to.deep.equal([
+      `corruption:bad_frame@1:${Buffer.byteLength(lines([1, 2]))}`,
+      `seq_break:seq_order@1:${Buffer.byteLength(lines([1, 2])) + 5}`,
+    ]);
   });
 
   it('calls bad lines at the end of an older segment corruption, and not the gap they leave in the next one', () => {
@@ -96,7 +112,11 @@ describe('WalReader', () => {
     const walDir = makeLog({ 1: lines([1, 2]), 3: lines([3, 4]), 5: lines([5, 6]) });
     const ends = itemsOf(walDir, { fromSeq: 4 }).filter((i) => i.kind === 'segment_end');
     expect(ends.map((e) => e.in)).to.deep.equal([3, 5]);
-    expect(itemsOf(walDir, { fromSeq: 5 }).filter((i) => i.kind === 'segment_end').map((e) => e.in)).to.deep.equal([5]);
+    expect(
+      itemsOf(walDir, { fromSeq: 5 })
+        .filter((i) => i.kind === 'segment_end')
+        .map((e) => e.in),
+    ).to.deep.equal([5]);
   });
 
   it('reads one segment from an offset without checking the seq it resumes at, and leaves a partial line as a torn tail', () => {
@@ -129,16 +149,29 @@ describe('the one log reader', () => {
     // Copies several MiB through a disk that fsyncs: slow on a loaded machine, bounded here.
     this.timeout(120_000);
     const big = 'x'.repeat(READ_CHUNK_BYTES / 4);
-    const record = (seq: number): string => encodeRecord(seq, JSON.stringify({ topic: 't', event_id: `e-${seq}`, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { big } }));
+    const record = (seq: number): string =>
+      encodeRecord(
+        seq,
+        JSON.stringify({ topic: 't', event_id: `e-${seq}`, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { big } }),
+      );
     const segment = Array.from({ length: 6 }, (_, i) => record(i + 1)).join('');
     const walDir = makeLog({ 1: segment.replace('e-3', 'e-x'), 7: record(7) + 'torn' });
     const repairDisk = new ChunkOnlyDisk();
     const repaired = repairLog({ disk: repairDisk, walDir, quarantineCorrupt: true });
-    expect(repaired.changes.map((c) => [c.kind, c.seqsTombstoned])).to.deep.equal([['corrupt_quarantined', [3]], ['torn_tail_cut', []]]);
+    expect(repaired.changes.map((c) => [c.kind, c.seqsTombstoned])).to.deep.equal([
+      ['corrupt_quarantined', [3]],
+      ['torn_tail_cut', []],
+    ]);
     expect(repairDisk.longestRead).to.equal(READ_CHUNK_BYTES);
     const recoveryDisk = new ChunkOnlyDisk();
     const seqs: number[] = [];
-    await recoverLog({ disk: recoveryDisk, walDir, checkpointSeq: 0, chunkRecords: 100, onRecords: async (records) => void seqs.push(...records.map((r) => r.seq)) });
+    await recoverLog({
+      disk: recoveryDisk,
+      walDir,
+      checkpointSeq: 0,
+      chunkRecords: 100,
+      onRecords: async (records) => void seqs.push(...records.map((r) => r.seq)),
+    });
     expect(seqs).to.deep.equal([1, 2, 3, 4, 5, 6, 7]);
     expect(recoveryDisk.longestRead).to.equal(READ_CHUNK_BYTES);
   });
@@ -150,7 +183,8 @@ describe('the one log reader', () => {
       for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
         const file = path.join(dir, entry.name);
         if (entry.isDirectory()) walk(file);
-        else if (file.endsWith('.ts') && /\b(scanLines|decodeLine)\(/.test(fs.readFileSync(file, 'utf8'))) offenders.push(path.relative(srcDir, file));
+        else if (file.endsWith('.ts') && /\b(scanLines|decodeLine)\(/.test(fs.readFileSync(file, 'utf8')))
+          offenders.push(path.relative(srcDir, file));
       }
     };
     walk(srcDir);

@@ -78,8 +78,12 @@ describe('WalReader on byte-exact fixtures', () => {
 
   it('reports a seq gap as corruption at the record after the gap', () => {
     const read = readFixture('seq-gap');
-    expect(read.problems).to.deep.equal([{ kind: 'seq_break', offset: 147, problem: 'seq_gap', expected: 2, seq: 3, atSegmentStart: false }]);
-    expect(describeSeqBreak({ ...(read.problems[0] as Omit<Extract<LogItem, { kind: 'seq_break' }>, 'segment'>), segment: segmentOf(SEGMENT) })).to.equal('expected seq 2, found 3');
+    expect(read.problems).to.deep.equal([
+      { kind: 'seq_break', offset: 147, problem: 'seq_gap', expected: 2, seq: 3, atSegmentStart: false },
+    ]);
+    expect(
+      describeSeqBreak({ ...(read.problems[0] as Omit<Extract<LogItem, { kind: 'seq_break' }>, 'segment'>), segment: segmentOf(SEGMENT) }),
+    ).to.equal('expected seq 2, found 3');
   });
 });
 
@@ -96,7 +100,18 @@ describe('scanLines over chunks', () => {
   }
 
   it('finds the same lines however the bytes are cut into chunks, multi-byte characters included', () => {
-    const records = [1, 2, 3].map((seq) => encodeRecord(seq, canonicalEventJson({ topic: 't', event_id: `é-${seq}`, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { text: '😀\u2028'.repeat(seq * 5) } })));
+    const records = [1, 2, 3].map((seq) =>
+      encodeRecord(
+        seq,
+        canonicalEventJson({
+          topic: 't',
+          event_id: `é-${seq}`,
+          timestamp: '2025-10-23T10:00:00Z',
+          source: 's',
+          payload: { text: '😀\u2028'.repeat(seq * 5) },
+        }),
+      ),
+    );
     const bytes = Buffer.concat([Buffer.from(records.join('')), Buffer.from('{"crc":"00000000","seq":4')]);
     const whole = [...scanLines([bytes])];
     expect(whole.map((line) => line.problem)).to.deep.equal([null, null, null, 'torn']);

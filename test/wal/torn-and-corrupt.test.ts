@@ -26,12 +26,23 @@ interface Located extends Omit<SegmentRead['records'][number], 'tombstone'> {
 async function buildLog(): Promise<{ walDir: string; records: Located[]; segments: string[] }> {
   const dataDir = makeTempDir();
   const aggregator = new Aggregator({
-    config: { walDir: path.join(dataDir, 'wal'), databasePath: path.join(dataDir, 'index.db'), queueMaxSize: 1000, segmentBytesMax: 4096, indexBatchMax: 100, retryAfterSeconds: 1 },
+    config: {
+      walDir: path.join(dataDir, 'wal'),
+      databasePath: path.join(dataDir, 'index.db'),
+      queueMaxSize: 1000,
+      segmentBytesMax: 4096,
+      indexBatchMax: 100,
+      retryAfterSeconds: 1,
+    },
     logger: pino({ level: 'silent' }),
   });
   await aggregator.open();
   for (let i = 0; i < EVENTS; i += 1) {
-    const event = makeEvent(`topic-${i % 3}`, `id-${i}`, { i, text: 'Jx'.repeat(i >= EVENTS - 3 ? 5 : 20 + (i % 7) * 30), unicode: 'é😀\u2028' });
+    const event = makeEvent(`topic-${i % 3}`, `id-${i}`, {
+      i,
+      text: 'Jx'.repeat(i >= EVENTS - 3 ? 5 : 20 + (i % 7) * 30),
+      unicode: 'é😀\u2028',
+    });
     await aggregator.publish([{ event, tsMs: Date.parse(event.timestamp) }]);
   }
   await aggregator.close();
@@ -65,7 +76,14 @@ function copyLogInMemory(walDir: string): { dataDir: string; walDir: string; dis
 async function startOn(dataDir: string, warnings: string[] = [], overrides: { indexBatchMax?: number } = {}): Promise<Aggregator> {
   const logger = pino({ level: 'warn' }, { write: (line: string) => warnings.push(line) });
   const aggregator = new Aggregator({
-    config: { walDir: path.join(dataDir, 'wal'), databasePath: path.join(dataDir, 'index.db'), queueMaxSize: 1000, segmentBytesMax: 4096, indexBatchMax: overrides.indexBatchMax ?? 100, retryAfterSeconds: 1 },
+    config: {
+      walDir: path.join(dataDir, 'wal'),
+      databasePath: path.join(dataDir, 'index.db'),
+      queueMaxSize: 1000,
+      segmentBytesMax: 4096,
+      indexBatchMax: overrides.indexBatchMax ?? 100,
+      retryAfterSeconds: 1,
+    },
     logger,
   });
   await aggregator.open();
@@ -167,7 +185,14 @@ describe('torn and corrupt logs', function () {
       const readChunkBytes = 1 + random.int(300);
       let chunked: unknown = null;
       try {
-        await recoverLog({ disk: new NodeDisk(), walDir: copy.walDir, checkpointSeq: 0, chunkRecords: 100, readChunkBytes, onRecords: async () => undefined });
+        await recoverLog({
+          disk: new NodeDisk(),
+          walDir: copy.walDir,
+          checkpointSeq: 0,
+          chunkRecords: 100,
+          readChunkBytes,
+          onRecords: async () => undefined,
+        });
       } catch (err) {
         chunked = err;
       }
@@ -273,7 +298,8 @@ describe('torn and corrupt logs', function () {
           checkpointSeq: 0,
           chunkRecords: 100,
           onRecords: async (records) => {
-            for (const r of records) if (!isTombstoneEventJson(r.eventJson)) ids.push((JSON.parse(r.eventJson) as { event_id: string }).event_id);
+            for (const r of records)
+              if (!isTombstoneEventJson(r.eventJson)) ids.push((JSON.parse(r.eventJson) as { event_id: string }).event_id);
           },
         });
         expect(ids, why).to.deep.equal(expected);
@@ -320,7 +346,9 @@ describe('torn and corrupt logs', function () {
 
     const repaired = repairLog({ walDir: copy.walDir, quarantineCorrupt: true });
     expect(repaired.clean).to.equal(true);
-    expect(repaired.changes.map((c) => [c.kind, c.seqsTombstoned, c.bytesRemoved])).to.deep.equal([['missing_tombstoned', [inside.seq, lastOfFirst.seq], 0]]);
+    expect(repaired.changes.map((c) => [c.kind, c.seqsTombstoned, c.bytesRemoved])).to.deep.equal([
+      ['missing_tombstoned', [inside.seq, lastOfFirst.seq], 0],
+    ]);
     expect(repairLog({ walDir: copy.walDir }).changes).to.deep.equal([]);
     const aggregator = await startOn(copy.dataDir);
     expect(storedIds(aggregator)).to.deep.equal(allIds.filter((_, i) => i + 1 !== inside.seq && i + 1 !== lastOfFirst.seq));
@@ -336,7 +364,9 @@ describe('torn and corrupt logs', function () {
     const size = fs.statSync(lastFile).size;
     fs.appendFileSync(lastFile, '{"crc":"0000');
     const dry = repairLog({ walDir: copy.walDir, dryRun: true });
-    expect(dry.changes).to.deep.equal([{ kind: 'torn_tail_cut', file: lastFile, offset: size, bytesRemoved: 12, savedTo: [], backupOf: null, seqsTombstoned: [] }]);
+    expect(dry.changes).to.deep.equal([
+      { kind: 'torn_tail_cut', file: lastFile, offset: size, bytesRemoved: 12, savedTo: [], backupOf: null, seqsTombstoned: [] },
+    ]);
     expect(fs.statSync(lastFile).size).to.equal(size + 12);
     const result = repairLog({ walDir: copy.walDir });
     expect(result.changes[0]).to.include({ kind: 'torn_tail_cut', offset: size, bytesRemoved: 12 });
