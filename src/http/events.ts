@@ -28,7 +28,8 @@ export function eventsHandler(aggregator: Aggregator, limits: { pageBytesMax?: n
   const pageBytesMax = limits.pageBytesMax ?? DEFAULT_PAGE_BYTES_MAX;
   return (req, res) => {
     const query = parseEventsQuery(req.query);
-    const page = aggregator.readPage(query);
+    // The store reads rows one at a time up to the byte bound, so a page of large events is never read whole.
+    const page = aggregator.readPage({ ...query, bytesMax: pageBytesMax });
     const rows = page.rows;
     // The page ends where its events pass pageBytesMax (at least one event per page), so a
     // slow reader pins a bounded answer; next_cursor says where the next page starts.

@@ -280,6 +280,8 @@ export const ELASTIC_BANNER = {
 /** The error codes every ingest route shares: reading and bounding the body, and the states that refuse writes. */
 const INGEST_ERRORS: readonly ErrorCode[] = [
   'invalid_json',
+  'number_not_kept',
+  'invalid_utf8',
   'validation_failed',
   'invalid_compressed_body',
   'body_too_large',

@@ -34,6 +34,12 @@ export interface EventQuery extends EventFilter {
    * examine; default FIXED_LIMITS.queryScanRowsMax. Infinity: no bound (tools and tests).
    */
   scanRowsMax?: number;
+  /**
+   * Bytes of event bodies a page may read (PAGE_BYTES_MAX): rows are read one at a time and
+   * the read stops after the first row that passes it, so a page of large events never sits
+   * in memory whole; the caller cuts that last row. Default: no bound.
+   */
+  bytesMax?: number;
 }
 
 /** One page of matching rows, in the query's order, and where the next page starts. */
@@ -376,14 +382,20 @@ export class IndexStore {
           if (bottom + scanRowsMax - 1 < bounds.last) toSeq = edge = bottom + scanRowsMax - 1;
         }
       }
-      const rows = this.selectRows(query, fromSeq, toSeq, desc);
-      const nextCursor = rows.length === query.limit ? rows[rows.length - 1]!.seq : edge;
+      const { rows, cut } = this.selectRows(query, fromSeq, toSeq, desc);
+      // A full page, or one cut by its bytes, goes on after its last row; else at the scan's edge.
+      const nextCursor = rows.length === query.limit || cut ? rows[rows.length - 1]!.seq : edge;
       return { rows, nextCursor };
     })();
   }
 
-  /** Rows of `query` with seq in [fromSeq, toSeq], in order, at most query.limit. */
-  private selectRows(query: EventQuery, fromSeq: number, toSeq: number, desc: boolean): Array<{ seq: number; body: string }> {
+  /** Rows of `query` with seq in [fromSeq, toSeq], in order, at most query.limit and about query.bytesMax. */
+  private selectRows(
+    query: EventQuery,
+    fromSeq: number,
+    toSeq: number,
+    desc: boolean,
+  ): { rows: Array<{ seq: number; body: string }>; cut: boolean } {
     const direction = desc ? 'DESC' : 'ASC';
     const { clauses, params } = this.filterClauses(query, fromSeq, toSeq);
     const topics = query.topics ?? [];
@@ -404,7 +416,16 @@ export class IndexStore {
       for (const topic of topics) all.push(topic, ...params, query.limit);
       all.push(query.limit);
     }
-    return this.prepared(sql).all(...all) as Array<{ seq: number; body: string }>;
+    const bytesMax = query.bytesMax ?? Number.POSITIVE_INFINITY;
+    const rows: Array<{ seq: number; body: string }> = [];
+    let bytes = 0;
+    for (const row of this.prepared(sql).iterate(...all) as IterableIterator<{ seq: number; body: string }>) {
+      rows.push(row);
+      bytes += row.body.length;
+      // Stopping the iteration ends the statement; the page goes on from the last row kept.
+      if (bytes > bytesMax) return { rows, cut: true };
+    }
+    return { rows, cut: false };
   }
 
   /** SQL conditions (and their parameters) for a filter's source, time and body, and a seq range. */

@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import { invalidUtf8Offset } from '../http/body';
 import { AppError } from '../errors';
 import type { LogEvent } from '../wal/record';
 
@@ -21,12 +22,19 @@ export function isRejected(slot: LogEvent | { rejected: string }): slot is { rej
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
-/** Decodes a body as UTF-8, refusing invalid sequences (400 invalid_json) instead of replacing them. */
+/** Decodes a body as UTF-8, refusing invalid sequences (400 invalid_utf8, naming the byte offset) instead of replacing them. */
 export function decodeUtf8(body: Buffer, what: string): string {
   try {
     return UTF8.decode(body);
   } catch {
-    throw new AppError('invalid_json', `${what} is not valid UTF-8`);
+    const offset = invalidUtf8Offset(body) ?? 0;
+    throw new AppError(
+      'invalid_utf8',
+      `${what} is not valid UTF-8: byte 0x${(body[offset] ?? 0).toString(16).padStart(2, '0')} at byte offset ${offset}`,
+      {
+        details: [{ index: -1, path: '(body)', message: `invalid UTF-8 at byte offset ${offset}` }],
+      },
+    );
   }
 }
 

@@ -1,4 +1,5 @@
 import { AppError } from '../errors';
+import { findLossyNumber } from '../http/body';
 
 /** One non-empty line of an NDJSON body, parsed, with its 1-based line number. */
 export interface NdjsonLine {
@@ -30,11 +31,19 @@ export function parseNdjson(text: string, linesMax: number, what: string): Ndjso
     start = end + 1;
   }
   return lines.map(({ line, text: lineText }, index) => {
+    let value: unknown;
     try {
-      return { line, text: lineText, value: JSON.parse(lineText) as unknown };
+      value = JSON.parse(lineText) as unknown;
     } catch (err) {
       const message = `line ${line} is not valid JSON: ${(err as Error).message}`;
       throw new AppError('invalid_json', `${message}; nothing was written`, { details: [{ index, path: `line ${line}`, message }] });
     }
+    // As for a JSON body (src/http/body.ts): a number is stored as sent or refused, never rounded.
+    const lossy = findLossyNumber(lineText);
+    if (lossy !== null) {
+      const message = `line ${line}: the number ${lossy.literal.slice(0, 40)} cannot be stored as sent; send it as a string`;
+      throw new AppError('number_not_kept', `${message}; nothing was written`, { details: [{ index, path: `line ${line}`, message }] });
+    }
+    return { line, text: lineText, value };
   });
 }

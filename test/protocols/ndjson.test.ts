@@ -16,4 +16,17 @@ describe('parseNdjson', () => {
     }
     expect(() => parseNdjson('1\n2\n3\n', 2, 'event')).to.throw(/more than 2 event lines/);
   });
+
+  it('refuses a number it cannot store as sent, naming its line, as a JSON body does', () => {
+    for (const literal of ['12345678901234567890', '-0', '1e400']) {
+      try {
+        parseNdjson(`{"a":1}\n{"n":${literal}}\n`, 10, 'event');
+        expect.fail(`no error for ${literal}`);
+      } catch (err: any) {
+        expect(err.code, literal).to.equal('number_not_kept');
+        expect(err.details[0]).to.deep.include({ index: 1, path: 'line 2' });
+      }
+    }
+    expect(parseNdjson('{"n":1.5}\n', 10, 'event')[0]!.value).to.deep.equal({ n: 1.5 });
+  });
 });

@@ -96,7 +96,7 @@ describe("bad input on the shippers' routes (real server process): clear 4xx, no
       headers: { 'content-type': 'application/x-ndjson' },
       body: () => Buffer.from([0x7b, 0xff, 0xfe, 0x7d, 0x0a]),
       status: 400,
-      code: 'invalid_json',
+      code: 'invalid_utf8',
     },
     {
       name: 'a top-level array with an invalid event',
