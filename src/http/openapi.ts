@@ -54,6 +54,9 @@ function errorAnswers(codes: readonly ErrorCode[]): Record<string, JsonObject> {
 /** The errors every route with a scope can give before its handler runs (auth.ts). */
 const ACCESS_ERRORS: readonly ErrorCode[] = ['unauthorized', 'forbidden'];
 
+/** The errors of the rate limiter (rate-limit.ts), which guards every route but the quiet probes. */
+const RATE_LIMIT_ERRORS: readonly ErrorCode[] = ['rate_limited'];
+
 /** An express 5 path as an OpenAPI path template: `/:index/_bulk` -> `/{index}/_bulk`. */
 export function openApiPath(path: string): string {
   if (/[*{}]/.test(path)) throw new Error(`route table: ${path} has a wildcard or an optional part; set openapi: false`);
@@ -83,7 +86,8 @@ function operationOf(spec: RouteSpec, limits: DocumentedLimits): JsonObject {
   const examples: readonly RouteExample[] = spec.examples ?? [];
   const responses: Record<string, JsonObject> = {};
   // Answers and error answers alike show the examples given for their status.
-  const answers = { ...spec.answers, ...errorAnswers([...(spec.scope === null ? [] : ACCESS_ERRORS), ...spec.errors]) };
+  const guards = [...(spec.scope === null ? [] : ACCESS_ERRORS), ...(spec.logging === 'quiet' ? [] : RATE_LIMIT_ERRORS)];
+  const answers = { ...spec.answers, ...errorAnswers([...guards, ...spec.errors]) };
   for (const [status, answer] of Object.entries(answers)) {
     const shown = examples.filter((e) => String(e.status) === status && e.answer !== undefined);
     const named = shown.map((e): [string, { summary: string; value: unknown }] => [e.name, { summary: e.summary, value: e.answer }]);

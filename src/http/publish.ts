@@ -1,13 +1,33 @@
 import express, { type RequestHandler } from 'express';
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/config';
-import { AppError, type ErrorDetail } from '../errors';
+import { AppError, type ErrorCode, type ErrorDetail } from '../errors';
 import type { Aggregator, PublishReport, ValidEvent } from '../ingest/aggregator';
 import { decodeUtf8 } from '../protocols/common';
 import { parseNdjson } from '../protocols/ndjson';
 import type { LogEvent } from '../wal/record';
 import { jsonBodyParser } from './body';
 import { describeAjvError, type Validators } from './schemas';
+
+/**
+ * The error codes every ingest route shares (/publish and the shippers' routes): reading and
+ * bounding the body, validation, and the pipeline states that refuse writes.
+ */
+export const INGEST_ERRORS: readonly ErrorCode[] = [
+  'invalid_json',
+  'invalid_utf8',
+  'number_not_kept',
+  'validation_failed',
+  'invalid_compressed_body',
+  'body_too_large',
+  'batch_too_large',
+  'unsupported_media_type',
+  'recovering',
+  'backlog_full',
+  'log_no_space',
+  'log_failed',
+  'shutting_down',
+];
 import type { ProtocolCounts } from './shippers';
 
 type PublishLimits = Pick<Config, 'batchEventsMax' | 'payloadBytesMax' | 'payloadDepthMax'>;

@@ -29,7 +29,7 @@ import { EVENTS_PARAMETER_DOCS, PAYLOAD_FIELDS_PARAMETER, jsonAnswer, schemaRef,
 import type { AppLimits } from './app';
 import { eventsHandler, EVENTS_QUERY_PARAMETERS, HISTOGRAM_QUERY_PARAMETERS, histogramHandler } from './events';
 import type { ServiceMetrics } from './metrics';
-import { publishBodyParser, publishHandler } from './publish';
+import { INGEST_ERRORS, publishBodyParser, publishHandler } from './publish';
 import { RouteIndex } from './route-index';
 import { BATCH_SCHEMA, EVENT_SCHEMA, type Validators } from './schemas';
 import { elasticBannerHandler, SHIPPER_ROUTES } from './shippers';
@@ -147,21 +147,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
       },
     },
     answers: { '200': jsonAnswer(schemaRef('PublishResult'), 'Every accepted event is durable; counts are exact.') },
-    errors: [
-      'invalid_json',
-      'invalid_utf8',
-      'number_not_kept',
-      'validation_failed',
-      'invalid_compressed_body',
-      'body_too_large',
-      'batch_too_large',
-      'unsupported_media_type',
-      'recovering',
-      'backlog_full',
-      'log_no_space',
-      'log_failed',
-      'shutting_down',
-    ],
+    errors: INGEST_ERRORS,
     examples: [
       {
         name: 'single',

@@ -7,11 +7,10 @@ import { bulkResponse, decodeBulk, type BulkOutcome } from '../protocols/elastic
 import { decodeLokiJson, decodeLokiProtobuf } from '../protocols/loki';
 import { decodeOtlpJson, decodeOtlpProtobuf, encodeOtlpResponse, otlpResponse } from '../protocols/otlp';
 import type { LogEvent } from '../wal/record';
-import { checkEachEvent, parsePublishBody } from './publish';
+import { checkEachEvent, INGEST_ERRORS, parsePublishBody } from './publish';
 import type { RouteSpec } from './routes';
 import type { Validators } from './schemas';
 import { jsonAnswer, type JsonObject } from './api-schemas';
-import type { ErrorCode } from '../errors';
 
 /** The limits and mapping settings the shippers' routes take from the configuration. */
 export type ShipperLimits = Pick<
@@ -276,23 +275,6 @@ export const ELASTIC_BANNER = {
   },
   tagline: 'You Know, for Search',
 } as const;
-
-/** The error codes every ingest route shares: reading and bounding the body, and the states that refuse writes. */
-const INGEST_ERRORS: readonly ErrorCode[] = [
-  'invalid_json',
-  'number_not_kept',
-  'invalid_utf8',
-  'validation_failed',
-  'invalid_compressed_body',
-  'body_too_large',
-  'batch_too_large',
-  'unsupported_media_type',
-  'recovering',
-  'backlog_full',
-  'log_no_space',
-  'log_failed',
-  'shutting_down',
-];
 
 /** The raw body of a shipper's route: inflated from gzip/deflate/br, bounded by BODY_BYTES_MAX after inflation (413). */
 function rawBody(limits: Pick<ShipperLimits, 'bodyBytesMax'>): RequestHandler {

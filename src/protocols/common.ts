@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { invalidUtf8Offset } from '../http/body';
+import { invalidUtf8Offset } from './json-text';
 import { AppError } from '../errors';
 import type { LogEvent } from '../wal/record';
 

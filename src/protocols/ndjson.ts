@@ -1,5 +1,5 @@
 import { AppError } from '../errors';
-import { findLossyNumber } from '../http/body';
+import { findLossyNumber } from './json-text';
 
 /** One non-empty line of an NDJSON body, parsed, with its 1-based line number. */
 export interface NdjsonLine {

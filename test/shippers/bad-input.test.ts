@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import { encodeLokiProtobuf } from '../../src/protocols/loki';
 import { ExportLogsServiceRequest } from '../../src/protocols/otlp-schema';
 import { startServerProcess, type ServerProcess } from '../harness/server-process';
+import { makeEvent } from '../helpers/events';
 import { makeTempDir } from '../helpers/temp-dir';
 
 const BODY_BYTES_MAX = 64 * 1024;
@@ -24,8 +25,7 @@ async function post(
   return { status: res.status, body: parsed, headers: res.headers };
 }
 
-const event = (id: number): string =>
-  JSON.stringify({ topic: 'nd', event_id: `e${id}`, timestamp: '2025-10-23T10:00:00Z', source: 'test' });
+const event = (id: number): string => JSON.stringify(makeEvent('nd', `e${id}`));
 
 /** An OTLP protobuf request of `count` records with the given body text. */
 function otlpProtobuf(count: number, body = 'x'): Buffer {
