@@ -5,8 +5,34 @@ import { AppError } from '../errors';
 import type { RouteIndex } from './route-index';
 import { ROUTE_INDEX } from './routes';
 
-/** `Authorization: Bearer <key>`; the key is one token of visible characters. */
-const BEARER = /^Bearer[ \t]+([\x21-\x7e]+)[ \t]*$/i;
+/**
+ * `Authorization: <scheme> <token>`, the token one run of visible characters. The schemes:
+ * `Bearer <key>`; `Basic base64(user:key)` (the key is the password, the user is ignored), as
+ * Fluent Bit's and Logstash's Elasticsearch outputs send it; `ApiKey <key>` or `ApiKey
+ * base64(id:key)`, as the Elasticsearch clients send it.
+ */
+const CREDENTIALS = /^(Bearer|Basic|ApiKey)[ \t]+([\x21-\x7e]+)[ \t]*$/i;
+
+/** The schemes CREDENTIALS takes, as error messages name them. */
+const SCHEMES_TEXT = '"Bearer <key>", "Basic base64(user:key)" or "ApiKey <key>"';
+
+/**
+ * The keys an Authorization header may carry, to be checked in order; null for a header of
+ * another shape. A base64 token that does not decode to `user:key` (or `id:key`) yields
+ * itself only for ApiKey, whose clients may send the key as it is.
+ */
+export function credentialsOf(header: string): string[] | null {
+  const match = CREDENTIALS.exec(header);
+  if (match === null) return null;
+  const scheme = match[1]!.toLowerCase();
+  const token = match[2]!;
+  if (scheme === 'bearer') return [token];
+  const decoded = /^[A-Za-z0-9+/]+={0,2}$/.test(token) ? Buffer.from(token, 'base64').toString('utf8') : '';
+  const colon = decoded.indexOf(':');
+  const secret = colon >= 0 && /^[\x21-\x7e]+$/.test(decoded.slice(colon + 1)) ? decoded.slice(colon + 1) : null;
+  if (scheme === 'basic') return secret === null ? null : [secret];
+  return secret === null ? [token] : [token, secret];
+}
 
 /**
  * The scope a request path needs, or null for an open path, as the route table says
@@ -32,7 +58,7 @@ export function openScopes(digests: Config['apiKeyDigests']): ApiScope[] {
 }
 
 /**
- * Bearer-key access control, by the scope the route table gives (method, path). A scope with
+ * API-key access control (see CREDENTIALS for the schemes), by the scope the route table gives (method, path). A scope with
  * no configured keys is open. Otherwise: no or
  * malformed Authorization, or an unknown key -> 401 unauthorized (with WWW-Authenticate);
  * a known key of another scope -> 403 forbidden. Keys are compared as SHA-256 digests with
@@ -56,20 +82,23 @@ export function authMiddleware(apiKeyDigests: Config['apiKeyDigests'], routes: R
       next(new AppError('unauthorized', `${req.method} ${req.path} needs an API key of scope ${scope}: send Authorization: Bearer <key>`));
       return;
     }
-    const match = BEARER.exec(header);
-    if (match === null) {
+    const candidates = credentialsOf(header);
+    if (candidates === null) {
       challenge('invalid_request');
-      next(new AppError('unauthorized', 'the Authorization header must be "Bearer <key>"'));
+      next(new AppError('unauthorized', `the Authorization header must be ${SCHEMES_TEXT}`));
       return;
     }
-    const digest = Buffer.from(digestApiKey(match[1]!), 'hex');
-    if (matchesAny(digest, digests[scope])) {
+    const keyDigests = candidates.map((key) => Buffer.from(digestApiKey(key), 'hex'));
+    const digest = keyDigests.find((candidate) => matchesAny(candidate, digests[scope]));
+    if (digest !== undefined) {
       // The rate limiter counts per key: only a key that was checked here can name a bucket.
       res.locals.apiKeyDigest = digest.toString('hex');
       next();
       return;
     }
-    const otherScopes = API_SCOPES.filter((other) => other !== scope && matchesAny(digest, digests[other]));
+    const otherScopes = API_SCOPES.filter(
+      (other) => other !== scope && keyDigests.some((candidate) => matchesAny(candidate, digests[other])),
+    );
     if (otherScopes.length > 0) {
       next(new AppError('forbidden', `this API key has scope ${otherScopes.join(', ')}; ${req.method} ${req.path} needs scope ${scope}`));
       return;

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { scopeForPath } from '../../src/http/auth';
+import { credentialsOf, scopeForPath } from '../../src/http/auth';
 import { startInProcessService, type InProcessService } from '../helpers/in-process-service';
 import { makeEvent } from '../helpers/events';
 
@@ -45,6 +45,28 @@ describe('access control (API keys)', () => {
     for (const [path, scope] of table) {
       it(`${path} needs ${scope ?? 'no key'}`, () => {
         expect(scopeForPath(path)).to.equal(scope);
+      });
+    }
+  });
+
+  describe('credentialsOf', () => {
+    const b64 = (text: string): string => Buffer.from(text).toString('base64');
+    const table: Array<[string, string[] | null]> = [
+      ['Bearer k-1', ['k-1']],
+      ['bearer k-1', ['k-1']],
+      [`Basic ${b64('fluent-bit:k-1')}`, ['k-1']],
+      [`Basic ${b64(':k-1')}`, ['k-1']],
+      [`Basic ${b64('no-colon')}`, null],
+      [`Basic ${b64('user:')}`, null],
+      ['Basic not*base64', null],
+      [`ApiKey ${b64('id-7:k-1')}`, [b64('id-7:k-1'), 'k-1']],
+      ['ApiKey k-1', ['k-1']],
+      ['Digest k-1', null],
+      ['Bearer k-1 extra', null],
+    ];
+    for (const [header, keys] of table) {
+      it(`reads ${JSON.stringify(header)} as ${JSON.stringify(keys)}`, () => {
+        expect(credentialsOf(header)).to.deep.equal(keys);
       });
     }
   });
@@ -141,6 +163,19 @@ describe('access control (API keys)', () => {
       for (const path of ['/health', '/openapi.json', '/docs']) {
         expect((await call(`${svc.url}${path}`)).status, path).to.equal(200);
       }
+    });
+
+    it('accepts a key sent as the password of Basic, or as ApiKey (plain or base64 id:key), as Elasticsearch outputs send it', async () => {
+      const b64 = (text: string): string => Buffer.from(text).toString('base64');
+      const schemes = [`Basic ${b64(`fluent-bit:${PUBLISH_KEY}`)}`, `ApiKey ${PUBLISH_KEY}`, `ApiKey ${b64(`key-id:${PUBLISH_KEY}`)}`];
+      for (const [i, authorization] of schemes.entries()) {
+        const res = await call(`${svc.url}/publish`, { method: 'POST', authorization, body: makeEvent('auth.schemes', `s${i}`) });
+        expect(res.status, authorization).to.equal(200);
+      }
+      const readWithBasic = await call(`${svc.url}/events?topic=auth.schemes`, { authorization: `Basic ${b64(`grafana:${READ_KEY}`)}` });
+      expect(readWithBasic.body.count).to.equal(3);
+      const forbidden = await call(`${svc.url}/stats`, { authorization: `Basic ${b64(`x:${PUBLISH_KEY}`)}` });
+      expect(forbidden.status).to.equal(403);
     });
 
     it('never writes a key into the log', () => {

@@ -129,4 +129,27 @@ describe('@elastic/elasticsearch helpers.bulk against POST /_bulk (real server p
       await client.close();
     }
   });
+  it('authenticates with the key as an ApiKey (id:key) or as the Basic password, as the client sends them', async () => {
+    const clients = [
+      new Client({ node: server.url, auth: { apiKey: { id: 'shipper-1', api_key: PUBLISH_KEY } } }),
+      new Client({ node: server.url, auth: { apiKey: PUBLISH_KEY } }),
+      new Client({ node: server.url, auth: { username: 'fluent-bit', password: PUBLISH_KEY } }),
+    ];
+    try {
+      for (const [i, client] of clients.entries()) {
+        const answer = await client.bulk({ operations: [{ create: { _index: 'auth-schemes', _id: `doc-${i}` } }, { message: `m${i}` }] });
+        expect(answer.errors, `client ${i}`).to.equal(false);
+      }
+      const stored = await waitFor(
+        async () => {
+          const events = await fetchAllEvents(server.url, 'auth-schemes');
+          return events.length === clients.length ? events : null;
+        },
+        { what: 'one document per client' },
+      );
+      expect(stored.map((e) => e.event_id).sort()).to.deep.equal(['doc-0', 'doc-1', 'doc-2']);
+    } finally {
+      for (const client of clients) await client.close();
+    }
+  });
 });
