@@ -80,6 +80,8 @@ async function publishAll(
   const pid = server.child.pid!;
   const sampler = setInterval(() => rss.push(rssMb(pid)), 1000);
   const cpuBefore = cpuSeconds(pid);
+  const receivedBefore = await getStats(server.url);
+  const target = receivedBefore.accepted + receivedBefore.duplicate_dropped + options.storageEvents;
   try {
     const wrk = await runWrk({
       url: server.url,
@@ -87,6 +89,11 @@ async function publishAll(
       args: [prefix, String(options.batchSize), String(options.resendPercent), String(options.storageEvents)],
       connections: 16,
       durationSeconds: 24 * 3600,
+      // publish.lua stops sending at the count; wrk itself ends on SIGINT once all are answered.
+      stopWhen: async () => {
+        const now = await getStats(server.url);
+        return now.accepted + now.duplicate_dropped >= target;
+      },
     });
     const catchUp = await waitIndexed(server.url, 600_000);
     rss.push(rssMb(pid));
@@ -217,7 +224,7 @@ async function storageRun(options: StorageOptions, report: Report, retentionByte
       server = ready.server;
       clean.push(ready.seconds);
     }
-    // Ready after kill -9 right after a short burst (the unindexed tail is what recovery replays).
+    // Ready after kill -9 the moment a short burst ends (the unindexed tail is what recovery replays).
     const killed: number[] = [];
     const tails: number[] = [];
     for (let round = 0; round < 3; round += 1) {
@@ -228,17 +235,16 @@ async function storageRun(options: StorageOptions, report: Report, retentionByte
         connections: 16,
         durationSeconds: 2,
       });
-      const before = await getStats(server.url);
-      tails.push(before.accepted - before.unique_processed);
       await server.kill('SIGKILL');
       const ready = await timeReady(dataDir, env);
       server = ready.server;
       killed.push(ready.seconds);
+      tails.push(Number(/"recordsReplayed":(\d+)/.exec(server.output())?.[1] ?? Number.NaN));
     }
     report.rows.push(
       row(
         `storage, ${label}: ready after a clean restart / after kill -9 (${fmt(storedEvents(await getStats(server.url)))} stored; median of 3)`,
-        `${median(clean).toFixed(2)} s / ${median(killed).toFixed(2)} s (unindexed tail at the kill ${tails.map(fmt).join(', ')} events)`,
+        `${median(clean).toFixed(2)} s / ${median(killed).toFixed(2)} s (records replayed after the kill ${tails.map(fmt).join(', ')})`,
         'clean <= 5 s',
         median(clean) <= 5,
       ),

@@ -21,6 +21,8 @@ export interface WrkSpec {
   threads?: number;
   /** Spaces each connection's requests by this many ms (a rough fixed load; see publish.lua). */
   delayMs?: number;
+  /** Polled every 100 ms; once true, wrk gets SIGINT and ends with its summary (a run of a fixed size). */
+  stopWhen?: () => Promise<boolean>;
 }
 
 /** What wrk measured; only 2xx/3xx answers count as ok. */
@@ -91,7 +93,22 @@ export function runWrk(spec: WrkSpec): Promise<WrkResult> {
     child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
     child.stderr.on('data', (chunk: Buffer) => (err += chunk.toString('utf8')));
     child.on('error', reject);
+    let polling = false;
+    const poller =
+      spec.stopWhen === undefined
+        ? null
+        : setInterval(() => {
+            if (polling) return;
+            polling = true;
+            spec.stopWhen!()
+              .then((stop) => {
+                if (stop) child.kill('SIGINT');
+              })
+              .catch(() => undefined)
+              .finally(() => (polling = false));
+          }, 100);
     child.on('close', (code) => {
+      if (poller !== null) clearInterval(poller);
       const line = out.split('\n').find((l) => l.startsWith('WRK_JSON '));
       if (code !== 0 || line === undefined) {
         reject(new Error(`wrk exited ${code}: ${err}${out}`));
