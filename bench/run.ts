@@ -301,8 +301,10 @@ async function measureHttp(
   warmupSeconds: number,
   eventsPerRequest: number,
 ): Promise<Measured> {
+  // The warm-up of a publish run uses other event ids (its first argument is the id prefix).
   const [prefix, ...rest] = spec.args;
-  if (warmupSeconds > 0) await runWrk({ ...spec, url, durationSeconds: warmupSeconds, args: [`${prefix}-w`, ...rest] });
+  const warmupArgs = spec.script === 'publish' ? [`${prefix}-w`, ...rest] : spec.args;
+  if (warmupSeconds > 0) await runWrk({ ...spec, url, durationSeconds: warmupSeconds, args: warmupArgs });
   const before = cpuSeconds(pid);
   const wrk = await runWrk({ ...spec, url, durationSeconds });
   const cpu = cpuSeconds(pid) - before;
