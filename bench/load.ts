@@ -1,33 +1,21 @@
-import autocannon from 'autocannon';
 import http from 'node:http';
 import { benchEvent } from './events';
-import { protocolRequest, type BenchProtocol, type ProtocolRequest } from './protocol-bodies';
 
 /**
- * The load generator, run as its own process so it does not share an event loop with the
- * server under test. argv[2] is a JSON LoadSpec; one JSON LoadResult is printed on stdout.
+ * The sustained driver, run as its own process so it does not share an event loop with the
+ * server under test: a fixed number of events, a 503 retried after a backoff, then a wait
+ * until /stats has indexed them (wrk, bench/wrk.ts, drives every other HTTP workload).
+ * argv[2] is a JSON LoadSpec; one JSON LoadResult is printed on stdout.
  */
 export interface LoadSpec {
-  /** single: one event per POST; batch: `batchSize` events per POST; query: GET /events pages; sustained: a fixed number of events, retried on 503, then wait until /stats has indexed them. */
-  mode: 'single' | 'batch' | 'query' | 'sustained' | 'protocol';
-  /** protocol: which ingest protocol carries the `batchSize` events of each request. */
-  protocol?: BenchProtocol;
-  /** protocol: events whose requests are encoded before the run. */
-  poolEvents?: number;
+  mode: 'sustained';
   url: string;
   connections: number;
-  durationSeconds: number;
   /** Unique per measurement so no two measurements share keys. */
   prefix: string;
   batchSize?: number;
-  /** Requests per second across all connections (latency at a fixed load). */
-  overallRate?: number;
-  /** query: the largest seq stored, to pick random cursors below it. */
-  seqMax?: number;
-  /** sustained: events to publish. */
+  /** Events to publish. */
   events?: number;
-  /** Unmeasured load first, so JIT warm-up is not measured (same for service and baseline). */
-  warmupSeconds?: number;
 }
 
 /** What one load run measured; only 2xx answers count as throughput. */
@@ -40,98 +28,12 @@ export interface LoadResult {
   latencyP50Ms: number;
   latencyP99Ms: number;
   durationSeconds: number;
-  /** protocol: requests whose body had to be encoded during the run (the pool ran out). */
-  liveBodies?: number;
   /** sustained: seconds until every event was acknowledged, and until /stats counted it indexed. */
   ackedSeconds?: number;
   indexedSeconds?: number;
 }
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
-
-async function runAutocannon(spec: LoadSpec): Promise<LoadResult> {
-  let counter = 0;
-  let liveBodies = 0;
-  const batchSize = spec.batchSize ?? 1;
-  let request: autocannon.AutocannonRequest;
-  if (spec.mode === 'protocol') {
-    // Bodies are encoded before the run, so the cost of encoding (protobuf, snappy) in this
-    // process, which shares the machine's cores with the server, is not measured; past the
-    // pool they are encoded on the fly (counted in `liveBodies`).
-    const protocol = spec.protocol ?? 'publish';
-    const pool: ProtocolRequest[] = [];
-    for (let first = 0; first < (spec.poolEvents ?? 0); first += batchSize)
-      pool.push(protocolRequest(protocol, spec.prefix, first, batchSize));
-    request = {
-      method: 'POST',
-      path: protocolRequest(protocol, spec.prefix, 0, 1).path,
-      setupRequest: (req) => {
-        const index = counter / batchSize;
-        const next = pool[index] ?? protocolRequest(protocol, spec.prefix, counter, batchSize);
-        if (index >= pool.length) liveBodies += 1;
-        pool[index] = undefined as unknown as ProtocolRequest;
-        counter += batchSize;
-        return { ...req, headers: { 'content-type': next.contentType }, body: next.body };
-      },
-    };
-  } else if (spec.mode === 'query') {
-    const seqMax = spec.seqMax ?? 1;
-    request = {
-      method: 'GET',
-      setupRequest: (req) => ({ ...req, path: `/events?limit=100&after=${Math.floor(Math.random() * Math.max(1, seqMax - 100))}` }),
-    };
-  } else {
-    request = {
-      method: 'POST',
-      path: '/publish',
-      headers: JSON_HEADERS,
-      setupRequest: (req) => {
-        let body: string;
-        if (spec.mode === 'single') {
-          body = JSON.stringify(benchEvent(spec.prefix, counter));
-          counter += 1;
-        } else {
-          const events = [];
-          for (let i = 0; i < batchSize; i += 1) events.push(benchEvent(spec.prefix, counter + i));
-          counter += batchSize;
-          body = JSON.stringify({ events });
-        }
-        return { ...req, body };
-      },
-    };
-  }
-  if ((spec.warmupSeconds ?? 0) > 0) {
-    await autocannon({
-      url: spec.url,
-      connections: spec.connections,
-      duration: spec.warmupSeconds,
-      overallRate: spec.overallRate,
-      timeout: 30,
-      requests: [request],
-    });
-  }
-  const result = await autocannon({
-    url: spec.url,
-    connections: spec.connections,
-    duration: spec.durationSeconds,
-    overallRate: spec.overallRate,
-    timeout: 30,
-    requests: [request],
-  });
-  const ok = result['2xx'];
-  const perRequest = spec.mode === 'batch' || spec.mode === 'protocol' ? batchSize : 1;
-  return {
-    requestsPerSecond: ok / result.duration,
-    eventsPerSecond: (ok * perRequest) / result.duration,
-    ok,
-    non2xx: result.non2xx,
-    errors: result.errors + result.timeouts,
-    latencyP50Ms: result.latency.p50,
-    latencyP99Ms: result.latency.p99,
-    durationSeconds: result.duration,
-    ...(spec.mode === 'protocol' ? { liveBodies } : {}),
-  };
-}
 
 function post(agent: http.Agent, url: URL, body: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -215,7 +117,7 @@ async function runSustained(spec: LoadSpec): Promise<LoadResult> {
 
 async function main(): Promise<void> {
   const spec = JSON.parse(process.argv[2] ?? '{}') as LoadSpec;
-  const result = spec.mode === 'sustained' ? await runSustained(spec) : await runAutocannon(spec);
+  const result = await runSustained(spec);
   process.stdout.write(`${JSON.stringify(result)}\n`);
 }
 

@@ -1,47 +1,42 @@
-import Database from 'better-sqlite3';
+import { IndexStore, type IndexRow } from '../src/index/store';
+import { rowFromEventJson } from '../src/wal/event-row';
 import { canonicalEventJson } from '../src/wal/record';
 import { benchEvent } from './events';
 
 /**
- * The raw SQLite baseline, run as its own process: better-sqlite3 inserting the same rows
- * the service indexes into the seed's schema (payload plus a unique (topic, event_id)
- * index and a (topic, seq) index), one prepared statement, `batchRows` rows a transaction,
- * journal_mode=WAL, synchronous=NORMAL. Row building is not timed; only the inserts are.
- * argv[2] is {dbPath, prefix, count, batchRows}; prints {rowsPerSecond, seconds}.
+ * The raw index baseline, run as its own process: the service's own rows inserted into the
+ * service's own schema through IndexStore.appendNewRows (what the consumer calls for rows
+ * whose keys the ingest path proved new), `batchRows` rows a transaction, on a fresh file.
+ * Going through the store's public method keeps the baseline on whatever schema the store
+ * has now. Row building is not timed; only the inserts are.
+ * argv[2] is {dbPath, prefix, count, batchRows}; prints {rowsPerSecond, seconds, cpuMicrosPerRow}.
  */
 export function rawInsertRate(
   dbPath: string,
   prefix: string,
   count: number,
   batchRows: number,
-): { rowsPerSecond: number; seconds: number } {
-  const db = new Database(dbPath);
-  db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = NORMAL');
-  db.pragma('temp_store = MEMORY');
-  db.pragma('cache_size = -65536');
-  db.exec(`
-    CREATE TABLE events (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, event_id TEXT NOT NULL, source TEXT NOT NULL, ts_ms INTEGER NOT NULL, body TEXT NOT NULL);
-    CREATE UNIQUE INDEX events_by_key ON events (topic, event_id);
-    CREATE INDEX events_by_topic ON events (topic, seq);
-  `);
-  const insert = db.prepare('INSERT INTO events (seq, topic, event_id, source, ts_ms, body) VALUES (?, ?, ?, ?, ?, ?)');
-  const insertMany = db.transaction((rows: Array<[number, string, string, string, number, string]>) => {
-    for (const row of rows) insert.run(...row);
-  });
+): { rowsPerSecond: number; seconds: number; cpuMicrosPerRow: number } {
+  const store = new IndexStore(dbPath, { loadKeys: false });
   let seconds = 0;
-  for (let start = 0; start < count; start += batchRows) {
-    const rows: Array<[number, string, string, string, number, string]> = [];
-    for (let i = start; i < Math.min(count, start + batchRows); i += 1) {
-      const event = benchEvent(prefix, i);
-      rows.push([i + 1, event.topic, event.event_id, event.source, Date.parse(event.timestamp), canonicalEventJson(event)]);
+  let cpuMicros = 0;
+  try {
+    for (let start = 0; start < count; start += batchRows) {
+      const rows: IndexRow[] = [];
+      for (let i = start; i < Math.min(count, start + batchRows); i += 1) {
+        rows.push(rowFromEventJson(i + 1, canonicalEventJson(benchEvent(prefix, i))));
+      }
+      const cpuBefore = process.cpuUsage();
+      const started = performance.now();
+      store.appendNewRows(rows);
+      seconds += (performance.now() - started) / 1000;
+      const cpu = process.cpuUsage(cpuBefore);
+      cpuMicros += cpu.user + cpu.system;
     }
-    const started = performance.now();
-    insertMany(rows);
-    seconds += (performance.now() - started) / 1000;
+  } finally {
+    store.close();
   }
-  db.close();
-  return { rowsPerSecond: count / seconds, seconds };
+  return { rowsPerSecond: count / seconds, seconds, cpuMicrosPerRow: cpuMicros / count };
 }
 
 if (require.main === module) {
