@@ -470,7 +470,6 @@ export class ClusterPipeline implements Pipeline {
         if (this.stateValue !== 'ready' && this.stateValue !== 'stopping') return;
         await sleep(RETRY_DELAYS_MS[Math.min(this.retryIndex, RETRY_DELAYS_MS.length - 1)]!);
         this.retryIndex += 1;
-        if (this.stateValue === 'stopping' && this.dbError !== null) return;
       }
     }
   }

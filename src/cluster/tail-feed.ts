@@ -56,6 +56,15 @@ export class TailFeed {
     await client?.end().catch(() => undefined);
   }
 
+  /** Read through methods: they change while a query is awaited. */
+  private isClosed(): boolean {
+    return this.closed;
+  }
+
+  private listenerCount(): number {
+    return this.listeners.size;
+  }
+
   private async connect(): Promise<void> {
     if (this.connecting || this.closed) return;
     this.connecting = true;
@@ -69,7 +78,7 @@ export class TailFeed {
     try {
       await client.connect();
       await client.query(`LISTEN ${EVENTS_CHANNEL}`);
-      if (this.closed) {
+      if (this.isClosed()) {
         await client.end();
         return;
       }
@@ -108,7 +117,7 @@ export class TailFeed {
           // Nobody follows: skip ahead, unless a subscriber arrived while asking (its catch-up
           // read may be older than the answer, and rows between the two must still be announced).
           const { lastSeq } = await this.index.counters();
-          if (this.listeners.size === 0) this.lastSeq = Math.max(this.lastSeq, lastSeq);
+          if (this.listenerCount() === 0) this.lastSeq = Math.max(this.lastSeq, lastSeq);
           return;
         }
         const rows = await this.index.rowsAfter(this.lastSeq, FEED_CHUNK_ROWS);
