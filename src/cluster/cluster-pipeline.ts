@@ -203,7 +203,10 @@ export class ClusterPipeline implements Pipeline {
       } catch (err) {
         if (err instanceof AppError || !isDatabaseUnavailable(err)) throw err;
         if (this.dbError === null)
-          this.options.logger.warn({ err }, `${what}: the database is unavailable (${(err as Error).message}); retrying`);
+          this.options.logger.warn(
+            { code: (err as { code?: unknown }).code },
+            `${what}: the database is unavailable (${(err as Error).message}); retrying`,
+          );
         this.dbError = err as Error;
         if (this.openCancelled) throw new Error(`${what}: stopped while waiting for the database`, { cause: err });
         await sleep(RETRY_DELAYS_MS[Math.min(attempt, RETRY_DELAYS_MS.length - 1)]!);

@@ -69,7 +69,7 @@ export class PgIndex {
       application_name: 'log-aggregator',
     });
     // An idle connection that breaks (database restart) must not crash the process; the pool replaces it.
-    this.pool.on('error', (err) => options.logger.warn({ err }, `database: idle connection lost (${err.message})`));
+    this.pool.on('error', (err) => options.logger.warn(`database: idle connection lost (${err.message})`));
   }
 
   /** Creates or upgrades the schema (under an advisory lock); returns the version found. */
