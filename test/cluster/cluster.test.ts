@@ -147,6 +147,7 @@ describe('Cluster chaos: retries to random instances, kill -9, restarts, outages
   it('stores every acknowledged key once with its first payload, and the counts agree', async () => {
     const result = await runClusterChaos({ instances: 3, cycles: Number(process.env.CLUSTER_CHAOS_CYCLES ?? 6), seed: 7 });
     const summary = clusterSummaryLine(result);
+    console.log(`      ${summary}`);
     expect(result.aborted, summary).to.equal(null);
     expect(result.examples, summary).to.deep.equal([]);
     expect(result.violations, summary).to.deep.equal([]);

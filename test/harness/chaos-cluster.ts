@@ -60,7 +60,7 @@ export interface ClusterChaosResult {
 export function clusterSummaryLine(r: ClusterChaosResult): string {
   const faults = FAULTS.map((f) => `${f}:${r.faults[f]}`).join(',');
   return (
-    `instances cycles=${r.cycles} acked=${r.acked} stored=${r.stored} accepted_answered=${r.acceptedAnswered} ` +
+    `cluster cycles=${r.cycles} acked=${r.acked} stored=${r.stored} accepted_answered=${r.acceptedAnswered} ` +
     `stored_unanswered=${r.storedUnanswered} lost=${r.lost} duplicated=${r.duplicated} garbled=${r.garbled} unsent=${r.unsent} ` +
     `violations=${r.violations.length} stats=${r.statsProblems.length === 0 ? 'ok' : 'MISMATCH'} faults=${faults} ` +
     `requests=${r.requests} elapsed_s=${(r.elapsedMs / 1000).toFixed(1)}${r.aborted === null ? '' : ' ABORTED'}`
@@ -94,7 +94,8 @@ class Instance {
 
   async start(): Promise<void> {
     // Ready means recovery is done; while the database is away that waits for it.
-    this.server = await startServerProcess(this.dataDir, this.env);
+    // A machine loaded by other work can take long to start a process: wait generously.
+    this.server = await startServerProcess(this.dataDir, this.env, { listenTimeoutMs: 120_000 });
   }
 
   async kill(): Promise<void> {
@@ -195,7 +196,7 @@ export async function runClusterChaos(input: Partial<ClusterChaosOptions> = {}):
       }
       const events = outstanding.map((k) => keys.get(k)!.body);
       result.requests += 1;
-      let status = 0;
+      let status: number;
       let answer: unknown = null;
       try {
         const res = await fetch(`${url}/publish`, {
