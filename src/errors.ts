@@ -31,6 +31,11 @@ export const ERROR_CATALOGUE = {
   log_failed: { status: 503, meaning: 'the log could not be made durable (fsync/EIO); the process stops for recovery' },
   shutting_down: { status: 503, meaning: 'the service is stopping; retry against the restarted instance' },
   subscribers_full: { status: 503, meaning: 'too many live-tail subscribers' },
+  database_unavailable: {
+    status: 503,
+    meaning: 'cluster mode: the shared PostgreSQL did not answer within DATABASE_TIMEOUT_MS; nothing was acknowledged',
+  },
+  cluster_unsupported: { status: 501, meaning: 'cluster mode (DATABASE_URL) does not serve this route yet (the histogram)' },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -11,13 +11,16 @@ import { answerClientError } from './http/client-errors';
 import { openScopes } from './http/auth';
 import { ServiceMetrics } from './http/metrics';
 import { StreamHub } from './http/stream';
+import { ClusterPipeline } from './cluster/cluster-pipeline';
 import { Aggregator } from './ingest/aggregator';
+import type { Pipeline } from './ingest/pipeline';
 import { makeDirDurable, NodeDisk, type LogDisk } from './wal/disk';
 
 /** A running service: HTTP server plus the ingest pipeline behind it. */
 export interface RunningService {
   server: http.Server;
-  aggregator: Aggregator;
+  /** The embedded Aggregator, or the ClusterPipeline when DATABASE_URL is set. */
+  aggregator: Pipeline;
   logger: Logger;
   /** The port actually bound (PORT=0 picks a free one). */
   port: number;
@@ -90,7 +93,20 @@ export async function startService(
   makeDirDurable(disk, config.dataDir);
   const releaseLock = lockDataDir(config.dataDir, 'serve');
   const metrics = new ServiceMetrics();
-  const aggregator = new Aggregator({ config, logger, disk, onFatal: options.onFatal, observer: metrics.observer });
+  const pipelineOptions = { config, logger, disk, onFatal: options.onFatal, observer: metrics.observer };
+  const { databaseUrl } = config;
+  const aggregator: Pipeline =
+    databaseUrl == null
+      ? new Aggregator(pipelineOptions)
+      : new ClusterPipeline({
+          ...pipelineOptions,
+          config: {
+            ...config,
+            databaseUrl,
+            databasePoolMax: config.databasePoolMax ?? 4,
+            databaseTimeoutMs: config.databaseTimeoutMs ?? 5000,
+          },
+        });
   metrics.watch({ aggregator, walDir: config.walDir });
   const streams = new StreamHub(aggregator, config);
   const app = createApp(aggregator, config, logger, { metrics, apiKeyDigests: config.apiKeyDigests, streams });
@@ -128,7 +144,8 @@ export async function startService(
       page: `${url}/`,
       docs: `${url}/docs`,
       dataDir: config.dataDir,
-      databasePath: config.databasePath,
+      databasePath: databaseUrl == null ? config.databasePath : undefined,
+      cluster: databaseUrl != null,
     },
     'listening',
   );

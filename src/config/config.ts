@@ -58,6 +58,15 @@ export interface Config {
   pageBytesMax: number;
   /** Requests per second per API key (or client address without keys); past it 429 rate_limited. 0 = off (default). */
   rateLimitPerSecond: number;
+  /**
+   * DATABASE_URL (postgres://...): cluster mode, the shared index in PostgreSQL (src/cluster/);
+   * null or absent: the embedded SQLite index. Optional so that hand-built configs need not name it.
+   */
+  databaseUrl?: string | null;
+  /** Connections of this instance's PostgreSQL pool (cluster mode). */
+  databasePoolMax?: number;
+  /** Bound on connecting to PostgreSQL and on each statement; past it 503 database_unavailable. */
+  databaseTimeoutMs?: number;
   /** Requests a client may send at once before the rate applies (the bucket's size); defaults to the rate. */
   rateLimitBurst: number;
   /** Clients (keys or addresses) the rate limiter tracks; past it the least recently seen is forgotten. */
@@ -188,6 +197,24 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: '32',
     range: { min: 1, max: 1000 },
     meaning: 'payload nesting depth; past it 400 `validation_failed`',
+  },
+  {
+    name: 'DATABASE_URL',
+    default: '',
+    meaning:
+      '`postgres://user@host:port/db`: cluster mode, several instances share this PostgreSQL (docs/scaling.md); unset: embedded SQLite',
+  },
+  {
+    name: 'DATABASE_POOL_MAX',
+    default: '4',
+    range: { min: 1, max: 100 },
+    meaning: 'cluster mode: PostgreSQL connections per instance (plus one for the live tail)',
+  },
+  {
+    name: 'DATABASE_TIMEOUT_MS',
+    default: '5000',
+    range: { min: 100, max: 600_000 },
+    meaning: 'cluster mode: bound on connecting and on each statement; past it 503 `database_unavailable` + `Retry-After`',
   },
   {
     name: 'PAGE_BYTES_MAX',
@@ -332,6 +359,17 @@ function readString(env: Env, name: string, fallback: string): string {
   const raw = env[name];
   if (raw === undefined) return fallback;
   if (raw.trim() === '') throw new ConfigError(`invalid setting ${name}: must not be empty`);
+  return raw;
+}
+
+/** DATABASE_URL: unset or empty for the embedded index, else a postgres:// or postgresql:// URL. */
+function readDatabaseUrl(env: Env): string | null {
+  const raw = env.DATABASE_URL;
+  if (raw === undefined || raw === '') return null;
+  if (!/^postgres(ql)?:\/\/\S+$/.test(raw)) {
+    // The URL may hold a password: name the setting and the rule, not the value.
+    throw new ConfigError('invalid setting DATABASE_URL: expected postgres://user@host:port/database (or postgresql://)');
+  }
   return raw;
 }
 
@@ -531,6 +569,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     retryAfterSeconds: readInt(env, 'RETRY_AFTER_SECONDS', 1, 1, 3600),
     apiKeyDigests: readApiKeys(env),
     pageBytesMax: readInt(env, 'PAGE_BYTES_MAX', 4 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
+    databaseUrl: readDatabaseUrl(env),
+    databasePoolMax: readInt(env, 'DATABASE_POOL_MAX', 4, 1, 100),
+    databaseTimeoutMs: readInt(env, 'DATABASE_TIMEOUT_MS', 5000, 100, 600_000),
     ...readTlsFiles(env),
     ...readRateLimit(env),
     streamSubscribersMax: readInt(env, 'STREAM_SUBSCRIBERS_MAX', 100, 1, 100_000),

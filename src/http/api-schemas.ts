@@ -34,6 +34,7 @@ const CONDITIONS = membersOf<ServiceCondition>({
   degraded: true,
   no_space: true,
   backlog_full: true,
+  database_unavailable: true,
   starting: true,
   recovering: true,
   failed: true,

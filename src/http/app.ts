@@ -2,7 +2,7 @@ import compression from 'compression';
 import express, { type Express } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
-import type { Aggregator } from '../ingest/aggregator';
+import type { Pipeline } from '../ingest/pipeline';
 import { authMiddleware } from './auth';
 import { errorHandler, notFoundHandler } from './errors';
 import { ExpectedErrorLog } from './expected-log';
@@ -48,7 +48,7 @@ const ROUTER_METHODS = { GET: 'get', POST: 'post', PUT: 'put', PATCH: 'patch', D
 >;
 
 /** Builds the express app over an Aggregator; it listens on nothing itself. */
-export function createApp(aggregator: Aggregator, limits: AppLimits, logger: Logger, options: AppOptions = {}): Express {
+export function createApp(aggregator: Pipeline, limits: AppLimits, logger: Logger, options: AppOptions = {}): Express {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);

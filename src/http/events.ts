@@ -1,6 +1,6 @@
 import type { RequestHandler } from 'express';
 import { FIXED_LIMITS } from '../config/config';
-import type { Aggregator } from '../ingest/aggregator';
+import type { Pipeline } from '../ingest/pipeline';
 import { countHistogram } from '../query/histogram';
 import { parseEventsQuery, parseHistogramQuery } from '../query/parse-query';
 import { eventJsonWithSeq } from '../wal/record';
@@ -24,12 +24,12 @@ export const DEFAULT_PAGE_BYTES_MAX = 4 * 1024 * 1024;
  * GET /events: stored events oldest first (or newest first with order=desc), paged by `after` = the previous
  * next_cursor; a page is bounded in rows, in scanned rows and in bytes.
  */
-export function eventsHandler(aggregator: Aggregator, limits: { pageBytesMax?: number } = {}): RequestHandler {
+export function eventsHandler(aggregator: Pipeline, limits: { pageBytesMax?: number } = {}): RequestHandler {
   const pageBytesMax = limits.pageBytesMax ?? DEFAULT_PAGE_BYTES_MAX;
-  return (req, res) => {
+  return async (req, res) => {
     const query = parseEventsQuery(req.query);
     // The store reads rows one at a time up to the byte bound, so a page of large events is never read whole.
-    const page = aggregator.readPage({ ...query, bytesMax: pageBytesMax });
+    const page = await aggregator.readPage({ ...query, bytesMax: pageBytesMax });
     const rows = page.rows;
     // The page ends where its events pass pageBytesMax (at least one event per page), so a
     // slow reader pins a bounded answer; next_cursor says where the next page starts.
@@ -68,7 +68,7 @@ export function eventsHandler(aggregator: Aggregator, limits: { pageBytesMax?: n
 }
 
 /** GET /events/histogram: counts of the events the same filter matches, in equal time buckets. */
-export function histogramHandler(aggregator: Aggregator): RequestHandler {
+export function histogramHandler(aggregator: Pipeline): RequestHandler {
   return async (req, res) => {
     const { filter, buckets } = parseHistogramQuery(req.query);
     // A client that goes away stops the count at the next chunk.

@@ -1,7 +1,8 @@
 import fs from 'node:fs/promises';
 import type { RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Aggregator, AggregatorObserver } from '../ingest/aggregator';
+import type { AggregatorObserver } from '../ingest/aggregator';
+import type { Pipeline } from '../ingest/pipeline';
 import { NodeDisk } from '../wal/disk';
 import { listSegments } from '../wal/segments';
 import { matchedRoute } from './request-log';
@@ -17,7 +18,7 @@ const GROUP_COMMIT_EVENTS_BUCKETS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024
 
 /** Where the gauges computed on scrape read from. */
 export interface MetricsSources {
-  aggregator: Aggregator;
+  aggregator: Pipeline;
   /** The log directory, for log bytes and segments; without it those gauges stay 0. */
   walDir?: string;
 }

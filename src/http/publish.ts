@@ -2,7 +2,8 @@ import express, { type RequestHandler } from 'express';
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/config';
 import { AppError, type ErrorCode, type ErrorDetail } from '../errors';
-import type { Aggregator, PublishReport, ValidEvent } from '../ingest/aggregator';
+import type { PublishReport, ValidEvent } from '../ingest/aggregator';
+import type { Pipeline } from '../ingest/pipeline';
 import { decodeUtf8 } from '../protocols/common';
 import { parseNdjson } from '../protocols/ndjson';
 import type { LogEvent } from '../wal/record';
@@ -189,7 +190,7 @@ export function publishBodyParser(limits: Pick<Config, 'bodyBytesMax'>): Request
  * POST /publish: one event, {"events": [...]}, a top-level array of events, or NDJSON (one
  * event per line); answers 200 only after every accepted event is fsynced.
  */
-export function publishHandler(aggregator: Aggregator, validators: Validators, limits: PublishLimits): RequestHandler {
+export function publishHandler(aggregator: Pipeline, validators: Validators, limits: PublishLimits): RequestHandler {
   return async (req, res) => {
     const ndjson = isNdjsonRequest(req);
     if (!isJsonRequest(req) && !ndjson) {

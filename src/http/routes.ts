@@ -24,7 +24,7 @@
 import type { RequestHandler } from 'express';
 import { FIXED_LIMITS, type ApiScope } from '../config/config';
 import type { ErrorCode } from '../errors';
-import type { Aggregator } from '../ingest/aggregator';
+import type { Pipeline } from '../ingest/pipeline';
 import { EVENTS_PARAMETER_DOCS, PAYLOAD_FIELDS_PARAMETER, jsonAnswer, schemaRef, textAnswer, type JsonObject } from './api-schemas';
 import type { AppLimits } from './app';
 import { eventsHandler, EVENTS_QUERY_PARAMETERS, HISTOGRAM_QUERY_PARAMETERS, histogramHandler } from './events';
@@ -45,7 +45,7 @@ export type DocumentedLimits = Pick<AppLimits, 'bodyBytesMax' | 'batchEventsMax'
 
 /** What createApp hands every route's `handlers` when it builds the app. */
 export interface RouteContext {
-  aggregator: Aggregator;
+  aggregator: Pipeline;
   limits: AppLimits;
   validators: Validators;
   metrics: ServiceMetrics;

@@ -1,7 +1,8 @@
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Config } from '../config/config';
 import { AppError } from '../errors';
-import type { Aggregator, PublishOutcome, ValidEvent } from '../ingest/aggregator';
+import type { PublishOutcome, ValidEvent } from '../ingest/aggregator';
+import type { Pipeline } from '../ingest/pipeline';
 import { decodeUtf8, isRejected, type MappedRecords, type ProtocolName } from '../protocols/common';
 import { bulkResponse, decodeBulk, type BulkOutcome } from '../protocols/elastic-bulk';
 import { decodeLokiJson, decodeLokiProtobuf } from '../protocols/loki';
@@ -48,7 +49,7 @@ export type RecordOutcome = PublishOutcome | { rejected: string };
  * accepted); returns one outcome per record in order. Records rejected here are not written.
  */
 export async function publishEachRecord(
-  aggregator: Aggregator,
+  aggregator: Pipeline,
   mapped: MappedRecords,
   validators: Validators,
   limits: ShipperLimits,
@@ -121,7 +122,7 @@ const PROTOBUF_TYPES = new Set(['application/x-protobuf', 'application/protobuf'
  * request's encoding with ExportLogsServiceResponse; records the service cannot store are
  * reported in partialSuccess (and written nowhere), the others are stored.
  */
-export function otlpLogsHandler(aggregator: Aggregator, validators: Validators, limits: ShipperLimits): RequestHandler {
+export function otlpLogsHandler(aggregator: Pipeline, validators: Validators, limits: ShipperLimits): RequestHandler {
   return async (req, res) => {
     const type = mediaType(req);
     const protobuf = PROTOBUF_TYPES.has(type);
@@ -154,7 +155,7 @@ export function otlpLogsHandler(aggregator: Aggregator, validators: Validators, 
  * POST /loki/api/v1/push: snappy-compressed protobuf (promtail, Alloy) or JSON; 204 as
  * Loki answers once every entry is durable. A bad entry rejects the whole push (400).
  */
-export function lokiPushHandler(aggregator: Aggregator, validators: Validators, limits: ShipperLimits): RequestHandler {
+export function lokiPushHandler(aggregator: Pipeline, validators: Validators, limits: ShipperLimits): RequestHandler {
   return async (req, res) => {
     const type = mediaType(req);
     const settings = { topicLabels: limits.lokiTopicLabels, topicDefault: limits.lokiTopicDefault };
@@ -198,7 +199,7 @@ const BULK_TYPES = /^application\/(?:x-ndjson|json|vnd\.elasticsearch\+x-ndjson|
  * index's topic; the answer is Elasticsearch's bulk response, a per-item error for what
  * cannot be stored, 409 for a `create` whose _id exists (a duplicate).
  */
-export function elasticBulkHandler(aggregator: Aggregator, validators: Validators, limits: ShipperLimits): RequestHandler {
+export function elasticBulkHandler(aggregator: Pipeline, validators: Validators, limits: ShipperLimits): RequestHandler {
   return async (req, res) => {
     const started = performance.now();
     res.set(...ELASTIC_PRODUCT_HEADER);

@@ -1,5 +1,6 @@
 import type { RequestHandler } from 'express';
-import type { Aggregator, ServiceCondition, ServiceState } from '../ingest/aggregator';
+import type { ServiceCondition, ServiceState } from '../ingest/aggregator';
+import type { Pipeline } from '../ingest/pipeline';
 
 /** The answer to GET /stats: the seed's fields, then this service's own. */
 export interface StatsBody {
@@ -45,7 +46,7 @@ export function formatUptime(seconds: number): string {
 }
 
 /** The /stats answer from the pipeline's snapshot; at rest received = unique_processed + duplicate_dropped. */
-export function statsBody(aggregator: Aggregator, nowMs = Date.now()): StatsBody {
+export function statsBody(aggregator: Pipeline, nowMs = Date.now()): StatsBody {
   const snapshot = aggregator.snapshot();
   const uptimeSeconds = (nowMs - snapshot.startedAtMs) / 1000;
   return {
@@ -64,7 +65,7 @@ export function statsBody(aggregator: Aggregator, nowMs = Date.now()): StatsBody
 }
 
 /** The /health answer, and whether writes are accepted now (200) or not (503). */
-export function healthBody(aggregator: Aggregator, nowMs = Date.now()): { ok: boolean; body: HealthBody } {
+export function healthBody(aggregator: Pipeline, nowMs = Date.now()): { ok: boolean; body: HealthBody } {
   const snapshot = aggregator.snapshot();
   const ok = snapshot.condition === 'healthy' || snapshot.condition === 'degraded';
   const noSpace = snapshot.noSpaceSinceMs;
@@ -88,14 +89,16 @@ export function healthBody(aggregator: Aggregator, nowMs = Date.now()): { ok: bo
 }
 
 /** GET /stats: lifetime counters and live figures. */
-export function statsHandler(aggregator: Aggregator): RequestHandler {
-  return (_req, res) => {
+export function statsHandler(aggregator: Pipeline): RequestHandler {
+  return async (_req, res) => {
+    // Cluster mode reads the counters of every instance from the database first.
+    await aggregator.refreshSnapshot?.();
     res.status(200).json(statsBody(aggregator));
   };
 }
 
 /** GET /health: 200 while writes are accepted, 503 whenever they cannot be. */
-export function healthHandler(aggregator: Aggregator): RequestHandler {
+export function healthHandler(aggregator: Pipeline): RequestHandler {
   return (_req, res) => {
     const { ok, body } = healthBody(aggregator);
     res.status(ok ? 200 : 503).json(body);

@@ -1,8 +1,8 @@
 import type { Request, RequestHandler, Response } from 'express';
 import type { Config } from '../config/config';
 import { AppError } from '../errors';
-import type { IndexRow } from '../index/store';
-import type { Aggregator } from '../ingest/aggregator';
+import type { EventPage, IndexRow } from '../index/store';
+import type { Pipeline } from '../ingest/pipeline';
 import { compileRowMatcher, type EventFilter, type FilterableRow } from '../query/event-filter';
 import { parseEventsQuery } from '../query/parse-query';
 import { eventJsonWithSeq } from '../wal/record';
@@ -25,13 +25,15 @@ const RECONNECT_DELAY_MS = 1000;
  */
 class Subscriber {
   private mode: 'catching_up' | 'live' | 'closed' = 'catching_up';
+  /** Set when rows were announced during a catch-up read (which may or may not hold them). */
+  private announcedWhileReading = false;
   private lastSeq: number;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
   private readonly matches: (row: FilterableRow) => boolean;
 
   constructor(
-    private readonly aggregator: Aggregator,
+    private readonly aggregator: Pipeline,
     private readonly res: Response,
     private readonly filter: EventFilter,
     afterSeq: number,
@@ -77,21 +79,38 @@ class Subscriber {
     this.lastSeq = seq;
   }
 
-  /** Reads the index after lastSeq, a chunk per turn, until it is exhausted; then goes live. */
+  /**
+   * Reads the index after lastSeq, a chunk per turn, until it is exhausted; then goes live.
+   * A read may answer later (cluster mode): rows announced meanwhile are not lost, since a
+   * short read that had announcements during it reads once more before going live.
+   */
   private catchUp(): void {
     if (this.mode === 'closed') return;
     this.mode = 'catching_up';
+    this.announcedWhileReading = false;
     const query = { ...this.filter, afterSeq: this.lastSeq, limit: CATCH_UP_ROWS };
-    let rows: Array<{ seq: number; body: string }>;
-    let nextCursor: number | null;
+    let read: EventPage | Promise<EventPage>;
     try {
-      ({ rows, nextCursor } = this.aggregator.readPage(query));
+      read = this.aggregator.readPage(query);
     } catch {
       // The index is closed (shutdown) or failing: end the stream; the client reconnects.
       this.end();
       return;
     }
+    if (!(read instanceof Promise)) {
+      this.afterRead(read);
+      return;
+    }
+    read.then(
+      (page) => this.afterRead(page),
+      () => this.end(),
+    );
+  }
+
+  private afterRead({ rows, nextCursor }: EventPage): void {
+    if (this.mode === 'closed') return;
     for (const row of rows) {
+      if (row.seq <= this.lastSeq) continue;
       if (this.overBuffer()) {
         this.res.once('drain', () => this.catchUp());
         return;
@@ -99,8 +118,8 @@ class Subscriber {
       this.send(row.seq, row.body);
     }
     // A filtered read that reached its scan bound has examined everything up to its cursor.
-    if (rows.length < CATCH_UP_ROWS && nextCursor !== null) this.lastSeq = nextCursor;
-    if (nextCursor !== null || this.overBuffer()) {
+    if (rows.length < CATCH_UP_ROWS && nextCursor !== null) this.lastSeq = Math.max(this.lastSeq, nextCursor);
+    if (nextCursor !== null || this.overBuffer() || this.announcedWhileReading) {
       if (this.overBuffer()) this.res.once('drain', () => this.catchUp());
       else setImmediate(() => this.catchUp());
       return;
@@ -110,6 +129,7 @@ class Subscriber {
 
   /** Writes newly indexed rows; a client too slow to take them falls back to catching up. */
   private pushLive(rows: IndexRow[]): void {
+    if (this.mode === 'catching_up') this.announcedWhileReading = true;
     if (this.mode !== 'live') return;
     for (const row of rows) {
       if (row.seq <= this.lastSeq || !this.matches(row)) continue;
@@ -134,7 +154,7 @@ export class StreamHub {
   private closing = false;
 
   constructor(
-    private readonly aggregator: Aggregator,
+    private readonly aggregator: Pipeline,
     private readonly limits: StreamLimits,
   ) {}
 

@@ -37,7 +37,14 @@ export interface PublishReport {
 export type ServiceState = 'starting' | 'recovering' | 'ready' | 'failed' | 'stopping' | 'stopped';
 
 /** The state as far as writes go: `ready` is split into healthy, degraded and no_space. */
-export type ServiceCondition = 'healthy' | 'degraded' | 'no_space' | 'backlog_full' | Exclude<ServiceState, 'ready'>;
+export type ServiceCondition =
+  | 'healthy'
+  | 'degraded'
+  | 'no_space'
+  | 'backlog_full'
+  /** Cluster mode: the shared PostgreSQL does not answer. */
+  | 'database_unavailable'
+  | Exclude<ServiceState, 'ready'>;
 
 /** What Aggregator.snapshot reports: lifetime counters (surviving restarts) and live figures. */
 export interface PipelineSnapshot {

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { defineOptions, formatHelp, parseOptions, UsageError } from '../../src/cli/options';
 import { CHAOS_DEFAULTS, runChaos, summaryLine, type ChaosOptions } from './chaos-harness';
+import { clusterSummaryLine, runClusterChaos } from './chaos-cluster';
 
 /** The flags of `npm run chaos`; absent ones take CHAOS_DEFAULTS. */
 export const CHAOS_OPTIONS = defineOptions({
@@ -69,6 +70,15 @@ export const CHAOS_OPTIONS = defineOptions({
     defaultText: String(CHAOS_DEFAULTS.progressEvery),
     description: 'a progress line every N cycles',
   },
+  instances: {
+    type: 'int',
+    placeholder: 'N',
+    min: 0,
+    max: 16,
+    defaultText: '0 (one embedded server)',
+    description:
+      'cluster mode: N instances on a fresh database of the PostgreSQL at PGHOST:PGPORT (127.0.0.1:5432), with outages and latency through a TCP proxy',
+  },
   keep: { type: 'boolean', description: 'keep the data dir after a successful campaign' },
   help: { type: 'boolean', short: 'h', description: 'this help' },
 });
@@ -79,7 +89,11 @@ const HELP = formatHelp(
     description: `Runs the real server with at-least-once publishers, SIGKILLs it at random instants,
 restarts it on the same data dir, and checks every acknowledged event at the end.
 Prints one summary line; exits 0 only if nothing was lost, duplicated or garbled, 2 on a bad flag.`,
-    examples: ['npm run chaos -- --cycles 1000 --publishers 8', 'npm run chaos -- --duration-ms 600000 --keep --data-dir /tmp/chaos'],
+    examples: [
+      'npm run chaos -- --cycles 1000 --publishers 8',
+      'npm run chaos -- --duration-ms 600000 --keep --data-dir /tmp/chaos',
+      'npm run chaos -- --instances 3 --cycles 300',
+    ],
   },
   CHAOS_OPTIONS,
 );
@@ -115,6 +129,11 @@ async function main(): Promise<void> {
     process.stderr.write(`chaos: ${err.message}; see \`npm run chaos -- --help\`\n`);
     process.exit(2);
   }
+  const instances = parseOptions(CHAOS_OPTIONS, process.argv.slice(2)).values.instances ?? 0;
+  if (instances > 0) {
+    await runCluster(instances, options);
+    return;
+  }
   const merged = { ...CHAOS_DEFAULTS, ...options };
   process.stderr.write(
     `chaos: cycles=${merged.cycles} duration_ms=${merged.durationMs || 'unbounded'} publishers=${merged.publishers} cycle_ms=${merged.cycleMs} ` +
@@ -127,6 +146,29 @@ async function main(): Promise<void> {
     process.stderr.write(`chaos: data dir kept for inspection: ${result.dataDir}\n`);
   }
   process.stdout.write(`${summaryLine(result)}\n`);
+  process.exit(result.ok ? 0 : 1);
+}
+
+/** `--instances N`: the cluster campaign (chaos-cluster.ts) with the flags it shares. */
+async function runCluster(instances: number, options: Partial<ChaosOptions>): Promise<void> {
+  const progress = (line: string): boolean => process.stderr.write(`chaos: ${line}\n`);
+  const shared = {
+    cycles: options.cycles,
+    publishers: options.publishers,
+    batchEventsMax: options.batchEventsMax,
+    seed: options.seed,
+    progressEvery: options.progressEvery,
+  };
+  const result = await runClusterChaos({
+    ...Object.fromEntries(Object.entries(shared).filter(([, value]) => value !== undefined)),
+    instances,
+    progress: (line) => void progress(line),
+  });
+  if (!result.ok) {
+    if (result.aborted !== null) process.stderr.write(`chaos: aborted: ${result.aborted}\n`);
+    for (const problem of [...result.violations, ...result.statsProblems, ...result.examples]) process.stderr.write(`chaos: ${problem}\n`);
+  }
+  process.stdout.write(`${clusterSummaryLine(result)}\n`);
   process.exit(result.ok ? 0 : 1);
 }
 

@@ -242,10 +242,10 @@ export interface ServerProcess {
 export async function startServerProcess(
   dataDir: string,
   env: Record<string, string> = {},
-  options: { waitReady?: boolean; script?: string } = {},
+  options: { waitReady?: boolean; script?: string; listenTimeoutMs?: number } = {},
 ): Promise<ServerProcess> {
   const run = new ServerRun(dataDir, env, { script: options.script });
-  await run.waitUntil(() => run.port !== null || !run.running, 15_000, 'the server to listen');
+  await run.waitUntil(() => run.port !== null || !run.running, options.listenTimeoutMs ?? 15_000, 'the server to listen');
   if (run.port === null) throw new Error(`server exited before listening:\n${run.output()}`);
   const port = run.port;
   const url = `http://127.0.0.1:${port}`;

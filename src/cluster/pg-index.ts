@@ -1,0 +1,223 @@
+import pg from 'pg';
+import type { Logger } from 'pino';
+import { FIXED_LIMITS } from '../config/config';
+import type { EventPage, EventQuery, IndexRow } from '../index/store';
+import { compileBodyMatcher, needsBody } from '../query/event-filter';
+import { migrateSchema } from './pg-schema';
+
+/** How to reach the shared database, and the bounds on every wait for it. */
+export interface PgIndexOptions {
+  url: string;
+  /** Connections of this instance's pool (DATABASE_POOL_MAX). */
+  poolMax: number;
+  /** Bound on connecting and on every statement (DATABASE_TIMEOUT_MS). */
+  timeoutMs: number;
+  logger: Logger;
+}
+
+/** One logged event offered to the database for a decision; strings as the client sent them. */
+export interface Candidate {
+  localSeq: number;
+  topic: string;
+  eventId: string;
+  source: string;
+  tsMs: number;
+  receivedMs: number;
+  /** The canonical event JSON (without seq or received_at): what dedup compares. */
+  body: string;
+}
+
+/**
+ * What the database decided for one candidate. `accepted_before`: an earlier attempt of this
+ * same record committed (its answer was lost), so it is this record's acceptance.
+ */
+export interface Decision {
+  seq: number;
+  outcome: 'accepted' | 'accepted_before' | 'duplicate' | 'conflict';
+  /** The stored original's canonical JSON for duplicates and conflicts; null when accepted. */
+  originalBody: string | null;
+}
+
+/** Lifetime counters of the whole cluster, and the last global seq. */
+export interface ClusterCounters {
+  uniqueTotal: number;
+  duplicatesTotal: number;
+  conflictsTotal: number;
+  lastSeq: number;
+}
+
+/** Rows fetched per round trip while a filtered page scans for matches. */
+const SCAN_CHUNK_ROWS = 500;
+
+/**
+ * The shared index in PostgreSQL: decisions (one round trip per batch), reads in global seq
+ * order, counters, and this instance's confirmed local seq. Every wait is bounded by
+ * DATABASE_TIMEOUT_MS; the pool reconnects by itself. It does not retry: callers decide.
+ */
+export class PgIndex {
+  readonly pool: pg.Pool;
+
+  constructor(private readonly options: PgIndexOptions) {
+    this.pool = new pg.Pool({
+      connectionString: options.url,
+      max: options.poolMax,
+      connectionTimeoutMillis: options.timeoutMs,
+      // Server-side bound, and a client-side one a little later for a connection that hangs.
+      statement_timeout: options.timeoutMs,
+      query_timeout: options.timeoutMs + 1000,
+      idleTimeoutMillis: 30_000,
+      application_name: 'log-aggregator',
+    });
+    // An idle connection that breaks (database restart) must not crash the process; the pool replaces it.
+    this.pool.on('error', (err) => options.logger.warn(`database: idle connection lost (${err.message})`));
+  }
+
+  /** Creates or upgrades the schema (under an advisory lock); returns the version found. */
+  migrate(): Promise<number> {
+    return migrateSchema(this.pool);
+  }
+
+  /** The last local seq of `instanceId` whose decision committed (0 for a new instance). */
+  async confirmedLocalSeq(instanceId: string): Promise<number> {
+    const result = await this.pool.query<{ confirmed_local_seq: string }>(
+      'SELECT confirmed_local_seq FROM logagg_instances WHERE instance_id = $1',
+      [instanceId],
+    );
+    return Number(result.rows[0]?.confirmed_local_seq ?? 0);
+  }
+
+  /**
+   * Decides `candidates` (distinct keys, in local seq order) in one transaction that also adds
+   * `extra` duplicates counted by the instance itself and confirms `lastLocalSeq` (null: none).
+   * Returns one decision per candidate, in order. A rejection leaves the outcome unknown:
+   * deciding the same records again is safe (see Decision's accepted_before).
+   */
+  async decide(
+    instanceId: string,
+    lastLocalSeq: number | null,
+    candidates: readonly Candidate[],
+    extra: { duplicates: number; conflicts: number },
+  ): Promise<Decision[]> {
+    const result = await this.pool.query<{ ord: string; seq: string; outcome: Decision['outcome']; original_body: string | null }>(
+      'SELECT ord, seq, outcome, original_body FROM logagg_decide($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)',
+      [
+        instanceId,
+        lastLocalSeq,
+        Date.now(),
+        candidates.map((c) => c.localSeq),
+        candidates.map((c) => JSON.stringify(c.topic)),
+        candidates.map((c) => JSON.stringify(c.eventId)),
+        candidates.map((c) => JSON.stringify(c.source)),
+        candidates.map((c) => c.tsMs),
+        candidates.map((c) => c.receivedMs),
+        candidates.map((c) => c.body),
+        extra.duplicates,
+        extra.conflicts,
+      ],
+    );
+    if (result.rows.length !== candidates.length) {
+      throw new Error(`decide: ${result.rows.length} decisions for ${candidates.length} candidates`);
+    }
+    return result.rows.map((row) => ({ seq: Number(row.seq), outcome: row.outcome, originalBody: row.original_body }));
+  }
+
+  /** The cluster's lifetime counters and last global seq, read together. */
+  async counters(): Promise<ClusterCounters> {
+    const result = await this.pool.query<{ unique_total: string; duplicates_total: string; conflicts_total: string; last_seq: string }>(
+      `SELECT unique_total, duplicates_total, conflicts_total, (SELECT coalesce(max(seq), 0) FROM logagg_events) AS last_seq
+       FROM logagg_counters WHERE id = 1`,
+    );
+    const row = result.rows[0];
+    return {
+      uniqueTotal: Number(row?.unique_total ?? 0),
+      duplicatesTotal: Number(row?.duplicates_total ?? 0),
+      conflictsTotal: Number(row?.conflicts_total ?? 0),
+      lastSeq: Number(row?.last_seq ?? 0),
+    };
+  }
+
+  /** Every topic stored, sorted as the SQLite index sorts them (by code unit). */
+  async topics(): Promise<string[]> {
+    const result = await this.pool.query<{ topic_json: string }>('SELECT topic_json FROM logagg_topics');
+    return result.rows.map((row) => JSON.parse(row.topic_json) as string).sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  }
+
+  /** Stored rows after global seq `afterSeq`, oldest first, at most `limit` (the live tail's feed). */
+  async rowsAfter(afterSeq: number, limit: number): Promise<IndexRow[]> {
+    const result = await this.pool.query<{
+      seq: string;
+      topic_json: string;
+      event_id_json: string;
+      source_json: string;
+      ts_ms: string;
+      body: string;
+    }>('SELECT seq, topic_json, event_id_json, source_json, ts_ms, body FROM logagg_events WHERE seq > $1 ORDER BY seq LIMIT $2', [
+      afterSeq,
+      limit,
+    ]);
+    return result.rows.map((row) => ({
+      seq: Number(row.seq),
+      topic: JSON.parse(row.topic_json) as string,
+      eventId: JSON.parse(row.event_id_json) as string,
+      source: JSON.parse(row.source_json) as string,
+      tsMs: Number(row.ts_ms),
+      body: row.body,
+    }));
+  }
+
+  /**
+   * One page of GET /events in global seq order: topics, source, time and the cursor in SQL;
+   * free text and payload fields matched here over at most scanRowsMax rows, after which the
+   * page ends with a next_cursor at the last row examined (as the SQLite index does).
+   */
+  async readPage(query: EventQuery): Promise<EventPage> {
+    const desc = query.order === 'desc';
+    const clauses: string[] = [];
+    const params: unknown[] = [];
+    const param = (value: unknown): string => {
+      params.push(value);
+      return `$${params.length}`;
+    };
+    if (query.topics !== undefined && query.topics.length > 0)
+      clauses.push(`topic_json = ANY(${param(query.topics.map((t) => JSON.stringify(t)))})`);
+    if (query.source !== undefined) clauses.push(`source_json = ${param(JSON.stringify(query.source))}`);
+    if (query.sinceMs !== undefined) clauses.push(`ts_ms >= ${param(query.sinceMs)}`);
+    if (query.untilMs !== undefined) clauses.push(`ts_ms < ${param(query.untilMs)}`);
+    const body = needsBody(query) ? compileBodyMatcher(query) : null;
+    const scanRowsMax = body === null ? Number.POSITIVE_INFINITY : (query.scanRowsMax ?? FIXED_LIMITS.queryScanRowsMax);
+    const bytesMax = query.bytesMax ?? Number.POSITIVE_INFINITY;
+    const rows: Array<{ seq: number; body: string }> = [];
+    let bytes = 0;
+    let scanned = 0;
+    let cursor = query.afterSeq ?? null;
+    for (;;) {
+      const chunk = body === null ? query.limit - rows.length : Math.min(SCAN_CHUNK_ROWS, scanRowsMax - scanned);
+      const where = [...clauses];
+      const chunkParams = params.length;
+      if (cursor !== null) where.push(`seq ${desc ? '<' : '>'} ${param(cursor)}`);
+      const sql =
+        `SELECT seq, body FROM logagg_events${where.length === 0 ? '' : ` WHERE ${where.join(' AND ')}`} ` +
+        `ORDER BY seq ${desc ? 'DESC' : 'ASC'} LIMIT ${param(chunk)}`;
+      const result = await this.pool.query<{ seq: string; body: string }>(sql, params);
+      params.length = chunkParams;
+      for (const row of result.rows) {
+        const seq = Number(row.seq);
+        scanned += 1;
+        cursor = seq;
+        if (body !== null && !body(row.body)) continue;
+        rows.push({ seq, body: row.body });
+        bytes += row.body.length;
+        // A full page, or one past its bytes, goes on after its last row.
+        if (rows.length === query.limit || bytes > bytesMax) return { rows, nextCursor: seq };
+      }
+      if (result.rows.length < chunk) return { rows, nextCursor: null };
+      // The scan bound: the page ends here and the next one goes on after the last row examined.
+      if (scanned >= scanRowsMax) return { rows, nextCursor: cursor };
+    }
+  }
+
+  /** Ends the pool's connections. */
+  async close(): Promise<void> {
+    await this.pool.end();
+  }
+}

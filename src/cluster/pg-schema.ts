@@ -1,0 +1,166 @@
+import type { Pool } from 'pg';
+
+/**
+ * The cluster's PostgreSQL schema, versioned. Text columns that hold a client's strings
+ * (topic, event_id, source) store them JSON-encoded: PostgreSQL's text refuses U+0000 and
+ * lone surrogates, which the API accepts, and JSON's escapes keep every string exact and distinct.
+ */
+export const CLUSTER_SCHEMA_VERSION = 1;
+
+/**
+ * The advisory lock key (any constant bigint) that serialises migrations at start-up, and,
+ * as a transaction-level lock, every decision: global seqs then become visible in the order
+ * they were assigned, so a reader that has seen seq N has seen every seq below it.
+ */
+export const MIGRATION_LOCK_KEY = 7_347_110_001;
+export const DECIDE_LOCK_KEY = 7_347_110_002;
+
+/** The channel on which every decision that stored events is announced (after its commit). */
+export const EVENTS_CHANNEL = 'logagg_events';
+
+/** Migrations by the version they reach; each runs in one transaction with its version bump. */
+const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE logagg_events (
+        seq bigint PRIMARY KEY,
+        topic_json text NOT NULL,
+        event_id_json text NOT NULL,
+        source_json text NOT NULL,
+        ts_ms bigint NOT NULL,
+        received_ms bigint NOT NULL,
+        body text NOT NULL,
+        instance_id text NOT NULL,
+        local_seq bigint NOT NULL,
+        CONSTRAINT logagg_events_key UNIQUE (topic_json, event_id_json)
+      );
+      CREATE INDEX logagg_events_by_topic ON logagg_events (topic_json, seq);
+      CREATE TABLE logagg_topics (topic_json text PRIMARY KEY);
+      CREATE TABLE logagg_counters (
+        id integer PRIMARY KEY CHECK (id = 1),
+        unique_total bigint NOT NULL,
+        duplicates_total bigint NOT NULL,
+        conflicts_total bigint NOT NULL
+      );
+      INSERT INTO logagg_counters VALUES (1, 0, 0, 0);
+      CREATE TABLE logagg_instances (
+        instance_id text PRIMARY KEY,
+        confirmed_local_seq bigint NOT NULL,
+        last_decided_ms bigint NOT NULL
+      );
+      -- One round trip decides a batch: candidates (distinct keys, in local seq order) are
+      -- inserted with the next seqs unless their key exists; an existing row written by this very record
+      -- (same instance and local seq: an earlier attempt whose answer was lost) counts as
+      -- accepted before. Counters, the instance's confirmed local seq and the notification
+      -- commit with the rows.
+      CREATE FUNCTION logagg_decide(
+        p_instance text, p_last_local_seq bigint, p_now_ms bigint,
+        p_local_seqs bigint[], p_topics text[], p_event_ids text[], p_sources text[],
+        p_ts_ms bigint[], p_received_ms bigint[], p_bodies text[],
+        p_extra_duplicates bigint, p_extra_conflicts bigint)
+      RETURNS TABLE (ord bigint, seq bigint, outcome text, original_body text)
+      LANGUAGE plpgsql AS $fn$
+      DECLARE
+        v_stored bigint;
+        v_base bigint;
+      BEGIN
+        PERFORM pg_advisory_xact_lock(${DECIDE_LOCK_KEY});
+        -- Under the lock, seqs are dense and committed in order: 1, 2, 3...
+        SELECT coalesce(max(e.seq), 0) INTO v_base FROM logagg_events e;
+        IF to_regclass('pg_temp.logagg_decided') IS NULL THEN
+          CREATE TEMP TABLE logagg_decided (
+            ord bigint, seq bigint, outcome text, original_body text, topic_json text
+          ) ON COMMIT DELETE ROWS;
+        END IF;
+        WITH input AS (
+          SELECT * FROM unnest(p_local_seqs, p_topics, p_event_ids, p_sources, p_ts_ms, p_received_ms, p_bodies)
+            WITH ORDINALITY AS t(local_seq, topic_json, event_id_json, source_json, ts_ms, received_ms, body, ord)
+        ), fresh AS (
+          SELECT i.*, v_base + row_number() OVER (ORDER BY i.ord) AS new_seq FROM input i
+          WHERE NOT EXISTS (SELECT 1 FROM logagg_events e WHERE e.topic_json = i.topic_json AND e.event_id_json = i.event_id_json)
+        ), inserted AS (
+          -- No ON CONFLICT: under the lock nothing else inserts, and should a key slip through
+          -- the unique constraint fails the whole decision rather than store it twice.
+          INSERT INTO logagg_events (seq, topic_json, event_id_json, source_json, ts_ms, received_ms, body, instance_id, local_seq)
+          SELECT new_seq, topic_json, event_id_json, source_json, ts_ms, received_ms, body, p_instance, local_seq FROM fresh
+          RETURNING logagg_events.seq, logagg_events.topic_json, logagg_events.event_id_json
+        )
+        INSERT INTO logagg_decided
+        SELECT i.ord,
+          coalesce(ins.seq, e.seq),
+          CASE
+            WHEN ins.seq IS NOT NULL THEN 'accepted'
+            WHEN e.instance_id = p_instance AND e.local_seq = i.local_seq THEN 'accepted_before'
+            WHEN e.body = i.body THEN 'duplicate'
+            ELSE 'conflict'
+          END,
+          CASE WHEN ins.seq IS NULL THEN e.body END,
+          i.topic_json
+        FROM input i
+        LEFT JOIN inserted ins ON ins.topic_json = i.topic_json AND ins.event_id_json = i.event_id_json
+        LEFT JOIN logagg_events e ON ins.seq IS NULL AND e.topic_json = i.topic_json AND e.event_id_json = i.event_id_json;
+
+        UPDATE logagg_counters SET
+          unique_total = unique_total + (SELECT count(*) FROM logagg_decided d WHERE d.outcome = 'accepted'),
+          duplicates_total = duplicates_total + p_extra_duplicates
+            + (SELECT count(*) FROM logagg_decided d WHERE d.outcome IN ('duplicate', 'conflict')),
+          conflicts_total = conflicts_total + p_extra_conflicts
+            + (SELECT count(*) FROM logagg_decided d WHERE d.outcome = 'conflict')
+        WHERE id = 1;
+        INSERT INTO logagg_topics SELECT DISTINCT d.topic_json FROM logagg_decided d WHERE d.outcome = 'accepted'
+          ON CONFLICT DO NOTHING;
+        IF p_last_local_seq IS NOT NULL THEN
+          INSERT INTO logagg_instances VALUES (p_instance, p_last_local_seq, p_now_ms)
+            ON CONFLICT (instance_id) DO UPDATE SET
+              confirmed_local_seq = greatest(logagg_instances.confirmed_local_seq, excluded.confirmed_local_seq),
+              last_decided_ms = excluded.last_decided_ms;
+        END IF;
+        SELECT count(*) INTO v_stored FROM logagg_decided d WHERE d.outcome = 'accepted';
+        IF v_stored > 0 THEN
+          PERFORM pg_notify('${EVENTS_CHANNEL}', '');
+        END IF;
+        RETURN QUERY SELECT d.ord, d.seq, d.outcome, d.original_body FROM logagg_decided d ORDER BY d.ord;
+      END
+      $fn$;
+    `,
+  },
+];
+
+/**
+ * Brings the database to CLUSTER_SCHEMA_VERSION under a session advisory lock, so that
+ * instances starting together migrate once; refuses a database of a newer version.
+ * Returns the version found before.
+ */
+export async function migrateSchema(pool: Pool): Promise<number> {
+  const client = await pool.connect();
+  try {
+    await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
+    try {
+      await client.query('CREATE TABLE IF NOT EXISTS logagg_schema (version integer NOT NULL)');
+      const found = await client.query<{ version: number }>('SELECT version FROM logagg_schema');
+      const before = found.rows[0]?.version ?? 0;
+      if (before > CLUSTER_SCHEMA_VERSION) {
+        throw new Error(`schema: the database has cluster schema version ${before}, newer than this build's ${CLUSTER_SCHEMA_VERSION}`);
+      }
+      for (const migration of MIGRATIONS) {
+        if (migration.version <= before) continue;
+        await client.query('BEGIN');
+        try {
+          await client.query(migration.sql);
+          await client.query('DELETE FROM logagg_schema');
+          await client.query('INSERT INTO logagg_schema VALUES ($1)', [migration.version]);
+          await client.query('COMMIT');
+        } catch (err) {
+          await client.query('ROLLBACK');
+          throw new Error(`schema: migrate to version ${migration.version}: ${(err as Error).message}`, { cause: err });
+        }
+      }
+      return before;
+    } finally {
+      await client.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+    }
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,27 @@
+import type { EventPage, EventQuery, IndexRow, IndexStore } from '../index/store';
+import type { RecoveryReport } from '../wal/recovery';
+import type { PipelineSnapshot, PublishReport, ServiceState, ValidEvent } from './aggregator';
+
+/**
+ * What the HTTP layer and the server need of an ingest pipeline: the embedded Aggregator
+ * (SQLite) and the ClusterPipeline (PostgreSQL, src/cluster/) both provide it. Reads may
+ * answer with a promise; callers await them.
+ */
+export interface Pipeline {
+  readonly state: ServiceState;
+  readonly recovery: (RecoveryReport & { durationMs: number }) | null;
+  /** The SQLite index (the histogram reads it); the cluster pipeline throws cluster_unsupported. */
+  readonly index: IndexStore;
+  open(): Promise<unknown>;
+  cancelOpen(): void;
+  close(): Promise<void>;
+  publish(events: ValidEvent[]): Promise<PublishReport>;
+  readPage(query: EventQuery): EventPage | Promise<EventPage>;
+  onIndexed(listener: (rows: IndexRow[]) => void): () => void;
+  snapshot(): PipelineSnapshot;
+  /** Brings snapshot() and topics() up to date where they come from elsewhere (the cluster's database). */
+  refreshSnapshot?(): Promise<void>;
+  topics(): string[];
+  queueSize(): number;
+  acceptsWrites(): boolean;
+}
