@@ -60,7 +60,7 @@ export function ratioRow(target: string, measured: number, baseline: number, uni
     baseline: `${fmt(baseline)} ${unit}`,
     ratio: `${ratio.toFixed(2)} x`,
     goal: `>= ${goal} x`,
-    met: ratio >= goal ? 'met' : 'not met',
+    met: Number.isFinite(ratio) && ratio >= goal ? 'met' : 'not met',
   };
 }
 
