@@ -60,7 +60,7 @@ export function ratioRow(target: string, measured: number, baseline: number, uni
     baseline: `${fmt(baseline)} ${unit}`,
     ratio: `${ratio.toFixed(2)} x`,
     goal: `>= ${goal} x`,
-    met: ratio >= goal ? 'met' : 'not met',
+    met: Number.isFinite(ratio) && ratio >= goal ? 'met' : 'not met',
   };
 }
 
@@ -101,14 +101,35 @@ export function rssMb(pid: number): number {
 /** Extra environment for every service the benchmark starts (`--env`). */
 export const serviceSettings: { env: Record<string, string> } = { env: {} };
 
-/** The durable service on a data dir (fresh unless given; info logs: nothing is logged per request). */
+/** How long a server may take to recover before the benchmark gives up (a loaded machine replaying millions of events). */
+const READY_TIMEOUT_MS = 900_000;
+
+/** Starts the service on a data dir and waits until /health answers 200 (recovery done), for up to 15 minutes. */
+export async function startReady(dataDir: string, env: Record<string, string>): Promise<ServerProcess> {
+  const server = await startServerProcess(dataDir, { LOG_LEVEL: 'info', ...serviceSettings.env, ...env }, { waitReady: false });
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  for (;;) {
+    if (server.child.exitCode !== null) throw new Error(`server exited during recovery:\n${server.output()}`);
+    const ok = await fetch(`${server.url}/health`).then(
+      (res) => res.status === 200,
+      () => false,
+    );
+    if (ok) return server;
+    if (Date.now() > deadline) {
+      await server.kill('SIGKILL');
+      throw new Error(`server not ready after ${READY_TIMEOUT_MS / 1000} s`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** The durable service on a data dir (fresh unless given), ready. */
 export async function startDurable(
   label: string,
   dataDir = freshDir(label),
   extraEnv: Record<string, string> = {},
 ): Promise<{ server: ServerProcess; dataDir: string }> {
-  const server = await startServerProcess(dataDir, { LOG_LEVEL: 'info', ...serviceSettings.env, ...extraEnv });
-  return { server, dataDir };
+  return { server: await startReady(dataDir, extraEnv), dataDir };
 }
 
 /** The /stats fields the benchmark reads (the others vary between versions of the service). */

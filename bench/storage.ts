@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { startServerProcess, type ServerProcess } from '../test/harness/server-process';
+import type { ServerProcess } from '../test/harness/server-process';
 import {
   fmt,
   freshDir,
@@ -10,7 +10,7 @@ import {
   median,
   removeDir,
   rssMb,
-  serviceSettings,
+  startReady,
   waitIndexed,
   type BenchStats,
   type Report,
@@ -111,7 +111,7 @@ async function publishAll(
 /** Seconds from spawning the server until /health answers 200. */
 async function timeReady(dataDir: string, env: Record<string, string>): Promise<{ server: ServerProcess; seconds: number }> {
   const started = performance.now();
-  const server = await startServerProcess(dataDir, { LOG_LEVEL: 'info', ...serviceSettings.env, ...env });
+  const server = await startReady(dataDir, env);
   return { server, seconds: (performance.now() - started) / 1000 };
 }
 
