@@ -15,11 +15,16 @@ interface Stored {
   payload?: Record<string, unknown>;
 }
 
-const NOW = Date.now();
-/** Minutes before now, as RFC 3339. */
+/**
+ * When the events were published (set in `before`, not when the module loads: a long suite
+ * runs for many minutes before this file's tests, and relative times like `until=15m` are
+ * relative to the server's clock at query time).
+ */
+let NOW = Date.now();
+/** Minutes before NOW, as RFC 3339. */
 const ago = (minutes: number) => new Date(NOW - minutes * 60_000).toISOString();
 
-const EVENTS = [
+const eventsAtNow = () => [
   { topic: 'web', event_id: 'w1', timestamp: ago(170), source: 'nginx', payload: { level: 'info', msg: 'GET /index 200', status: 200 } },
   {
     topic: 'db',
@@ -44,12 +49,15 @@ const EVENTS = [
     payload: { level: 'warn', msg: 'slow query', ok: true, user: { id: 124 } },
   },
 ];
+let EVENTS = eventsAtNow();
 
 describe('GET /events query parameters and GET /events/histogram (real server)', () => {
   let server: ServerProcess;
 
   before(async () => {
     server = await startServerProcess(makeTempDir());
+    NOW = Date.now();
+    EVENTS = eventsAtNow();
     const res = await fetch(`${server.url}/publish`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
