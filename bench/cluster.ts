@@ -51,7 +51,8 @@ async function measure(
 ): Promise<{ eventsPerSecond: number; p99Ms: number; errors: number }> {
   const servers: ServerProcess[] = [];
   try {
-    const env: Record<string, string> = { LOG_LEVEL: 'warn', QUEUE_MAX_SIZE: '1000000' };
+    // LOG_LEVEL info: the harness reads the port from the "listening" line.
+    const env: Record<string, string> = { LOG_LEVEL: 'info', QUEUE_MAX_SIZE: '1000000' };
     if (db !== null) env.DATABASE_URL = db.url;
     for (let i = 0; i < run.instances; i += 1) {
       servers.push(

@@ -149,6 +149,16 @@ export const LIMITS: readonly LimitSpec[] = [
     whenHit: 'startup stops with one line naming the setting (exit 2)',
   },
   {
+    bounds: 'cluster mode: PostgreSQL connections of one instance',
+    setting: 'DATABASE_POOL_MAX',
+    whenHit: 'requests wait for a free connection, at most `DATABASE_TIMEOUT_MS`, then 503 `database_unavailable`',
+  },
+  {
+    bounds: 'cluster mode: connecting to PostgreSQL, and each statement',
+    setting: 'DATABASE_TIMEOUT_MS',
+    whenHit: '503 `database_unavailable` + `Retry-After`; nothing acknowledged; logged events are decided once the database answers',
+  },
+  {
     bounds: 'open `/events/stream` connections',
     setting: 'STREAM_SUBSCRIBERS_MAX',
     whenHit: '503 `subscribers_full` + `Retry-After`',

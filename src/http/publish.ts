@@ -28,6 +28,7 @@ export const INGEST_ERRORS: readonly ErrorCode[] = [
   'log_no_space',
   'log_failed',
   'shutting_down',
+  'database_unavailable',
 ];
 import type { ProtocolCounts } from './shippers';
 

@@ -199,7 +199,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
       `cursor: the page may then be short, or empty, and still carry a next_cursor to go on from.`,
     parameters: [...EVENTS_QUERY_PARAMETERS.map((name) => EVENTS_PARAMETER_DOCS[name]), PAYLOAD_FIELDS_PARAMETER],
     answers: { '200': jsonAnswer(schemaRef('EventsPage'), 'One page; follow next_cursor (null: nothing more now) for more.') },
-    errors: ['invalid_query'],
+    errors: ['invalid_query', 'database_unavailable'],
     examples: [
       {
         name: 'byTopic',
@@ -241,7 +241,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
       `${FIXED_LIMITS.histogramChunkRows} stored events, yielding between them.`,
     parameters: [...HISTOGRAM_QUERY_PARAMETERS.map((name) => EVENTS_PARAMETER_DOCS[name]), PAYLOAD_FIELDS_PARAMETER],
     answers: { '200': jsonAnswer(schemaRef('Histogram'), 'The buckets, oldest first.') },
-    errors: ['invalid_query'],
+    errors: ['invalid_query', 'cluster_unsupported'],
     examples: [
       {
         name: 'lastHour',
@@ -307,7 +307,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     operationId: 'stats',
     summary: 'Lifetime counters and live figures',
     answers: { '200': jsonAnswer(schemaRef('Stats'), 'Counters survive restarts.') },
-    errors: [],
+    errors: ['database_unavailable'],
     examples: [
       {
         name: 'afterTheSeedExamples',

@@ -101,6 +101,12 @@ describe('Cluster mode: three instances on one PostgreSQL', function () {
     }
   });
 
+  it('answers the histogram 501 cluster_unsupported (not served in cluster mode yet)', async () => {
+    const answer = await getJson(`${servers[0]!.url}/events/histogram?topic=cluster`);
+    expect(answer.httpStatus).to.equal(501);
+    expect(answer.error).to.equal('cluster_unsupported');
+  });
+
   it('answers 503 + Retry-After while PostgreSQL is away, says so in /health, and comes back by itself', async () => {
     proxy.setMode('down');
     try {
