@@ -1,7 +1,7 @@
 import type { Request, RequestHandler, Response } from 'express';
 import type { Config } from '../config/config';
 import { AppError } from '../errors';
-import type { IndexRow } from '../index/store';
+import type { IndexRow, PageRow } from '../index/store';
 import type { Aggregator } from '../ingest/aggregator';
 import { compileRowMatcher, type EventFilter, type FilterableRow } from '../query/event-filter';
 import { parseEventsQuery } from '../query/parse-query';
@@ -72,8 +72,8 @@ class Subscriber {
     return this.res.writableNeedDrain && this.res.writableLength > this.limits.streamBufferBytesMax;
   }
 
-  private send(seq: number, body: string): void {
-    this.res.write(`id: ${seq}\ndata: ${eventJsonWithSeq(seq, body)}\n\n`);
+  private send(seq: number, body: string, receivedMs: number | null): void {
+    this.res.write(`id: ${seq}\ndata: ${eventJsonWithSeq(seq, body, receivedMs)}\n\n`);
     this.lastSeq = seq;
   }
 
@@ -82,7 +82,7 @@ class Subscriber {
     if (this.mode === 'closed') return;
     this.mode = 'catching_up';
     const query = { ...this.filter, afterSeq: this.lastSeq, limit: CATCH_UP_ROWS };
-    let rows: Array<{ seq: number; body: string }>;
+    let rows: PageRow[];
     let nextCursor: number | null;
     try {
       ({ rows, nextCursor } = this.aggregator.readPage(query));
@@ -96,7 +96,7 @@ class Subscriber {
         this.res.once('drain', () => this.catchUp());
         return;
       }
-      this.send(row.seq, row.body);
+      this.send(row.seq, row.body, row.receivedMs);
     }
     // A filtered read that reached its scan bound has examined everything up to its cursor.
     if (rows.length < CATCH_UP_ROWS && nextCursor !== null) this.lastSeq = nextCursor;
@@ -119,7 +119,7 @@ class Subscriber {
         this.res.once('drain', () => this.catchUp());
         return;
       }
-      this.send(row.seq, row.body);
+      this.send(row.seq, row.body, row.receivedMs ?? null);
     }
   }
 }
