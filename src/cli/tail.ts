@@ -66,11 +66,7 @@ function untilSignal(): { stopped: () => boolean; wait: Promise<void> } {
  * The last `count` matching events of a data dir's log, reading segments newest first (each
  * in chunks, keeping only the matches it may print), and the log's last seq (0 when empty).
  */
-function lastEventsOfLog(
-  walDir: string,
-  filter: EventFilter,
-  count: number,
-): { events: TailEvent[]; lastSeq: number } {
+function lastEventsOfLog(walDir: string, filter: EventFilter, count: number): { events: TailEvent[]; lastSeq: number } {
   const segments = logSegments(walDir);
   const events: TailEvent[] = [];
   let lastSeq = 0;
@@ -141,7 +137,8 @@ async function followLog(
           consumed = item.offset + item.length;
           if (item.seq <= lastSeq) continue;
           lastSeq = item.seq;
-          if (item.kind === 'record' && matchesFilter(item.seq, item.eventJson, filter)) await print(item.seq, item.eventJson, item.receivedAtMs);
+          if (item.kind === 'record' && matchesFilter(item.seq, item.eventJson, filter))
+            await print(item.seq, item.eventJson, item.receivedAtMs);
         }
         current.offset = consumed;
       }
@@ -217,12 +214,7 @@ async function followUrl(
 }
 
 /** The last `count` matching events from a server's GET /events (paging; for -n without -f). */
-async function lastEventsOfUrl(
-  url: string,
-  filter: EventFilter,
-  count: number,
-  timeoutMs: number,
-): Promise<TailEvent[]> {
+async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, timeoutMs: number): Promise<TailEvent[]> {
   let after = (filter.fromSeq ?? 1) - 1;
   if (filter.fromSeq === undefined && filterIsSeqOnly(filter)) {
     // Without filters the newest seq is in /stats: start just before the last `count`.

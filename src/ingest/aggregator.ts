@@ -208,7 +208,9 @@ export class Aggregator {
         chunkRecords: config.indexBatchMax,
         onRecords: async (records) => {
           // Tombstones left by `logagg repair` hold a seq but no event.
-          store.applyBatch(records.filter((r) => !isTombstoneEventJson(r.eventJson)).map((r) => rowFromEventJson(r.seq, r.eventJson, r.receivedAtMs)));
+          store.applyBatch(
+            records.filter((r) => !isTombstoneEventJson(r.eventJson)).map((r) => rowFromEventJson(r.seq, r.eventJson, r.receivedAtMs)),
+          );
           await new Promise<void>((resolve) => setImmediate(resolve));
         },
       });
@@ -331,7 +333,16 @@ export class Aggregator {
         seq,
         eventJson,
         receivedAtMs,
-        row: { seq, topic: event.topic, eventId: event.event_id, source: event.source, tsMs, receivedMs: receivedAtMs, body: eventJson, keyHash: hash },
+        row: {
+          seq,
+          topic: event.topic,
+          eventId: event.event_id,
+          source: event.source,
+          tsMs,
+          receivedMs: receivedAtMs,
+          body: eventJson,
+          keyHash: hash,
+        },
       });
       results.push({ status: 'accepted', seq });
     }

@@ -60,7 +60,8 @@ export function withoutReceivedAt<T extends object>(
   if (keys[keys.length - 1] !== 'received_at') throw new Error(`received_at is not the last key of ${JSON.stringify(event)}`);
   const { received_at: receivedAt, ...rest } = event as T & { received_at: unknown };
   if (receivedAt === null && options.allowNull === true) return rest;
-  if (typeof receivedAt !== 'string' || !RECEIVED_AT_PATTERN.test(receivedAt)) throw new Error(`received_at ${String(receivedAt)} is no RFC 3339 UTC ms instant`);
+  if (typeof receivedAt !== 'string' || !RECEIVED_AT_PATTERN.test(receivedAt))
+    throw new Error(`received_at ${String(receivedAt)} is no RFC 3339 UTC ms instant`);
   const ageMs = Date.now() - Date.parse(receivedAt);
   if (ageMs < -1000 || ageMs > (options.withinMs ?? 600_000)) throw new Error(`received_at ${receivedAt} is not recent`);
   return rest;

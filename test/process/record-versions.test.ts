@@ -15,7 +15,10 @@ const OLD_EVENTS: TestEvent[] = Array.from({ length: 5 }, (_, i) => ({
   ...makeEvent('old', `o-${i}`),
   timestamp: new Date(Date.parse('2025-10-23T10:00:00Z') + i * 3_600_000).toISOString(),
 }));
-const NEW_EVENTS: TestEvent[] = Array.from({ length: 3 }, (_, i) => ({ ...makeEvent('new', `n-${i}`), timestamp: '2026-01-01T00:00:00.000Z' }));
+const NEW_EVENTS: TestEvent[] = Array.from({ length: 3 }, (_, i) => ({
+  ...makeEvent('new', `n-${i}`),
+  timestamp: '2026-01-01T00:00:00.000Z',
+}));
 
 /** A data dir whose log was written by the format-1 writer (no received_at). */
 function writeVersion1Log(): string {
@@ -32,7 +35,10 @@ function writeVersion1Log(): string {
 function logRecords(dataDir: string): WalRecord[] {
   const walDir = path.join(dataDir, 'wal');
   const records: WalRecord[] = [];
-  for (const name of fs.readdirSync(walDir).filter((n) => n.endsWith('.ndjson')).sort()) {
+  for (const name of fs
+    .readdirSync(walDir)
+    .filter((n) => n.endsWith('.ndjson'))
+    .sort()) {
     for (const line of fs.readFileSync(path.join(walDir, name), 'utf8').split('\n')) {
       if (line === '') continue;
       const decoded = decodeLine(line);

@@ -77,7 +77,15 @@ describe('record format versions', () => {
 
   it('shows readers seq first and received_at last, and splits that shape back into the event', () => {
     const shown = eventJsonWithSeq(5, json, receivedAtMs);
-    expect(Object.keys(JSON.parse(shown) as object)).to.deep.equal(['seq', 'topic', 'event_id', 'timestamp', 'source', 'payload', 'received_at']);
+    expect(Object.keys(JSON.parse(shown) as object)).to.deep.equal([
+      'seq',
+      'topic',
+      'event_id',
+      'timestamp',
+      'source',
+      'payload',
+      'received_at',
+    ]);
     expect(splitEventJsonSeq(shown)).to.deep.equal({ seq: 5, eventJson: json, receivedAtMs });
     const old = eventJsonWithSeq(5, json, null);
     expect((JSON.parse(old) as { received_at: unknown }).received_at).to.equal(null);

@@ -43,7 +43,10 @@ describe('WalWriter', () => {
     const disk = new CountingDisk();
     const walDir = path.join(makeTempDir(), 'wal');
     const { writer, durable } = makeWriter(disk, walDir);
-    const appends = Array.from({ length: 50 }, (_, i) => writer.append([{ seq: i + 1, eventJson: json(i + 1), receivedAtMs: null }]).durable);
+    const appends = Array.from(
+      { length: 50 },
+      (_, i) => writer.append([{ seq: i + 1, eventJson: json(i + 1), receivedAtMs: null }]).durable,
+    );
     await Promise.all(appends);
     expect(disk.fdatasyncs).to.equal(1);
     expect(durable).to.deep.equal(Array.from({ length: 50 }, (_, i) => i + 1));
