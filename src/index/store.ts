@@ -589,6 +589,17 @@ export class IndexStore {
     return { clauses: [`topic IN (${topics.map(() => '?').join(', ')})`], params: [...topics] };
   }
 
+  /**
+   * Whether the time map has a block within seqs [fromSeq, toSeq] whose timestamps overlap
+   * [sinceMs, untilMs): when false, no row there can match, and the range need not be read.
+   */
+  timeMapOverlaps(sinceMs: number, untilMs: number, fromSeq: number, toSeq: number): boolean {
+    const sql = 'SELECT 1 FROM time_blocks WHERE block >= ? AND block <= ? AND max_ts_ms >= ? AND min_ts_ms < ? LIMIT 1';
+    return (
+      this.prepared(sql).get(Math.floor(fromSeq / TIME_BLOCK_SEQS), Math.floor(toSeq / TIME_BLOCK_SEQS), sinceMs, untilMs) !== undefined
+    );
+  }
+
   /** The first and last stored seq, or null for an empty store. */
   seqBounds(): SeqBounds | null {
     const row = this.prepared('SELECT min(seq) AS first, max(seq) AS last FROM events').get() as {

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import path from 'node:path';
 import { IndexStore, TIME_BLOCK_SEQS, type EventQuery, type IndexRow } from '../../src/index/store';
+import { countHistogram } from '../../src/query/histogram';
 import { makeTempDir } from '../helpers/temp-dir';
 
 const BASE_MS = Date.parse('2026-12-01T00:00:00Z');
@@ -96,6 +97,21 @@ describe('IndexStore time map (since/until)', () => {
     const page = own.readPage({ sinceMs, limit: 20, scanRowsMax: 500 });
     own.close();
     expect(page.rows.map((row) => row.seq)).to.deep.equal(expected.slice(0, 20));
+  });
+
+  it('counts a histogram over the chunks the time map keeps, as a brute-force count does', async () => {
+    for (const [sinceMs, untilMs] of [
+      [BASE_MS + 1_000_000, BASE_MS + 1_500_000],
+      [BASE_MS + 6_500_000, BASE_MS + 9_000_000],
+    ] as const) {
+      const histogram = await countHistogram(store, { sinceMs, untilMs }, 10, { chunkRows: 700 });
+      const expected = new Array<number>(10).fill(0);
+      for (const row of rows) {
+        if (row.tsMs >= sinceMs && row.tsMs < untilMs) expected[Math.floor((row.tsMs - sinceMs) / histogram.intervalMs)]! += 1;
+      }
+      expect(histogram.counts).to.deep.equal(expected);
+      expect(histogram.total).to.equal(expected.reduce((a, b) => a + b, 0));
+    }
   });
 
   it('returns each row with its acceptance time', () => {
