@@ -50,7 +50,7 @@ export async function exportEvents(
         summary.segments += 1;
         await flush();
       } else if (item.kind === 'record' && matchesFilter(item.seq, item.eventJson, filter)) {
-        chunk += `${eventJsonWithSeq(item.seq, item.eventJson)}\n`;
+        chunk += `${eventJsonWithSeq(item.seq, item.eventJson, item.receivedAtMs)}\n`;
         summary.events += 1;
         summary.lastSeq = item.seq;
         if (chunk.length >= WRITE_CHUNK_BYTES) await flush();

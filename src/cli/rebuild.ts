@@ -113,7 +113,7 @@ export function rebuildIndex(
       }
       if (item.kind === 'record') {
         report.records += 1;
-        rows.push(rowFromEventJson(item.seq, item.eventJson));
+        rows.push(rowFromEventJson(item.seq, item.eventJson, item.receivedAtMs));
       }
       if (rows.length >= REBUILD_BATCH_ROWS || (item.kind === 'segment_end' && rows.length > 0)) {
         report.rows += store.applyBatch(rows);

@@ -67,7 +67,9 @@ async function* fromNdjson(
         throw new Error(`${name} line ${lineNumber}: not JSON`);
       }
       if (typeof parsed.seq === 'number') seq = parsed.seq;
+      // The target takes its own acceptance time: received_at is a reader's key, not the event's.
       delete parsed.seq;
+      delete parsed.received_at;
       json = JSON.stringify(parsed);
     }
     if (matchesFilter(seq ?? Number.MAX_SAFE_INTEGER, json, filter)) yield { seq, json };

@@ -18,11 +18,27 @@ import { authHeaders, delay, requestJson } from './http-client';
 import { DISK, logSegments, matchesFilter, writeWithBackpressure } from './log-files';
 
 /** How tail prints each event. */
-type Printer = (seq: number, eventJson: string) => Promise<void>;
+type Printer = (seq: number, eventJson: string, receivedAtMs: number | null) => Promise<void>;
+
+/** One event tail holds before printing it. */
+interface TailEvent {
+  seq: number;
+  eventJson: string;
+  receivedAtMs: number | null;
+}
+
+/** Removes seq and received_at from an event as a server shows it; returns the acceptance time (null when absent). */
+function takeReaderKeys(event: Record<string, unknown>): number | null {
+  const receivedAt = event.received_at;
+  delete event.seq;
+  delete event.received_at;
+  const ms = typeof receivedAt === 'string' ? Date.parse(receivedAt) : Number.NaN;
+  return Number.isNaN(ms) ? null : ms;
+}
 
 function makePrinter(json: boolean): Printer {
-  return (seq, eventJson) => {
-    if (json) return writeWithBackpressure(process.stdout, `${eventJsonWithSeq(seq, eventJson)}\n`);
+  return (seq, eventJson, receivedAtMs) => {
+    if (json) return writeWithBackpressure(process.stdout, `${eventJsonWithSeq(seq, eventJson, receivedAtMs)}\n`);
     const event = JSON.parse(eventJson) as { topic: string; event_id: string; timestamp: string; source: string; payload?: unknown };
     const payload = event.payload === undefined ? '' : ` ${JSON.stringify(event.payload)}`;
     return writeWithBackpressure(
@@ -50,24 +66,20 @@ function untilSignal(): { stopped: () => boolean; wait: Promise<void> } {
  * The last `count` matching events of a data dir's log, reading segments newest first (each
  * in chunks, keeping only the matches it may print), and the log's last seq (0 when empty).
  */
-function lastEventsOfLog(
-  walDir: string,
-  filter: EventFilter,
-  count: number,
-): { events: Array<{ seq: number; eventJson: string }>; lastSeq: number } {
+function lastEventsOfLog(walDir: string, filter: EventFilter, count: number): { events: TailEvent[]; lastSeq: number } {
   const segments = logSegments(walDir);
-  const events: Array<{ seq: number; eventJson: string }> = [];
+  const events: TailEvent[] = [];
   let lastSeq = 0;
   for (let i = segments.length - 1; i >= 0 && (events.length < count || lastSeq === 0); i -= 1) {
     const want = count - events.length;
-    let kept: Array<{ seq: number; eventJson: string }> = [];
+    let kept: TailEvent[] = [];
     let segmentLast = 0;
     // Policy: records only (a tombstone still counts for the log's last seq).
     for (const item of readSegments(DISK, [segments[i]!])) {
       if (item.kind !== 'record' && item.kind !== 'tombstone') continue;
       segmentLast = item.seq;
       if (item.kind === 'tombstone' || want <= 0 || !matchesFilter(item.seq, item.eventJson, filter)) continue;
-      kept.push({ seq: item.seq, eventJson: item.eventJson });
+      kept.push({ seq: item.seq, eventJson: item.eventJson, receivedAtMs: item.receivedAtMs });
       if (kept.length >= 2 * want) kept = kept.slice(-want);
     }
     if (lastSeq === 0) lastSeq = segmentLast;
@@ -125,7 +137,8 @@ async function followLog(
           consumed = item.offset + item.length;
           if (item.seq <= lastSeq) continue;
           lastSeq = item.seq;
-          if (item.kind === 'record' && matchesFilter(item.seq, item.eventJson, filter)) await print(item.seq, item.eventJson);
+          if (item.kind === 'record' && matchesFilter(item.seq, item.eventJson, filter))
+            await print(item.seq, item.eventJson, item.receivedAtMs);
         }
         current.offset = consumed;
       }
@@ -184,9 +197,9 @@ async function followUrl(
             if (!(seq > lastSeq)) continue;
             lastSeq = seq;
             const event = JSON.parse(message.data) as Record<string, unknown>;
-            delete event.seq;
+            const receivedAtMs = takeReaderKeys(event);
             const eventJson = JSON.stringify(event);
-            if (matchesFilter(seq, eventJson, filter)) await print(seq, eventJson);
+            if (matchesFilter(seq, eventJson, filter)) await print(seq, eventJson, receivedAtMs);
           }
         }
         process.stderr.write(`tail: stream ended; reconnecting after seq ${lastSeq}\n`);
@@ -201,12 +214,7 @@ async function followUrl(
 }
 
 /** The last `count` matching events from a server's GET /events (paging; for -n without -f). */
-async function lastEventsOfUrl(
-  url: string,
-  filter: EventFilter,
-  count: number,
-  timeoutMs: number,
-): Promise<Array<{ seq: number; eventJson: string }>> {
+async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, timeoutMs: number): Promise<TailEvent[]> {
   let after = (filter.fromSeq ?? 1) - 1;
   if (filter.fromSeq === undefined && filterIsSeqOnly(filter)) {
     // Without filters the newest seq is in /stats: start just before the last `count`.
@@ -214,7 +222,7 @@ async function lastEventsOfUrl(
     const accepted = (stats.body as { accepted?: unknown } | null)?.accepted;
     if (stats.status === 200 && typeof accepted === 'number') after = Math.max(0, accepted - count);
   }
-  const found: Array<{ seq: number; eventJson: string }> = [];
+  const found: TailEvent[] = [];
   const serverTopic = filter.topics?.length === 1 ? filter.topics[0] : undefined;
   for (;;) {
     const params = new URLSearchParams({ limit: '1000', after: String(after) });
@@ -225,10 +233,10 @@ async function lastEventsOfUrl(
     const page = answer.body as { events: Array<Record<string, unknown>>; next_cursor: string | null };
     for (const event of page.events) {
       const seq = event.seq as number;
-      delete event.seq;
+      const receivedAtMs = takeReaderKeys(event);
       const eventJson = JSON.stringify(event);
       if (!matchesFilter(seq, eventJson, filter)) continue;
-      found.push({ seq, eventJson });
+      found.push({ seq, eventJson, receivedAtMs });
       if (filter.fromSeq === undefined && found.length > count) found.shift();
     }
     if (page.next_cursor === null) return found;
@@ -278,7 +286,7 @@ with --json the NDJSON shape of \`logagg export\`.`,
     const signal = untilSignal();
     let lastSeq: number;
     if (url !== undefined) {
-      let initial: Array<{ seq: number; eventJson: string }>;
+      let initial: TailEvent[];
       try {
         initial = await lastEventsOfUrl(url, filter, count, 30_000);
       } catch (err) {
@@ -286,7 +294,7 @@ with --json the NDJSON shape of \`logagg export\`.`,
         return EXIT_PROBLEM;
       }
       const shown = filter.fromSeq === undefined ? initial.slice(initial.length - count) : initial;
-      for (const e of count === 0 && filter.fromSeq === undefined ? [] : shown) await print(e.seq, e.eventJson);
+      for (const e of count === 0 && filter.fromSeq === undefined ? [] : shown) await print(e.seq, e.eventJson, e.receivedAtMs);
       lastSeq = initial.length > 0 ? initial[initial.length - 1]!.seq : Math.max(0, (filter.fromSeq ?? 1) - 1);
       if (initial.length === 0 && filter.fromSeq === undefined) {
         const stats = await requestJson('GET', `${url}/stats`, undefined, 30_000).catch(() => null);
@@ -303,12 +311,12 @@ with --json the NDJSON shape of \`logagg export\`.`,
       lastSeq = filter.fromSeq - 1;
       for (const item of readLog({ disk: DISK, walDir: paths.walDir, fromSeq: filter.fromSeq })) {
         if (item.kind !== 'record' || !matchesFilter(item.seq, item.eventJson, filter)) continue;
-        await print(item.seq, item.eventJson);
+        await print(item.seq, item.eventJson, item.receivedAtMs);
         lastSeq = item.seq;
       }
     } else {
       const last = lastEventsOfLog(paths.walDir, filter, count);
-      for (const e of last.events) await print(e.seq, e.eventJson);
+      for (const e of last.events) await print(e.seq, e.eventJson, e.receivedAtMs);
       // Follow from the end of the log, not from its beginning.
       lastSeq = last.lastSeq;
     }

@@ -227,7 +227,7 @@ export class ClusterPipeline implements Pipeline {
         extra.duplicates += 1;
         continue;
       }
-      const receivedMs = (record as WalRecord & { receivedAtMs?: number | null }).receivedAtMs ?? Date.now();
+      const receivedMs = record.receivedAtMs ?? Date.now();
       entries.push({
         key,
         candidate: {
@@ -292,7 +292,7 @@ export class ClusterPipeline implements Pipeline {
       nextSeq += 1;
       this.pending.set(key, entry);
       own.push({ index, entry });
-      records.push({ seq: entry.candidate.localSeq, eventJson: body, entry });
+      records.push({ seq: entry.candidate.localSeq, eventJson: body, receivedAtMs: receivedMs, entry });
     });
     const giveUp = (): void => {
       for (const { entry } of own) {

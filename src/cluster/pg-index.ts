@@ -1,7 +1,7 @@
 import pg from 'pg';
 import type { Logger } from 'pino';
 import { FIXED_LIMITS } from '../config/config';
-import type { EventPage, EventQuery, IndexRow } from '../index/store';
+import type { EventPage, EventQuery, IndexRow, PageRow } from '../index/store';
 import { compileBodyMatcher, needsBody } from '../query/event-filter';
 import { migrateSchema } from './pg-schema';
 
@@ -150,17 +150,19 @@ export class PgIndex {
       event_id_json: string;
       source_json: string;
       ts_ms: string;
+      received_ms: string;
       body: string;
-    }>('SELECT seq, topic_json, event_id_json, source_json, ts_ms, body FROM logagg_events WHERE seq > $1 ORDER BY seq LIMIT $2', [
-      afterSeq,
-      limit,
-    ]);
+    }>(
+      'SELECT seq, topic_json, event_id_json, source_json, ts_ms, received_ms, body FROM logagg_events WHERE seq > $1 ORDER BY seq LIMIT $2',
+      [afterSeq, limit],
+    );
     return result.rows.map((row) => ({
       seq: Number(row.seq),
       topic: JSON.parse(row.topic_json) as string,
       eventId: JSON.parse(row.event_id_json) as string,
       source: JSON.parse(row.source_json) as string,
       tsMs: Number(row.ts_ms),
+      receivedMs: Number(row.received_ms),
       body: row.body,
     }));
   }
@@ -186,7 +188,7 @@ export class PgIndex {
     const body = needsBody(query) ? compileBodyMatcher(query) : null;
     const scanRowsMax = body === null ? Number.POSITIVE_INFINITY : (query.scanRowsMax ?? FIXED_LIMITS.queryScanRowsMax);
     const bytesMax = query.bytesMax ?? Number.POSITIVE_INFINITY;
-    const rows: Array<{ seq: number; body: string }> = [];
+    const rows: PageRow[] = [];
     let bytes = 0;
     let scanned = 0;
     let cursor = query.afterSeq ?? null;
@@ -196,16 +198,16 @@ export class PgIndex {
       const chunkParams = params.length;
       if (cursor !== null) where.push(`seq ${desc ? '<' : '>'} ${param(cursor)}`);
       const sql =
-        `SELECT seq, body FROM logagg_events${where.length === 0 ? '' : ` WHERE ${where.join(' AND ')}`} ` +
+        `SELECT seq, body, received_ms FROM logagg_events${where.length === 0 ? '' : ` WHERE ${where.join(' AND ')}`} ` +
         `ORDER BY seq ${desc ? 'DESC' : 'ASC'} LIMIT ${param(chunk)}`;
-      const result = await this.pool.query<{ seq: string; body: string }>(sql, params);
+      const result = await this.pool.query<{ seq: string; body: string; received_ms: string }>(sql, params);
       params.length = chunkParams;
       for (const row of result.rows) {
         const seq = Number(row.seq);
         scanned += 1;
         cursor = seq;
         if (body !== null && !body(row.body)) continue;
-        rows.push({ seq, body: row.body });
+        rows.push({ seq, body: row.body, receivedMs: Number(row.received_ms) });
         bytes += row.body.length;
         // A full page, or one past its bytes, goes on after its last row.
         if (rows.length === query.limit || bytes > bytesMax) return { rows, nextCursor: seq };

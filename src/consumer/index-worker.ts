@@ -14,17 +14,20 @@ interface ApplyMessage {
   text: string;
   /** Four lengths per row, in the order of `text`. */
   lengths: Uint32Array;
-  /** seq, keyHash, tsMs per row. */
+  /** seq, keyHash, tsMs, receivedMs (NaN for null) per row. */
   numbers: Float64Array;
   duplicates: number;
   conflicts: number;
 }
 
+/** Numbers packed per row: seq, keyHash, tsMs, receivedMs. */
+const NUMBERS_PER_ROW = 4;
+
 /** Packs rows for postMessage; the typed arrays' buffers are meant to be transferred. */
 export function packRows(rows: IndexRow[]): Pick<ApplyMessage, 'text' | 'lengths' | 'numbers'> {
   const parts: string[] = new Array<string>(rows.length * 4);
   const lengths = new Uint32Array(rows.length * 4);
-  const numbers = new Float64Array(rows.length * 3);
+  const numbers = new Float64Array(rows.length * NUMBERS_PER_ROW);
   rows.forEach((row, i) => {
     parts[i * 4] = row.topic;
     parts[i * 4 + 1] = row.eventId;
@@ -34,9 +37,10 @@ export function packRows(rows: IndexRow[]): Pick<ApplyMessage, 'text' | 'lengths
     lengths[i * 4 + 1] = row.eventId.length;
     lengths[i * 4 + 2] = row.source.length;
     lengths[i * 4 + 3] = row.body.length;
-    numbers[i * 3] = row.seq;
-    numbers[i * 3 + 1] = row.keyHash ?? keyHash(row.topic, row.eventId);
-    numbers[i * 3 + 2] = row.tsMs;
+    numbers[i * NUMBERS_PER_ROW] = row.seq;
+    numbers[i * NUMBERS_PER_ROW + 1] = row.keyHash ?? keyHash(row.topic, row.eventId);
+    numbers[i * NUMBERS_PER_ROW + 2] = row.tsMs;
+    numbers[i * NUMBERS_PER_ROW + 3] = row.receivedMs ?? Number.NaN;
   });
   return { text: parts.join(''), lengths, numbers };
 }
@@ -44,7 +48,7 @@ export function packRows(rows: IndexRow[]): Pick<ApplyMessage, 'text' | 'lengths
 /** The inverse of packRows. */
 export function unpackRows(packed: Pick<ApplyMessage, 'text' | 'lengths' | 'numbers'>): IndexRow[] {
   const { text, lengths, numbers } = packed;
-  const rows: IndexRow[] = new Array<IndexRow>(numbers.length / 3);
+  const rows: IndexRow[] = new Array<IndexRow>(numbers.length / NUMBERS_PER_ROW);
   let offset = 0;
   const take = (length: number): string => {
     const value = text.slice(offset, offset + length);
@@ -56,7 +60,18 @@ export function unpackRows(packed: Pick<ApplyMessage, 'text' | 'lengths' | 'numb
     const eventId = take(lengths[i * 4 + 1]!);
     const source = take(lengths[i * 4 + 2]!);
     const body = take(lengths[i * 4 + 3]!);
-    rows[i] = { seq: numbers[i * 3]!, keyHash: numbers[i * 3 + 1]!, tsMs: numbers[i * 3 + 2]!, topic, eventId, source, body };
+    const at = i * NUMBERS_PER_ROW;
+    const receivedMs = numbers[at + 3]!;
+    rows[i] = {
+      seq: numbers[at]!,
+      keyHash: numbers[at + 1]!,
+      tsMs: numbers[at + 2]!,
+      receivedMs: Number.isNaN(receivedMs) ? null : receivedMs,
+      topic,
+      eventId,
+      source,
+      body,
+    };
   }
   return rows;
 }

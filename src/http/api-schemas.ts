@@ -126,14 +126,20 @@ export const ANSWER_SCHEMAS: Record<string, JsonObject> = {
   },
   StoredEvent: {
     type: 'object',
-    required: ['seq', 'topic', 'event_id', 'timestamp', 'source'],
+    required: ['seq', 'topic', 'event_id', 'timestamp', 'source', 'received_at'],
     properties: {
-      seq: { type: 'integer', minimum: 1, description: 'Log sequence number: publish order.' },
+      seq: { type: 'integer', minimum: 1, description: 'Log sequence number: publish order. Always the first key.' },
       topic: { type: 'string' },
       event_id: { type: 'string' },
       timestamp: { type: 'string', description: 'As published.' },
       source: { type: 'string' },
       payload: { type: 'object', additionalProperties: true, description: 'As published, when it was.' },
+      received_at: {
+        type: ['string', 'null'],
+        format: 'date-time',
+        description:
+          'When the service accepted the event (RFC 3339, UTC, milliseconds); null for events logged before record format 2. Always the last key.',
+      },
     },
   },
   EventsPage: {

@@ -15,7 +15,7 @@ export const EVENTS_QUERY_PARAMETERS = ['topic', 'source', 'since', 'until', 'q'
 export const HISTOGRAM_QUERY_PARAMETERS = ['topic', 'source', 'since', 'until', 'q', 'buckets'] as const;
 
 /** What a sent row is replaced with, so that its text can be collected while the page streams. */
-const EMPTY_ROW = { seq: 0, body: '' };
+const EMPTY_ROW = { seq: 0, body: '', receivedMs: null };
 
 /** Bytes of event JSON in one page when the caller names no bound (PAGE_BYTES_MAX's default). */
 export const DEFAULT_PAGE_BYTES_MAX = 4 * 1024 * 1024;
@@ -53,7 +53,7 @@ export function eventsHandler(aggregator: Pipeline, limits: { pageBytesMax?: num
       while (next < rows.length) {
         if (res.destroyed) return;
         const row = rows[next]!;
-        const more = res.write(`${next === 0 ? '' : ','}${eventJsonWithSeq(row.seq, row.body)}`);
+        const more = res.write(`${next === 0 ? '' : ','}${eventJsonWithSeq(row.seq, row.body, row.receivedMs)}`);
         rows[next] = EMPTY_ROW;
         next += 1;
         if (!more) {

@@ -107,6 +107,9 @@ export interface RouteSpec {
 }
 
 /** The seed's example events (README), as its curl examples send them. */
+/** The acceptance time the examples show (a real answer has the instant the service accepted the event). */
+const EXAMPLE_RECEIVED_AT = '2025-10-23T10:00:00.123Z';
+
 const EXAMPLE_LOGIN = {
   topic: 'user.login',
   event_id: 'evt-001',
@@ -206,7 +209,12 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
         summary: 'The events of one topic',
         query: { topic: 'user.login', limit: '10' },
         status: 200,
-        answer: { topic: 'user.login', count: 1, events: [{ seq: 1, ...EXAMPLE_LOGIN }], next_cursor: null },
+        answer: {
+          topic: 'user.login',
+          count: 1,
+          events: [{ seq: 1, ...EXAMPLE_LOGIN, received_at: EXAMPLE_RECEIVED_AT }],
+          next_cursor: null,
+        },
       },
       {
         name: 'search',
@@ -295,7 +303,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
         summary: 'Follow one topic from seq 0',
         query: { topic: 'user.login', after: '0' },
         status: 200,
-        answer: `retry: 1000\n: stream after seq 0\n\nid: 1\ndata: ${JSON.stringify({ seq: 1, ...EXAMPLE_LOGIN })}\n\n`,
+        answer: `retry: 1000\n: stream after seq 0\n\nid: 1\ndata: ${JSON.stringify({ seq: 1, ...EXAMPLE_LOGIN, received_at: EXAMPLE_RECEIVED_AT })}\n\n`,
       },
     ],
     handlers: ({ streams }) => [streams.handler()],

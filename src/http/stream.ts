@@ -74,8 +74,8 @@ class Subscriber {
     return this.res.writableNeedDrain && this.res.writableLength > this.limits.streamBufferBytesMax;
   }
 
-  private send(seq: number, body: string): void {
-    this.res.write(`id: ${seq}\ndata: ${eventJsonWithSeq(seq, body)}\n\n`);
+  private send(seq: number, body: string, receivedMs: number | null): void {
+    this.res.write(`id: ${seq}\ndata: ${eventJsonWithSeq(seq, body, receivedMs)}\n\n`);
     this.lastSeq = seq;
   }
 
@@ -115,7 +115,7 @@ class Subscriber {
         this.res.once('drain', () => this.catchUp());
         return;
       }
-      this.send(row.seq, row.body);
+      this.send(row.seq, row.body, row.receivedMs);
     }
     // A filtered read that reached its scan bound has examined everything up to its cursor.
     if (rows.length < CATCH_UP_ROWS && nextCursor !== null) this.lastSeq = Math.max(this.lastSeq, nextCursor);
@@ -139,7 +139,7 @@ class Subscriber {
         this.res.once('drain', () => this.catchUp());
         return;
       }
-      this.send(row.seq, row.body);
+      this.send(row.seq, row.body, row.receivedMs ?? null);
     }
   }
 }

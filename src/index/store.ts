@@ -42,9 +42,16 @@ export interface EventQuery extends EventFilter {
   bytesMax?: number;
 }
 
+/** One stored event as readers get it: its seq, its logged JSON and its acceptance time (null for a version-1 record). */
+export interface PageRow {
+  seq: number;
+  body: string;
+  receivedMs: number | null;
+}
+
 /** One page of matching rows, in the query's order, and where the next page starts. */
 export interface EventPage {
-  rows: Array<{ seq: number; body: string }>;
+  rows: PageRow[];
   /**
    * Pass as `afterSeq` for the next page; null when nothing more matches now. A page may be
    * short, even empty, and still have one: its scan bound was reached (see scanRowsMax).
@@ -59,13 +66,20 @@ export interface SeqBounds {
 }
 
 /**
- * Schema version 2. The dedup key is held as `key_hash` (a 53-bit number, see keyHash) and
+ * Seqs per block of the time map (table time_blocks): block b covers seqs
+ * [b * TIME_BLOCK_SEQS, (b + 1) * TIME_BLOCK_SEQS - 1]. A since/until query skips every block
+ * whose time range misses its window, so it scans at most the blocks it overlaps.
+ */
+export const TIME_BLOCK_SEQS = 1024;
+
+/**
+ * Schema version 3 (version 2 plus received_ms and the time map). The dedup key is held as `key_hash` (a 53-bit number, see keyHash) and
  * looked up through an in-memory KeyTable rather than a unique SQLite index over two TEXT
  * columns: rows are appended in seq order, and the only other B-tree (topic, seq) grows at
  * the end of each topic, so an insert touches no random page. Exactness comes from
  * confirming each hash match against the row's stored topic and event_id.
  */
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
@@ -74,7 +88,15 @@ const SCHEMA = `
     event_id TEXT NOT NULL,
     source TEXT NOT NULL,
     ts_ms INTEGER NOT NULL,
+    received_ms INTEGER,
     body TEXT NOT NULL
+  );
+  CREATE TABLE IF NOT EXISTS time_blocks (
+    block INTEGER PRIMARY KEY,
+    min_ts_ms INTEGER NOT NULL,
+    max_ts_ms INTEGER NOT NULL,
+    min_received_ms INTEGER,
+    max_received_ms INTEGER
   );
   CREATE INDEX IF NOT EXISTS events_by_topic ON events (topic, seq);
   CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
@@ -86,6 +108,7 @@ const DROP_OLD_SCHEMA = `
   DROP TABLE IF EXISTS events;
   DROP TABLE IF EXISTS meta;
   DROP TABLE IF EXISTS topics;
+  DROP TABLE IF EXISTS time_blocks;
 `;
 
 const COUNTER_KEYS = {
@@ -165,7 +188,18 @@ export class IndexStore {
     }
 
     this.statements = {
-      insert: this.db.prepare('INSERT INTO events (seq, key_hash, topic, event_id, source, ts_ms, body) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      insert: this.db.prepare(
+        'INSERT INTO events (seq, key_hash, topic, event_id, source, ts_ms, received_ms, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      // min()/max() of two values ignore neither NULL: coalesce keeps a version-1 block's null times out.
+      noteBlock: this.db.prepare(
+        `INSERT INTO time_blocks (block, min_ts_ms, max_ts_ms, min_received_ms, max_received_ms) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (block) DO UPDATE SET
+           min_ts_ms = min(min_ts_ms, excluded.min_ts_ms),
+           max_ts_ms = max(max_ts_ms, excluded.max_ts_ms),
+           min_received_ms = coalesce(min(min_received_ms, excluded.min_received_ms), min_received_ms, excluded.min_received_ms),
+           max_received_ms = coalesce(max(max_received_ms, excluded.max_received_ms), max_received_ms, excluded.max_received_ms)`,
+      ),
       insertTopic: this.db.prepare('INSERT OR IGNORE INTO topics (topic) VALUES (?)'),
       bySeq: this.db.prepare('SELECT topic, event_id, body FROM events WHERE seq = ?'),
       allKeys: this.db.prepare('SELECT key_hash, seq FROM events').raw(),
@@ -193,11 +227,12 @@ export class IndexStore {
         // The first row of a key wins; later ones (in the index or this batch) are ignored.
         const hash = row.keyHash ?? keyHash(row.topic, row.eventId);
         if (!keys.lacks(hash) && this.findStored(hash, row.topic, row.eventId) !== undefined) continue;
-        this.statements.insert.run(row.seq, hash, row.topic, row.eventId, row.source, row.tsMs, row.body);
+        this.statements.insert.run(row.seq, hash, row.topic, row.eventId, row.source, row.tsMs, row.receivedMs ?? null, row.body);
         keys.add(hash, row.seq);
         inserted += 1;
         if (!this.topicSet.has(row.topic)) this.statements.insertTopic.run(row.topic);
       }
+      this.noteTimeBlocks(rows);
       return this.commitCounters(lastSeq, inserted, duplicates, conflicts);
     });
     this.appendTransaction = this.db.transaction((rows: IndexRow[], duplicates: number, conflicts: number): IndexCounters => {
@@ -211,12 +246,47 @@ export class IndexStore {
           row.eventId,
           row.source,
           row.tsMs,
+          row.receivedMs ?? null,
           row.body,
         );
         if (!this.topicSet.has(row.topic)) this.statements.insertTopic.run(row.topic);
       }
+      this.noteTimeBlocks(rows);
       return this.commitCounters(lastSeq, rows.length, duplicates, conflicts);
     });
+  }
+
+  /**
+   * Widens the time map's blocks to cover `rows`; runs inside the transaction that inserts
+   * them, so the map never misses a committed row. A row ignored as a duplicate may widen
+   * its block: the map is a superset, which costs scan work, never a missed row.
+   */
+  private noteTimeBlocks(rows: IndexRow[]): void {
+    let block = -1;
+    let minTs = 0;
+    let maxTs = 0;
+    let minReceived: number | null = null;
+    let maxReceived: number | null = null;
+    const flush = (): void => {
+      if (block >= 0) this.statements.noteBlock.run(block, minTs, maxTs, minReceived, maxReceived);
+    };
+    for (const row of rows) {
+      const rowBlock = Math.floor(row.seq / TIME_BLOCK_SEQS);
+      if (rowBlock !== block) {
+        flush();
+        block = rowBlock;
+        minTs = maxTs = row.tsMs;
+        minReceived = maxReceived = row.receivedMs ?? null;
+      } else {
+        minTs = Math.min(minTs, row.tsMs);
+        maxTs = Math.max(maxTs, row.tsMs);
+        if (row.receivedMs !== undefined && row.receivedMs !== null) {
+          minReceived = minReceived === null ? row.receivedMs : Math.min(minReceived, row.receivedMs);
+          maxReceived = maxReceived === null ? row.receivedMs : Math.max(maxReceived, row.receivedMs);
+        }
+      }
+    }
+    flush();
   }
 
   /** Writes the checkpoint and counters; runs inside the transaction that holds the rows. */
@@ -348,7 +418,7 @@ export class IndexStore {
   }
 
   /** Events matching `query` in its order, without a scan bound (tools and tests; see readPage). */
-  queryEvents(query: EventQuery): Array<{ seq: number; body: string }> {
+  queryEvents(query: EventQuery): PageRow[] {
     return this.readPage({ ...query, scanRowsMax: Number.POSITIVE_INFINITY }).rows;
   }
 
@@ -370,6 +440,7 @@ export class IndexStore {
       let toSeq = Number.POSITIVE_INFINITY;
       if (desc && query.afterSeq !== undefined) toSeq = query.afterSeq - 1;
       if (!desc && query.afterSeq !== undefined) fromSeq = query.afterSeq + 1;
+      if (query.sinceMs !== undefined || query.untilMs !== undefined) return this.readTimePage(query, fromSeq, toSeq, desc, scanRowsMax);
       // The scan window: scanRowsMax seqs from the cursor, unless the store ends first.
       let edge: number | null = null;
       const bounds = bounded ? this.seqBounds() : null;
@@ -389,13 +460,65 @@ export class IndexStore {
     })();
   }
 
+  /**
+   * A page of a since/until query: only the time map's blocks whose time range overlaps the
+   * window are read, in the page's order, and scanRowsMax bounds the seqs of the blocks read
+   * (blocks skipped cost nothing). When the bound ends the scan, nextCursor is its edge.
+   */
+  private readTimePage(query: EventQuery, fromSeq: number, toSeq: number, desc: boolean, scanRowsMax: number): EventPage {
+    const clauses: string[] = [];
+    const params: number[] = [];
+    if (query.sinceMs !== undefined) {
+      clauses.push('max_ts_ms >= ?');
+      params.push(query.sinceMs);
+    }
+    if (query.untilMs !== undefined) {
+      clauses.push('min_ts_ms < ?');
+      params.push(query.untilMs);
+    }
+    if (Number.isFinite(fromSeq)) {
+      clauses.push('block >= ?');
+      params.push(Math.floor(fromSeq / TIME_BLOCK_SEQS));
+    }
+    if (Number.isFinite(toSeq)) {
+      clauses.push('block <= ?');
+      params.push(Math.floor(toSeq / TIME_BLOCK_SEQS));
+    }
+    const blocks = this.prepared(`SELECT block FROM time_blocks ${whereClause(clauses)} ORDER BY block ${desc ? 'DESC' : 'ASC'}`)
+      .pluck()
+      .iterate(...params) as IterableIterator<number>;
+    const rows: PageRow[] = [];
+    const bytesMax = query.bytesMax ?? Number.POSITIVE_INFINITY;
+    let bytes = 0;
+    let budget = scanRowsMax;
+    // Set when the budget ran out exactly at a block's end: the cursor goes there if another block follows.
+    let spentAt: number | null = null;
+    for (const block of blocks) {
+      let low = Math.max(block * TIME_BLOCK_SEQS, fromSeq);
+      let high = Math.min(block * TIME_BLOCK_SEQS + TIME_BLOCK_SEQS - 1, toSeq);
+      if (low > high) continue;
+      if (spentAt !== null) return { rows, nextCursor: spentAt };
+      let edge: number | null = null;
+      if (high - low + 1 > budget) {
+        if (desc) low = edge = high - budget + 1;
+        else high = edge = low + budget - 1;
+      }
+      budget -= high - low + 1;
+      const found = this.selectRows({ ...query, limit: query.limit - rows.length, bytesMax: bytesMax - bytes }, low, high, desc);
+      for (const row of found.rows) {
+        rows.push(row);
+        bytes += row.body.length;
+      }
+      // A full page, or one cut by its bytes, goes on after its last row; else at the scan's edge.
+      if (rows.length === query.limit || found.cut) return { rows, nextCursor: rows[rows.length - 1]!.seq };
+      if (edge !== null) return { rows, nextCursor: edge };
+      if (budget === 0) spentAt = desc ? low : high;
+    }
+    return { rows, nextCursor: null };
+  }
+
   /** Rows of `query` with seq in [fromSeq, toSeq], in order, at most query.limit and about query.bytesMax. */
-  private selectRows(
-    query: EventQuery,
-    fromSeq: number,
-    toSeq: number,
-    desc: boolean,
-  ): { rows: Array<{ seq: number; body: string }>; cut: boolean } {
+  private selectRows(query: EventQuery, fromSeq: number, toSeq: number, desc: boolean): { rows: PageRow[]; cut: boolean } {
     const direction = desc ? 'DESC' : 'ASC';
     const { clauses, params } = this.filterClauses(query, fromSeq, toSeq);
     const topics = query.topics ?? [];
@@ -406,20 +529,20 @@ export class IndexStore {
         clauses.unshift('topic = ?');
         params.unshift(topics[0]!);
       }
-      sql = `SELECT seq, body FROM events ${whereClause(clauses)} ORDER BY seq ${direction} LIMIT ?`;
+      sql = `SELECT seq, body, received_ms AS receivedMs FROM events ${whereClause(clauses)} ORDER BY seq ${direction} LIMIT ?`;
       all = [...params, query.limit];
     } else {
       // One index walk per topic, each bounded by the limit, merged: the first `limit` rows of
       // the union are the first `limit` rows overall (each is among the first of its topic).
-      const one = `SELECT * FROM (SELECT seq, body FROM events WHERE ${['topic = ?', ...clauses].join(' AND ')} ORDER BY seq ${direction} LIMIT ?)`;
+      const one = `SELECT * FROM (SELECT seq, body, received_ms AS receivedMs FROM events WHERE ${['topic = ?', ...clauses].join(' AND ')} ORDER BY seq ${direction} LIMIT ?)`;
       sql = `${topics.map(() => one).join(' UNION ALL ')} ORDER BY seq ${direction} LIMIT ?`;
       for (const topic of topics) all.push(topic, ...params, query.limit);
       all.push(query.limit);
     }
     const bytesMax = query.bytesMax ?? Number.POSITIVE_INFINITY;
-    const rows: Array<{ seq: number; body: string }> = [];
+    const rows: PageRow[] = [];
     let bytes = 0;
-    for (const row of this.prepared(sql).iterate(...all) as IterableIterator<{ seq: number; body: string }>) {
+    for (const row of this.prepared(sql).iterate(...all) as IterableIterator<PageRow>) {
       rows.push(row);
       bytes += row.body.length;
       // Stopping the iteration ends the statement; the page goes on from the last row kept.
@@ -464,6 +587,17 @@ export class IndexStore {
     const topics = filter.topics ?? [];
     if (topics.length === 0) return { clauses: [], params: [] };
     return { clauses: [`topic IN (${topics.map(() => '?').join(', ')})`], params: [...topics] };
+  }
+
+  /**
+   * Whether the time map has a block within seqs [fromSeq, toSeq] whose timestamps overlap
+   * [sinceMs, untilMs): when false, no row there can match, and the range need not be read.
+   */
+  timeMapOverlaps(sinceMs: number, untilMs: number, fromSeq: number, toSeq: number): boolean {
+    const sql = 'SELECT 1 FROM time_blocks WHERE block >= ? AND block <= ? AND max_ts_ms >= ? AND min_ts_ms < ? LIMIT 1';
+    return (
+      this.prepared(sql).get(Math.floor(fromSeq / TIME_BLOCK_SEQS), Math.floor(toSeq / TIME_BLOCK_SEQS), sinceMs, untilMs) !== undefined
+    );
   }
 
   /** The first and last stored seq, or null for an empty store. */

@@ -5,7 +5,7 @@ import { createIndexApplier } from '../consumer/index-applier';
 import { AppError } from '../errors';
 import { keyHash } from '../index/key-table';
 import { PendingKeys, type PendingEntry } from './pending-keys';
-import { IndexStore, type EventPage, type EventQuery, type IndexRow } from '../index/store';
+import { IndexStore, type EventPage, type EventQuery, type IndexRow, type PageRow } from '../index/store';
 import { makeDirDurable, NodeDisk, type LogDisk } from '../wal/disk';
 import { rowFromEventJson } from '../wal/event-row';
 import { canonicalEventJson, isTombstoneEventJson, type LogEvent, type WalRecord } from '../wal/record';
@@ -215,7 +215,9 @@ export class Aggregator {
         chunkRecords: config.indexBatchMax,
         onRecords: async (records) => {
           // Tombstones left by `logagg repair` hold a seq but no event.
-          store.applyBatch(records.filter((r) => !isTombstoneEventJson(r.eventJson)).map((r) => rowFromEventJson(r.seq, r.eventJson)));
+          store.applyBatch(
+            records.filter((r) => !isTombstoneEventJson(r.eventJson)).map((r) => rowFromEventJson(r.seq, r.eventJson, r.receivedAtMs)),
+          );
           await new Promise<void>((resolve) => setImmediate(resolve));
         },
       });
@@ -309,6 +311,8 @@ export class Aggregator {
     let nextSeq = writer.nextSeq;
     let duplicates = 0;
     let conflicts = 0;
+    // One acceptance time per request: every event of it is accepted at this instant.
+    const receivedAtMs = Date.now();
     for (const { event, tsMs } of events) {
       const eventJson = canonicalEventJson(event);
       const hash = keyHash(event.topic, event.event_id);
@@ -335,7 +339,17 @@ export class Aggregator {
       fresh.push({
         seq,
         eventJson,
-        row: { seq, topic: event.topic, eventId: event.event_id, source: event.source, tsMs, body: eventJson, keyHash: hash },
+        receivedAtMs,
+        row: {
+          seq,
+          topic: event.topic,
+          eventId: event.event_id,
+          source: event.source,
+          tsMs,
+          receivedMs: receivedAtMs,
+          body: eventJson,
+          keyHash: hash,
+        },
       });
       results.push({ status: 'accepted', seq });
     }
@@ -402,7 +416,7 @@ export class Aggregator {
   }
 
   /** Stored events matching `query`, without a scan bound (tools and tests; see readPage). */
-  queryEvents(query: EventQuery): Array<{ seq: number; body: string }> {
+  queryEvents(query: EventQuery): PageRow[] {
     return this.index.queryEvents(query);
   }
 

@@ -65,7 +65,10 @@ export async function countHistogram(
   if (seqs !== null) {
     const ranged = { ...filter, sinceMs, untilMs };
     for (let from = seqs.first; from <= seqs.last; from += options.chunkRows) {
-      for (const [bucket, count] of store.countByBucket(ranged, intervalMs, from, Math.min(seqs.last, from + options.chunkRows - 1))) {
+      const to = Math.min(seqs.last, from + options.chunkRows - 1);
+      // The time map says which chunks can hold a row of the range: the others are not read.
+      if (!store.timeMapOverlaps(sinceMs, untilMs, from, to)) continue;
+      for (const [bucket, count] of store.countByBucket(ranged, intervalMs, from, to)) {
         counts[bucket] = (counts[bucket] ?? 0) + count;
         total += count;
       }

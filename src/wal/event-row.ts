@@ -7,6 +7,8 @@ export interface EventRow {
   eventId: string;
   source: string;
   tsMs: number;
+  /** When the service accepted the event (epoch ms); null (or absent) for a version-1 record. */
+  receivedMs?: number | null;
   body: string;
 }
 
@@ -27,7 +29,7 @@ function jsonStringValue(token: string): string {
  * the log holds it (recovery, rebuild and export have only that). It does not validate
  * the event: a timestamp that names no instant gives tsMs 0.
  */
-export function rowFromEventJson(seq: number, eventJson: string): EventRow {
+export function rowFromEventJson(seq: number, eventJson: string, receivedMs: number | null = null): EventRow {
   let topic: string;
   let eventId: string;
   let timestamp: string;
@@ -42,5 +44,5 @@ export function rowFromEventJson(seq: number, eventJson: string): EventRow {
     ({ topic, event_id: eventId, timestamp, source } = JSON.parse(eventJson) as LogEvent);
   }
   const tsMs = Date.parse(timestamp);
-  return { seq, topic, eventId, source, tsMs: Number.isNaN(tsMs) ? 0 : tsMs, body: eventJson };
+  return { seq, topic, eventId, source, tsMs: Number.isNaN(tsMs) ? 0 : tsMs, receivedMs, body: eventJson };
 }

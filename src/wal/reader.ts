@@ -32,6 +32,8 @@ export interface ReadRecord {
   seq: number;
   /** The exact event text that was logged (for a tombstone, its placeholder object). */
   eventJson: string;
+  /** When the service accepted it (epoch ms); null for a version-1 record or a tombstone. */
+  receivedAtMs: number | null;
 }
 
 /** What is wrong with a bad line: how it failed to decode, or `torn` (no newline at the end of its segment). */
@@ -197,7 +199,7 @@ function* readSegmentWithState(
     if (pending.length > 0) state.corruptionSinceRecord = true;
     pending = [];
 
-    const { seq, eventJson } = line.record;
+    const { seq, eventJson, receivedAtMs } = line.record;
     const atSegmentStart = firstSeq === null && from === 0;
     if (atSegmentStart && seq !== segment.firstSeq) {
       yield { kind: 'seq_break', segment, offset, problem: 'segment_name', expected: segment.firstSeq, seq, atSegmentStart };
@@ -216,7 +218,7 @@ function* readSegmentWithState(
     lastSeq = seq;
     validBytes = totalBytes;
     if ((records & 1023) === 0) options.onBytes?.(totalBytes - from);
-    const record: ReadRecord = { segment, offset, length: line.length, seq, eventJson };
+    const record: ReadRecord = { segment, offset, length: line.length, seq, eventJson, receivedAtMs };
     yield isTombstoneEventJson(eventJson) ? { kind: 'tombstone', ...record } : { kind: 'record', ...record };
   }
 

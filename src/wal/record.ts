@@ -1,7 +1,10 @@
 import { crc32 } from 'node:zlib';
 
 /**
- * Framing of one log record: a single NDJSON line
+ * Framing of one log record: a single NDJSON line, in format version 2
+ *   {"crc":"<8 hex>","v":2,"seq":<n>,"received_at":"<RFC 3339 UTC ms>","event":{...}}\n
+ * or in format version 1 (logs written before received_at, and tombstones, which have no
+ * acceptance time)
  *   {"crc":"<8 hex>","seq":<n>,"event":{...}}\n
  * where crc is the CRC-32 of every byte after `{"crc":"xxxxxxxx",` up to (not including)
  * the newline. Any reader can use `jq` on the log; this module adds the integrity check.
@@ -20,7 +23,12 @@ export interface LogEvent {
 export interface WalRecord {
   seq: number;
   eventJson: string;
+  /** When the service accepted the event (epoch ms); null for a version-1 record or a tombstone. */
+  receivedAtMs: number | null;
 }
+
+/** The record format version encodeRecord writes for an event with an acceptance time. */
+export const RECORD_FORMAT_VERSION = 2;
 
 const PREFIX = '{"crc":"';
 /** `{"crc":"` + 8 hex digits + `",` */
@@ -55,26 +63,59 @@ function crcHex(text: string): string {
   return crc32(text).toString(16).padStart(8, '0');
 }
 
+/** An acceptance time as records and readers show it: RFC 3339, UTC, milliseconds. */
+export function receivedAtText(receivedAtMs: number): string {
+  return new Date(receivedAtMs).toISOString();
+}
+
 /**
  * An event as GET /events, its stream and `logagg export` show it: the logged event JSON
- * with `"seq":N` spliced in as its first key, without re-serialising the event.
+ * with `"seq":N` spliced in as its first key and `"received_at"` (null for a version-1
+ * record) as its last, without re-serialising the event.
  */
-export function eventJsonWithSeq(seq: number, eventJson: string): string {
-  return `{"seq":${seq},${eventJson.slice(1)}`;
+export function eventJsonWithSeq(seq: number, eventJson: string, receivedAtMs: number | null): string {
+  const inner = eventJson.slice(1, -1);
+  const receivedAt = receivedAtMs === null ? 'null' : `"${receivedAtText(receivedAtMs)}"`;
+  return `{"seq":${seq},${inner}${inner.length > 0 ? ',' : ''}"received_at":${receivedAt}}`;
 }
 
-/** The reverse of eventJsonWithSeq: the seq and the event JSON without it, or null for another shape. */
-export function splitEventJsonSeq(line: string): { seq: number; eventJson: string } | null {
+/** `,"received_at":<string or null>}` at the end of a reader's event line. */
+const RECEIVED_AT_TAIL = /,"received_at":(?:"([^"\\]*)"|null)\}$/;
+
+/**
+ * The reverse of eventJsonWithSeq: the seq, the event JSON without seq and received_at (what
+ * a publisher sends), and the acceptance time; null for another shape. A line without
+ * received_at (exported before format version 2) splits too, with receivedAtMs null.
+ */
+export function splitEventJsonSeq(line: string): { seq: number; eventJson: string; receivedAtMs: number | null } | null {
   const match = /^\{"seq":(\d+),/.exec(line);
   if (match === null) return null;
-  return { seq: Number(match[1]), eventJson: `{${line.slice(match[0].length)}` };
+  const tail = RECEIVED_AT_TAIL.exec(line);
+  const end = tail === null ? line.length : tail.index;
+  const receivedAtMs = tail?.[1] === undefined ? null : Date.parse(tail[1]);
+  return {
+    seq: Number(match[1]),
+    eventJson: `{${line.slice(match[0].length, end)}${tail === null ? '' : '}'}`,
+    receivedAtMs: receivedAtMs === null || Number.isNaN(receivedAtMs) ? null : receivedAtMs,
+  };
 }
 
-/** Frames one record as a full line including its trailing newline. */
-export function encodeRecord(seq: number, eventJson: string): string {
-  const body = `"seq":${seq},"event":${eventJson}}`;
+/**
+ * Frames one record as a full line including its trailing newline: format version 2 when
+ * it has an acceptance time, version 1 (no received_at) when receivedAtMs is null.
+ */
+export function encodeRecord(seq: number, eventJson: string, receivedAtMs: number | null = null): string {
+  const body =
+    receivedAtMs === null
+      ? `"seq":${seq},"event":${eventJson}}`
+      : `"v":${RECORD_FORMAT_VERSION},"seq":${seq},"received_at":"${receivedAtText(receivedAtMs)}","event":${eventJson}}`;
   return `${PREFIX}${crcHex(body)}",${body}\n`;
 }
+
+/** The head of a version-2 record's body, up to its event; the time is checked by Date.parse. */
+const V2_HEAD = /^"v":2,"seq":(\d{1,16}),"received_at":"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)","event":/;
+/** The head of a version-1 record's body. */
+const V1_HEAD = /^"seq":(\d{1,16}),"event":/;
 
 /** Why a line was rejected; `null` means the line is a valid record. */
 export type LineProblem = 'bad_frame' | 'bad_crc' | 'bad_json' | 'bad_seq';
@@ -90,10 +131,13 @@ export function decodeLine(line: string): WalRecord | LineProblem {
   const expected = line.slice(PREFIX.length, PREFIX.length + 8);
   const body = line.slice(HEADER_LENGTH);
   if (crcHex(body) !== expected) return 'bad_crc';
-  const seqMatch = /^"seq":(\d{1,16}),"event":/.exec(body);
+  // A version-2 body starts with "v"; anything else is read as version 1.
+  const seqMatch = body.startsWith('"v":') ? V2_HEAD.exec(body) : V1_HEAD.exec(body);
   if (seqMatch === null || !body.endsWith('}')) return 'bad_frame';
   const seq = Number(seqMatch[1]);
   if (!Number.isSafeInteger(seq) || seq < 1) return 'bad_seq';
+  const receivedAtMs = seqMatch[2] === undefined ? null : Date.parse(seqMatch[2]);
+  if (receivedAtMs !== null && Number.isNaN(receivedAtMs)) return 'bad_frame';
   const eventJson = body.slice(seqMatch[0].length, -1);
   try {
     const parsed: unknown = JSON.parse(eventJson);
@@ -101,7 +145,7 @@ export function decodeLine(line: string): WalRecord | LineProblem {
   } catch {
     return 'bad_json';
   }
-  return { seq, eventJson };
+  return { seq, eventJson, receivedAtMs };
 }
 
 /**

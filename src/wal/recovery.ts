@@ -81,7 +81,7 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
         // Replay what the index does not have yet, in bounded chunks; tombstones too, so
         // that the checkpoint passes their seqs.
         if (item.seq <= checkpointSeq) break;
-        chunk.push({ seq: item.seq, eventJson: item.eventJson });
+        chunk.push({ seq: item.seq, eventJson: item.eventJson, receivedAtMs: item.receivedAtMs });
         if (chunk.length >= options.chunkRecords) await replayChunk();
         break;
       case 'segment_end':

@@ -169,7 +169,7 @@ function* rewrittenChunks(disk: LogDisk, file: string, edits: Edit[], totalBytes
     yield* readSegmentChunks(disk, file, undefined, position, edit.start);
     for (let i = 0; i < edit.tombstoneSeqs.length; i += TOMBSTONES_PER_WRITE) {
       const seqs = edit.tombstoneSeqs.slice(i, i + TOMBSTONES_PER_WRITE);
-      yield Buffer.from(seqs.map((seq) => encodeRecord(seq, tombstoneJson(edit.savedTo))).join(''));
+      yield Buffer.from(seqs.map((seq) => encodeRecord(seq, tombstoneJson(edit.savedTo), null)).join(''));
     }
     position = edit.end;
   }

@@ -154,7 +154,7 @@ export class WalWriter<R extends WalRecord = WalRecord> {
 
   private async flushBatch(batch: R[]): Promise<void> {
     const { disk } = this.options;
-    const data = Buffer.from(batch.map((r) => encodeRecord(r.seq, r.eventJson)).join(''), 'utf8');
+    const data = Buffer.from(batch.map((r) => encodeRecord(r.seq, r.eventJson, r.receivedAtMs)).join(''), 'utf8');
     const firstSeq = batch[0]!.seq;
     const lastSeq = batch[batch.length - 1]!.seq;
     let handle: FileHandleId;

@@ -3,6 +3,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseNdjson, runLogagg } from '../harness/logagg-process';
 import { makeDataDir, variedEvents } from '../helpers/data-dir';
+import { withoutReceivedAt } from '../helpers/events';
 import { dataDirFromWalFixture } from '../helpers/fixtures';
 import { makeTempDir } from '../helpers/temp-dir';
 
@@ -18,8 +19,8 @@ describe('logagg export', () => {
     const { code, stdout, stderr } = await runLogagg(['export', '--data-dir', dataDir]);
     expect(code).to.equal(0);
     const lines = parseNdjson(stdout);
-    expect(lines).to.deep.equal(events.map((e, i) => ({ seq: i + 1, ...e })));
-    expect(Object.keys(lines[0])).to.deep.equal(['seq', 'topic', 'event_id', 'timestamp', 'source', 'payload']);
+    expect(lines.map((line: object) => withoutReceivedAt(line))).to.deep.equal(events.map((e, i) => ({ seq: i + 1, ...e })));
+    expect(Object.keys(lines[0])).to.deep.equal(['seq', 'topic', 'event_id', 'timestamp', 'source', 'payload', 'received_at']);
     expect(stderr).to.contain('export: 30 events');
   });
 

@@ -5,14 +5,14 @@ import path from 'node:path';
 import { IndexStore } from '../../src/index/store';
 import { runLogagg } from '../harness/logagg-process';
 import { makeDataDir, variedEvents } from '../helpers/data-dir';
-import { fetchAllEvents, makeEvent, postJson } from '../helpers/events';
+import { fetchAllEvents, makeEvent, postJson, withoutReceivedAt } from '../helpers/events';
 import { makeTempDir } from '../helpers/temp-dir';
 import { startServerProcess } from '../harness/server-process';
 
 function allRows(databasePath: string): Array<{ seq: number; body: string }> {
   const store = new IndexStore(databasePath, { readonly: true });
   try {
-    return store.queryEvents({ limit: 1_000_000 });
+    return store.queryEvents({ limit: 1_000_000 }).map(({ seq, body }) => ({ seq, body }));
   } finally {
     store.close();
   }
@@ -42,8 +42,14 @@ describe('logagg replay', () => {
       expect(first.code, first.stderr).to.equal(0);
       expect(JSON.parse(first.stdout)).to.include({ sent: 251, accepted: 251, duplicates: 0, batches: 3, firstSeq: 1, lastSeq: 251 });
 
-      // Same events, same seqs, same bodies, through the API...
-      expect(await fetchAllEvents(b.url)).to.deep.equal(await fetchAllEvents(a.url));
+      // Same events, same seqs, same bodies, through the API; B took its own acceptance times
+      // (replay strips received_at), none before A's.
+      const [eventsA, eventsB] = [await fetchAllEvents(a.url), await fetchAllEvents(b.url)];
+      expect(eventsB.map((e) => withoutReceivedAt(e))).to.deep.equal(eventsA.map((e) => withoutReceivedAt(e)));
+      eventsB.forEach((e, i) => {
+        const receivedAt = (x: object): number => Date.parse((x as { received_at: string }).received_at);
+        expect(receivedAt(e)).to.be.at.least(receivedAt(eventsA[i]!));
+      });
 
       // ...and safe to run twice (this time straight from A's log): everything is a duplicate.
       const second = await runLogagg(['replay', '--data-dir', dirA, '--to', b.url, '--json']);

@@ -33,9 +33,11 @@ describe('docs/log-format.md', () => {
     examples.forEach((line, i) => {
       const decoded = decodeLine(line);
       expect(decoded, line).to.not.be.a('string');
-      const { seq, eventJson } = decoded as { seq: number; eventJson: string };
+      const { seq, eventJson, receivedAtMs } = decoded as { seq: number; eventJson: string; receivedAtMs: number | null };
       expect(seq).to.equal(i + 1);
-      expect(encodeRecord(seq, eventJson)).to.equal(`${line}\n`);
+      // The second example is a version-2 record, the others version 1.
+      expect(receivedAtMs === null).to.equal(i !== 1);
+      expect(encodeRecord(seq, eventJson, receivedAtMs)).to.equal(`${line}\n`);
     });
     // The events are in the writer's key order; the last one is a tombstone.
     for (const line of examples.slice(0, 2)) {

@@ -43,3 +43,26 @@ export async function fetchAllEvents(baseUrl: string, topic?: string): Promise<A
     after = body.next_cursor;
   }
 }
+
+/** How a reader shows an acceptance time: RFC 3339, UTC, milliseconds. */
+const RECEIVED_AT_PATTERN = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/;
+
+/**
+ * An event as GET /events, the stream or export show it, without `received_at`, after checking
+ * that it is the event's last key and an instant of the last `withinMs` (default 10 minutes);
+ * `null` (a version-1 record) only when `allowNull`.
+ */
+export function withoutReceivedAt<T extends object>(
+  event: T,
+  options: { withinMs?: number; allowNull?: boolean } = {},
+): Omit<T, 'received_at'> {
+  const keys = Object.keys(event);
+  if (keys[keys.length - 1] !== 'received_at') throw new Error(`received_at is not the last key of ${JSON.stringify(event)}`);
+  const { received_at: receivedAt, ...rest } = event as T & { received_at: unknown };
+  if (receivedAt === null && options.allowNull === true) return rest;
+  if (typeof receivedAt !== 'string' || !RECEIVED_AT_PATTERN.test(receivedAt))
+    throw new Error(`received_at ${String(receivedAt)} is no RFC 3339 UTC ms instant`);
+  const ageMs = Date.now() - Date.parse(receivedAt);
+  if (ageMs < -1000 || ageMs > (options.withinMs ?? 600_000)) throw new Error(`received_at ${receivedAt} is not recent`);
+  return rest;
+}

@@ -52,7 +52,7 @@ describe('IndexStore', () => {
       CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
       INSERT INTO meta VALUES ('checkpoint_seq', 5);`);
     old.close();
-    expect(() => new IndexStore(file, { readonly: true })).to.throw(/schema version 0, expected 2: start the service once/);
+    expect(() => new IndexStore(file, { readonly: true })).to.throw(/schema version 0, expected 3: start the service once/);
     const store = new IndexStore(file);
     expect(store.schemaReset).to.equal(true);
     expect(store.counters.checkpointSeq).to.equal(0);

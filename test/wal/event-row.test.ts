@@ -20,6 +20,7 @@ describe('rowFromEventJson', () => {
         eventId: event.event_id,
         source: event.source,
         tsMs: Date.parse(event.timestamp),
+        receivedMs: null,
         body: json,
       });
     }

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import path from 'node:path';
 import pino from 'pino';
 import { Aggregator } from '../../src/ingest/aggregator';
-import { encodeRecord, canonicalEventJson } from '../../src/wal/record';
+import { encodeRecord, canonicalEventJson, decodeLine } from '../../src/wal/record';
 import { makeEvent } from '../helpers/events';
 import { NodeDisk } from '../../src/wal/disk';
 import { PowerLossDisk } from '../harness/power-loss-disk';
@@ -90,7 +90,8 @@ describe('power loss at chosen instants', () => {
     second.index.close();
     disk.reboot(LOSE_EVERY_UNSYNCED_ENTRY, 'drop');
     expect(disk.peek(savedTo)?.toString()).to.equal(torn);
-    expect(disk.peek(segment)!.length).to.equal(encodeRecord(1, canonicalEventJson(makeEvent('t', 'a'))).length);
+    // The segment is back to its one valid line: the torn bytes are cut (they would break its crc).
+    expect(decodeLine(disk.peek(segment)!.toString().slice(0, -1))).to.deep.include({ seq: 1 });
   });
 });
 

@@ -1,8 +1,17 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
+import { crc32 } from 'node:zlib';
 import path from 'node:path';
 import { describeSeqBreak, type LogItem } from '../../src/wal/reader';
-import { canonicalEventJson, decodeLine, encodeRecord, RECORD_LINE_BYTES_MAX, scanLines } from '../../src/wal/record';
+import {
+  canonicalEventJson,
+  decodeLine,
+  encodeRecord,
+  eventJsonWithSeq,
+  RECORD_LINE_BYTES_MAX,
+  scanLines,
+  splitEventJsonSeq,
+} from '../../src/wal/record';
 import { FIXTURES_DIR } from '../helpers/fixtures';
 import { readSegmentFile, segmentOf, type SegmentRead } from '../helpers/log-read';
 
@@ -16,7 +25,7 @@ describe('wal record framing', () => {
     const line = encodeRecord(42, json);
     expect(line.endsWith('\n')).to.equal(true);
     expect(JSON.parse(line)).to.deep.include({ seq: 42 });
-    expect(decodeLine(line.slice(0, -1))).to.deep.equal({ seq: 42, eventJson: json });
+    expect(decodeLine(line.slice(0, -1))).to.deep.equal({ seq: 42, eventJson: json, receivedAtMs: null });
   });
 
   it('keeps __proto__ and constructor keys as data', () => {
@@ -39,6 +48,53 @@ describe('wal record framing', () => {
   it('puts canonical keys in a fixed order whatever the input order', () => {
     const a = canonicalEventJson({ source: 's', payload: { z: 1 }, timestamp: 't', event_id: 'e', topic: 'x' });
     expect(a).to.equal('{"topic":"x","event_id":"e","timestamp":"t","source":"s","payload":{"z":1}}');
+  });
+});
+
+describe('record format versions', () => {
+  const json = canonicalEventJson({ topic: 't', event_id: 'e', timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { a: 1 } });
+  const receivedAtMs = Date.parse('2026-12-01T23:00:00.123Z');
+
+  it('writes version 2 with the acceptance time before the event', () => {
+    const line = encodeRecord(7, json, receivedAtMs);
+    expect(line).to.match(/^\{"crc":"[0-9a-f]{8}","v":2,"seq":7,"received_at":"2026-12-01T23:00:00\.123Z","event":\{/);
+    expect(JSON.parse(line)).to.deep.include({ v: 2, seq: 7, received_at: '2026-12-01T23:00:00.123Z' });
+    expect(decodeLine(line.slice(0, -1))).to.deep.equal({ seq: 7, eventJson: json, receivedAtMs });
+  });
+
+  it('still decodes a version-1 line, without an acceptance time', () => {
+    const body = `"seq":3,"event":${json}}`;
+    const line = `{"crc":"${crc32(body).toString(16).padStart(8, '0')}",${body}`;
+    expect(decodeLine(line)).to.deep.equal({ seq: 3, eventJson: json, receivedAtMs: null });
+  });
+
+  it('refuses an unknown version and an acceptance time that names no instant', () => {
+    for (const body of [`"v":3,"seq":1,"event":${json}}`, `"v":2,"seq":1,"received_at":"2026-13-45T99:00:00.000Z","event":${json}}`]) {
+      const line = `{"crc":"${crc32(body).toString(16).padStart(8, '0')}",${body}`;
+      expect(decodeLine(line)).to.equal('bad_frame');
+    }
+  });
+
+  it('shows readers seq first and received_at last, and splits that shape back into the event', () => {
+    const shown = eventJsonWithSeq(5, json, receivedAtMs);
+    expect(Object.keys(JSON.parse(shown) as object)).to.deep.equal([
+      'seq',
+      'topic',
+      'event_id',
+      'timestamp',
+      'source',
+      'payload',
+      'received_at',
+    ]);
+    expect(splitEventJsonSeq(shown)).to.deep.equal({ seq: 5, eventJson: json, receivedAtMs });
+    const old = eventJsonWithSeq(5, json, null);
+    expect((JSON.parse(old) as { received_at: unknown }).received_at).to.equal(null);
+    expect(splitEventJsonSeq(old)).to.deep.equal({ seq: 5, eventJson: json, receivedAtMs: null });
+    // An export made before received_at existed splits as before.
+    expect(splitEventJsonSeq(`{"seq":5,${json.slice(1)}`)).to.deep.equal({ seq: 5, eventJson: json, receivedAtMs: null });
+    // A payload key named received_at is the event's, not the reader's.
+    const nested = canonicalEventJson({ topic: 't', event_id: 'e', timestamp: 'x', source: 's', payload: { received_at: 'mine' } });
+    expect(splitEventJsonSeq(`{"seq":5,${nested.slice(1)}`)?.eventJson).to.equal(nested);
   });
 });
 

@@ -43,7 +43,10 @@ describe('WalWriter', () => {
     const disk = new CountingDisk();
     const walDir = path.join(makeTempDir(), 'wal');
     const { writer, durable } = makeWriter(disk, walDir);
-    const appends = Array.from({ length: 50 }, (_, i) => writer.append([{ seq: i + 1, eventJson: json(i + 1) }]).durable);
+    const appends = Array.from(
+      { length: 50 },
+      (_, i) => writer.append([{ seq: i + 1, eventJson: json(i + 1), receivedAtMs: null }]).durable,
+    );
     await Promise.all(appends);
     expect(disk.fdatasyncs).to.equal(1);
     expect(durable).to.deep.equal(Array.from({ length: 50 }, (_, i) => i + 1));
@@ -55,7 +58,7 @@ describe('WalWriter', () => {
     const disk = new CountingDisk();
     const walDir = path.join(makeTempDir(), 'wal');
     const { writer } = makeWriter(disk, walDir);
-    const { durable } = writer.append([{ seq: 1, eventJson: json(1) }]);
+    const { durable } = writer.append([{ seq: 1, eventJson: json(1), receivedAtMs: null }]);
     expect(disk.fdatasyncs).to.equal(0);
     await durable;
     expect(disk.fdatasyncs).to.equal(1);
@@ -66,7 +69,7 @@ describe('WalWriter', () => {
     const disk = new CountingDisk();
     const walDir = path.join(makeTempDir(), 'wal');
     const { writer } = makeWriter(disk, walDir, 4096);
-    for (let i = 1; i <= 100; i += 1) await writer.append([{ seq: i, eventJson: json(i) }]).durable;
+    for (let i = 1; i <= 100; i += 1) await writer.append([{ seq: i, eventJson: json(i), receivedAtMs: null }]).durable;
     await writer.close();
     const segments = listSegments(disk, walDir);
     expect(segments.length).to.be.greaterThan(1);
@@ -86,6 +89,6 @@ describe('WalWriter', () => {
 
   it('refuses records whose seq is not the next one', () => {
     const { writer } = makeWriter(new CountingDisk(), path.join(makeTempDir(), 'wal'));
-    expect(() => writer.append([{ seq: 2, eventJson: json(2) }])).to.throw(/out of order/);
+    expect(() => writer.append([{ seq: 2, eventJson: json(2), receivedAtMs: null }])).to.throw(/out of order/);
   });
 });
