@@ -184,7 +184,8 @@ export class RetentionRunner {
   private readonly now: () => number;
   private timer: NodeJS.Timeout | null = null;
   private scheduled = false;
-  private running: Promise<void> | null = null;
+  /** The last run started: the next one waits for it. */
+  private running: Promise<unknown> = Promise.resolve();
   private stopped = false;
 
   constructor(options: RetentionOptions) {
@@ -210,7 +211,7 @@ export class RetentionRunner {
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      if (this.running === null && !this.stopped) this.running = this.runLoop().finally(() => (this.running = null));
+      if (!this.stopped) void this.runUntilDone().catch((err: unknown) => this.options.onError?.(err as Error));
     });
   }
 
@@ -219,33 +220,32 @@ export class RetentionRunner {
     this.stopped = true;
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
-    await this.running;
+    await this.running.catch(() => undefined);
   }
 
-  /** Runs deletions until nothing more is due (tests call it directly; the service pokes). */
-  async runUntilDone(): Promise<RetentionDeletion[]> {
-    const done: RetentionDeletion[] = [];
-    for (;;) {
-      const deletion = await this.runOnce();
-      if (deletion === null) return done;
-      done.push(deletion);
-    }
-  }
-
-  private async runLoop(): Promise<void> {
-    try {
-      while (!this.stopped && (await this.runOnce()) !== null) {
+  /**
+   * Deletes segments until nothing more is due, after any run in progress (runs never
+   * overlap). The service pokes it; tests call it directly. A failed step is retried by a
+   * later run: every step is idempotent and checked again.
+   */
+  runUntilDone(): Promise<RetentionDeletion[]> {
+    const run = this.running.catch(() => undefined).then(async () => {
+      const done: RetentionDeletion[] = [];
+      while (!this.stopped) {
+        const deletion = await this.runOnce();
+        if (deletion === null) break;
+        done.push(deletion);
         // One segment per turn: yield before the next.
         await new Promise<void>((resolve) => setImmediate(resolve));
       }
-    } catch (err) {
-      // A failed step is retried by a later run: every step is idempotent and checked again.
-      this.options.onError?.(err as Error);
-    }
+      return done;
+    });
+    this.running = run;
+    return run;
   }
 
-  /** Deletes the oldest due segment; null when none is due. */
-  async runOnce(): Promise<RetentionDeletion | null> {
+  /** Deletes the oldest due segment; null when none is due. Callers go through runUntilDone, one run at a time. */
+  private async runOnce(): Promise<RetentionDeletion | null> {
     const { disk, walDir, index } = this.options;
     const step = (s: RetentionStep): void => this.options.onStep?.(s);
     // A deletion a crash or failure interrupted is finished first.

@@ -113,6 +113,12 @@ export class PowerLossDisk implements LogDisk {
     this.onCrash = onCrash;
   }
 
+  /** Cancels an armed crash that has not happened yet. */
+  disarmCrash(): void {
+    this.crashAtOperation = null;
+    this.onCrash = null;
+  }
+
   /** The power goes out now (between two operations). */
   crashNow(): void {
     if (this.powerLost) return;
