@@ -119,6 +119,8 @@ describe('retention', function () {
     const calls = disk.calls;
     calls.length = 0;
     const steps: string[] = [];
+    // Called back with the store as `this` below, never unbound.
+    // eslint-disable-next-line @typescript-eslint/unbound-method
     const original = IndexStore.prototype.dropThrough;
     IndexStore.prototype.dropThrough = function (this: IndexStore, lastSeq, deletedAtMs, options) {
       const deleted = original.call(this, lastSeq, deletedAtMs, options);
