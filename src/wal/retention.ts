@@ -229,17 +229,19 @@ export class RetentionRunner {
    * later run: every step is idempotent and checked again.
    */
   runUntilDone(): Promise<RetentionDeletion[]> {
-    const run = this.running.catch(() => undefined).then(async () => {
-      const done: RetentionDeletion[] = [];
-      while (!this.stopped) {
-        const deletion = await this.runOnce();
-        if (deletion === null) break;
-        done.push(deletion);
-        // One segment per turn: yield before the next.
-        await new Promise<void>((resolve) => setImmediate(resolve));
-      }
-      return done;
-    });
+    const run = this.running
+      .catch(() => undefined)
+      .then(async () => {
+        const done: RetentionDeletion[] = [];
+        while (!this.stopped) {
+          const deletion = await this.runOnce();
+          if (deletion === null) break;
+          done.push(deletion);
+          // One segment per turn: yield before the next.
+          await new Promise<void>((resolve) => setImmediate(resolve));
+        }
+        return done;
+      });
     this.running = run;
     return run;
   }
