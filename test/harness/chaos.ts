@@ -69,6 +69,15 @@ export const CHAOS_OPTIONS = defineOptions({
     defaultText: String(CHAOS_DEFAULTS.progressEvery),
     description: 'a progress line every N cycles',
   },
+  retentionBytes: {
+    type: 'int',
+    placeholder: 'N',
+    min: 0,
+    max: Number.MAX_SAFE_INTEGER,
+    defaultText: '0 (off)',
+    description: "retention mode: the server's RETENTION_BYTES (with a small --segment-bytes, deletions run all the time)",
+  },
+  checkExpired: { type: 'boolean', description: 'retention mode: re-send every expired event at the end; each must be a duplicate' },
   keep: { type: 'boolean', description: 'keep the data dir after a successful campaign' },
   help: { type: 'boolean', short: 'h', description: 'this help' },
 });
@@ -79,7 +88,11 @@ const HELP = formatHelp(
     description: `Runs the real server with at-least-once publishers, SIGKILLs it at random instants,
 restarts it on the same data dir, and checks every acknowledged event at the end.
 Prints one summary line; exits 0 only if nothing was lost, duplicated or garbled, 2 on a bad flag.`,
-    examples: ['npm run chaos -- --cycles 1000 --publishers 8', 'npm run chaos -- --duration-ms 600000 --keep --data-dir /tmp/chaos'],
+    examples: [
+      'npm run chaos -- --cycles 1000 --publishers 8',
+      'npm run chaos -- --duration-ms 600000 --keep --data-dir /tmp/chaos',
+      'npm run chaos -- --segment-bytes 4096 --retention-bytes 24576 --check-expired',
+    ],
   },
   CHAOS_OPTIONS,
 );
@@ -97,6 +110,8 @@ export function parseChaosArgs(argv: readonly string[]): Partial<ChaosOptions> {
     batchEventsMax: values.batchMax,
     seed: values.seed,
     progressEvery: values.progressEvery,
+    retentionBytes: values.retentionBytes,
+    checkExpiredResends: values.checkExpired ? true : undefined,
     keepDataDir: values.keep ? true : undefined,
   };
   return Object.fromEntries(Object.entries(set).filter(([, value]) => value !== undefined));
