@@ -412,7 +412,8 @@ export const verifyCommand = defineCommand({
   usage: ['logagg verify [--data-dir DIR] [--index FILE] [--json]'],
   description: `Reads every segment of DATA_DIR/wal and reports, per segment, each problem with its file and
 byte offset: bad checksum or framing, a torn tail, seq gaps or repeats, a segment named for
-another seq. Then compares the index with the log: every record up to the checkpoint indexed
+another seq. A log that starts after seq 1 is fine where retention's marker (wal/RETAINED)
+names its first seq; without one, a missing first segment is a seq gap. Then compares the index with the log: every record up to the checkpoint indexed
 with the same content, no row the log lacks, unique_total equal to the rows. Changes nothing;
 safe on a live data dir (the index is opened read-only). Exit 1 when any problem is found.`,
   examples: ['npx logagg verify --data-dir ./data', "npx logagg verify --json | jq '.segments[].problems[]'"],
