@@ -179,6 +179,8 @@ async function followUrl(
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
           parser.feed(decoder.decode(chunk, { stream: true }));
           for (const message of messages.splice(0)) {
+            // The server deleted the events after lastSeq up to first_seq - 1 (retention): say so, go on.
+            if (message.event === 'expired') process.stderr.write(`tail: events deleted by retention: ${message.data}\n`);
             if (message.id === undefined) continue;
             const seq = Number(message.id);
             if (!(seq > lastSeq)) continue;
