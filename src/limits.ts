@@ -125,6 +125,21 @@ export const LIMITS: readonly LimitSpec[] = [
   },
   { bounds: 'log segment', setting: 'SEGMENT_BYTES_MAX', whenHit: 'a new segment is started' },
   {
+    bounds: 'bytes of log segments kept (off by default)',
+    setting: 'RETENTION_BYTES',
+    whenHit: 'the oldest closed, wholly indexed segment is deleted (its index rows first)',
+  },
+  {
+    bounds: 'age of the newest event in a closed segment (off by default)',
+    setting: 'RETENTION_MS',
+    whenHit: 'the segment is deleted, oldest first',
+  },
+  {
+    bounds: 'seqs of index rows retention deletes in one transaction',
+    fixed: { value: String(FIXED_LIMITS.retentionDropSeqsMax), declaredIn: 'src/config/config.ts', constant: 'FIXED_LIMITS' },
+    whenHit: 'it yields, then deletes the next chunk; the segment file goes after the last one is durable',
+  },
+  {
     bounds: 'events in one index transaction',
     setting: 'INDEX_BATCH_MAX',
     whenHit: 'the rest go into the next transaction',

@@ -1,9 +1,8 @@
 import fs from 'node:fs';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, FILTER_OPTIONS, parseFilter, UsageError, type EventFilter } from './args';
-import { readLog } from '../wal/reader';
 import { eventJsonWithSeq } from '../wal/record';
 import { segmentsFrom } from '../wal/segments';
-import { DISK, logSegments, matchesFilter, segmentsBytes, writeWithBackpressure } from './log-files';
+import { logSegments, matchesFilter, readRetainedLog, segmentsBytes, writeWithBackpressure } from './log-files';
 import { startProgress } from './progress';
 
 /** Bytes of NDJSON gathered before one write to the output. */
@@ -43,7 +42,7 @@ export async function exportEvents(
       chunk = '';
     };
     // Policy: skip corruption (listing it), skip tombstones, stop at nothing.
-    for (const item of readLog({ disk: DISK, walDir, fromSeq: filter.fromSeq ?? 1, onBytesRead: (bytes) => progress.update(bytes) })) {
+    for (const item of readRetainedLog(walDir, { fromSeq: filter.fromSeq ?? 1, onBytesRead: (bytes) => progress.update(bytes) })) {
       if (item.kind === 'corruption') {
         summary.corruptLinesSkipped.push({ file: item.segment.path, offset: item.offset, problem: item.problem });
       } else if (item.kind === 'segment_end') {

@@ -1,8 +1,10 @@
 import fs from 'node:fs';
 import { rowFromEventJson } from '../wal/event-row';
 import { NodeDisk } from '../wal/disk';
+import { readSegments, type LogItem, type ReadLogOptions } from '../wal/reader';
 import { isTombstoneEventJson } from '../wal/record';
-import { listSegments, type SegmentInfo } from '../wal/segments';
+import { retainedSegments } from '../wal/retention';
+import { segmentsFrom, type SegmentInfo } from '../wal/segments';
 import { filterIsSeqOnly, type EventFilter } from './args';
 
 /*
@@ -13,9 +15,24 @@ import { filterIsSeqOnly, type EventFilter } from './args';
 /** The disk the CLI reads the log through (the server's own framing and file access). */
 export const DISK = new NodeDisk();
 
-/** The segments of a log, in seq order. */
+/**
+ * The segments of a log that retention keeps, in seq order: segments wholly below the first
+ * retained seq (`wal/RETAINED`), deleted but not unlinked yet, are left out.
+ */
 export function logSegments(walDir: string): SegmentInfo[] {
-  return listSegments(DISK, walDir);
+  return retainedSegments(DISK, walDir).segments;
+}
+
+/**
+ * readLog over the segments retention keeps, from the one that may hold `fromSeq` on. Where
+ * the marker says the log starts after seq 1, it expects that seq first (a gap after it is
+ * still a seq break); without a marker it takes the first seq as it comes.
+ */
+export function readRetainedLog(walDir: string, options: Pick<ReadLogOptions, 'fromSeq' | 'onBytesRead'> = {}): Generator<LogItem> {
+  const retained = retainedSegments(DISK, walDir);
+  const segments = segmentsFrom(retained.segments, options.fromSeq ?? 1);
+  const expectedFirstSeq = retained.marked && segments[0] === retained.segments[0] ? retained.firstSeq : null;
+  return readSegments(DISK, segments, { expectedFirstSeq, onBytesRead: options.onBytesRead });
 }
 
 /** Total bytes of the given segments (progress bars count bytes). */

@@ -2,9 +2,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { IndexStore, type IndexRow } from '../index/store';
 import { rowFromEventJson } from '../wal/event-row';
-import { describeBadLine, describeSeqBreak, readLog } from '../wal/reader';
+import { describeBadLine, describeSeqBreak } from '../wal/reader';
+import { retainedSegments } from '../wal/retention';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, INDEX_OPTIONS, UsageError } from './args';
-import { DISK, logSegments, segmentsBytes } from './log-files';
+import { DISK, logSegments, readRetainedLog, segmentsBytes } from './log-files';
 import { lockDataDir } from '../data-dir-lock';
 import { startProgress } from './progress';
 
@@ -102,7 +103,7 @@ export function rebuildIndex(
       new Error(`${file}: corrupt record at byte offset ${offset}: ${detail}; run \`logagg verify\` and \`logagg repair\` first`);
     // Policy: the rules recovery applies; refuse at the first corruption or seq break, ignore
     // (without cutting) a torn tail, index records, count tombstones.
-    for (const item of readLog({ disk: DISK, walDir: paths.walDir, onBytesRead: (bytes) => progress.update(bytes) })) {
+    for (const item of readRetainedLog(paths.walDir, { onBytesRead: (bytes) => progress.update(bytes) })) {
       if (item.kind === 'corruption') throw corrupt(item.segment.path, item.offset, describeBadLine(item));
       if (item.kind === 'seq_break') throw corrupt(item.segment.path, item.offset, describeSeqBreak(item));
       if (item.kind === 'torn_tail') report.tornTailBytesIgnored = item.bytes;
@@ -123,6 +124,9 @@ export function rebuildIndex(
     // The counters the log cannot give, committed like any batch.
     store.applyBatch([], report.duplicatesTotal, report.conflictsTotal);
     report.checkpointSeq = store.counters.checkpointSeq;
+    // A log that retention cut starts after seq 1: the new index says so (first_seq, a deletion row).
+    const { firstSeq } = retainedSegments(DISK, paths.walDir);
+    if (firstSeq > 1 && store.counters.checkpointSeq >= firstSeq - 1) store.dropThrough(firstSeq - 1, Date.now());
   } catch (err) {
     store.close();
     removeIndexFiles(temp);

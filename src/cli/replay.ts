@@ -2,10 +2,9 @@ import fs from 'node:fs';
 import split2 from 'split2';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, FILTER_OPTIONS, parseFilter, UsageError, type EventFilter } from './args';
 import { delay, postWithRetries } from './http-client';
-import { readLog } from '../wal/reader';
 import { splitEventJsonSeq } from '../wal/record';
 import { segmentsFrom } from '../wal/segments';
-import { DISK, logSegments, matchesFilter, segmentsBytes } from './log-files';
+import { logSegments, matchesFilter, readRetainedLog, segmentsBytes } from './log-files';
 import { startProgress, type Progress } from './progress';
 
 /** One event to re-publish: its JSON as logged (without seq) and its seq in the source. */
@@ -36,7 +35,7 @@ export interface ReplaySummary {
 /** Events of the log that match the filter, with progress counted in segment bytes. */
 async function* fromLog(walDir: string, filter: EventFilter, progress: Progress): AsyncGenerator<ReplayEvent> {
   // Policy: records only; corruption, seq breaks, tombstones and a torn tail are skipped.
-  for (const item of readLog({ disk: DISK, walDir, fromSeq: filter.fromSeq ?? 1, onBytesRead: (bytes) => progress.update(bytes) })) {
+  for (const item of readRetainedLog(walDir, { fromSeq: filter.fromSeq ?? 1, onBytesRead: (bytes) => progress.update(bytes) })) {
     if (item.kind === 'record' && matchesFilter(item.seq, item.eventJson, filter)) yield { seq: item.seq, json: item.eventJson };
   }
 }

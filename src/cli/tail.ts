@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { createParser, type EventSourceMessage } from 'eventsource-parser';
-import { readLog, readSegment, readSegments } from '../wal/reader';
+import { readSegment, readSegments } from '../wal/reader';
 import { eventJsonWithSeq } from '../wal/record';
 import type { SegmentInfo } from '../wal/segments';
 import {
@@ -15,7 +15,7 @@ import {
   type EventFilter,
 } from './args';
 import { authHeaders, delay, requestJson } from './http-client';
-import { DISK, logSegments, matchesFilter, writeWithBackpressure } from './log-files';
+import { DISK, logSegments, matchesFilter, readRetainedLog, writeWithBackpressure } from './log-files';
 
 /** How tail prints each event. */
 type Printer = (seq: number, eventJson: string, receivedAtMs: number | null) => Promise<void>;
@@ -192,6 +192,8 @@ async function followUrl(
         for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
           parser.feed(decoder.decode(chunk, { stream: true }));
           for (const message of messages.splice(0)) {
+            // The server deleted the events after lastSeq up to first_seq - 1 (retention): say so, go on.
+            if (message.event === 'expired') process.stderr.write(`tail: events deleted by retention: ${message.data}\n`);
             if (message.id === undefined) continue;
             const seq = Number(message.id);
             if (!(seq > lastSeq)) continue;
@@ -309,7 +311,7 @@ with --json the NDJSON shape of \`logagg export\`.`,
     if (filter.fromSeq !== undefined) {
       // Everything from --from-seq, printed as it is read.
       lastSeq = filter.fromSeq - 1;
-      for (const item of readLog({ disk: DISK, walDir: paths.walDir, fromSeq: filter.fromSeq })) {
+      for (const item of readRetainedLog(paths.walDir, { fromSeq: filter.fromSeq })) {
         if (item.kind !== 'record' || !matchesFilter(item.seq, item.eventJson, filter)) continue;
         await print(item.seq, item.eventJson, item.receivedAtMs);
         lastSeq = item.seq;

@@ -1,9 +1,10 @@
 import fs from 'node:fs';
 import { IndexStore } from '../index/store';
-import { describeBadLine, readLog, type LogItem, type ReadRecord } from '../wal/reader';
+import { describeBadLine, readSegments, type LogItem, type ReadRecord } from '../wal/reader';
+import { retainedSegments, type RetainedLog } from '../wal/retention';
 import { isTombstoneEventJson } from '../wal/record';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, INDEX_OPTIONS, UsageError } from './args';
-import { DISK, logSegments, segmentsBytes } from './log-files';
+import { DISK, segmentsBytes } from './log-files';
 import { startProgress, type Progress } from './progress';
 
 /** One problem found, with the file and byte offset it is at (offset null when it has none). */
@@ -50,6 +51,9 @@ export interface IndexReport {
   uniqueTotal: number | null;
   duplicatesTotal: number | null;
   conflictsTotal: number | null;
+  /** The index's first_seq and expired_events (retention); null when unread. */
+  firstSeq: number | null;
+  expiredEvents: number | null;
   /** Log records after the checkpoint: not indexed yet (a running server or recovery will). */
   notYetIndexed: number;
   problems: VerifyProblem[];
@@ -60,6 +64,10 @@ export interface VerifyReport {
   dataDir: string;
   walDir: string;
   segments: SegmentReport[];
+  /** The seq the log must start with: 1, or the first seq the retention marker (`wal/RETAINED`) names. */
+  firstSeq: number;
+  /** Segments wholly below firstSeq: retention deleted them and the next start unlinks them (not a problem). */
+  expiredSegments: string[];
   records: number;
   lastSeq: number;
   /** Tombstones in the log: seqs whose record `repair` quarantined (not a problem). */
@@ -100,19 +108,20 @@ export function verifyDataDir(
   paths: { dataDir: string; walDir: string; databasePath: string },
   options: { progress?: boolean } = {},
 ): VerifyReport {
-  const segments = logSegments(paths.walDir);
-  const progress = startProgress(options.progress === true, 'verify', segmentsBytes(segments), 'bytes');
+  // A log that starts after seq 1 is fine where the retention marker says so; a gap without one is reported.
+  const retained = retainedSegments(DISK, paths.walDir);
+  const progress = startProgress(options.progress === true, 'verify', segmentsBytes(retained.segments), 'bytes');
   const index = openIndex(paths.databasePath);
   let log: LogCheck;
   try {
     // One read transaction: counters, rows and their comparison with the log come from the same snapshot.
     log =
       index.opened === null
-        ? checkLog(paths.walDir, index, progress)
+        ? checkLog(retained, index, progress)
         : index.opened.withSnapshot(() => {
             readIndexHeader(index);
             try {
-              return checkLog(paths.walDir, index, progress);
+              return checkLog(retained, index, progress);
             } finally {
               index.cursor?.close();
             }
@@ -126,6 +135,8 @@ export function verifyDataDir(
     dataDir: paths.dataDir,
     walDir: paths.walDir,
     segments: log.segments,
+    firstSeq: retained.firstSeq,
+    expiredSegments: retained.expired.map((segment) => segment.path),
     records: log.records,
     lastSeq: log.lastSeq,
     tombstones: log.tombstones,
@@ -147,11 +158,15 @@ interface LogCheck {
  * Verify's policy over the one log reader: report every corruption, seq break and torn tail
  * and go on; compare each record with the index as it comes.
  */
-function checkLog(walDir: string, index: IndexCheck, progress: Progress): LogCheck {
+function checkLog(retained: RetainedLog, index: IndexCheck, progress: Progress): LogCheck {
   const check: LogCheck = { segments: [], records: 0, lastSeq: 0, tombstones: 0 };
   // The report of the segment being read.
   let report: SegmentReport | null = null;
-  for (const item of readLog({ disk: DISK, walDir, onBytesRead: (bytes) => progress.update(bytes) })) {
+  const reading = readSegments(DISK, retained.segments, {
+    expectedFirstSeq: retained.firstSeq,
+    onBytesRead: (bytes) => progress.update(bytes),
+  });
+  for (const item of reading) {
     const file = item.segment.path;
     report ??= { file, firstSeq: null, lastSeq: null, records: 0, bytes: 0, problems: [] };
     const { problems } = report;
@@ -218,6 +233,8 @@ function openIndex(databasePath: string): IndexCheck {
     uniqueTotal: null,
     duplicatesTotal: null,
     conflictsTotal: null,
+    firstSeq: null,
+    expiredEvents: null,
     notYetIndexed: 0,
     problems: [],
   };
@@ -241,6 +258,9 @@ function readIndexHeader(index: IndexCheck): void {
     report.uniqueTotal = counters.uniqueTotal;
     report.duplicatesTotal = counters.duplicatesTotal;
     report.conflictsTotal = counters.conflictsTotal;
+    const retained = store.readRetention();
+    report.firstSeq = retained.firstSeq;
+    report.expiredEvents = retained.expiredTotal;
     report.rows = store.countRows();
   } catch (err) {
     noteUnreadable(index, err);
@@ -269,6 +289,8 @@ function compareWithIndex(index: IndexCheck, record: ReadRecord): void {
     cursor.advance();
   }
   const row = cursor.current;
+  // Retention dropped the rows below the index's first_seq before unlinking their segment.
+  if (record.seq < (report.firstSeq ?? 1)) return;
   if (isTombstoneEventJson(record.eventJson)) {
     // A seq that repair replaced with a tombstone must not be indexed.
     if (row?.seq === record.seq) {
@@ -336,12 +358,17 @@ function finishIndex(index: IndexCheck, lastSeq: number): void {
       detail: `checkpoint ${checkpoint} is past the last logged seq ${lastSeq} (segments missing?)`,
     });
   }
-  if (report.rows !== report.uniqueTotal) {
+  // Rows retention deleted still count in the lifetime unique_total.
+  const expired = report.expiredEvents ?? 0;
+  if (report.rows !== null && report.rows + expired !== report.uniqueTotal) {
     report.problems.push({
       kind: 'index_counter',
       file: report.file,
       offset: null,
-      detail: `unique_total is ${report.uniqueTotal} but the index holds ${report.rows} rows`,
+      detail:
+        expired === 0
+          ? `unique_total is ${report.uniqueTotal} but the index holds ${report.rows} rows`
+          : `unique_total is ${report.uniqueTotal} but the index holds ${report.rows} rows and retention deleted ${expired}`,
     });
   }
 }
@@ -355,6 +382,8 @@ function printHuman(report: VerifyReport): void {
     for (const p of segment.problems) out.push(`    ${p.kind} at byte offset ${p.offset}: ${p.detail}`);
   }
   if (report.segments.length === 0) out.push(`  no segments in ${report.walDir}`);
+  if (report.firstSeq > 1) out.push(`  the log starts at seq ${report.firstSeq}: retention deleted the seqs before it (wal/RETAINED)`);
+  for (const file of report.expiredSegments) out.push(`  ${file}: deleted by retention, removed at the next start`);
   if (report.tombstones > 0) out.push(`  ${report.tombstones} tombstoned seq(s): records quarantined by \`logagg repair\``);
   const index = report.index;
   if (!index.present) {
@@ -383,7 +412,8 @@ export const verifyCommand = defineCommand({
   usage: ['logagg verify [--data-dir DIR] [--index FILE] [--json]'],
   description: `Reads every segment of DATA_DIR/wal and reports, per segment, each problem with its file and
 byte offset: bad checksum or framing, a torn tail, seq gaps or repeats, a segment named for
-another seq. Then compares the index with the log: every record up to the checkpoint indexed
+another seq. A log that starts after seq 1 is fine where retention's marker (wal/RETAINED)
+names its first seq; without one, a missing first segment is a seq gap. Then compares the index with the log: every record up to the checkpoint indexed
 with the same content, no row the log lacks, unique_total equal to the rows. Changes nothing;
 safe on a live data dir (the index is opened read-only). Exit 1 when any problem is found.`,
   examples: ['npx logagg verify --data-dir ./data', "npx logagg verify --json | jq '.segments[].problems[]'"],

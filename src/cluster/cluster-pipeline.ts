@@ -7,6 +7,7 @@ import type {
   PipelineSnapshot,
   PublishOutcome,
   PublishReport,
+  RetentionSnapshot,
   ServiceCondition,
   ServiceState,
   ValidEvent,
@@ -16,6 +17,7 @@ import { makeDirDurable, NodeDisk, type LogDisk } from '../wal/disk';
 import { rowFromEventJson } from '../wal/event-row';
 import { canonicalEventJson, isTombstoneEventJson, type WalRecord } from '../wal/record';
 import { recoverLog, type RecoveryReport } from '../wal/recovery';
+import { logBytes, retainedSegments } from '../wal/retention';
 import { WalWriter } from '../wal/writer';
 import { loadInstanceId } from './instance-id';
 import { PgIndex, type Candidate, type ClusterCounters, type Decision } from './pg-index';
@@ -501,6 +503,15 @@ export class ClusterPipeline implements Pipeline {
     } catch (err) {
       throw this.readFailure(err);
     }
+  }
+
+  /** Global seqs start at 1: retention is not wired in cluster mode (docs/scaling.md). */
+  readonly firstSeq = 1;
+
+  /** This instance's local log size; nothing is deleted in cluster mode. */
+  retentionSnapshot(): RetentionSnapshot {
+    const segments = retainedSegments(this.disk, this.options.config.walDir).segments;
+    return { firstSeq: 1, expiredTotal: 0, lastDeletionMs: null, logBytes: logBytes(this.disk, segments) };
   }
 
   /**

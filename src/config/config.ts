@@ -34,6 +34,13 @@ export interface Config {
   /** Events the consumer writes to the index in one transaction. */
   indexBatchMax: number;
   /**
+   * Bytes of segments the log keeps (RETENTION_BYTES); the oldest closed segments are deleted
+   * past it. 0 = keep everything (default). Optional so that hand-built configs (tests) need not name it.
+   */
+  retentionBytes?: number;
+  /** A closed segment whose newest event was received longer ago than this is deleted (RETENTION_MS); 0 = off (default). */
+  retentionMs?: number;
+  /**
    * Write the SQLite index from a worker thread (INDEX_WORKER=1) or the main thread (0,
    * default: on a machine whose cores are busy the worker measured slower; see docs/performance.md).
    * Optional so that hand-built configs (tests) need not name it; absent means 0.
@@ -125,6 +132,13 @@ export const FIXED_LIMITS = {
   histogramBucketsMax: 1000,
   /** Rows the histogram counts per event-loop turn; it yields in between, so publishes go on. */
   histogramChunkRows: 20_000,
+  /**
+   * Seqs whose index rows retention deletes in one transaction; a bigger segment is dropped
+   * in several, with a turn of the event loop between them, so publishes are not held up.
+   */
+  retentionDropSeqsMax: 5000,
+  /** How often retention checks its bounds without a poke (RETENTION_MS needs a clock). */
+  retentionCheckMs: 1000,
 } as const;
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -227,6 +241,18 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: String(64 * 1024 * 1024),
     range: { min: 4096, max: 1024 * 1024 * 1024 },
     meaning: 'log segment size; an append that would pass it starts a new segment',
+  },
+  {
+    name: 'RETENTION_BYTES',
+    default: '0',
+    range: { min: 0, max: Number.MAX_SAFE_INTEGER },
+    meaning: 'bytes of log segments kept; past it the oldest closed segments are deleted (0 = keep all; see docs/operations.md)',
+  },
+  {
+    name: 'RETENTION_MS',
+    default: '0',
+    range: { min: 0, max: Number.MAX_SAFE_INTEGER },
+    meaning: 'a closed segment whose newest event was received longer ago is deleted (0 = off)',
   },
   {
     name: 'INDEX_BATCH_MAX',
@@ -561,6 +587,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     payloadDepthMax: readInt(env, 'PAYLOAD_DEPTH_MAX', 32, 1, 1000),
     segmentBytesMax: readInt(env, 'SEGMENT_BYTES_MAX', 64 * 1024 * 1024, 4096, 1024 * 1024 * 1024),
     indexBatchMax: readInt(env, 'INDEX_BATCH_MAX', 2000, 1, 100_000),
+    retentionBytes: readInt(env, 'RETENTION_BYTES', 0, 0, Number.MAX_SAFE_INTEGER),
+    retentionMs: readInt(env, 'RETENTION_MS', 0, 0, Number.MAX_SAFE_INTEGER),
     indexWorker: readInt(env, 'INDEX_WORKER', 0, 0, 1) === 1,
     requestTimeoutMs: readInt(env, 'REQUEST_TIMEOUT_MS', 30_000, 1000, 600_000),
     headersTimeoutMs: readInt(env, 'HEADERS_TIMEOUT_MS', 10_000, 500, 600_000),

@@ -54,6 +54,13 @@ const STATS_PROPERTIES: PropertiesOf<StatsBody> = {
   queue_size: count('Events accepted but not yet in the index.'),
   checkpoint_seq: count('Last log seq the index holds.'),
   state: { enum: STATES },
+  first_seq: {
+    type: 'integer',
+    minimum: 1,
+    description: 'The oldest seq kept: 1 until retention deletes (RETENTION_BYTES, RETENTION_MS).',
+  },
+  log_bytes: count('Bytes of the log segments on disk now.'),
+  expired_events: count('Lifetime: events deleted by retention (survives restarts).'),
 };
 
 const HEALTH_PROPERTIES: PropertiesOf<HealthBody> = {

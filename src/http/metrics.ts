@@ -96,6 +96,14 @@ export class ServiceMetrics {
     registers: [this.registry],
   });
   private readonly indexedEvents = this.counter('logagg_index_applied_events_total', 'Events written to the SQLite index by the consumer.');
+  private readonly retentionSegments = this.counter(
+    'logagg_retention_deleted_segments_total',
+    'Log segments deleted by retention (RETENTION_BYTES, RETENTION_MS) since start.',
+  );
+  private readonly retentionBytes = this.counter(
+    'logagg_retention_deleted_bytes_total',
+    'Bytes of log segments deleted by retention since start.',
+  );
 
   /** The hooks to pass as the Aggregator's `observer`. */
   readonly observer: AggregatorObserver = {
@@ -113,6 +121,10 @@ export class ServiceMetrics {
     onIndexBatch: (rows, elapsedMs) => {
       this.indexBatchSeconds.observe(elapsedMs / 1000);
       this.indexedEvents.inc(rows);
+    },
+    onRetentionDeletion: (deletion) => {
+      this.retentionSegments.inc();
+      this.retentionBytes.inc(deletion.bytes);
     },
   };
 
@@ -139,6 +151,17 @@ export class ServiceMetrics {
       'logagg_last_recovery_duration_seconds',
       'Duration of the last startup recovery.',
       (s) => (s.aggregator.recovery?.durationMs ?? 0) / 1000,
+    );
+    this.gauge('logagg_log_first_seq', 'The oldest seq the log and the index keep (1 until retention deletes).', (s) =>
+      s.aggregator.state === 'ready' ? s.aggregator.retentionSnapshot().firstSeq : undefined,
+    );
+    this.gauge('logagg_expired_events', 'Events deleted by retention, lifetime (survives restarts; /stats expired_events).', (s) =>
+      s.aggregator.state === 'ready' ? s.aggregator.retentionSnapshot().expiredTotal : undefined,
+    );
+    this.gauge(
+      'logagg_retention_last_deletion_timestamp_seconds',
+      'When retention last deleted a segment (Unix time; 0 before the first deletion).',
+      (s) => (s.aggregator.state === 'ready' ? (s.aggregator.retentionSnapshot().lastDeletionMs ?? 0) / 1000 : undefined),
     );
     this.logGauge('logagg_log_bytes', 'Bytes in the log segment files on disk.', 'bytes');
     this.logGauge('logagg_log_segments', 'Log segment files on disk.', 'segments');

@@ -17,6 +17,12 @@ export interface StatsBody {
   queue_size: number;
   checkpoint_seq: number;
   state: ServiceState;
+  /** The oldest seq kept: 1 until retention deletes, then the first seq of the oldest segment kept. */
+  first_seq: number;
+  /** Bytes of the log's segments on disk now. */
+  log_bytes: number;
+  /** Lifetime: events deleted by retention (survives restarts). */
+  expired_events: number;
 }
 
 /** The answer to GET /health, whatever its status code. */
@@ -48,6 +54,7 @@ export function formatUptime(seconds: number): string {
 /** The /stats answer from the pipeline's snapshot; at rest received = unique_processed + duplicate_dropped. */
 export function statsBody(aggregator: Pipeline, nowMs = Date.now()): StatsBody {
   const snapshot = aggregator.snapshot();
+  const retention = aggregator.retentionSnapshot();
   const uptimeSeconds = (nowMs - snapshot.startedAtMs) / 1000;
   return {
     received: snapshot.acceptedTotal + snapshot.duplicatesTotal,
@@ -61,6 +68,9 @@ export function statsBody(aggregator: Pipeline, nowMs = Date.now()): StatsBody {
     queue_size: snapshot.queueSize,
     checkpoint_seq: snapshot.checkpointSeq,
     state: snapshot.state,
+    first_seq: retention.firstSeq,
+    log_bytes: retention.logBytes,
+    expired_events: retention.expiredTotal,
   };
 }
 

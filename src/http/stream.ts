@@ -202,6 +202,15 @@ export class StreamHub {
     }
     res.flushHeaders();
     res.write(`retry: ${RECONNECT_DELAY_MS}\n: stream after seq ${afterSeq}\n\n`);
+    // Resuming before the oldest kept event: say that retention deleted the events in between
+    // (an `expired` event, no id, so the client's Last-Event-ID is kept), then go on from the first kept one.
+    const firstSeq = this.aggregator.firstSeq;
+    if (afterSeq + 1 < firstSeq && afterSeq > 0) {
+      res.write(
+        `: events after seq ${afterSeq} up to seq ${firstSeq - 1} were deleted by retention\n` +
+          `event: expired\ndata: ${JSON.stringify({ after: afterSeq, first_seq: firstSeq })}\n\n`,
+      );
+    }
     const subscriber = new Subscriber(this.aggregator, res, filter, afterSeq, this.limits, (closed) => this.subscribers.delete(closed));
     if (!res.writableEnded && !res.destroyed) this.subscribers.add(subscriber);
   }

@@ -101,6 +101,7 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS events_by_topic ON events (topic, seq);
   CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS deletions (last_seq INTEGER PRIMARY KEY, deleted_at_ms INTEGER NOT NULL);
 `;
 
 /** Drops an index of an older schema: it is rebuilt from the log, which is the source of truth. */
@@ -109,6 +110,7 @@ const DROP_OLD_SCHEMA = `
   DROP TABLE IF EXISTS meta;
   DROP TABLE IF EXISTS topics;
   DROP TABLE IF EXISTS time_blocks;
+  DROP TABLE IF EXISTS deletions;
 `;
 
 const COUNTER_KEYS = {
@@ -117,6 +119,23 @@ const COUNTER_KEYS = {
   duplicatesTotal: 'duplicates_total',
   conflictsTotal: 'conflicts_total',
 } as const;
+
+/** Meta keys of retention (kept apart from IndexCounters: only dropThrough writes them). */
+const RETENTION_KEYS = {
+  firstSeq: 'first_seq',
+  expiredTotal: 'expired_events',
+  lastDeletionMs: 'last_deletion_ms',
+} as const;
+
+/** What retention has deleted from the index, lifetime (all three survive restarts). */
+export interface RetentionState {
+  /** The oldest seq the index may hold: every row below it was deleted by retention (1 when none was). */
+  firstSeq: number;
+  /** Index rows deleted by retention, lifetime. */
+  expiredTotal: number;
+  /** When the last deletion was committed (epoch ms), null before the first. */
+  lastDeletionMs: number | null;
+}
 
 /**
  * The SQLite index over the log: dedup lookups, queries and lifetime counters. It can
@@ -132,6 +151,7 @@ export class IndexStore {
   private readonly applyTransaction: (rows: IndexRow[], duplicates: number, conflicts: number) => IndexCounters;
   private readonly appendTransaction: (rows: IndexRow[], duplicates: number, conflicts: number) => IndexCounters;
   private current: IndexCounters;
+  private retention: RetentionState;
   /** Every stored key by hash; built on first use (at once for a writable store). */
   private keys: KeyTable | null = null;
   /** True when an index of an older schema was dropped on open (recovery rebuilds it from the log). */
@@ -208,6 +228,7 @@ export class IndexStore {
       topics: this.db.prepare('SELECT topic FROM topics ORDER BY topic').pluck(),
       count: this.db.prepare('SELECT count(*) FROM events').pluck(),
     };
+    this.retention = this.readRetention();
     for (const topic of this.statements.topics.all() as string[]) this.topicSet.add(topic);
     // The free-text and payload-field rule (src/query/event-filter.ts), callable from SQL so
     // that LIMIT and the seq bounds apply to matching rows.
@@ -345,6 +366,71 @@ export class IndexStore {
       duplicatesTotal: read(COUNTER_KEYS.duplicatesTotal),
       conflictsTotal: read(COUNTER_KEYS.conflictsTotal),
     };
+  }
+
+  /** What retention has deleted, as last committed by this connection (see readRetention). */
+  get retained(): RetentionState {
+    return this.retention;
+  }
+
+  /** Reads retention's first seq and counters from disk (another connection may have deleted). */
+  readRetention(): RetentionState {
+    const read = (key: string): number | null => {
+      const value = this.statements.getMeta.get(key);
+      return value === undefined ? null : Number(value);
+    };
+    return {
+      firstSeq: read(RETENTION_KEYS.firstSeq) ?? 1,
+      expiredTotal: read(RETENTION_KEYS.expiredTotal) ?? 0,
+      lastDeletionMs: read(RETENTION_KEYS.lastDeletionMs),
+    };
+  }
+
+  /**
+   * Retention's index step: deletes every row with seq <= lastSeq, records the deletion in
+   * `deletions`, sets meta first_seq to lastSeq + 1 and adds the rows to expired_events, all
+   * in one transaction. With `durable` (the default) it commits with synchronous=FULL, so
+   * the commit's WAL frames are fsynced before it returns; SQLite's WAL is append-only, so
+   * that fsync also makes every earlier commit durable, including the checkpoint that
+   * covers lastSeq. Only after it returns may a segment be unlinked. It never deletes
+   * dedup keys (the key store keeps those; DEDUP_HORIZON_MS), nor rows after the checkpoint.
+   * Returns the rows deleted.
+   */
+  dropThrough(lastSeq: number, deletedAtMs: number, options: { durable?: boolean } = {}): number {
+    if (lastSeq > this.current.checkpointSeq) {
+      throw new Error(`index dropThrough: seq ${lastSeq} is past the checkpoint ${this.current.checkpointSeq}`);
+    }
+    const durable = options.durable ?? true;
+    // synchronous cannot change inside a transaction: set it around the one commit that needs it.
+    if (durable) this.db.pragma('synchronous = FULL');
+    try {
+      const { state, deleted } = this.db.transaction(() => this.dropRows(lastSeq, deletedAtMs))();
+      this.retention = state;
+      return deleted;
+    } finally {
+      if (durable) this.db.pragma('synchronous = NORMAL');
+    }
+  }
+
+  /** The body of dropThrough's transaction. */
+  private dropRows(lastSeq: number, deletedAtMs: number): { state: RetentionState; deleted: number } {
+    const before = this.readRetention();
+    const deleted = this.prepared('DELETE FROM events WHERE seq <= ?').run(lastSeq).changes;
+    // Time-map blocks wholly at or below lastSeq cover no row any more (a block partly above stays).
+    this.prepared('DELETE FROM time_blocks WHERE block < ?').run(Math.floor((lastSeq + 1) / TIME_BLOCK_SEQS));
+    this.prepared('INSERT INTO deletions (last_seq, deleted_at_ms) VALUES (?, ?) ON CONFLICT (last_seq) DO NOTHING').run(
+      lastSeq,
+      deletedAtMs,
+    );
+    const state: RetentionState = {
+      firstSeq: Math.max(before.firstSeq, lastSeq + 1),
+      expiredTotal: before.expiredTotal + deleted,
+      lastDeletionMs: deletedAtMs,
+    };
+    this.statements.setMeta.run(RETENTION_KEYS.firstSeq, state.firstSeq);
+    this.statements.setMeta.run(RETENTION_KEYS.expiredTotal, state.expiredTotal);
+    this.statements.setMeta.run(RETENTION_KEYS.lastDeletionMs, deletedAtMs);
+    return { state, deleted };
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { Config } from '../config/config';
+import { FIXED_LIMITS, type Config } from '../config/config';
 import { Consumer } from '../consumer/consumer';
 import { createIndexApplier } from '../consumer/index-applier';
 import { AppError } from '../errors';
@@ -10,6 +10,7 @@ import { makeDirDurable, NodeDisk, type LogDisk } from '../wal/disk';
 import { rowFromEventJson } from '../wal/event-row';
 import { canonicalEventJson, isTombstoneEventJson, type LogEvent, type WalRecord } from '../wal/record';
 import { recoverLog, type RecoveryReport } from '../wal/recovery';
+import { finishDeletions, logBytes, retainedSegments, RetentionRunner, type RetentionDeletion, type RetentionStep } from '../wal/retention';
 import { WalWriter, type FlushStats } from '../wal/writer';
 
 /** An event that passed validation, with its timestamp as epoch milliseconds. */
@@ -73,11 +74,25 @@ export interface AggregatorObserver {
   onFlush?(stats: FlushStats): void;
   onIndexBatch?(rows: number, elapsedMs: number): void;
   onPublish?(result: PublishReport): void;
+  onRetentionDeletion?(deletion: RetentionDeletion): void;
+  /** Each step of a deletion, in order (the power-loss tests check it). */
+  onRetentionStep?(step: RetentionStep): void;
+}
+
+/** Where the log starts and what retention deleted, for /stats and /metrics. */
+export interface RetentionSnapshot {
+  /** The oldest seq kept (1 until retention deletes). */
+  firstSeq: number;
+  /** Bytes of the log's segments now. */
+  logBytes: number;
+  /** Index rows deleted by retention, lifetime. */
+  expiredTotal: number;
+  lastDeletionMs: number | null;
 }
 
 export interface AggregatorOptions {
   config: Pick<Config, 'walDir' | 'databasePath' | 'queueMaxSize' | 'segmentBytesMax' | 'indexBatchMax' | 'retryAfterSeconds'> &
-    Partial<Pick<Config, 'indexWorker'>>;
+    Partial<Pick<Config, 'indexWorker' | 'retentionBytes' | 'retentionMs'>>;
   logger: Logger;
   disk?: LogDisk;
   observer?: AggregatorObserver;
@@ -103,6 +118,7 @@ export class Aggregator {
   private store: IndexStore | null = null;
   private writer: WalWriter<QueuedRecord> | null = null;
   private consumer: Consumer | null = null;
+  private retention: RetentionRunner | null = null;
   private readonly pending = new PendingKeys();
   private recoveryValue: (RecoveryReport & { durationMs: number }) | null = null;
   private failure: Error | null = null;
@@ -207,7 +223,11 @@ export class Aggregator {
     const { checkpointSeq } = store.counters;
     logger.info({ checkpointSeq, walDir: config.walDir }, 'recovery: replaying log after checkpoint');
     let recovered;
+    let retainedFirstSeq: number;
     try {
+      // A deletion a crash interrupted is finished before the replay, which must not bring
+      // back events of a segment the index (or the marker) has already let go.
+      retainedFirstSeq = finishDeletions(this.disk, config.walDir, store.retained.firstSeq).firstSeq;
       recovered = await recoverLog({
         disk: this.disk,
         walDir: config.walDir,
@@ -227,6 +247,12 @@ export class Aggregator {
       throw err;
     }
     const { start, report } = recovered;
+    // A retained log that holds no record yet (its records lost with the power) goes on at the marker.
+    if (start.nextSeq < retainedFirstSeq) start.nextSeq = retainedFirstSeq;
+    // An index rebuilt from a retained log learns where the log starts.
+    if (store.retained.firstSeq < retainedFirstSeq && store.counters.checkpointSeq >= retainedFirstSeq - 1) {
+      store.dropThrough(retainedFirstSeq - 1, Date.now());
+    }
     if (report.tornTail !== null) {
       logger.warn(
         { ...report.tornTail },
@@ -252,6 +278,8 @@ export class Aggregator {
           this.pending.removeSeq(row.keyHash ?? keyHash(row.topic, row.eventId), row.seq);
         }
         this.options.observer?.onIndexBatch?.(rows.length, elapsedMs);
+        // The checkpoint moved: a closed segment may now be wholly indexed and due.
+        this.retention?.poke();
         // A failing listener must not look like a failed index batch (which would be retried).
         for (const listener of this.indexedListeners) {
           try {
@@ -278,6 +306,28 @@ export class Aggregator {
         this.options.onFatal?.(err);
       },
     });
+    this.retention = new RetentionRunner({
+      disk: this.disk,
+      walDir: config.walDir,
+      retentionBytes: config.retentionBytes ?? 0,
+      retentionMs: config.retentionMs ?? 0,
+      index: {
+        checkpointSeq: () => store.counters.checkpointSeq,
+        firstSeq: () => store.retained.firstSeq,
+        dropThrough: (lastSeq, deletedAtMs, options) => store.dropThrough(lastSeq, deletedAtMs, options),
+      },
+      activeSegmentName: () => this.writer?.currentSegment.name ?? null,
+      dropSeqsMax: FIXED_LIMITS.retentionDropSeqsMax,
+      checkIntervalMs: FIXED_LIMITS.retentionCheckMs,
+      onDeleted: (deletion) => {
+        logger.info({ ...deletion }, `retention: deleted segment ${deletion.segment} (${deletion.reason})`);
+        this.options.observer?.onRetentionDeletion?.(deletion);
+      },
+      onStep: (step) => this.options.observer?.onRetentionStep?.(step),
+      onError: (err) => logger.error({ err }, `retention: deletion failed, retried on the next run: ${err.message}`),
+    });
+    this.retention.start();
+    this.retention.poke();
     this.recoveryValue = { ...report, durationMs: performance.now() - started };
     this.stateValue = 'ready';
     if (this.noSpaceAtStartSince !== null) logger.info('recovery: space returned');
@@ -454,6 +504,23 @@ export class Aggregator {
     };
   }
 
+  /** The oldest seq kept (1 until retention deletes): earlier seqs are in neither the index nor the log. */
+  get firstSeq(): number {
+    return this.store?.retained.firstSeq ?? 1;
+  }
+
+  /** Where the log starts, its size and what retention deleted (lists the wal dir: not for hot paths). */
+  retentionSnapshot(): RetentionSnapshot {
+    const retained = this.store?.retained ?? { firstSeq: 1, expiredTotal: 0, lastDeletionMs: null };
+    const segments = retainedSegments(this.disk, this.options.config.walDir, retained.firstSeq).segments;
+    return { ...retained, logBytes: logBytes(this.disk, segments) };
+  }
+
+  /** Runs retention until nothing more is due (tests; the service runs it by itself). */
+  async runRetention(): Promise<RetentionDeletion[]> {
+    return this.retention === null ? [] : this.retention.runUntilDone();
+  }
+
   /** The topics in the index, sorted. */
   topics(): string[] {
     return this.store?.topics() ?? [];
@@ -490,6 +557,8 @@ export class Aggregator {
     if (this.stateValue === 'stopped' || this.stateValue === 'stopping') return;
     const failed = this.stateValue === 'failed';
     this.stateValue = 'stopping';
+    // No deletion starts any more; one in progress ends its current step first.
+    if (this.retention !== null) await this.retention.stop();
     if (this.writer !== null) await this.writer.close();
     if (this.consumer !== null) {
       // After a log failure the queue still holds only durable records: index them too.

@@ -1,6 +1,6 @@
 import type { EventPage, EventQuery, IndexRow, IndexStore } from '../index/store';
 import type { RecoveryReport } from '../wal/recovery';
-import type { PipelineSnapshot, PublishReport, ServiceState, ValidEvent } from './aggregator';
+import type { PipelineSnapshot, PublishReport, RetentionSnapshot, ServiceState, ValidEvent } from './aggregator';
 
 /**
  * What the HTTP layer and the server need of an ingest pipeline: the embedded Aggregator
@@ -19,6 +19,10 @@ export interface Pipeline {
   readPage(query: EventQuery): EventPage | Promise<EventPage>;
   onIndexed(listener: (rows: IndexRow[]) => void): () => void;
   snapshot(): PipelineSnapshot;
+  /** The oldest seq readers can get (retention deletes whole segments before it). */
+  readonly firstSeq: number;
+  /** Where the log starts, its size and what retention deleted (lists the wal dir: not for hot paths). */
+  retentionSnapshot(): RetentionSnapshot;
   /** Brings snapshot() and topics() up to date where they come from elsewhere (the cluster's database). */
   refreshSnapshot?(): Promise<void>;
   topics(): string[];

@@ -36,6 +36,10 @@ export interface LogDisk {
   writeFileDurably(path: string, data: Buffer | Iterable<Buffer>): void;
   /** Puts `from` in place of `to` in one step (rename(2)); durable once the directory is fsynced. */
   renameSync(from: string, to: string): void;
+  /** Removes a file's name (unlink(2)); the removal is durable once the directory is fsynced. */
+  unlink(path: string): void;
+  /** The file's last modification time, epoch milliseconds (retention's fallback age). */
+  modifiedAtMs(path: string): number;
 }
 
 function writeAll(fd: number, data: Buffer, position: number): Promise<void> {
@@ -165,5 +169,13 @@ export class NodeDisk implements LogDisk {
 
   renameSync(from: string, to: string): void {
     fs.renameSync(from, to);
+  }
+
+  unlink(path: string): void {
+    fs.unlinkSync(path);
+  }
+
+  modifiedAtMs(path: string): number {
+    return fs.statSync(path).mtimeMs;
   }
 }

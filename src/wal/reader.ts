@@ -1,5 +1,5 @@
 import type { LogDisk } from './disk';
-import { isTombstoneEventJson, scanLines, type LineProblem } from './record';
+import { isTombstoneEventJson, RECORD_LINE_BYTES_MAX, scanLines, type LineProblem } from './record';
 import { listSegments, readSegmentChunks, segmentsFrom, type SegmentInfo } from './segments';
 
 /**
@@ -163,6 +163,33 @@ export interface ReadSegmentOptions {
  */
 export function* readSegment(disk: LogDisk, segment: SegmentInfo, options: ReadSegmentOptions): Generator<LogItem> {
   yield* readSegmentWithState(disk, segment, { ...options, from: options.from ?? 0 }, { expected: null, corruptionSinceRecord: false });
+}
+
+/** Bytes a tail read looks at first; it doubles up to RECORD_LINE_BYTES_MAX to find a line start. */
+const TAIL_READ_BYTES = 64 * 1024;
+
+/**
+ * The last valid record of a closed segment, by a bounded read of its tail (at most
+ * RECORD_LINE_BYTES_MAX plus a line): retention reads its acceptance time from it. It finds
+ * the start of the last whole line and reads from there with readSegment's rules, so a
+ * segment whose last line is bad yields null rather than an older record.
+ */
+export function readLastRecord(disk: LogDisk, segment: SegmentInfo): ReadRecord | null {
+  const size = disk.fileSize(segment.path);
+  if (size === 0) return null;
+  for (let window = TAIL_READ_BYTES; ; window *= 2) {
+    const from = Math.max(0, size - window);
+    const tail = disk.readRange(segment.path, from, size - from);
+    // The newline that ends the line before the last one (the last byte ends the last line).
+    const before = tail.lastIndexOf(0x0a, tail.length - 2);
+    if (before === -1 && from > 0 && window <= RECORD_LINE_BYTES_MAX) continue;
+    const lineStart = before === -1 ? from : from + before + 1;
+    let last: ReadRecord | null = null;
+    for (const item of readSegment(disk, segment, { isLast: false, from: lineStart })) {
+      if (item.kind === 'record' || item.kind === 'tombstone') last = item;
+    }
+    return last;
+  }
 }
 
 /** The seq rules' memory, carried from one segment to the next. */

@@ -9,6 +9,8 @@ import { makeTempDir } from '../helpers/temp-dir';
 
 /** Cycles of the short campaign in npm test; CHAOS_CYCLES raises it. */
 const CYCLES = Number(process.env.CHAOS_CYCLES ?? 25);
+/** Cycles of the retention-mode campaigns (each cycle starts a server: kept short in npm test). */
+const RETENTION_CYCLES = Math.max(8, Math.round(CYCLES / 2));
 
 function sent(topic: string, eventId: string): SentEvent {
   const payload = { n: eventId };
@@ -29,12 +31,17 @@ function emptyResult(): ChaosResult {
     duplicated: 0,
     garbled: 0,
     unsent: 0,
+    expired: 0,
+    firstSeq: 1,
+    resurrected: 0,
+    expiredResent: 0,
+    expiredForgotten: 0,
     violations: [],
     statsOk: true,
     statsProblems: [],
     stored: 0,
     tornTails: 0,
-    kills: { random: 0, after_ack: 0, rotation: 0, recovery: 0 },
+    kills: { random: 0, after_ack: 0, rotation: 0, recovery: 0, deletion: 0 },
     requests: 0,
     resentAcked: 0,
     elapsedMs: 0,
@@ -65,6 +72,50 @@ describe('chaos harness', function () {
     expect(result.cycles).to.equal(CYCLES);
     expect(result.acked).to.be.greaterThan(CYCLES);
     expect(result.stored).to.equal(result.acked);
+  });
+
+  /** Retention mode: 4 KiB segments (the smallest), 24 KiB kept, so deletions run all the time and kills land in them. */
+  const RETENTION_MODE = { segmentBytesMax: 4096, retentionBytes: 24 * 1024, cycleMs: 300, publishers: 3, seed: 5 };
+
+  it(`retention mode: ${RETENTION_CYCLES} SIGKILL cycles while deletions run: every acknowledged event kept once or expired, none resurrected`, async () => {
+    // Re-sends of acknowledged events are the next test's: here only retries of unanswered requests repeat keys.
+    const result = await runChaos({ cycles: RETENTION_CYCLES, ...RETENTION_MODE, resendAckedChance: 0 });
+    console.log(`      ${summaryLine(result)}`);
+    expect({
+      aborted: result.aborted,
+      violations: result.violations,
+      statsProblems: result.statsProblems,
+      examples: result.examples,
+    }).to.deep.equal({
+      aborted: null,
+      violations: [],
+      statsProblems: [],
+      examples: [],
+    });
+    expect(result.ok).to.equal(true);
+    expect(result.expired, 'retention deleted acknowledged events').to.be.greaterThan(0);
+    expect(result.stored + result.expired).to.equal(result.acked);
+  });
+
+  // enabled at merge with the key store (branch keys)
+  it.skip(`retention mode: an expired event re-sent is answered as the duplicate of its original, during and after ${RETENTION_CYCLES} cycles`, async () => {
+    const result = await runChaos({ cycles: RETENTION_CYCLES, ...RETENTION_MODE, checkExpiredResends: true });
+    console.log(`      ${summaryLine(result)}`);
+    expect({
+      aborted: result.aborted,
+      violations: result.violations,
+      statsProblems: result.statsProblems,
+      examples: result.examples,
+    }).to.deep.equal({
+      aborted: null,
+      violations: [],
+      statsProblems: [],
+      examples: [],
+    });
+    expect(result.ok).to.equal(true);
+    expect(result.expiredResent).to.be.greaterThan(0);
+    expect(result.expiredForgotten).to.equal(0);
+    expect(result.stored + result.expired).to.equal(result.acked);
   });
 
   it('its log check finds lost, duplicated and never-sent events (the check can fail)', () => {

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { NodeDisk } from '../../src/wal/disk';
-import { readLog, type LogItem } from '../../src/wal/reader';
+import { readSegments, type LogItem } from '../../src/wal/reader';
+import { retainedSegments } from '../../src/wal/retention';
 import { PublisherLedger, type SentEvent } from './chaos-publisher';
 import { Random } from '../../src/cli/random';
 import { waitFor } from '../../src/cli/wait';
@@ -31,6 +32,18 @@ export interface ChaosOptions {
   /** Progress lines go here (one every `progressEvery` cycles); null for none. */
   progress: ((line: string) => void) | null;
   progressEvery: number;
+  /**
+   * Retention mode: the server's RETENTION_BYTES (0: off). With a small SEGMENT_BYTES_MAX,
+   * deletions run all the time, and a kill mode lands during them.
+   */
+  retentionBytes: number;
+  /** Chance that an event of a request is a re-send of an acknowledged one. */
+  resendAckedChance: number;
+  /**
+   * Retention mode: at the end, re-send every acknowledged event that retention deleted and
+   * require a `duplicate` answer naming its original seq (needs a key store that outlives rows).
+   */
+  checkExpiredResends: boolean;
 }
 
 /** Defaults of every flag: a short campaign (30 cycles) that finishes in well under a minute on an idle machine. */
@@ -45,11 +58,14 @@ export const CHAOS_DEFAULTS: ChaosOptions = {
   keepDataDir: false,
   progress: null,
   progressEvery: 50,
+  retentionBytes: 0,
+  resendAckedChance: 0.1,
+  checkExpiredResends: false,
 };
 
 /** Where in a server's life the SIGKILL lands. */
-export type KillMode = 'random' | 'after_ack' | 'rotation' | 'recovery';
-const KILL_MODES: readonly KillMode[] = ['random', 'after_ack', 'rotation', 'recovery'];
+export type KillMode = 'random' | 'after_ack' | 'rotation' | 'recovery' | 'deletion';
+const KILL_MODES: readonly KillMode[] = ['random', 'after_ack', 'rotation', 'recovery', 'deletion'];
 
 /** The verdict of a campaign; `ok` is true only when every count of harm is 0. */
 export interface ChaosResult {
@@ -64,6 +80,15 @@ export interface ChaosResult {
   garbled: number;
   /** Stored keys that no publisher ever sent. */
   unsent: number;
+  /** Retention mode: acknowledged events deleted by retention (absent, and rightly so). */
+  expired: number;
+  /** The first retained seq at the end (1 without retention). */
+  firstSeq: number;
+  /** Retention mode: events GET /events returned from below the first retained seq (their segment is gone). */
+  resurrected: number;
+  /** Retention mode (checkExpiredResends): expired events re-sent, and those not answered as the original's duplicate. */
+  expiredResent: number;
+  expiredForgotten: number;
   /** Contract breaches seen in answers (see PublisherFigures.violations). */
   violations: string[];
   statsOk: boolean;
@@ -86,7 +111,7 @@ export function summaryLine(result: ChaosResult): string {
   const kills = KILL_MODES.map((mode) => `${mode}:${result.kills[mode]}`).join(',');
   return (
     `cycles=${result.cycles} acked=${result.acked} lost=${result.lost} duplicated=${result.duplicated} garbled=${result.garbled} ` +
-    `unsent=${result.unsent} violations=${result.violations.length} stats=${result.statsOk ? 'ok' : 'MISMATCH'} stored=${result.stored} ` +
+    `unsent=${result.unsent} expired=${result.expired} resurrected=${result.resurrected} expired_forgotten=${result.expiredForgotten}/${result.expiredResent} violations=${result.violations.length} stats=${result.statsOk ? 'ok' : 'MISMATCH'} stored=${result.stored} ` +
     `torn_tails=${result.tornTails} kills=${kills} requests=${result.requests} resent_acked=${result.resentAcked} ` +
     `elapsed_s=${(result.elapsedMs / 1000).toFixed(1)}${result.aborted === null ? '' : ' ABORTED'}`
   );
@@ -162,7 +187,7 @@ async function runPublisher(campaign: Campaign, id: number): Promise<void> {
       const size = random.chance(0.5) ? 1 : 1 + random.int(campaign.options.batchEventsMax);
       const events: SentEvent[] = [];
       for (let i = 0; i < size; i += 1) {
-        const resend = random.chance(0.1) ? ledger.pickAcked(random) : null;
+        const resend = random.chance(campaign.options.resendAckedChance) ? ledger.pickAcked(random) : null;
         if (resend !== null) ledger.figures.resentAcked += 1;
         events.push(resend ?? newEvent());
       }
@@ -216,6 +241,7 @@ async function startServer(dataDir: string, options: ChaosOptions): Promise<Serv
     SEGMENT_BYTES_MAX: String(options.segmentBytesMax),
     BATCH_EVENTS_MAX: String(Math.max(options.batchEventsMax, 1)),
     RETRY_AFTER_SECONDS: '1',
+    RETENTION_BYTES: String(options.retentionBytes),
   };
   return new ServerRun(dataDir, env, { outputBytesMax: SERVER_OUTPUT_BYTES_MAX });
 }
@@ -233,6 +259,11 @@ async function killServer(campaign: Campaign, server: ServerRun, mode: KillMode,
     // A new segment file appears: the writer is between creating it and its first fdatasync.
     watcher = fs.watch(walDir, (_event, name) => {
       if (typeof name === 'string' && name.endsWith('.ndjson')) server.killNow();
+    });
+  } else if (mode === 'deletion' && fs.existsSync(walDir)) {
+    // The retention marker is being replaced: a deletion is between its index drop and its unlink.
+    watcher = fs.watch(walDir, (_event, name) => {
+      if (typeof name === 'string' && name.startsWith('RETAINED')) server.killNow();
     });
   }
   await server.exited;
@@ -262,7 +293,8 @@ export async function runChaos(input: Partial<ChaosOptions> = {}): Promise<Chaos
     onAck: null,
     wakeups: [],
   };
-  const kills: Record<KillMode, number> = { random: 0, after_ack: 0, rotation: 0, recovery: 0 };
+  const kills: Record<KillMode, number> = { random: 0, after_ack: 0, rotation: 0, recovery: 0, deletion: 0 };
+  const modes = options.retentionBytes > 0 ? KILL_MODES : KILL_MODES.filter((mode) => mode !== 'deletion');
   let tornTails = 0;
   let aborted: string | null = null;
   let cycles = 0;
@@ -272,7 +304,7 @@ export async function runChaos(input: Partial<ChaosOptions> = {}): Promise<Chaos
   let server: ServerRun | null = null;
   try {
     while (cycles < options.cycles && (options.durationMs === 0 || Date.now() - started < options.durationMs)) {
-      const mode = random.pick(KILL_MODES);
+      const mode = random.pick(modes);
       server = await startServer(dataDir, options);
       const current = server;
       await current.waitUntil(() => current.port !== null || !current.running, START_TIMEOUT_MS, 'the server to listen');
@@ -311,6 +343,11 @@ export async function runChaos(input: Partial<ChaosOptions> = {}): Promise<Chaos
     duplicated: 0,
     garbled: 0,
     unsent: 0,
+    expired: 0,
+    firstSeq: 1,
+    resurrected: 0,
+    expiredResent: 0,
+    expiredForgotten: 0,
     violations: campaign.ledger.figures.violations,
     statsOk: false,
     statsProblems: [],
@@ -336,6 +373,7 @@ export async function runChaos(input: Partial<ChaosOptions> = {}): Promise<Chaos
       wake(campaign);
       await withDeadline(Promise.all(publishers), DRAIN_TIMEOUT_MS, 'the publishers to drain');
       await verifyIndex(campaign.url, campaign.ledger, result);
+      if (options.checkExpiredResends) await resendExpired(campaign.url, campaign.ledger, result, Math.max(options.batchEventsMax, 1));
       final.child.kill('SIGTERM');
       const exit = await withDeadline(final.exited, 30_000, 'the final server to stop');
       if (exit.code !== 0) result.statsProblems.push(`the final server stopped with ${JSON.stringify(exit)} after SIGTERM`);
@@ -360,6 +398,8 @@ export async function runChaos(input: Partial<ChaosOptions> = {}): Promise<Chaos
     result.duplicated === 0 &&
     result.garbled === 0 &&
     result.unsent === 0 &&
+    result.resurrected === 0 &&
+    result.expiredForgotten === 0 &&
     result.violations.length === 0 &&
     result.statsOk;
   if (result.ok && !options.keepDataDir && options.dataDir === undefined) fs.rmSync(dataDir, { recursive: true, force: true });
@@ -394,6 +434,8 @@ interface StatsAnswer {
   received: number;
   duplicate_dropped: number;
   checkpoint_seq: number;
+  first_seq: number;
+  expired_events: number;
 }
 
 /** One page of GET /events, as far as the final checks read it. */
@@ -421,10 +463,15 @@ async function verifyIndex(url: string, ledger: PublisherLedger, result: ChaosRe
 
   const seen = new Map<string, number>();
   let after: string | null = null;
+  result.firstSeq = stats.first_seq;
   for (;;) {
     const page = (await getJson(`${url}/events?limit=1000${after === null ? '' : `&after=${after}`}`)) as EventsPage;
     for (const stored of page.events) {
       result.stored += 1;
+      if (stored.seq < stats.first_seq) {
+        result.resurrected += 1;
+        example(result, `GET /events returned seq ${stored.seq}, below the first retained seq ${stats.first_seq}`);
+      }
       const key = PublisherLedger.keyOf(stored.topic, stored.event_id);
       seen.set(key, (seen.get(key) ?? 0) + 1);
       const record = ledger.keys.get(key);
@@ -450,7 +497,9 @@ async function verifyIndex(url: string, ledger: PublisherLedger, result: ChaosRe
       result.duplicated += 1;
       example(result, `stored ${count} times: ${key}`);
     }
-    if (record.ackedSeq !== null && count === 0) {
+    if (record.ackedSeq !== null && count === 0 && record.ackedSeq < stats.first_seq) {
+      result.expired += 1;
+    } else if (record.ackedSeq !== null && count === 0) {
       result.lost += 1;
       example(result, `acknowledged with seq ${record.ackedSeq} but not in the index: ${key}`);
     }
@@ -458,9 +507,14 @@ async function verifyIndex(url: string, ledger: PublisherLedger, result: ChaosRe
 
   // Stats agree with the index, at rest.
   const problems = result.statsProblems;
-  if (stats.unique_processed !== result.stored)
-    problems.push(`unique_processed=${stats.unique_processed} but the index holds ${result.stored} events`);
-  if (stats.accepted !== result.stored) problems.push(`accepted=${stats.accepted} but the index holds ${result.stored} events`);
+  // Events retention deleted still count in the lifetime counters.
+  const everStored = result.stored + stats.expired_events;
+  if (stats.unique_processed !== everStored)
+    problems.push(
+      `unique_processed=${stats.unique_processed} but the index holds ${result.stored} events and ${stats.expired_events} expired`,
+    );
+  if (stats.accepted !== everStored)
+    problems.push(`accepted=${stats.accepted} but the index holds ${result.stored} events and ${stats.expired_events} expired`);
   if (stats.received !== stats.unique_processed + stats.duplicate_dropped) {
     problems.push(
       `received=${stats.received} is not unique_processed + duplicate_dropped = ${stats.unique_processed + stats.duplicate_dropped}`,
@@ -473,9 +527,15 @@ async function verifyIndex(url: string, ledger: PublisherLedger, result: ChaosRe
 /** Reads every segment of the log into `result`: each record valid, each key once, nothing unsent, nothing acknowledged missing. */
 export function verifyLog(walDir: string, ledger: PublisherLedger, result: ChaosResult): void {
   const counts = new Map<string, number>();
-  // Policy: after a clean stop, any corruption, seq break or torn tail garbles its segment.
+  // Policy: after a clean stop, any corruption, seq break or torn tail garbles its segment; the
+  // log starts where the retention marker says (at seq 1 without one).
   let problem: LogItem | null = null;
-  for (const item of readLog({ disk: new NodeDisk(), walDir })) {
+  const retained = retainedSegments(new NodeDisk(), walDir);
+  if (retained.expired.length > 0) {
+    result.garbled += 1;
+    example(result, `after a clean stop, segments below the first retained seq remain: ${retained.expired.map((s) => s.name).join(', ')}`);
+  }
+  for (const item of readSegments(new NodeDisk(), retained.segments, { expectedFirstSeq: retained.firstSeq })) {
     if (item.kind === 'corruption' || item.kind === 'seq_break' || item.kind === 'torn_tail') problem ??= item;
     if (item.kind === 'segment_end' && problem !== null) {
       result.garbled += 1;
@@ -501,9 +561,39 @@ export function verifyLog(walDir: string, ledger: PublisherLedger, result: Chaos
     }
   }
   for (const [key, record] of ledger.keys) {
-    if (record.ackedSeq !== null && !counts.has(key)) {
+    if (record.ackedSeq !== null && !counts.has(key) && record.ackedSeq >= retained.firstSeq) {
       result.lost += 1;
       example(result, `acknowledged with seq ${record.ackedSeq} but not in the log: ${key}`);
     }
+  }
+}
+
+/**
+ * Re-sends every acknowledged event that retention deleted (seq below the first retained
+ * one): each must be answered `duplicate` with its original seq (the key outlives its event).
+ */
+async function resendExpired(url: string, ledger: PublisherLedger, result: ChaosResult, batchEvents: number): Promise<void> {
+  const expired = [...ledger.keys.values()].filter((k) => k.ackedSeq !== null && k.ackedSeq < result.firstSeq);
+  for (let i = 0; i < expired.length; i += batchEvents) {
+    const batch = expired.slice(i, i + batchEvents);
+    const res = await fetch(`${url}/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ events: batch.map((k) => k.event.body) }),
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+    const answer = (await res.json()) as { results?: Array<{ status: string; seq: number }> };
+    if (res.status !== 200)
+      result.statsProblems.push(`re-sending expired events was answered ${res.status}: ${JSON.stringify(answer).slice(0, 200)}`);
+    batch.forEach((k, index) => {
+      result.expiredResent += 1;
+      const outcome = answer.results?.[index];
+      if (outcome?.status === 'duplicate' && outcome.seq === k.ackedSeq) return;
+      result.expiredForgotten += 1;
+      example(
+        result,
+        `expired ${PublisherLedger.keyOf(k.event.topic, k.event.eventId)} (seq ${k.ackedSeq}) re-sent: ${JSON.stringify(outcome)}`,
+      );
+    });
   }
 }

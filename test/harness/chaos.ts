@@ -79,6 +79,15 @@ export const CHAOS_OPTIONS = defineOptions({
     description:
       'cluster mode: N instances on a fresh database of the PostgreSQL at PGHOST:PGPORT (127.0.0.1:5432), with outages and latency through a TCP proxy',
   },
+  retentionBytes: {
+    type: 'int',
+    placeholder: 'N',
+    min: 0,
+    max: Number.MAX_SAFE_INTEGER,
+    defaultText: '0 (off)',
+    description: "retention mode: the server's RETENTION_BYTES (with a small --segment-bytes, deletions run all the time)",
+  },
+  checkExpired: { type: 'boolean', description: 'retention mode: re-send every expired event at the end; each must be a duplicate' },
   keep: { type: 'boolean', description: 'keep the data dir after a successful campaign' },
   help: { type: 'boolean', short: 'h', description: 'this help' },
 });
@@ -93,6 +102,7 @@ Prints one summary line; exits 0 only if nothing was lost, duplicated or garbled
       'npm run chaos -- --cycles 1000 --publishers 8',
       'npm run chaos -- --duration-ms 600000 --keep --data-dir /tmp/chaos',
       'npm run chaos -- --instances 3 --cycles 300',
+      'npm run chaos -- --segment-bytes 4096 --retention-bytes 24576 --check-expired',
     ],
   },
   CHAOS_OPTIONS,
@@ -111,6 +121,8 @@ export function parseChaosArgs(argv: readonly string[]): Partial<ChaosOptions> {
     batchEventsMax: values.batchMax,
     seed: values.seed,
     progressEvery: values.progressEvery,
+    retentionBytes: values.retentionBytes,
+    checkExpiredResends: values.checkExpired ? true : undefined,
     keepDataDir: values.keep ? true : undefined,
   };
   return Object.fromEntries(Object.entries(set).filter(([, value]) => value !== undefined));

@@ -5,7 +5,9 @@ import { Random } from '../../src/cli/random';
 import { AppError } from '../../src/errors';
 import { WalError } from '../../src/wal/errors';
 import { Aggregator, type ValidEvent } from '../../src/ingest/aggregator';
-import { readLog } from '../../src/wal/reader';
+import type { LogDisk } from '../../src/wal/disk';
+import { readSegments } from '../../src/wal/reader';
+import { retainedSegments } from '../../src/wal/retention';
 import { canonicalEventJson, type LogEvent } from '../../src/wal/record';
 import { PowerLossDisk, SimulatedPowerLoss, type CrashModel } from './power-loss-disk';
 import { makeTempDir } from '../helpers/temp-dir';
@@ -26,6 +28,10 @@ export interface PowerLossOptions {
   indexLossChance: number;
   /** SEGMENT_BYTES_MAX of the simulated service. */
   segmentBytesMax: number;
+  /** RETENTION_BYTES of the simulated service (0: off): with small segments, deletions run all the time. */
+  retentionBytes: number;
+  /** Chance that an event of a request re-sends an acknowledged one. */
+  resendChance: number;
 }
 
 /** Defaults: all four crash models, honest fsyncs, 3% index loss, 8 KiB segments. */
@@ -39,6 +45,8 @@ export const POWER_LOSS_DEFAULTS: PowerLossOptions = {
   honourFsyncDir: true,
   indexLossChance: 0.03,
   segmentBytesMax: 8192,
+  retentionBytes: 0,
+  resendChance: 0.1,
 };
 
 /** What a campaign found; every harm count must be 0. */
@@ -54,6 +62,12 @@ export interface PowerLossResult {
   duplicated: number;
   /** Stored keys never sent. */
   unsent: number;
+  /** Acknowledged keys that retention deleted (absent, rightly: their seq is below the first retained one). */
+  expired: number;
+  /** Index rows or log segments below the first retained seq after a reboot (a deletion undone into queries). */
+  resurrected: number;
+  /** Segment unlinks that a power loss undid (recovery must finish them). */
+  unlinksUndone: number;
   /** Reboots whose recovery needed an operator (it threw). */
   recoveryFailures: string[];
   /** Publishes that failed other than by the power loss. */
@@ -87,6 +101,7 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
     segmentBytesMax: options.segmentBytesMax,
     indexBatchMax: 16,
     retryAfterSeconds: 1,
+    retentionBytes: options.retentionBytes,
   };
   const disk = new PowerLossDisk(dataDir);
   disk.honourFdatasync = options.honourFdatasync;
@@ -99,6 +114,9 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
     garbled: 0,
     duplicated: 0,
     unsent: 0,
+    expired: 0,
+    resurrected: 0,
+    unlinksUndone: 0,
     recoveryFailures: [],
     unexpectedErrors: [],
     tornTailsCut: 0,
@@ -120,6 +138,7 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
   const acked: string[] = [];
   const lostKeys = new Set<string>();
   const garbledKeys = new Set<string>();
+  const expiredKeys = new Set<string>();
   let counter = 0;
   const example = (text: string): void => {
     if (result.examples.length < 20) result.examples.push(text);
@@ -149,10 +168,19 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
     const keys = all ? acked : acked.slice(checkedUpTo);
     if (!all) for (let i = 0; i < 100 && checkedUpTo > 0; i += 1) keys.push(acked[random.int(checkedUpTo)]!);
     checkedUpTo = acked.length;
+    const firstSeq = aggregator.firstSeq;
+    // Retention deleted the rows below the first retained seq: none may be back.
+    const below = aggregator.index.queryEvents({ limit: 1, order: 'asc' })[0];
+    if (below !== undefined && below.seq < firstSeq) {
+      result.resurrected += 1;
+      example(`after crash ${result.crashes}: index row seq ${below.seq} below the first retained seq ${firstSeq}`);
+    }
     for (const key of keys) {
       const record = sent.get(key)!;
       const stored = aggregator.index.lookup(record.event.topic, record.event.event_id);
-      if (stored === undefined) {
+      if (stored === undefined && record.ackedSeq !== null && record.ackedSeq < firstSeq) {
+        expiredKeys.add(key);
+      } else if (stored === undefined) {
         if (!lostKeys.has(key)) example(`lost after crash ${result.crashes}: ${key} (acked seq ${record.ackedSeq})`);
         lostKeys.add(key);
       } else if (stored.seq !== record.ackedSeq || stored.body !== record.eventJson) {
@@ -170,7 +198,7 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
         const size = random.chance(0.5) ? 1 : 1 + random.int(8);
         outstanding = [];
         for (let i = 0; i < size; i += 1) {
-          const resend = acked.length > 0 && random.chance(0.1) ? sent.get(acked[random.int(acked.length)]!)! : null;
+          const resend = acked.length > 0 && random.chance(options.resendChance) ? sent.get(acked[random.int(acked.length)]!)! : null;
           outstanding.push(resend ?? newEvent(id));
         }
       }
@@ -213,6 +241,7 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
     const crashSignal = new Promise<void>((resolve) => (signalCrash = resolve));
     const onCrash = (): void => {
       crashed = true;
+      session.end();
       // The process is gone: its index connection writes nothing more.
       try {
         aggregator?.index.close();
@@ -226,7 +255,10 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
     const duringRecovery = !isFinal && random.chance(0.2);
     if (duringRecovery) disk.armCrash(1 + random.int(recoveryOperations), onCrash);
 
-    aggregator = new Aggregator({ config, logger, disk });
+    // The process of this power-on sees the disk through a session that dies with it: work it
+    // had scheduled (a flush, a retention run) must not touch the disk after the reboot.
+    const session = sessionOf(disk);
+    aggregator = new Aggregator({ config, logger, disk: session.disk });
     let opened = false;
     try {
       await aggregator.open();
@@ -259,8 +291,9 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
 
     // Power loss: apply the crash model, maybe lose the index too, and power up again.
     result.crashes += 1;
-    const { entriesLost } = disk.reboot(random, () => random.pick(options.models));
+    const { entriesLost, unlinksUndone } = disk.reboot(random, () => random.pick(options.models));
     result.directoryEntriesLost += entriesLost;
+    result.unlinksUndone += unlinksUndone;
     if (random.chance(options.indexLossChance)) {
       result.indexLosses += 1;
       for (const suffix of ['', '-wal', '-shm']) fs.rmSync(config.databasePath + suffix, { force: true });
@@ -270,6 +303,7 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
   result.acked = acked.length;
   result.lost = lostKeys.size;
   result.garbled = garbledKeys.size;
+  result.expired = expiredKeys.size;
   return result;
 }
 
@@ -294,8 +328,14 @@ async function finalChecks(
     }
   }
   const seen = new Map<string, number>();
-  // Policy: after recovery the log must read clean; a problem is shown, the counts decide.
-  for (const item of readLog({ disk, walDir })) {
+  // Policy: after recovery the log must read clean, from the first retained seq (no segment
+  // wholly below it left); a problem is shown, the counts decide.
+  const retained = retainedSegments(disk, walDir, aggregator.firstSeq);
+  if (retained.expired.length > 0) {
+    result.resurrected += 1;
+    example(`after recovery, segments below the first retained seq remain: ${retained.expired.map((s) => s.name).join(', ')}`);
+  }
+  for (const item of readSegments(disk, retained.segments, { expectedFirstSeq: retained.marked ? retained.firstSeq : null })) {
     if (item.kind === 'corruption' || item.kind === 'seq_break' || item.kind === 'torn_tail') {
       example(`segment ${item.segment.name} after recovery: ${item.kind} ${JSON.stringify({ ...item, segment: undefined })}`);
     }
@@ -311,4 +351,23 @@ async function finalChecks(
     }
     if (!sent.has(key)) result.unsent += 1;
   }
+}
+
+/**
+ * A view of `disk` for one power-on: once `end` is called (the power went out), every call
+ * through it throws SimulatedPowerLoss, also after the reboot, as a dead process does nothing.
+ */
+function sessionOf(disk: PowerLossDisk): { disk: LogDisk; end: () => void } {
+  let alive = true;
+  const view = new Proxy(disk, {
+    get(target, name, receiver) {
+      const value: unknown = Reflect.get(target, name, receiver);
+      if (typeof value !== 'function') return value;
+      return (...args: unknown[]): unknown => {
+        if (!alive) throw new SimulatedPowerLoss();
+        return (value as (...a: unknown[]) => unknown).apply(target, args);
+      };
+    },
+  });
+  return { disk: view, end: () => (alive = false) };
 }

@@ -10,7 +10,16 @@ export type CrashModel = 'drop' | 'keep' | 'torn' | 'garble';
 
 /** The operation a fault applies to. */
 export type DiskOperation =
-  'write' | 'fdatasync' | 'truncate' | 'openForWrite' | 'fsyncDir' | 'writeFileDurably' | 'truncateFileDurably' | 'mkdirp' | 'renameSync';
+  | 'write'
+  | 'fdatasync'
+  | 'truncate'
+  | 'openForWrite'
+  | 'fsyncDir'
+  | 'writeFileDurably'
+  | 'truncateFileDurably'
+  | 'mkdirp'
+  | 'renameSync'
+  | 'unlink';
 
 /** Thrown by every synchronous call after the simulated power went out. */
 export class SimulatedPowerLoss extends Error {
@@ -50,6 +59,8 @@ interface SimDir {
   durable: Set<string>;
   /** Renames inside this directory since its last fsync, in order. */
   renames: PendingRename[];
+  /** Files unlinked since its last fsync: a power loss may bring each back. */
+  unlinked: Array<{ name: string; file: SimFile }>;
 }
 
 /** A rename a power loss may undo: `to` named `replaced` (or nothing) before, `from` named `moved`. */
@@ -71,6 +82,7 @@ export class PowerLossDisk implements LogDisk {
   private readonly files = new Map<string, SimFile>();
   private readonly dirs = new Map<string, SimDir>();
   private readonly handles = new Map<FileHandleId, { path: string; generation: number }>();
+  private readonly mtimes = new Map<string, number>();
   private nextHandle = 1;
   private generation = 1;
   private operations = 0;
@@ -87,7 +99,7 @@ export class PowerLossDisk implements LogDisk {
 
   constructor(root: string) {
     this.root = path.resolve(root);
-    this.dirs.set(this.root, { entries: new Set(), durable: new Set(), renames: [] });
+    this.dirs.set(this.root, { entries: new Set(), durable: new Set(), renames: [], unlinked: [] });
   }
 
   /** Operations performed so far (each call counts one). */
@@ -99,6 +111,12 @@ export class PowerLossDisk implements LogDisk {
   armCrash(afterOperations: number, onCrash: () => void): void {
     this.crashAtOperation = this.operations + Math.max(1, afterOperations);
     this.onCrash = onCrash;
+  }
+
+  /** Cancels an armed crash that has not happened yet. */
+  disarmCrash(): void {
+    this.crashAtOperation = null;
+    this.onCrash = null;
   }
 
   /** The power goes out now (between two operations). */
@@ -118,8 +136,12 @@ export class PowerLossDisk implements LogDisk {
    * undone, so are the later ones), and each directory entry never fsynced survives with
    * probability 1/2.
    */
-  reboot(random: RandomSource, model: CrashModel | ((file: string) => CrashModel)): { filesChanged: number; entriesLost: number } {
+  reboot(
+    random: RandomSource,
+    model: CrashModel | ((file: string) => CrashModel),
+  ): { filesChanged: number; entriesLost: number; unlinksUndone: number } {
     this.powerLost = true;
+    let unlinksUndone = 0;
     let filesChanged = 0;
     let entriesLost = 0;
     for (const [dirPath, dir] of this.dirs) {
@@ -137,6 +159,17 @@ export class PowerLossDisk implements LogDisk {
         dir.entries.add(rename.from);
       }
       dir.renames = [];
+      // An unlink never made durable by a directory fsync may be undone (the file returns with its synced bytes).
+      for (const { name, file } of dir.unlinked) {
+        if (random.next() >= 0.5 || dir.entries.has(name)) continue;
+        unlinksUndone += 1;
+        file.current = Buffer.from(file.synced);
+        file.changes = [];
+        this.files.set(path.join(dirPath, name), file);
+        dir.entries.add(name);
+        dir.durable.add(name);
+      }
+      dir.unlinked = [];
     }
     // Directory entries first: a file whose name was lost is gone with all its bytes.
     for (const [dirPath, dir] of [...this.dirs]) {
@@ -160,7 +193,7 @@ export class PowerLossDisk implements LogDisk {
     this.generation += 1;
     this.powerLost = false;
     this.crashAtOperation = null;
-    return { filesChanged, entriesLost };
+    return { filesChanged, entriesLost, unlinksUndone };
   }
 
   /** The bytes a reader would see now (for assertions). */
@@ -178,7 +211,7 @@ export class PowerLossDisk implements LogDisk {
     }
     for (const created of missing) {
       this.dirs.get(path.dirname(created))!.entries.add(path.basename(created));
-      this.dirs.set(created, { entries: new Set(), durable: new Set(), renames: [] });
+      this.dirs.set(created, { entries: new Set(), durable: new Set(), renames: [], unlinked: [] });
     }
   }
 
@@ -243,6 +276,7 @@ export class PowerLossDisk implements LogDisk {
         throw fault;
       }
       applyChange(file, { kind: 'write', position, data: Buffer.from(data) });
+      this.mtimes.set(this.handles.get(handle)!.path, Date.now());
     });
   }
 
@@ -284,6 +318,7 @@ export class PowerLossDisk implements LogDisk {
     if (this.honourFsyncDir) {
       found.durable = new Set(found.entries);
       found.renames = [];
+      found.unlinked = [];
     }
   }
 
@@ -322,6 +357,30 @@ export class PowerLossDisk implements LogDisk {
     this.files.set(target, moved);
     dir.entries.delete(path.basename(source));
     dir.entries.add(path.basename(target));
+  }
+
+  unlink(file: string): void {
+    this.step('unlink', file);
+    const target = this.inside(file);
+    const found = this.files.get(target);
+    const dir = this.dirs.get(path.dirname(target));
+    if (found === undefined || dir === undefined) throw errnoError('ENOENT', `unlink ${file}`);
+    this.files.delete(target);
+    dir.entries.delete(path.basename(target));
+    // A name never made durable is simply gone; a durable one may come back until the directory is fsynced.
+    if (dir.durable.has(path.basename(target))) dir.unlinked.push({ name: path.basename(target), file: found });
+    dir.durable.delete(path.basename(target));
+  }
+
+  modifiedAtMs(file: string): number {
+    this.step(null, file);
+    if (!this.files.has(this.inside(file))) throw errnoError('ENOENT', `stat ${file}`);
+    return this.mtimes.get(this.inside(file)) ?? 0;
+  }
+
+  /** Sets what modifiedAtMs answers for a file (tests of RETENTION_MS's mtime fallback). */
+  setModifiedAtMs(file: string, ms: number): void {
+    this.mtimes.set(this.inside(file), ms);
   }
 
   /** True when the next call is the one an armed crash lands on. */
@@ -376,6 +435,7 @@ export class PowerLossDisk implements LogDisk {
     if (dir === undefined) throw errnoError('ENOENT', `open ${target}`);
     dir.entries.add(path.basename(target));
     this.files.set(target, { synced: Buffer.alloc(0), current: Buffer.alloc(0), changes: [] });
+    this.mtimes.set(target, Date.now());
   }
 
   private removeTree(target: string): void {
