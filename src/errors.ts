@@ -31,6 +31,11 @@ export const ERROR_CATALOGUE = {
   log_failed: { status: 503, meaning: 'the log could not be made durable (fsync/EIO); the process stops for recovery' },
   shutting_down: { status: 503, meaning: 'the service is stopping; retry against the restarted instance' },
   subscribers_full: { status: 503, meaning: 'too many live-tail subscribers' },
+  reads_busy: { status: 503, meaning: 'READ_QUEUE_MAX reads are already waiting for a read worker; retry after Retry-After' },
+  read_failed: {
+    status: 503,
+    meaning: 'the read worker crashed or the read ran past READ_TIMEOUT_MS; the worker was replaced, retry after Retry-After',
+  },
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
