@@ -53,6 +53,7 @@ interface PackedPage {
 type WorkerMessage = { id: number; request: ReadRequest } | { cancel: number } | { close: true };
 
 type WorkerAnswer =
+  | { ready: true }
   | { id: number; threadId: number; page: PackedPage }
   | { id: number; threadId: number; histogram: Histogram }
   | { id: number; threadId: number; error: { message: string; code?: string } };
@@ -72,8 +73,13 @@ interface Task {
 interface Slot {
   worker: Worker;
   task: Task | null;
+  /** True once the worker has opened its connection (a read's time starts when it is sent to a ready worker). */
+  ready: boolean;
   dead: boolean;
 }
+
+/** How long a worker that died before it could open the index waits before it is started again. */
+const RESPAWN_DELAY_MS = 1000;
 
 /**
  * Runs index reads on worker threads, each with its own read-only connection to the index
@@ -87,9 +93,17 @@ export class ReadPool {
   private readonly queue: Task[] = [];
   private nextId = 1;
   private closed = false;
+  private readonly readyOnce: Promise<void>;
+  private markReady: () => void = noop;
 
   constructor(private readonly options: ReadPoolOptions) {
+    this.readyOnce = new Promise((resolve) => (this.markReady = resolve));
     for (let i = 0; i < Math.max(1, options.workers); i += 1) this.slots.push(this.spawn());
+  }
+
+  /** Resolves once every first worker has opened its connection (reads sent before wait in the queue). */
+  get ready(): Promise<void> {
+    return this.readyOnce;
   }
 
   /** Reads waiting for a worker right now (for /metrics and tests). */
@@ -134,6 +148,7 @@ export class ReadPool {
     await Promise.all(
       this.slots.map(async (slot) => {
         if (slot.dead) return;
+        slot.dead = true;
         const exited = new Promise<void>((resolve) => slot.worker.once('exit', () => resolve()));
         slot.worker.postMessage({ close: true } satisfies WorkerMessage);
         await exited;
@@ -144,7 +159,7 @@ export class ReadPool {
   private run(request: ReadRequest, signal?: AbortSignal): Promise<WorkerAnswer> {
     if (this.closed) return Promise.reject(this.shuttingDown());
     const { queueMax, retryAfterSeconds } = this.options;
-    const idle = this.slots.find((s) => s.task === null && !s.dead);
+    const idle = this.slots.find((s) => s.ready && s.task === null && !s.dead);
     if (idle === undefined && this.queue.length >= queueMax) {
       return Promise.reject(
         new AppError('reads_busy', `${this.queue.length} reads are waiting for a read worker, READ_QUEUE_MAX=${queueMax}`, {
@@ -190,8 +205,14 @@ export class ReadPool {
     const worker = new Worker(path.join(__dirname, 'read-pool.js'), {
       workerData: { readPool: true, databasePath: this.options.databasePath, storeOptions: this.options.storeOptions ?? {} },
     });
-    const slot: Slot = { worker, task: null, dead: false };
+    const slot: Slot = { worker, task: null, ready: false, dead: false };
     worker.on('message', (answer: WorkerAnswer) => {
+      if ('ready' in answer) {
+        slot.ready = true;
+        if (this.slots.every((s) => s.ready)) this.markReady();
+        this.next(slot);
+        return;
+      }
       const task = slot.task;
       if (task?.id !== answer.id) return;
       slot.task = null;
@@ -219,10 +240,18 @@ export class ReadPool {
     if (task !== null) this.fail(task, this.readFailed(`the read worker ${reason}`));
     if (this.closed) return;
     this.options.onWorkerExit?.(reason);
-    const index = this.slots.indexOf(slot);
-    const fresh = this.spawn();
-    this.slots[index] = fresh;
-    this.next(fresh);
+    if (!slot.ready) {
+      // It could not even open the index: fail what waits rather than let it wait on a loop of crashes.
+      for (const waiting of this.queue.splice(0)) this.fail(waiting, this.readFailed(`the read worker ${reason}`));
+      setTimeout(() => this.respawn(slot), RESPAWN_DELAY_MS).unref();
+      return;
+    }
+    this.respawn(slot);
+  }
+
+  private respawn(slot: Slot): void {
+    if (this.closed) return;
+    this.slots[this.slots.indexOf(slot)] = this.spawn();
   }
 
   private next(slot: Slot): void {
@@ -310,6 +339,7 @@ function serveReads(): void {
   const { databasePath, storeOptions } = workerData as { databasePath: string; storeOptions: ReadStoreOptions };
   const store = new IndexStore(databasePath, { ...storeOptions, readonly: true, loadKeys: false, withoutSpace: false });
   const running = new Map<number, AbortController>();
+  parentPort!.postMessage({ ready: true } satisfies WorkerAnswer);
   parentPort!.on('message', (message: WorkerMessage) => {
     if ('close' in message) {
       store.close();
