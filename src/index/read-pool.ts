@@ -149,6 +149,8 @@ export class ReadPool {
       this.slots.map(async (slot) => {
         if (slot.dead) return;
         slot.dead = true;
+        // Held alive until the worker is gone: else a process with nothing else to do would end mid-stop.
+        slot.worker.ref();
         const exited = new Promise<void>((resolve) => slot.worker.once('exit', () => resolve()));
         slot.worker.postMessage({ close: true } satisfies WorkerMessage);
         await exited;
