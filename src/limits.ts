@@ -174,6 +174,21 @@ export const LIMITS: readonly LimitSpec[] = [
     whenHit: '503 `database_unavailable` + `Retry-After`; nothing acknowledged; logged events are decided once the database answers',
   },
   {
+    bounds: 'reads waiting for a read worker (GET /events, histogram, stream catch-up)',
+    setting: 'READ_QUEUE_MAX',
+    whenHit: '503 `reads_busy` + `Retry-After`',
+  },
+  {
+    bounds: 'time of one read on a read worker',
+    setting: 'READ_TIMEOUT_MS',
+    whenHit: '503 `read_failed` + `Retry-After`; the worker is ended and replaced',
+  },
+  {
+    bounds: 'read worker threads',
+    setting: 'READ_WORKERS',
+    whenHit: 'reads wait in the read queue (READ_QUEUE_MAX)',
+  },
+  {
     bounds: 'open `/events/stream` connections',
     setting: 'STREAM_SUBSCRIBERS_MAX',
     whenHit: '503 `subscribers_full` + `Retry-After`',

@@ -1,5 +1,16 @@
 import fs from 'node:fs';
-import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, FILTER_OPTIONS, parseFilter, UsageError, type EventFilter } from './args';
+import {
+  dataPaths,
+  defineCommand,
+  EXIT_OK,
+  EXIT_PROBLEM,
+  FILTER_OPTIONS,
+  filterIsSeqOnly,
+  parseFilter,
+  UsageError,
+  type EventFilter,
+} from './args';
+import { IndexStore } from '../index/store';
 import { eventJsonWithSeq } from '../wal/record';
 import { segmentsFrom } from '../wal/segments';
 import { logSegments, matchesFilter, readRetainedLog, segmentsBytes, writeWithBackpressure } from './log-files';
@@ -28,9 +39,11 @@ export async function exportEvents(
   walDir: string,
   filter: EventFilter,
   output: NodeJS.WritableStream,
-  options: { progress?: boolean } = {},
+  options: { progress?: boolean; databasePath?: string } = {},
 ): Promise<Omit<ExportSummary, 'out'>> {
   const segments = logSegments(walDir);
+  const startSeq = options.databasePath === undefined ? null : startSeqFromIndex(options.databasePath, filter);
+  if (startSeq !== null) filter = { ...filter, fromSeq: Math.max(filter.fromSeq ?? 1, startSeq) };
   const summary: Omit<ExportSummary, 'out'> = { events: 0, bytes: 0, lastSeq: null, segments: 0, corruptLinesSkipped: [] };
   const progress = startProgress(options.progress === true, 'export', segmentsBytes(segmentsFrom(segments, filter.fromSeq ?? 1)), 'bytes');
   try {
@@ -61,6 +74,33 @@ export async function exportEvents(
   return summary;
 }
 
+/**
+ * Where the log read can start for a filter with a time, topic or source part: the first seq
+ * the index holds that matches it (found through the index's columns, never the log), or the
+ * first seq past the index's checkpoint when nothing indexed matches (the unindexed tail may
+ * still). Every event before that seq is indexed and does not match, so the segments before
+ * it are skipped unread. Null when the index cannot tell (missing, older schema, unreadable):
+ * export then reads the whole log, as it always did.
+ */
+export function startSeqFromIndex(databasePath: string, filter: EventFilter): number | null {
+  if (filterIsSeqOnly(filter) || !fs.existsSync(databasePath)) return null;
+  let store: IndexStore | undefined;
+  try {
+    store = new IndexStore(databasePath, { readonly: true });
+    const index = store;
+    return index.withSnapshot(() => {
+      const { topics, source, sinceMs, untilMs, fromSeq } = filter;
+      const query = { topics, source, sinceMs, untilMs, limit: 1, scanRowsMax: Number.POSITIVE_INFINITY };
+      const page = index.readPage(fromSeq === undefined ? query : { ...query, afterSeq: fromSeq - 1 });
+      return page.rows[0]?.seq ?? index.readCounters().checkpointSeq + 1;
+    });
+  } catch {
+    return null;
+  } finally {
+    store?.close();
+  }
+}
+
 /** `logagg export`: NDJSON events from the log, filtered, to stdout or a file. */
 export const exportCommand = defineCommand({
   name: 'export',
@@ -68,6 +108,8 @@ export const exportCommand = defineCommand({
   description: `Reads the log (the source of truth, not the index) and writes each matching event as one
 JSON line, in seq order, in the shape GET /events uses:
   {"seq":1,"topic":"user.login","event_id":"evt-001","timestamp":"...","source":"...","payload":{...}}
+With --since, --until, --topic or --source it asks the index for the first matching seq
+and skips the log before it (the whole log is read when there is no usable index).
 Safe on a live data dir. Corrupt lines are skipped and listed on stderr (exit 1); a torn
 tail is not an event. A summary goes to stderr (as JSON with --json), never to stdout.`,
   examples: [
@@ -88,7 +130,7 @@ tail is not an event. A summary goes to stderr (as JSON with --json), never to s
       file = { fd, stream: fs.createWriteStream('', { fd, autoClose: false }) };
       output = file.stream;
     }
-    const result = await exportEvents(paths.walDir, filter, output, { progress: context.progress });
+    const result = await exportEvents(paths.walDir, filter, output, { progress: context.progress, databasePath: paths.databasePath });
     if (file !== null) {
       const { fd, stream } = file;
       await new Promise<void>((resolve, reject) => stream.end((err?: Error | null) => (err ? reject(err) : resolve())));

@@ -3,17 +3,7 @@ import { createParser, type EventSourceMessage } from 'eventsource-parser';
 import { readSegment, readSegments } from '../wal/reader';
 import { eventJsonWithSeq } from '../wal/record';
 import type { SegmentInfo } from '../wal/segments';
-import {
-  dataPaths,
-  defineCommand,
-  EXIT_OK,
-  EXIT_PROBLEM,
-  FILTER_OPTIONS,
-  filterIsSeqOnly,
-  parseFilter,
-  UsageError,
-  type EventFilter,
-} from './args';
+import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, FILTER_OPTIONS, parseFilter, UsageError, type EventFilter } from './args';
 import { authHeaders, delay, requestJson } from './http-client';
 import { DISK, logSegments, matchesFilter, readRetainedLog, writeWithBackpressure } from './log-files';
 
@@ -215,21 +205,32 @@ async function followUrl(
   }
 }
 
-/** The last `count` matching events from a server's GET /events (paging; for -n without -f). */
+/** The GET /events parameters that serve a CLI filter on the server (every topic, source, since, until). */
+function serverFilterParams(filter: EventFilter): URLSearchParams {
+  const params = new URLSearchParams();
+  for (const topic of filter.topics ?? []) params.append('topic', topic);
+  if (filter.source !== undefined) params.set('source', filter.source);
+  if (filter.sinceMs !== undefined) params.set('since', new Date(filter.sinceMs).toISOString());
+  if (filter.untilMs !== undefined) params.set('until', new Date(filter.untilMs).toISOString());
+  return params;
+}
+
+/**
+ * The matching events a server's GET /events gives for -n, oldest first: with --from-seq every
+ * one from there (paging oldest first), else the last `count`, read newest first with
+ * order=desc (a page of `count` at most, following next_cursor only when a filter's scan
+ * bound cut a page short), so it costs the pages it prints, not the history.
+ */
 async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, timeoutMs: number): Promise<TailEvent[]> {
-  let after = (filter.fromSeq ?? 1) - 1;
-  if (filter.fromSeq === undefined && filterIsSeqOnly(filter)) {
-    // Without filters the newest seq is in /stats: start just before the last `count`.
-    const stats = await requestJson('GET', `${url}/stats`, undefined, timeoutMs);
-    const accepted = (stats.body as { accepted?: unknown } | null)?.accepted;
-    if (stats.status === 200 && typeof accepted === 'number') after = Math.max(0, accepted - count);
-  }
+  const newestFirst = filter.fromSeq === undefined;
+  if (newestFirst && count === 0) return [];
+  let after: string | null = newestFirst ? null : String(filter.fromSeq! - 1);
   const found: TailEvent[] = [];
-  const serverTopic = filter.topics?.length === 1 ? filter.topics[0] : undefined;
   for (;;) {
-    const params = new URLSearchParams({ limit: '1000', after: String(after) });
-    if (serverTopic !== undefined) params.set('topic', serverTopic);
-    if (filter.source !== undefined) params.set('source', filter.source);
+    const params = serverFilterParams(filter);
+    params.set('limit', String(newestFirst ? Math.min(1000, count - found.length) : 1000));
+    if (newestFirst) params.set('order', 'desc');
+    if (after !== null) params.set('after', after);
     const answer = await requestJson('GET', `${url}/events?${params.toString()}`, undefined, timeoutMs);
     if (answer.status !== 200) throw new Error(`GET /events answered ${answer.status}: ${JSON.stringify(answer.body)}`);
     const page = answer.body as { events: Array<Record<string, unknown>>; next_cursor: string | null };
@@ -237,13 +238,12 @@ async function lastEventsOfUrl(url: string, filter: EventFilter, count: number, 
       const seq = event.seq as number;
       const receivedAtMs = takeReaderKeys(event);
       const eventJson = JSON.stringify(event);
-      if (!matchesFilter(seq, eventJson, filter)) continue;
-      found.push({ seq, eventJson, receivedAtMs });
-      if (filter.fromSeq === undefined && found.length > count) found.shift();
+      if (matchesFilter(seq, eventJson, filter)) found.push({ seq, eventJson, receivedAtMs });
     }
-    if (page.next_cursor === null) return found;
-    after = Number(page.next_cursor);
+    if (page.next_cursor === null || (newestFirst && found.length >= count)) break;
+    after = page.next_cursor;
   }
+  return newestFirst ? found.slice(0, count).reverse() : found;
 }
 
 /** `logagg tail [-f]`: print the newest events, and with -f every new one as it arrives. */
@@ -253,9 +253,9 @@ export const tailCommand = defineCommand({
   description: `Prints the last N matching events (or every one from --from-seq), then with -f every new one
 as it arrives, until Ctrl-C (exit 0).
 From a data dir it reads the log files (safe while the server runs; -f polls them).
-From --url it asks the running server: GET /events for the start, then the live stream
-GET /events/stream (Server-Sent Events), reconnecting with Last-Event-ID after a drop, so
-nothing is missed or printed twice.
+From --url it asks the running server: GET /events newest first (order=desc) for the
+last N, then the live stream GET /events/stream (Server-Sent Events), reconnecting with
+Last-Event-ID after a drop, so nothing is missed or printed twice.
 Output: one line per event, "#seq timestamp topic event_id (source) payload";
 with --json the NDJSON shape of \`logagg export\`.`,
   examples: ['npx logagg tail -f --data-dir ./data', 'npx logagg tail -f --url http://127.0.0.1:8080 --topic user.login --json'],
@@ -295,8 +295,7 @@ with --json the NDJSON shape of \`logagg export\`.`,
         process.stderr.write(`tail: ${(err as Error).message}\n`);
         return EXIT_PROBLEM;
       }
-      const shown = filter.fromSeq === undefined ? initial.slice(initial.length - count) : initial;
-      for (const e of count === 0 && filter.fromSeq === undefined ? [] : shown) await print(e.seq, e.eventJson, e.receivedAtMs);
+      for (const e of initial) await print(e.seq, e.eventJson, e.receivedAtMs);
       lastSeq = initial.length > 0 ? initial[initial.length - 1]!.seq : Math.max(0, (filter.fromSeq ?? 1) - 1);
       if (initial.length === 0 && filter.fromSeq === undefined) {
         const stats = await requestJson('GET', `${url}/stats`, undefined, 30_000).catch(() => null);

@@ -1,7 +1,9 @@
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { AppError } from '../errors';
+import type { SnapshotPage } from '../index/read-pool';
 import type { EventPage, EventQuery, IndexRow, IndexStore } from '../index/store';
+import type { Histogram } from '../query/histogram';
 import type {
   AggregatorObserver,
   PipelineSnapshot,
@@ -479,13 +481,25 @@ export class ClusterPipeline implements Pipeline {
     }
   }
 
-  /** One page of stored events of the whole cluster, in global seq order. */
-  async readPage(query: EventQuery): Promise<EventPage> {
+  /**
+   * One page of stored events of the whole cluster, in global seq order. Its snapshotSeq is
+   * the last seq the page examined (its last row, else the cursor): a lower bound of what the
+   * read saw, so the live tail never skips a row another instance committed meanwhile.
+   */
+  async readPage(query: EventQuery): Promise<SnapshotPage> {
+    let page: EventPage;
     try {
-      return await this.database().readPage(query);
+      page = await this.database().readPage(query);
     } catch (err) {
       throw this.readFailure(err);
     }
+    const last = page.rows.length > 0 ? page.rows[page.rows.length - 1]!.seq : (query.afterSeq ?? 0);
+    return { ...page, snapshotSeq: query.order === 'desc' ? (query.afterSeq ?? 0) : last, threadId: 0 };
+  }
+
+  /** Not served in cluster mode yet: 501 cluster_unsupported. */
+  histogram(): Promise<Histogram> {
+    return Promise.reject(new AppError('cluster_unsupported', 'the histogram is not available in cluster mode (DATABASE_URL) yet'));
   }
 
   /** Announces every row any instance stores, in global seq order (the live tail). */

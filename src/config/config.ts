@@ -46,6 +46,16 @@ export interface Config {
    * Optional so that hand-built configs (tests) need not name it; absent means 0.
    */
   indexWorker?: boolean;
+  /**
+   * Read worker threads (READ_WORKERS, default 1): GET /events, its histogram and the live
+   * tail's catch-up read the index there, never on the thread that acknowledges publishes;
+   * 0 reads inline (the comparison of the reads benchmark). Optional, as indexWorker; absent means 1.
+   */
+  readWorkers?: number;
+  /** Reads waiting for a read worker; one more answers 503 reads_busy. Absent means 64. */
+  readQueueMax?: number;
+  /** Bound on one read on a worker; past it 503 read_failed and the worker is replaced. Absent means 10000. */
+  readTimeoutMs?: number;
   /** Whole-request bound (Node's server.requestTimeout); the socket is closed with 408. */
   requestTimeoutMs: number;
   /** Bound on receiving request headers (Node's server.headersTimeout). */
@@ -265,6 +275,24 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: '0',
     range: { min: 0, max: 1 },
     meaning: '`1`: write the SQLite index from a worker thread (see docs/performance.md)',
+  },
+  {
+    name: 'READ_WORKERS',
+    default: '1',
+    range: { min: 0, max: 16 },
+    meaning: 'worker threads that run index reads (GET /events, histogram, stream catch-up); `0`: on the main thread',
+  },
+  {
+    name: 'READ_QUEUE_MAX',
+    default: '64',
+    range: { min: 1, max: 100_000 },
+    meaning: 'reads waiting for a read worker; past it 503 `reads_busy`',
+  },
+  {
+    name: 'READ_TIMEOUT_MS',
+    default: '10000',
+    range: { min: 100, max: 600_000 },
+    meaning: 'bound on one read on a worker; past it 503 `read_failed` and the worker is replaced',
   },
   {
     name: 'REQUEST_TIMEOUT_MS',
@@ -590,6 +618,9 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     retentionBytes: readInt(env, 'RETENTION_BYTES', 0, 0, Number.MAX_SAFE_INTEGER),
     retentionMs: readInt(env, 'RETENTION_MS', 0, 0, Number.MAX_SAFE_INTEGER),
     indexWorker: readInt(env, 'INDEX_WORKER', 0, 0, 1) === 1,
+    readWorkers: readInt(env, 'READ_WORKERS', 1, 0, 16),
+    readQueueMax: readInt(env, 'READ_QUEUE_MAX', 64, 1, 100_000),
+    readTimeoutMs: readInt(env, 'READ_TIMEOUT_MS', 10_000, 100, 600_000),
     requestTimeoutMs: readInt(env, 'REQUEST_TIMEOUT_MS', 30_000, 1000, 600_000),
     headersTimeoutMs: readInt(env, 'HEADERS_TIMEOUT_MS', 10_000, 500, 600_000),
     keepAliveTimeoutMs: readInt(env, 'KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),

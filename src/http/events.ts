@@ -1,7 +1,6 @@
 import type { RequestHandler } from 'express';
 import { FIXED_LIMITS } from '../config/config';
 import type { Pipeline } from '../ingest/pipeline';
-import { countHistogram } from '../query/histogram';
 import { parseEventsQuery, parseHistogramQuery } from '../query/parse-query';
 import { eventJsonWithSeq } from '../wal/record';
 
@@ -28,7 +27,8 @@ export function eventsHandler(aggregator: Pipeline, limits: { pageBytesMax?: num
   const pageBytesMax = limits.pageBytesMax ?? DEFAULT_PAGE_BYTES_MAX;
   return async (req, res) => {
     const query = parseEventsQuery(req.query);
-    // The store reads rows one at a time up to the byte bound, so a page of large events is never read whole.
+    // The store reads rows one at a time up to the byte bound, so a page of large events is never read whole;
+    // it reads on a read worker, so a scan never holds the thread that acknowledges publishes.
     const page = await aggregator.readPage({ ...query, bytesMax: pageBytesMax });
     const rows = page.rows;
     // The page ends where its events pass pageBytesMax (at least one event per page), so a
@@ -76,10 +76,7 @@ export function histogramHandler(aggregator: Pipeline): RequestHandler {
     res.on('close', () => abandoned.abort(new Error('histogram: client went away')));
     let histogram;
     try {
-      histogram = await countHistogram(aggregator.index, filter, buckets, {
-        chunkRows: FIXED_LIMITS.histogramChunkRows,
-        signal: abandoned.signal,
-      });
+      histogram = await aggregator.histogram(filter, buckets, FIXED_LIMITS.histogramChunkRows, abandoned.signal);
     } catch (err) {
       if (abandoned.signal.aborted) return;
       throw err;

@@ -202,7 +202,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
       `cursor: the page may then be short, or empty, and still carry a next_cursor to go on from.`,
     parameters: [...EVENTS_QUERY_PARAMETERS.map((name) => EVENTS_PARAMETER_DOCS[name]), PAYLOAD_FIELDS_PARAMETER],
     answers: { '200': jsonAnswer(schemaRef('EventsPage'), 'One page; follow next_cursor (null: nothing more now) for more.') },
-    errors: ['invalid_query', 'database_unavailable'],
+    errors: ['invalid_query', 'reads_busy', 'read_failed', 'shutting_down', 'database_unavailable'],
     examples: [
       {
         name: 'byTopic',
@@ -249,7 +249,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
       `${FIXED_LIMITS.histogramChunkRows} stored events, yielding between them.`,
     parameters: [...HISTOGRAM_QUERY_PARAMETERS.map((name) => EVENTS_PARAMETER_DOCS[name]), PAYLOAD_FIELDS_PARAMETER],
     answers: { '200': jsonAnswer(schemaRef('Histogram'), 'The buckets, oldest first.') },
-    errors: ['invalid_query', 'cluster_unsupported'],
+    errors: ['invalid_query', 'reads_busy', 'read_failed', 'shutting_down', 'cluster_unsupported'],
     examples: [
       {
         name: 'lastHour',
@@ -296,7 +296,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
       { name: 'Last-Event-ID', in: 'header', description: 'Resume after this seq (wins over `after`).', schema: { type: 'string' } },
     ],
     answers: { '200': textAnswer('text/event-stream', 'Event stream; each data line is one stored event.') },
-    errors: ['invalid_query', 'recovering', 'subscribers_full', 'shutting_down'],
+    errors: ['invalid_query', 'recovering', 'subscribers_full', 'shutting_down', 'reads_busy', 'read_failed'],
     examples: [
       {
         name: 'resume',

@@ -1,7 +1,8 @@
 import type { Request, RequestHandler, Response } from 'express';
 import type { Config } from '../config/config';
 import { AppError } from '../errors';
-import type { EventPage, IndexRow } from '../index/store';
+import type { IndexRow } from '../index/store';
+import type { SnapshotPage } from '../index/read-pool';
 import type { Pipeline } from '../ingest/pipeline';
 import { compileRowMatcher, type EventFilter, type FilterableRow } from '../query/event-filter';
 import { parseEventsQuery } from '../query/parse-query';
@@ -19,15 +20,21 @@ const RECONNECT_DELAY_MS = 1000;
 /**
  * One open stream. It is in one of two modes: `catching_up` reads the index after the last
  * seq it sent (backfill, and again whenever the client is slower than the log), `live`
- * writes the rows the consumer announces. The switch to live happens in the same
- * synchronous turn as the last index read that came back short, so no committed row can
- * fall between the two: no gap, and rows at or below the last sent seq are never resent.
+ * writes the rows the consumer announces. The reads run on a read worker, so rows are
+ * announced while one is in flight: they are kept (up to streamBufferBytesMax) and, when the
+ * read comes back short, those past its snapshot are sent before going live. Every row
+ * announced before the read was sent is in its snapshot, so none falls between the two: no
+ * gap, and rows at or below the last seq sent or covered are never resent.
  */
 class Subscriber {
   private mode: 'catching_up' | 'live' | 'closed' = 'catching_up';
   /** Set when rows were announced during a catch-up read (which may or may not hold them). */
-  private announcedWhileReading = false;
   private lastSeq: number;
+  /** True while a catch-up read is on its way (at most one per stream). */
+  private reading = false;
+  /** Matching rows announced during the read in flight; null when none is, or they passed the buffer bound. */
+  private announced: IndexRow[] | null = null;
+  private announcedBytes = 0;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
   private readonly matches: (row: FilterableRow) => boolean;
@@ -79,36 +86,36 @@ class Subscriber {
     this.lastSeq = seq;
   }
 
-  /**
-   * Reads the index after lastSeq, a chunk per turn, until it is exhausted; then goes live.
-   * A read may answer later (cluster mode): rows announced meanwhile are not lost, since a
-   * short read that had announcements during it reads once more before going live.
-   */
+  /** Reads the index after lastSeq, a chunk per read, until it is exhausted; then goes live. */
   private catchUp(): void {
-    if (this.mode === 'closed') return;
+    if (this.mode === 'closed' || this.reading) return;
     this.mode = 'catching_up';
-    this.announcedWhileReading = false;
+    this.reading = true;
+    this.announced = [];
+    this.announcedBytes = 0;
     const query = { ...this.filter, afterSeq: this.lastSeq, limit: CATCH_UP_ROWS };
-    let read: EventPage | Promise<EventPage>;
-    try {
-      read = this.aggregator.readPage(query);
-    } catch {
-      // The index is closed (shutdown) or failing: end the stream; the client reconnects.
-      this.end();
-      return;
-    }
-    if (!(read instanceof Promise)) {
-      this.afterRead(read);
-      return;
-    }
-    read.then(
-      (page) => this.afterRead(page),
-      () => this.end(),
+    this.aggregator.readPage(query).then(
+      (page) => {
+        this.reading = false;
+        this.afterRead(page);
+      },
+      (err: unknown) => {
+        this.reading = false;
+        this.announced = null;
+        // A busy or replaced read worker: read again shortly. Else the index is closed
+        // (shutdown) or failing: end the stream; the client reconnects with Last-Event-ID.
+        if (err instanceof AppError && (err.code === 'reads_busy' || err.code === 'read_failed')) {
+          setTimeout(() => this.catchUp(), RECONNECT_DELAY_MS).unref();
+        } else this.end();
+      },
     );
   }
 
-  private afterRead({ rows, nextCursor }: EventPage): void {
+  /** Sends a catch-up page; reads on, waits for drain, or goes live when the index is exhausted. */
+  private afterRead({ rows, nextCursor, snapshotSeq }: SnapshotPage): void {
     if (this.mode === 'closed') return;
+    const announced = this.announced;
+    this.announced = null;
     for (const row of rows) {
       if (row.seq <= this.lastSeq) continue;
       if (this.overBuffer()) {
@@ -118,18 +125,25 @@ class Subscriber {
       this.send(row.seq, row.body, row.receivedMs);
     }
     // A filtered read that reached its scan bound has examined everything up to its cursor.
-    if (rows.length < CATCH_UP_ROWS && nextCursor !== null) this.lastSeq = Math.max(this.lastSeq, nextCursor);
-    if (nextCursor !== null || this.overBuffer() || this.announcedWhileReading) {
+    if (rows.length < CATCH_UP_ROWS && nextCursor !== null) this.lastSeq = nextCursor;
+    if (nextCursor !== null || this.overBuffer() || announced === null) {
+      // More to read, a client to wait for, or too much announced meanwhile to hold: read again.
       if (this.overBuffer()) this.res.once('drain', () => this.catchUp());
       else setImmediate(() => this.catchUp());
       return;
     }
+    // The read examined every row up to its snapshot; what was announced past it goes out now.
+    this.lastSeq = Math.max(this.lastSeq, snapshotSeq);
     this.mode = 'live';
+    this.pushLive(announced);
   }
 
   /** Writes newly indexed rows; a client too slow to take them falls back to catching up. */
   private pushLive(rows: IndexRow[]): void {
-    if (this.mode === 'catching_up') this.announcedWhileReading = true;
+    if (this.mode === 'catching_up' && this.announced !== null) {
+      this.keepAnnounced(rows);
+      return;
+    }
     if (this.mode !== 'live') return;
     for (const row of rows) {
       if (row.seq <= this.lastSeq || !this.matches(row)) continue;
@@ -140,6 +154,21 @@ class Subscriber {
         return;
       }
       this.send(row.seq, row.body, row.receivedMs ?? null);
+    }
+  }
+
+  /** Keeps matching rows announced during a catch-up read, up to the stream's buffer bound. */
+  private keepAnnounced(rows: IndexRow[]): void {
+    const kept = this.announced!;
+    for (const row of rows) {
+      if (row.seq <= this.lastSeq || !this.matches(row)) continue;
+      kept.push(row);
+      this.announcedBytes += row.body.length;
+      if (this.announcedBytes > this.limits.streamBufferBytesMax) {
+        // Too many to hold: drop them; the read after this one finds them in the index.
+        this.announced = null;
+        return;
+      }
     }
   }
 }

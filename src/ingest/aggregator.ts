@@ -5,7 +5,10 @@ import { createIndexApplier } from '../consumer/index-applier';
 import { AppError } from '../errors';
 import { keyHash } from '../index/key-table';
 import { PendingKeys, type PendingEntry } from './pending-keys';
-import { IndexStore, type EventPage, type EventQuery, type IndexRow, type PageRow } from '../index/store';
+import { ReadPool, readInline, type ReadStoreOptions, type SnapshotPage } from '../index/read-pool';
+import { IndexStore, type EventQuery, type IndexRow, type PageRow } from '../index/store';
+import type { EventFilter } from '../query/event-filter';
+import type { Histogram } from '../query/histogram';
 import { makeDirDurable, NodeDisk, type LogDisk } from '../wal/disk';
 import { rowFromEventJson } from '../wal/event-row';
 import { canonicalEventJson, isTombstoneEventJson, type LogEvent, type WalRecord } from '../wal/record';
@@ -92,7 +95,7 @@ export interface RetentionSnapshot {
 
 export interface AggregatorOptions {
   config: Pick<Config, 'walDir' | 'databasePath' | 'queueMaxSize' | 'segmentBytesMax' | 'indexBatchMax' | 'retryAfterSeconds'> &
-    Partial<Pick<Config, 'indexWorker' | 'retentionBytes' | 'retentionMs'>>;
+    Partial<Pick<Config, 'indexWorker' | 'retentionBytes' | 'retentionMs' | 'readWorkers' | 'readQueueMax' | 'readTimeoutMs'>>;
   logger: Logger;
   disk?: LogDisk;
   observer?: AggregatorObserver;
@@ -129,6 +132,8 @@ export class Aggregator {
   private drainError: Error | null = null;
   private openCancelled = false;
   private spacelessReadsFailed = false;
+  /** The read workers (READ_WORKERS); null before recovery is done, and with READ_WORKERS=0 (reads inline). */
+  private reads: ReadPool | null = null;
 
   constructor(options: AggregatorOptions) {
     this.options = options;
@@ -216,7 +221,7 @@ export class Aggregator {
       this.stateValue = 'failed';
       throw err;
     }
-    const store = new IndexStore(config.databasePath);
+    const store = new IndexStore(config.databasePath, this.storeOptions());
     this.closeSpacelessReads();
     this.store = store;
     if (store.schemaReset) logger.warn('recovery: the index had an older schema; dropped it, rebuilding from the log');
@@ -329,6 +334,7 @@ export class Aggregator {
     this.retention.start();
     this.retention.poke();
     this.recoveryValue = { ...report, durationMs: performance.now() - started };
+    this.reads = this.openReadPool();
     this.stateValue = 'ready';
     if (this.noSpaceAtStartSince !== null) logger.info('recovery: space returned');
     this.noSpaceAtStartSince = null;
@@ -470,9 +476,49 @@ export class Aggregator {
     return this.index.queryEvents(query);
   }
 
-  /** One bounded page of stored events (see IndexStore.readPage); not-yet-indexed events follow shortly. */
-  readPage(query: EventQuery): EventPage {
-    return this.index.readPage(query);
+  /**
+   * One bounded page of stored events (see IndexStore.readPage), read on a read worker (inline
+   * with READ_WORKERS=0 or before recovery is done); not-yet-indexed events follow shortly.
+   * Rejects with AppError reads_busy / read_failed (503) when the read pool cannot serve it.
+   */
+  async readPage(query: EventQuery): Promise<SnapshotPage> {
+    if (this.reads !== null) return this.reads.readPage(query);
+    const result = await readInline(this.index, { op: 'page', query });
+    if (!('page' in result)) throw new Error('aggregator: a page read answered something else');
+    return result.page;
+  }
+
+  /** The histogram of GET /events/histogram (see countHistogram), read as readPage reads. */
+  async histogram(filter: EventFilter, buckets: number, chunkRows: number, signal?: AbortSignal): Promise<Histogram> {
+    if (this.reads !== null) return this.reads.histogram(filter, buckets, chunkRows, signal);
+    const result = await readInline(this.index, { op: 'histogram', filter, buckets, chunkRows }, signal);
+    if (!('histogram' in result)) throw new Error('aggregator: a histogram read answered something else');
+    return result.histogram;
+  }
+
+  /** The read pool, or null when reads run inline (tests look at its threads). */
+  get readPool(): ReadPool | null {
+    return this.reads;
+  }
+
+  /** The options every connection to the index is opened with (the main store's and the read workers'). */
+  private storeOptions(): ReadStoreOptions {
+    return {};
+  }
+
+  private openReadPool(): ReadPool | null {
+    const { config, logger } = this.options;
+    const workers = config.readWorkers ?? 1;
+    if (workers === 0) return null;
+    return new ReadPool({
+      databasePath: config.databasePath,
+      storeOptions: this.storeOptions(),
+      workers,
+      queueMax: config.readQueueMax ?? 64,
+      timeoutMs: config.readTimeoutMs ?? 10_000,
+      retryAfterSeconds: config.retryAfterSeconds,
+      onWorkerExit: (reason) => logger.error({ reason }, `read worker ${reason}; replaced it`),
+    });
   }
 
   /**
@@ -574,6 +620,9 @@ export class Aggregator {
         );
       }
     }
+    // Reads still waiting fail with shutting_down; the workers close their connections first.
+    await this.reads?.close();
+    this.reads = null;
     if (this.noSpaceAtStartSince !== null) this.closeSpacelessReads();
     else this.store?.close();
     this.stateValue = failed || this.drainError !== null ? 'failed' : 'stopped';

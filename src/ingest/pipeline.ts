@@ -1,4 +1,7 @@
-import type { EventPage, EventQuery, IndexRow, IndexStore } from '../index/store';
+import type { SnapshotPage } from '../index/read-pool';
+import type { EventQuery, IndexRow, IndexStore } from '../index/store';
+import type { EventFilter } from '../query/event-filter';
+import type { Histogram } from '../query/histogram';
 import type { RecoveryReport } from '../wal/recovery';
 import type { PipelineSnapshot, PublishReport, RetentionSnapshot, ServiceState, ValidEvent } from './aggregator';
 
@@ -16,7 +19,10 @@ export interface Pipeline {
   cancelOpen(): void;
   close(): Promise<void>;
   publish(events: ValidEvent[]): Promise<PublishReport>;
-  readPage(query: EventQuery): EventPage | Promise<EventPage>;
+  /** One bounded page, read off the thread that acknowledges publishes where the pipeline can. */
+  readPage(query: EventQuery): Promise<SnapshotPage>;
+  /** GET /events/histogram's counts (the cluster pipeline: 501 cluster_unsupported). */
+  histogram(filter: EventFilter, buckets: number, chunkRows: number, signal?: AbortSignal): Promise<Histogram>;
   onIndexed(listener: (rows: IndexRow[]) => void): () => void;
   snapshot(): PipelineSnapshot;
   /** The oldest seq readers can get (retention deletes whole segments before it). */
