@@ -1,6 +1,5 @@
 import path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { keyHash } from '../index/key-table';
 import { IndexStore, type IndexCounters, type IndexRow } from '../index/store';
 
 /**
@@ -14,7 +13,7 @@ interface ApplyMessage {
   text: string;
   /** Four lengths per row, in the order of `text`. */
   lengths: Uint32Array;
-  /** seq, keyHash, tsMs per row. */
+  /** seq, tsMs per row (the worker computes each key from topic and event_id). */
   numbers: Float64Array;
   duplicates: number;
   conflicts: number;
@@ -24,7 +23,7 @@ interface ApplyMessage {
 export function packRows(rows: IndexRow[]): Pick<ApplyMessage, 'text' | 'lengths' | 'numbers'> {
   const parts: string[] = new Array<string>(rows.length * 4);
   const lengths = new Uint32Array(rows.length * 4);
-  const numbers = new Float64Array(rows.length * 3);
+  const numbers = new Float64Array(rows.length * 2);
   rows.forEach((row, i) => {
     parts[i * 4] = row.topic;
     parts[i * 4 + 1] = row.eventId;
@@ -34,9 +33,8 @@ export function packRows(rows: IndexRow[]): Pick<ApplyMessage, 'text' | 'lengths
     lengths[i * 4 + 1] = row.eventId.length;
     lengths[i * 4 + 2] = row.source.length;
     lengths[i * 4 + 3] = row.body.length;
-    numbers[i * 3] = row.seq;
-    numbers[i * 3 + 1] = row.keyHash ?? keyHash(row.topic, row.eventId);
-    numbers[i * 3 + 2] = row.tsMs;
+    numbers[i * 2] = row.seq;
+    numbers[i * 2 + 1] = row.tsMs;
   });
   return { text: parts.join(''), lengths, numbers };
 }
@@ -44,7 +42,7 @@ export function packRows(rows: IndexRow[]): Pick<ApplyMessage, 'text' | 'lengths
 /** The inverse of packRows. */
 export function unpackRows(packed: Pick<ApplyMessage, 'text' | 'lengths' | 'numbers'>): IndexRow[] {
   const { text, lengths, numbers } = packed;
-  const rows: IndexRow[] = new Array<IndexRow>(numbers.length / 3);
+  const rows: IndexRow[] = new Array<IndexRow>(numbers.length / 2);
   let offset = 0;
   const take = (length: number): string => {
     const value = text.slice(offset, offset + length);
@@ -56,7 +54,7 @@ export function unpackRows(packed: Pick<ApplyMessage, 'text' | 'lengths' | 'numb
     const eventId = take(lengths[i * 4 + 1]!);
     const source = take(lengths[i * 4 + 2]!);
     const body = take(lengths[i * 4 + 3]!);
-    rows[i] = { seq: numbers[i * 3]!, keyHash: numbers[i * 3 + 1]!, tsMs: numbers[i * 3 + 2]!, topic, eventId, source, body };
+    rows[i] = { seq: numbers[i * 2]!, tsMs: numbers[i * 2 + 1]!, topic, eventId, source, body };
   }
   return rows;
 }

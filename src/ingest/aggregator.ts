@@ -3,11 +3,12 @@ import type { Config } from '../config/config';
 import { Consumer } from '../consumer/consumer';
 import { createIndexApplier } from '../consumer/index-applier';
 import { AppError } from '../errors';
-import { keyHash } from '../index/key-table';
+import { dedupKeyOf, eventDigestOf, keyNumberOf } from '../index/key-hash';
 import { PendingKeys, type PendingEntry } from './pending-keys';
 import { IndexStore, type EventPage, type EventQuery, type IndexRow } from '../index/store';
 import { makeDirDurable, NodeDisk, type LogDisk } from '../wal/disk';
 import { rowFromEventJson } from '../wal/event-row';
+import { readLog } from '../wal/reader';
 import { canonicalEventJson, isTombstoneEventJson, type LogEvent, type WalRecord } from '../wal/record';
 import { recoverLog, type RecoveryReport } from '../wal/recovery';
 import { WalWriter, type FlushStats } from '../wal/writer';
@@ -48,6 +49,8 @@ export interface PipelineSnapshot {
   acceptedTotal: number;
   /** Events in the index, lifetime. */
   uniqueTotal: number;
+  /** Dedup keys stored (those of events retention deleted included, until the horizon sweeps them). */
+  dedupKeys: number;
   duplicatesTotal: number;
   conflictsTotal: number;
   checkpointSeq: number;
@@ -70,7 +73,7 @@ export interface AggregatorObserver {
 
 export interface AggregatorOptions {
   config: Pick<Config, 'walDir' | 'databasePath' | 'queueMaxSize' | 'segmentBytesMax' | 'indexBatchMax' | 'retryAfterSeconds'> &
-    Partial<Pick<Config, 'indexWorker'>>;
+    Partial<Pick<Config, 'indexWorker' | 'dedupFilterBytes' | 'dedupHorizonMs'>>;
   logger: Logger;
   disk?: LogDisk;
   observer?: AggregatorObserver;
@@ -106,6 +109,7 @@ export class Aggregator {
   private drainError: Error | null = null;
   private openCancelled = false;
   private spacelessReadsFailed = false;
+  private sweepTimer: NodeJS.Timeout | null = null;
 
   constructor(options: AggregatorOptions) {
     this.options = options;
@@ -193,11 +197,21 @@ export class Aggregator {
       this.stateValue = 'failed';
       throw err;
     }
-    const store = new IndexStore(config.databasePath);
+    const store = new IndexStore(config.databasePath, {
+      loadKeys: false,
+      keys: {
+        filterPath: `${config.databasePath}.keys-filter`,
+        ...(config.dedupFilterBytes === undefined ? {} : { filterBytes: config.dedupFilterBytes }),
+        ...(config.dedupHorizonMs === undefined ? {} : { horizonMs: config.dedupHorizonMs }),
+        onFilterRebuilt: ({ reason, keys, elapsedMs }) =>
+          logger.warn({ reason, keys, elapsedMs: Math.round(elapsedMs) }, `recovery: key filter rebuilt from the keys table (${reason})`),
+      },
+    });
     this.closeSpacelessReads();
     this.store = store;
     if (store.schemaReset) logger.warn('recovery: the index had an older schema; dropped it, rebuilding from the log');
     const { checkpointSeq } = store.counters;
+    this.catchUpKeyFilter(store);
     logger.info({ checkpointSeq, walDir: config.walDir }, 'recovery: replaying log after checkpoint');
     let recovered;
     try {
@@ -240,7 +254,7 @@ export class Aggregator {
       applier: createIndexApplier(store, config.indexWorker === true ? { databasePath: config.databasePath } : undefined),
       onApplied: (rows, elapsedMs) => {
         for (const row of rows) {
-          this.pending.removeSeq(row.keyHash ?? keyHash(row.topic, row.eventId), row.seq);
+          this.pending.removeSeq(keyNumberOf(row.key ?? dedupKeyOf(row.topic, row.eventId)), row.seq);
         }
         this.options.observer?.onIndexBatch?.(rows.length, elapsedMs);
         // A failing listener must not look like a failed index batch (which would be retried).
@@ -270,6 +284,7 @@ export class Aggregator {
       },
     });
     this.recoveryValue = { ...report, durationMs: performance.now() - started };
+    this.startKeySweep(store);
     this.stateValue = 'ready';
     if (this.noSpaceAtStartSince !== null) logger.info('recovery: space returned');
     this.noSpaceAtStartSince = null;
@@ -283,6 +298,68 @@ export class Aggregator {
       'recovery: done, accepting writes',
     );
     return report;
+  }
+
+  /**
+   * Opens the key filter and adds the keys the saved one lacks: those of the records after
+   * its seq up to the checkpoint, read from the log (sequential, and bounded by what was
+   * indexed since the last save, not by history). When the log cannot give them all (a
+   * segment is gone, a record is bad), the filter is rebuilt from the keys table instead.
+   */
+  private catchUpKeyFilter(store: IndexStore): void {
+    const { config, logger } = this.options;
+    const started = performance.now();
+    const coveredSeq = store.openKeyFilter();
+    const { checkpointSeq } = store.counters;
+    let added = 0;
+    if (coveredSeq < checkpointSeq) {
+      let expected = coveredSeq + 1;
+      let gap: string | null = null;
+      for (const item of readLog({ disk: this.disk, walDir: config.walDir, fromSeq: coveredSeq + 1 })) {
+        if (item.kind === 'segment_end') continue;
+        if (item.kind !== 'record' && item.kind !== 'tombstone') {
+          gap = `the log has a ${item.kind} at ${item.segment.name} offset ${item.offset}`;
+          break;
+        }
+        if (item.seq < expected) continue;
+        if (item.seq > checkpointSeq) break;
+        if (item.seq !== expected) {
+          gap = `the log starts at seq ${item.seq}, after the filter's seq ${coveredSeq}`;
+          break;
+        }
+        expected += 1;
+        if (item.kind === 'tombstone') continue;
+        const row = rowFromEventJson(item.seq, item.eventJson);
+        store.addKeysToFilter([dedupKeyOf(row.topic, row.eventId)]);
+        added += 1;
+      }
+      if (gap === null && expected <= checkpointSeq) gap = `the log ends at seq ${expected - 1}, before the checkpoint ${checkpointSeq}`;
+      if (gap !== null) {
+        store.rebuildKeyFilter(gap);
+        logger.warn({ coveredSeq, checkpointSeq }, `recovery: key filter rebuilt from the keys table: ${gap}`);
+        return;
+      }
+    }
+    store.keyFilterComplete();
+    logger.info({ coveredSeq, keysAdded: added, elapsedMs: Math.round(performance.now() - started) }, 'recovery: key filter loaded');
+  }
+
+  /** Runs the bounded sweep of expired keys on a timer (unref'd), faster while a pass is under way. */
+  private startKeySweep(store: IndexStore): void {
+    if ((this.options.config.dedupHorizonMs ?? 0) <= 0) return;
+    const tick = (): void => {
+      let deleted: number | null = null;
+      try {
+        deleted = store.sweepExpiredKeys();
+      } catch (err) {
+        // A busy or full index: the sweep tries again later; lookups ignore expired keys anyway.
+        this.options.logger.warn({ err }, 'key sweep failed; retrying later');
+      }
+      this.sweepTimer = setTimeout(tick, deleted === null ? KEY_SWEEP_IDLE_MS : KEY_SWEEP_STEP_MS);
+      this.sweepTimer.unref();
+    };
+    this.sweepTimer = setTimeout(tick, KEY_SWEEP_IDLE_MS);
+    this.sweepTimer.unref();
   }
 
   /**
@@ -304,13 +381,16 @@ export class Aggregator {
     let conflicts = 0;
     for (const { event, tsMs } of events) {
       const eventJson = canonicalEventJson(event);
-      const hash = keyHash(event.topic, event.event_id);
+      const key = dedupKeyOf(event.topic, event.event_id);
+      const hash = keyNumberOf(key);
       const pending = this.pending.get(hash, event.topic, event.event_id);
-      const original = pending ?? this.store!.lookup(event.topic, event.event_id, hash);
+      const stored = pending === undefined ? this.store!.lookup(event.topic, event.event_id, key) : undefined;
+      const original = pending ?? stored;
       if (original !== undefined) {
-        const originalJson = pending !== undefined ? pending.eventJson : (original as { body: string }).body;
+        // A pending original has its JSON; a stored one only its digest (its body may be gone).
+        const same = pending !== undefined ? pending.eventJson === eventJson : eventDigestOf(eventJson).equals(stored!.digest);
         const outcome: PublishOutcome = { status: 'duplicate', seq: original.seq };
-        if (originalJson !== eventJson) {
+        if (!same) {
           outcome.conflict = true;
           conflicts += 1;
         }
@@ -328,7 +408,7 @@ export class Aggregator {
       fresh.push({
         seq,
         eventJson,
-        row: { seq, topic: event.topic, eventId: event.event_id, source: event.source, tsMs, body: eventJson, keyHash: hash },
+        row: { seq, topic: event.topic, eventId: event.event_id, source: event.source, tsMs, body: eventJson, key },
       });
       results.push({ status: 'accepted', seq });
     }
@@ -420,6 +500,7 @@ export class Aggregator {
       startedAtMs: this.startedAt,
       acceptedTotal: this.writer?.durableSeq ?? counters?.checkpointSeq ?? 0,
       uniqueTotal: counters?.uniqueTotal ?? 0,
+      dedupKeys: this.dedupKeys(),
       duplicatesTotal: (counters?.duplicatesTotal ?? 0) + uncommitted.duplicates,
       conflictsTotal: (counters?.conflictsTotal ?? 0) + uncommitted.conflicts,
       checkpointSeq: counters?.checkpointSeq ?? 0,
@@ -431,6 +512,15 @@ export class Aggregator {
       consumerRunning: this.consumer?.running ?? false,
       indexError: this.consumer?.error?.message ?? null,
     };
+  }
+
+  /** Dedup keys stored, or 0 before the index is open (or when it cannot be read). */
+  private dedupKeys(): number {
+    try {
+      return this.store?.dedupKeyCount() ?? 0;
+    } catch {
+      return 0;
+    }
   }
 
   /** The topics in the index, sorted. */
@@ -469,6 +559,7 @@ export class Aggregator {
     if (this.stateValue === 'stopped' || this.stateValue === 'stopping') return;
     const failed = this.stateValue === 'failed';
     this.stateValue = 'stopping';
+    if (this.sweepTimer !== null) clearTimeout(this.sweepTimer);
     if (this.writer !== null) await this.writer.close();
     if (this.consumer !== null) {
       // After a log failure the queue still holds only durable records: index them too.
@@ -514,6 +605,11 @@ export class Aggregator {
     }
   }
 }
+
+/** Pause between two sweep steps while a pass over the keys table is under way (each step is SWEEP_ROWS_PER_STEP rows). */
+const KEY_SWEEP_STEP_MS = 200;
+/** How often the sweep looks for newly expired keys when no pass is under way. */
+const KEY_SWEEP_IDLE_MS = 10_000;
 
 /** How often recovery is tried again while a full disk holds it up at start-up. */
 const NO_SPACE_RETRY_MS = 250;

@@ -9,6 +9,7 @@ import { readLog } from '../../src/wal/reader';
 import { canonicalEventJson, type LogEvent } from '../../src/wal/record';
 import { PowerLossDisk, SimulatedPowerLoss, type CrashModel } from './power-loss-disk';
 import { makeTempDir } from '../helpers/temp-dir';
+import { eventDigestOf } from '../../src/index/key-hash';
 
 /** Settings of one simulated power-loss campaign. */
 export interface PowerLossOptions {
@@ -155,7 +156,7 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
       if (stored === undefined) {
         if (!lostKeys.has(key)) example(`lost after crash ${result.crashes}: ${key} (acked seq ${record.ackedSeq})`);
         lostKeys.add(key);
-      } else if (stored.seq !== record.ackedSeq || stored.body !== record.eventJson) {
+      } else if (stored.seq !== record.ackedSeq || !stored.digest.equals(eventDigestOf(record.eventJson))) {
         if (!garbledKeys.has(key))
           example(`garbled after crash ${result.crashes}: ${key} stored seq ${stored.seq}, acked ${record.ackedSeq}`);
         garbledKeys.add(key);
