@@ -53,6 +53,7 @@ const STATS_PROPERTIES: PropertiesOf<StatsBody> = {
   queue_size: count('Events accepted but not yet in the index.'),
   checkpoint_seq: count('Last log seq the index holds.'),
   state: { enum: STATES },
+  dedup_keys: count('Dedup keys stored; those of events deleted by retention stay until DEDUP_HORIZON_MS passes.'),
 };
 
 const HEALTH_PROPERTIES: PropertiesOf<HealthBody> = {

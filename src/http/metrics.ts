@@ -139,6 +139,11 @@ export class ServiceMetrics {
       'Duration of the last startup recovery.',
       (s) => (s.aggregator.recovery?.durationMs ?? 0) / 1000,
     );
+    this.gauge(
+      'logagg_dedup_keys',
+      'Dedup keys stored (those of events deleted by retention included, until DEDUP_HORIZON_MS passes).',
+      (s) => s.aggregator.snapshot().dedupKeys,
+    );
     this.logGauge('logagg_log_bytes', 'Bytes in the log segment files on disk.', 'bytes');
     this.logGauge('logagg_log_segments', 'Log segment files on disk.', 'segments');
   }

@@ -16,6 +16,8 @@ export interface StatsBody {
   queue_size: number;
   checkpoint_seq: number;
   state: ServiceState;
+  /** Dedup keys stored, those of events deleted by retention included until DEDUP_HORIZON_MS passes. */
+  dedup_keys: number;
 }
 
 /** The answer to GET /health, whatever its status code. */
@@ -60,6 +62,7 @@ export function statsBody(aggregator: Aggregator, nowMs = Date.now()): StatsBody
     queue_size: snapshot.queueSize,
     checkpoint_seq: snapshot.checkpointSeq,
     state: snapshot.state,
+    dedup_keys: snapshot.dedupKeys,
   };
 }
 

@@ -139,6 +139,11 @@ export class KeyStore {
     this.insertedDelta = 0;
   }
 
+  /** Counts key rows inserted by other means (rebuild's copy); call inside their transaction. */
+  countInserted(rows: number): void {
+    if (rows !== 0) this.statements.addMeta.run(META_KEYS_INSERTED, rows);
+  }
+
   /** Forgets the count of puts rolled back with their transaction. */
   rollbackCount(): void {
     this.insertedDelta = 0;

@@ -565,6 +565,31 @@ export class IndexStore {
     return matcher;
   }
 
+  /**
+   * Copies from another index file (the old index `logagg rebuild` replaces) the dedup keys
+   * with seq < belowSeq, those of events no longer in the log, plus its deletions and its
+   * first_seq, in one transaction. Returns the keys copied; throws when the file cannot be
+   * read as an index of this schema (the caller says those keys are lost).
+   */
+  copyKeysFrom(otherPath: string, belowSeq: number): number {
+    this.db.prepare('ATTACH DATABASE ? AS other').run(otherPath);
+    try {
+      return this.db.transaction((): number => {
+        const copied = this.db
+          .prepare('INSERT OR IGNORE INTO keys (key, seq, digest) SELECT key, seq, digest FROM other.keys WHERE seq < ?')
+          .run(belowSeq).changes;
+        this.keys.countInserted(copied);
+        this.db.prepare('INSERT OR IGNORE INTO deletions (last_seq, deleted_at_ms) SELECT last_seq, deleted_at_ms FROM other.deletions').run();
+        const firstSeq = this.db.prepare("SELECT value FROM other.meta WHERE key = 'first_seq'").pluck().get() as number | undefined;
+        if (firstSeq !== undefined) this.statements.setMeta.run('first_seq', firstSeq);
+        return copied;
+      })();
+    } finally {
+      this.db.prepare('DETACH DATABASE other').run();
+      this.keys.readDeletions();
+    }
+  }
+
   /** Saves the key filter (a clean stop starts without rebuilding it) and closes the file. */
   close(): void {
     if (!this.db.open) return;
