@@ -211,7 +211,9 @@ Records quarantined by \`logagg repair\` are not in the new index.`,
             : '  duplicates_total and conflicts_total reset to 0: no readable old index (the log does not hold them)',
         ];
         if (report.oldKeys.from === 'old_index')
-          lines.push(`  ${report.oldKeys.copied} dedup key(s) of events before seq ${report.oldKeys.belowSeq} (no longer in the log) kept from the old index`);
+          lines.push(
+            `  ${report.oldKeys.copied} dedup key(s) of events before seq ${report.oldKeys.belowSeq} (no longer in the log) kept from the old index`,
+          );
         if (report.oldKeys.from === 'lost')
           lines.push(
             `  WARNING: the dedup keys of events before seq ${report.oldKeys.belowSeq} (deleted from the log) are lost: the old index could not be read (${report.oldKeys.error ?? 'unknown'}); re-sends of those events will be accepted as new`,

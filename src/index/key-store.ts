@@ -86,11 +86,11 @@ export class KeyStore {
       replace: db.prepare('UPDATE keys SET seq = ?, digest = ? WHERE key = ?'),
       allKeys: db.prepare('SELECT key FROM keys').pluck(),
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
-      addMeta: db.prepare(
-        'INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value',
-      ),
+      addMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value'),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING'),
-      deletionsAfter: db.prepare('SELECT last_seq AS lastSeq, deleted_at_ms AS deletedAtMs FROM deletions WHERE last_seq > ? ORDER BY last_seq'),
+      deletionsAfter: db.prepare(
+        'SELECT last_seq AS lastSeq, deleted_at_ms AS deletedAtMs FROM deletions WHERE last_seq > ? ORDER BY last_seq',
+      ),
       insertDeletion: db.prepare('INSERT INTO deletions (last_seq, deleted_at_ms) VALUES (?, ?)'),
       sweepRead: db.prepare('SELECT key, seq FROM keys WHERE key > ? ORDER BY key LIMIT ?').raw(),
       sweepDelete: db.prepare('DELETE FROM keys WHERE key = ? AND seq <= ?'),

@@ -579,7 +579,9 @@ export class IndexStore {
           .prepare('INSERT OR IGNORE INTO keys (key, seq, digest) SELECT key, seq, digest FROM other.keys WHERE seq < ?')
           .run(belowSeq).changes;
         this.keys.countInserted(copied);
-        this.db.prepare('INSERT OR IGNORE INTO deletions (last_seq, deleted_at_ms) SELECT last_seq, deleted_at_ms FROM other.deletions').run();
+        this.db
+          .prepare('INSERT OR IGNORE INTO deletions (last_seq, deleted_at_ms) SELECT last_seq, deleted_at_ms FROM other.deletions')
+          .run();
         const firstSeq = this.db.prepare("SELECT value FROM other.meta WHERE key = 'first_seq'").pluck().get() as number | undefined;
         if (firstSeq !== undefined) this.statements.setMeta.run('first_seq', firstSeq);
         return copied;
