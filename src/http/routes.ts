@@ -339,6 +339,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
           queue_size: 0,
           checkpoint_seq: 2,
           state: 'ready',
+          dedup_keys: 2,
         },
       },
     ],
