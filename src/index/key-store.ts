@@ -1,4 +1,5 @@
 import type Database from 'better-sqlite3';
+import fs from 'node:fs';
 import { KeyFilter } from './key-filter';
 import type { DedupKey } from './key-hash';
 
@@ -294,6 +295,12 @@ export class KeyStore {
     this.closed = true;
     const { filterPath } = this.options;
     if (filterPath === null || this.filter === null || !this.filterComplete) return;
-    KeyFilter.writeDurably(filterPath, KeyFilter.encode(this.filter.bits, checkpointSeq, this.indexId));
+    try {
+      KeyFilter.writeDurably(filterPath, KeyFilter.encode(this.filter.bits, checkpointSeq, this.indexId));
+    } catch {
+      // A full disk (or any write error) must not fail the stop: the next start rebuilds the
+      // filter from the table, or uses the older file plus the log after its seq.
+      fs.rmSync(`${filterPath}.tmp`, { force: true });
+    }
   }
 }
