@@ -190,8 +190,14 @@ export class IndexStore {
     );
     this.current = this.readCounters();
     const loadKeys = options.loadKeys ?? !readOnly;
-    this.keys = new KeyStore(this.db, { ...DEFAULT_KEY_OPTIONS, ...(loadKeys ? {} : { filterBytes: 0 }), ...options.keys }, !readOnly);
-    if (loadKeys) this.openKeyFilter();
+    try {
+      // It writes the index's id on a new file: a full disk fails here, and must not leak the handle.
+      this.keys = new KeyStore(this.db, { ...DEFAULT_KEY_OPTIONS, ...(loadKeys ? {} : { filterBytes: 0 }), ...options.keys }, !readOnly);
+      if (loadKeys) this.openKeyFilter();
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
 
     this.applyTransaction = this.db.transaction((rows: IndexRow[], duplicates: number, conflicts: number): IndexCounters => {
       const counters = this.current;
