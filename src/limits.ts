@@ -2,6 +2,7 @@ import { API_KEY_LIMITS, FIXED_LIMITS } from './config/config';
 import { DETAILS_MAX } from './http/publish';
 import { RECORD_LINE_BYTES_MAX } from './wal/record';
 import { READ_CHUNK_BYTES } from './wal/segments';
+import { SWEEP_ROWS_PER_STEP } from './index/key-store';
 
 /** One limit of the service: what it bounds, where its bound is declared, what happens when it is hit. */
 export interface LimitSpec {
@@ -23,6 +24,16 @@ function mebibytes(bytes: number): string {
  * test/limits.test.ts checks that those exist and that every bounding setting is listed.
  */
 export const LIMITS: readonly LimitSpec[] = [
+  {
+    bounds: 'dedup key filter memory',
+    setting: 'DEDUP_FILTER_BYTES',
+    whenHit: 'never grows: past ~0.8 keys a byte more new keys read the keys table once (answers stay exact)',
+  },
+  {
+    bounds: 'key rows one sweep step of expired keys reads',
+    fixed: { value: String(SWEEP_ROWS_PER_STEP), declaredIn: 'src/index/key-store.ts', constant: 'SWEEP_ROWS_PER_STEP' },
+    whenHit: 'the step commits and the next one goes on 200 ms later',
+  },
   {
     bounds: 'request body (after inflation)',
     setting: 'BODY_BYTES_MAX',

@@ -27,6 +27,12 @@ export interface RebuildReport {
   /** Tombstones (records `repair` quarantined) in the log: seqs with no row. */
   tombstones: number;
   tornTailBytesIgnored: number;
+  /**
+   * Dedup keys of events no longer in the log (deleted by retention: seq below the log's
+   * first), copied from the old index; `lost` when it could not be read (re-sends of those
+   * events will be accepted again), `none` when the log starts at seq 1.
+   */
+  oldKeys: { from: 'old_index' | 'lost' | 'none'; copied: number; belowSeq: number; error?: string };
   keptOld: string | null;
   elapsedMs: number;
   error?: string;
@@ -49,10 +55,24 @@ function removeIndexFiles(file: string): void {
  * Reads duplicates_total and conflicts_total from the old index, or null when it cannot be
  * read. It opens it read-write (the server is stopped) so that SQLite can apply a WAL left by a crash.
  */
+/**
+ * Copies the keys of events the log no longer holds (seq below its first, or every key of an
+ * empty log) from the old index into the new one, so rebuild keeps the dedup horizon.
+ */
+function copyOldKeys(store: IndexStore, databasePath: string, firstLogSeq: number | null): RebuildReport['oldKeys'] {
+  const belowSeq = firstLogSeq ?? Number.MAX_SAFE_INTEGER;
+  if (!fs.existsSync(databasePath)) return { from: belowSeq > 1 ? 'lost' : 'none', copied: 0, belowSeq, error: 'no old index' };
+  try {
+    return { from: belowSeq > 1 ? 'old_index' : 'none', copied: store.copyKeysFrom(databasePath, belowSeq), belowSeq };
+  } catch (err) {
+    return { from: belowSeq > 1 ? 'lost' : 'none', copied: 0, belowSeq, error: (err as Error).message };
+  }
+}
+
 function oldCounters(databasePath: string): { duplicatesTotal: number; conflictsTotal: number } | null {
   if (!fs.existsSync(databasePath)) return null;
   try {
-    const old = new IndexStore(databasePath);
+    const old = new IndexStore(databasePath, { loadKeys: false });
     try {
       const counters = old.readCounters();
       return { duplicatesTotal: counters.duplicatesTotal, conflictsTotal: counters.conflictsTotal };
@@ -92,11 +112,13 @@ export function rebuildIndex(
     countersFrom: counters === null ? 'reset' : 'old_index',
     tombstones: 0,
     tornTailBytesIgnored: 0,
+    oldKeys: { from: 'none', copied: 0, belowSeq: 1 },
     keptOld: null,
     elapsedMs: 0,
   };
   const progress = startProgress(options.progress === true, 'rebuild', segmentsBytes(segments), 'bytes');
   const store = new IndexStore(temp);
+  let firstLogSeq: number | null = null;
   try {
     let rows: IndexRow[] = [];
     const corrupt = (file: string, offset: number, detail: string): Error =>
@@ -107,6 +129,7 @@ export function rebuildIndex(
       if (item.kind === 'corruption') throw corrupt(item.segment.path, item.offset, describeBadLine(item));
       if (item.kind === 'seq_break') throw corrupt(item.segment.path, item.offset, describeSeqBreak(item));
       if (item.kind === 'torn_tail') report.tornTailBytesIgnored = item.bytes;
+      if ((item.kind === 'record' || item.kind === 'tombstone') && firstLogSeq === null) firstLogSeq = item.seq;
       if (item.kind === 'tombstone') {
         // A repair tombstone keeps the seqs continuous; it is not an event.
         report.records += 1;
@@ -121,6 +144,7 @@ export function rebuildIndex(
         rows = [];
       }
     }
+    report.oldKeys = copyOldKeys(store, paths.databasePath, firstLogSeq);
     // The counters the log cannot give, committed like any batch.
     store.applyBatch([], report.duplicatesTotal, report.conflictsTotal);
     report.checkpointSeq = store.counters.checkpointSeq;
@@ -166,6 +190,8 @@ over the old one (a crash leaves either the old or the new index, never a mix). 
 answers every query as one built by the server would: same events, same seqs, same topics,
 checkpoint = last logged seq. duplicates_total and conflicts_total are not in the log: they are
 kept from the old index when it can be read, else reset to 0 (the output says which).
+So are the dedup keys of events retention deleted (seq below the log's first): without a
+readable old index they are lost, and the output says so.
 A corrupt log is refused (run \`logagg repair\` first); a torn tail is ignored, not cut.
 Records quarantined by \`logagg repair\` are not in the new index.`,
   examples: ['npx logagg rebuild --data-dir ./data', 'npx logagg rebuild --data-dir ./data --keep-old --json'],
@@ -188,6 +214,14 @@ Records quarantined by \`logagg repair\` are not in the new index.`,
             ? `  duplicates_total ${report.duplicatesTotal} and conflicts_total ${report.conflictsTotal} kept from the old index (the log does not hold them)`
             : '  duplicates_total and conflicts_total reset to 0: no readable old index (the log does not hold them)',
         ];
+        if (report.oldKeys.from === 'old_index')
+          lines.push(
+            `  ${report.oldKeys.copied} dedup key(s) of events before seq ${report.oldKeys.belowSeq} (no longer in the log) kept from the old index`,
+          );
+        if (report.oldKeys.from === 'lost')
+          lines.push(
+            `  WARNING: the dedup keys of events before seq ${report.oldKeys.belowSeq} (deleted from the log) are lost: the old index could not be read (${report.oldKeys.error ?? 'unknown'}); re-sends of those events will be accepted as new`,
+          );
         if (report.tombstones > 0)
           lines.push(`  ${report.tombstones} tombstoned seq(s) (records quarantined by \`logagg repair\`) are not in the new index`);
         if (report.tornTailBytesIgnored > 0)

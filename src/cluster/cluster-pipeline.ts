@@ -542,6 +542,8 @@ export class ClusterPipeline implements Pipeline {
       uniqueTotal: this.counters.uniqueTotal,
       duplicatesTotal: this.counters.duplicatesTotal,
       conflictsTotal: this.counters.conflictsTotal,
+      // Every stored event's key, cluster-wide: the database keeps no key without its event.
+      dedupKeys: this.counters.uniqueTotal,
       checkpointSeq: this.counters.lastSeq,
       queueSize: this.queueSize(),
       durableSeq: this.writer?.durableSeq ?? null,

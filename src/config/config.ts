@@ -56,6 +56,13 @@ export interface Config {
   readQueueMax?: number;
   /** Bound on one read on a worker; past it 503 read_failed and the worker is replaced. Absent means 10000. */
   readTimeoutMs?: number;
+  /**
+   * Bytes of the in-memory dedup key filter (fixed: memory does not grow with history);
+   * past about bytes*8/10 keys more lookups go to the keys table. Optional (tests); absent: the default.
+   */
+  dedupFilterBytes?: number;
+  /** How long a key stays known after retention deleted its event; 0 = forever. Optional (tests); absent: 0. */
+  dedupHorizonMs?: number;
   /** Whole-request bound (Node's server.requestTimeout); the socket is closed with 408. */
   requestTimeoutMs: number;
   /** Bound on receiving request headers (Node's server.headersTimeout). */
@@ -293,6 +300,20 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: '10000',
     range: { min: 100, max: 600_000 },
     meaning: 'bound on one read on a worker; past it 503 `read_failed` and the worker is replaced',
+  },
+  {
+    name: 'DEDUP_FILTER_BYTES',
+    default: String(32 * 1024 * 1024),
+    range: { min: 1024 * 1024, max: 512 * 1024 * 1024 },
+    meaning:
+      'in-memory filter in front of the dedup keys table (about 10 bits a key at 1 % false positives: 32 MiB for ~27M keys); past that more lookups read the table (docs/operations.md)',
+  },
+  {
+    name: 'DEDUP_HORIZON_MS',
+    default: '0',
+    range: { min: 0, max: 100 * 365 * 86_400_000 },
+    meaning:
+      'how long the key of an event deleted by retention stays known (a re-send is `duplicate`); past it a re-send is accepted again. `0`: forever',
   },
   {
     name: 'REQUEST_TIMEOUT_MS',
@@ -621,6 +642,8 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     readWorkers: readInt(env, 'READ_WORKERS', 1, 0, 16),
     readQueueMax: readInt(env, 'READ_QUEUE_MAX', 64, 1, 100_000),
     readTimeoutMs: readInt(env, 'READ_TIMEOUT_MS', 10_000, 100, 600_000),
+    dedupFilterBytes: readInt(env, 'DEDUP_FILTER_BYTES', 32 * 1024 * 1024, 1024 * 1024, 512 * 1024 * 1024),
+    dedupHorizonMs: readInt(env, 'DEDUP_HORIZON_MS', 0, 0, 100 * 365 * 86_400_000),
     requestTimeoutMs: readInt(env, 'REQUEST_TIMEOUT_MS', 30_000, 1000, 600_000),
     headersTimeoutMs: readInt(env, 'HEADERS_TIMEOUT_MS', 10_000, 500, 600_000),
     keepAliveTimeoutMs: readInt(env, 'KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),

@@ -1,6 +1,5 @@
 import path from 'node:path';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { keyHash } from '../index/key-table';
 import { IndexStore, type IndexCounters, type IndexRow } from '../index/store';
 
 /**
@@ -14,14 +13,14 @@ interface ApplyMessage {
   text: string;
   /** Four lengths per row, in the order of `text`. */
   lengths: Uint32Array;
-  /** seq, keyHash, tsMs, receivedMs (NaN for null) per row. */
+  /** seq, tsMs, receivedMs (NaN for null) per row (the worker computes each key from topic and event_id). */
   numbers: Float64Array;
   duplicates: number;
   conflicts: number;
 }
 
-/** Numbers packed per row: seq, keyHash, tsMs, receivedMs. */
-const NUMBERS_PER_ROW = 4;
+/** Numbers packed per row: seq, tsMs, receivedMs. */
+const NUMBERS_PER_ROW = 3;
 
 /** Packs rows for postMessage; the typed arrays' buffers are meant to be transferred. */
 export function packRows(rows: IndexRow[]): Pick<ApplyMessage, 'text' | 'lengths' | 'numbers'> {
@@ -38,9 +37,8 @@ export function packRows(rows: IndexRow[]): Pick<ApplyMessage, 'text' | 'lengths
     lengths[i * 4 + 2] = row.source.length;
     lengths[i * 4 + 3] = row.body.length;
     numbers[i * NUMBERS_PER_ROW] = row.seq;
-    numbers[i * NUMBERS_PER_ROW + 1] = row.keyHash ?? keyHash(row.topic, row.eventId);
-    numbers[i * NUMBERS_PER_ROW + 2] = row.tsMs;
-    numbers[i * NUMBERS_PER_ROW + 3] = row.receivedMs ?? Number.NaN;
+    numbers[i * NUMBERS_PER_ROW + 1] = row.tsMs;
+    numbers[i * NUMBERS_PER_ROW + 2] = row.receivedMs ?? Number.NaN;
   });
   return { text: parts.join(''), lengths, numbers };
 }
@@ -61,11 +59,10 @@ export function unpackRows(packed: Pick<ApplyMessage, 'text' | 'lengths' | 'numb
     const source = take(lengths[i * 4 + 2]!);
     const body = take(lengths[i * 4 + 3]!);
     const at = i * NUMBERS_PER_ROW;
-    const receivedMs = numbers[at + 3]!;
+    const receivedMs = numbers[at + 2]!;
     rows[i] = {
       seq: numbers[at]!,
-      keyHash: numbers[at + 1]!,
-      tsMs: numbers[at + 2]!,
+      tsMs: numbers[at + 1]!,
       receivedMs: Number.isNaN(receivedMs) ? null : receivedMs,
       topic,
       eventId,

@@ -61,6 +61,7 @@ const STATS_PROPERTIES: PropertiesOf<StatsBody> = {
   },
   log_bytes: count('Bytes of the log segments on disk now.'),
   expired_events: count('Lifetime: events deleted by retention (survives restarts).'),
+  dedup_keys: count('Dedup keys stored; those of events deleted by retention stay until DEDUP_HORIZON_MS passes.'),
 };
 
 const HEALTH_PROPERTIES: PropertiesOf<HealthBody> = {

@@ -163,6 +163,11 @@ export class ServiceMetrics {
       'When retention last deleted a segment (Unix time; 0 before the first deletion).',
       (s) => (s.aggregator.state === 'ready' ? (s.aggregator.retentionSnapshot().lastDeletionMs ?? 0) / 1000 : undefined),
     );
+    this.gauge(
+      'logagg_dedup_keys',
+      'Dedup keys stored (those of events deleted by retention included, until DEDUP_HORIZON_MS passes).',
+      (s) => s.aggregator.snapshot().dedupKeys,
+    );
     this.logGauge('logagg_log_bytes', 'Bytes in the log segment files on disk.', 'bytes');
     this.logGauge('logagg_log_segments', 'Log segment files on disk.', 'segments');
   }

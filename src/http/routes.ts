@@ -336,6 +336,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
           first_seq: 1,
           log_bytes: 612,
           expired_events: 0,
+          dedup_keys: 2,
         },
       },
     ],

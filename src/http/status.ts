@@ -23,6 +23,8 @@ export interface StatsBody {
   log_bytes: number;
   /** Lifetime: events deleted by retention (survives restarts). */
   expired_events: number;
+  /** Dedup keys stored, those of events deleted by retention included until DEDUP_HORIZON_MS passes. */
+  dedup_keys: number;
 }
 
 /** The answer to GET /health, whatever its status code. */
@@ -71,6 +73,7 @@ export function statsBody(aggregator: Pipeline, nowMs = Date.now()): StatsBody {
     first_seq: retention.firstSeq,
     log_bytes: retention.logBytes,
     expired_events: retention.expiredTotal,
+    dedup_keys: snapshot.dedupKeys,
   };
 }
 

@@ -4,12 +4,13 @@ import path from 'node:path';
 import type { EventRow } from '../wal/event-row';
 import { FIXED_LIMITS } from '../config/config';
 import { compileBodyMatcher, needsBody, type BodyFilter, type EventFilter } from '../query/event-filter';
-import { KeyTable, keyHash } from './key-table';
+import { dedupKeyOf, eventDigestOf, type DedupKey } from './key-hash';
+import { KEY_STORE_SCHEMA, KeyStore, type KeyStoreOptions, type StoredKey } from './key-store';
 
 /** One event as the index stores it; `body` is the exact event JSON from the log. */
 export interface IndexRow extends EventRow {
-  /** keyHash(topic, eventId) when the caller has it already (saves hashing twice). */
-  keyHash?: number;
+  /** dedupKeyOf(topic, eventId) when the caller has it already (saves hashing twice). */
+  key?: DedupKey;
 }
 
 /** Lifetime counters kept in the index, committed with the rows they describe. */
@@ -73,17 +74,15 @@ export interface SeqBounds {
 export const TIME_BLOCK_SEQS = 1024;
 
 /**
- * Schema version 3 (version 2 plus received_ms and the time map). The dedup key is held as `key_hash` (a 53-bit number, see keyHash) and
- * looked up through an in-memory KeyTable rather than a unique SQLite index over two TEXT
- * columns: rows are appended in seq order, and the only other B-tree (topic, seq) grows at
- * the end of each topic, so an insert touches no random page. Exactness comes from
- * confirming each hash match against the row's stored topic and event_id.
+ * Schema version 3: received_ms and the time map (record format 2); the dedup keys live in
+ * their own table (src/index/key-store.ts) behind an in-memory filter of fixed size, so neither memory nor start-up grows with history.
+ * Event rows are appended in seq order and the (topic, seq) B-tree grows at the end of each
+ * topic, so an event insert touches no random page; a key insert touches one.
  */
 const SCHEMA_VERSION = 3;
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
-    key_hash INTEGER NOT NULL,
     topic TEXT NOT NULL,
     event_id TEXT NOT NULL,
     source TEXT NOT NULL,
@@ -101,8 +100,7 @@ const SCHEMA = `
   CREATE INDEX IF NOT EXISTS events_by_topic ON events (topic, seq);
   CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS deletions (last_seq INTEGER PRIMARY KEY, deleted_at_ms INTEGER NOT NULL);
-`;
+${KEY_STORE_SCHEMA}`;
 
 /** Drops an index of an older schema: it is rebuilt from the log, which is the source of truth. */
 const DROP_OLD_SCHEMA = `
@@ -110,6 +108,7 @@ const DROP_OLD_SCHEMA = `
   DROP TABLE IF EXISTS meta;
   DROP TABLE IF EXISTS topics;
   DROP TABLE IF EXISTS time_blocks;
+  DROP TABLE IF EXISTS keys;
   DROP TABLE IF EXISTS deletions;
 `;
 
@@ -152,18 +151,26 @@ export class IndexStore {
   private readonly appendTransaction: (rows: IndexRow[], duplicates: number, conflicts: number) => IndexCounters;
   private current: IndexCounters;
   private retention: RetentionState;
-  /** Every stored key by hash; built on first use (at once for a writable store). */
-  private keys: KeyTable | null = null;
+  /** The dedup keys: an on-disk table behind a fixed-size filter. */
+  private readonly keys: KeyStore;
+  private filterOpened = false;
+  private readonly readOnly: boolean;
   /** True when an index of an older schema was dropped on open (recovery rebuilds it from the log). */
   readonly schemaReset: boolean = false;
 
   /**
    * `withoutSpace` opens an existing index for reads only while the disk is full.
-   * `loadKeys` (default: true unless readonly) builds the key table at once; a store that
-   * only appends proven-new rows (the index worker) passes false and never needs it.
+   * `loadKeys` (default: true unless readonly) opens the key filter at once (see
+   * openKeyFilter); a store that only appends proven-new rows (the index worker) passes
+   * false and never makes one. `keys` sizes the filter, names its file and sets the horizon
+   * (default: DEFAULT_KEY_OPTIONS, filter not saved).
    */
-  constructor(databasePath: string, options: { readonly?: boolean; loadKeys?: boolean; withoutSpace?: boolean } = {}) {
+  constructor(
+    databasePath: string,
+    options: { readonly?: boolean; loadKeys?: boolean; withoutSpace?: boolean; keys?: Partial<KeyStoreOptions> } = {},
+  ) {
     const readOnly = options.readonly === true || options.withoutSpace === true;
+    this.readOnly = readOnly;
     if (!readOnly) fs.mkdirSync(path.dirname(databasePath), { recursive: true });
     this.db = new Database(databasePath, { readonly: options.readonly === true, fileMustExist: readOnly });
     // A failed open (a full disk) must not leave a handle that holds the file's locks.
@@ -208,9 +215,7 @@ export class IndexStore {
     }
 
     this.statements = {
-      insert: this.db.prepare(
-        'INSERT INTO events (seq, key_hash, topic, event_id, source, ts_ms, received_ms, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      ),
+      insert: this.db.prepare('INSERT INTO events (seq, topic, event_id, source, ts_ms, received_ms, body) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       // min()/max() of two values ignore neither NULL: coalesce keeps a version-1 block's null times out.
       noteBlock: this.db.prepare(
         `INSERT INTO time_blocks (block, min_ts_ms, max_ts_ms, min_received_ms, max_received_ms) VALUES (?, ?, ?, ?, ?)
@@ -221,8 +226,6 @@ export class IndexStore {
            max_received_ms = coalesce(max(max_received_ms, excluded.max_received_ms), max_received_ms, excluded.max_received_ms)`,
       ),
       insertTopic: this.db.prepare('INSERT OR IGNORE INTO topics (topic) VALUES (?)'),
-      bySeq: this.db.prepare('SELECT topic, event_id, body FROM events WHERE seq = ?'),
-      allKeys: this.db.prepare('SELECT key_hash, seq FROM events').raw(),
       getMeta: this.db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
       setMeta: this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       topics: this.db.prepare('SELECT topic FROM topics ORDER BY topic').pluck(),
@@ -236,43 +239,44 @@ export class IndexStore {
       this.bodyMatcher(String(filterJson))(String(body)) ? 1 : 0,
     );
     this.current = this.readCounters();
-    if (options.loadKeys ?? !readOnly) this.keyTable();
+    const loadKeys = options.loadKeys ?? !readOnly;
+    try {
+      // It writes the index's id on a new file: a full disk fails here, and must not leak the handle.
+      this.keys = new KeyStore(this.db, { ...DEFAULT_KEY_OPTIONS, ...(loadKeys ? {} : { filterBytes: 0 }), ...options.keys }, !readOnly);
+      if (loadKeys) this.openKeyFilter();
+    } catch (err) {
+      this.db.close();
+      throw err;
+    }
 
     this.applyTransaction = this.db.transaction((rows: IndexRow[], duplicates: number, conflicts: number): IndexCounters => {
       const counters = this.current;
       let inserted = 0;
       let lastSeq = counters.checkpointSeq;
-      const keys = this.keyTable();
       for (const row of rows) {
         if (row.seq > lastSeq) lastSeq = row.seq;
         // The first row of a key wins; later ones (in the index or this batch) are ignored.
-        const hash = row.keyHash ?? keyHash(row.topic, row.eventId);
-        if (!keys.lacks(hash) && this.findStored(hash, row.topic, row.eventId) !== undefined) continue;
-        this.statements.insert.run(row.seq, hash, row.topic, row.eventId, row.source, row.tsMs, row.receivedMs ?? null, row.body);
-        keys.add(hash, row.seq);
+        const key = row.key ?? dedupKeyOf(row.topic, row.eventId);
+        if (this.keys.lookup(key) !== undefined) continue;
+        this.statements.insert.run(row.seq, row.topic, row.eventId, row.source, row.tsMs, row.receivedMs ?? null, row.body);
+        this.keys.put(key, row.seq, eventDigestOf(row.body));
         inserted += 1;
         if (!this.topicSet.has(row.topic)) this.statements.insertTopic.run(row.topic);
       }
       this.noteTimeBlocks(rows);
+      this.keys.commitCount();
       return this.commitCounters(lastSeq, inserted, duplicates, conflicts);
     });
     this.appendTransaction = this.db.transaction((rows: IndexRow[], duplicates: number, conflicts: number): IndexCounters => {
       let lastSeq = this.current.checkpointSeq;
       for (const row of rows) {
         if (row.seq > lastSeq) lastSeq = row.seq;
-        this.statements.insert.run(
-          row.seq,
-          row.keyHash ?? keyHash(row.topic, row.eventId),
-          row.topic,
-          row.eventId,
-          row.source,
-          row.tsMs,
-          row.receivedMs ?? null,
-          row.body,
-        );
+        this.statements.insert.run(row.seq, row.topic, row.eventId, row.source, row.tsMs, row.receivedMs ?? null, row.body);
+        this.keys.put(row.key ?? dedupKeyOf(row.topic, row.eventId), row.seq, eventDigestOf(row.body));
         if (!this.topicSet.has(row.topic)) this.statements.insertTopic.run(row.topic);
       }
       this.noteTimeBlocks(rows);
+      this.keys.commitCount();
       return this.commitCounters(lastSeq, rows.length, duplicates, conflicts);
     });
   }
@@ -329,11 +333,16 @@ export class IndexStore {
 
   /**
    * Like applyBatch for rows whose keys the caller has already proven new and distinct (the
-   * ingest path's exact dedup): it neither checks nor remembers their keys, so it needs no
-   * key table. Returns the counters committed with them.
+   * ingest path's exact dedup): it stores their keys without looking them up, so it needs no
+   * filter. Returns the counters committed with them.
    */
   appendNewRows(rows: IndexRow[], duplicates = 0, conflicts = 0): IndexCounters {
-    this.current = this.appendTransaction(rows, duplicates, conflicts);
+    try {
+      this.current = this.appendTransaction(rows, duplicates, conflicts);
+    } catch (err) {
+      this.keys.rollbackCount();
+      throw err;
+    }
     for (const row of rows) this.topicSet.add(row.topic);
     return this.current;
   }
@@ -344,12 +353,12 @@ export class IndexStore {
    * now on and `counters` reports them.
    */
   noteCommitted(rows: IndexRow[], counters: IndexCounters): void {
-    const keys = this.keys;
     for (const row of rows) {
-      keys?.add(row.keyHash ?? keyHash(row.topic, row.eventId), row.seq);
+      this.keys.noteStored(row.key ?? dedupKeyOf(row.topic, row.eventId));
       this.topicSet.add(row.topic);
     }
     this.current = counters;
+    this.keys.maybeSaveFilter(counters.checkpointSeq);
   }
 
   /** The checkpoint and lifetime counters as last committed. */
@@ -406,6 +415,7 @@ export class IndexStore {
     try {
       const { state, deleted } = this.db.transaction(() => this.dropRows(lastSeq, deletedAtMs))();
       this.retention = state;
+      this.keys.readDeletions();
       return deleted;
     } finally {
       if (durable) this.db.pragma('synchronous = NORMAL');
@@ -418,10 +428,8 @@ export class IndexStore {
     const deleted = this.prepared('DELETE FROM events WHERE seq <= ?').run(lastSeq).changes;
     // Time-map blocks wholly at or below lastSeq cover no row any more (a block partly above stays).
     this.prepared('DELETE FROM time_blocks WHERE block < ?').run(Math.floor((lastSeq + 1) / TIME_BLOCK_SEQS));
-    this.prepared('INSERT INTO deletions (last_seq, deleted_at_ms) VALUES (?, ?) ON CONFLICT (last_seq) DO NOTHING').run(
-      lastSeq,
-      deletedAtMs,
-    );
+    // The deletion is recorded for the key store's horizon; keys themselves stay (DEDUP_HORIZON_MS).
+    this.keys.recordDeletion(lastSeq, deletedAtMs);
     const state: RetentionState = {
       firstSeq: Math.max(before.firstSeq, lastSeq + 1),
       expiredTotal: before.expiredTotal + deleted,
@@ -442,41 +450,62 @@ export class IndexStore {
     try {
       this.current = this.applyTransaction(rows, duplicates, conflicts);
     } catch (err) {
-      // The rollback undid rows the key table already holds: rebuild it from what is committed.
-      this.keys = null;
+      // The filter may keep the rolled-back keys: false positives only, the table decides.
+      this.keys.rollbackCount();
       throw err;
     }
     for (const row of rows) this.topicSet.add(row.topic);
+    if (!this.readOnly) this.keys.maybeSaveFilter(this.current.checkpointSeq);
     return this.current.uniqueTotal - before;
   }
 
-  /** The stored original of a key, or undefined. `hash` may pass keyHash(topic, eventId) if known. */
-  lookup(topic: string, eventId: string, hash = keyHash(topic, eventId)): { seq: number; body: string } | undefined {
-    // A new key costs one probe of the in-memory table and no SQLite read.
-    if (this.keyTable().lacks(hash)) return undefined;
-    return this.findStored(hash, topic, eventId);
+  /**
+   * The stored original of a key (its seq and event digest), or undefined when the key is
+   * unknown or past DEDUP_HORIZON_MS. `key` may pass dedupKeyOf(topic, eventId) if known.
+   * A new key costs one filter probe and no SQLite read.
+   */
+  lookup(topic: string, eventId: string, key = dedupKeyOf(topic, eventId)): StoredKey | undefined {
+    if (!this.filterOpened && !this.readOnly) this.openKeyFilter();
+    return this.keys.lookup(key);
   }
 
-  /** Confirms hash matches against stored rows: exact even when two keys share a hash. */
-  private findStored(hash: number, topic: string, eventId: string): { seq: number; body: string } | undefined {
-    let found: { seq: number; body: string } | undefined;
-    this.keyTable().find(hash, (seq) => {
-      const row = this.statements.bySeq.get(seq) as { topic: string; event_id: string; body: string } | undefined;
-      if (row?.topic !== topic || row.event_id !== eventId) return false;
-      found = { seq, body: row.body };
-      return true;
-    });
-    return found;
+  /**
+   * Opens the key filter: the saved one when it matches this index, else one rebuilt from
+   * the keys table. Returns the seq through which it holds every key; the caller (recovery)
+   * adds the keys of the log after it with addKeysToFilter, then calls keyFilterComplete.
+   * Until then lookups skip the filter and probe the table: exact, only slower.
+   */
+  openKeyFilter(): number {
+    this.filterOpened = true;
+    return this.keys.openFilter(this.current.checkpointSeq);
   }
 
-  /** The key table, loaded from the stored key hashes on first use. */
-  private keyTable(): KeyTable {
-    if (this.keys === null) {
-      const keys = new KeyTable(this.current.uniqueTotal);
-      for (const [hash, seq] of this.statements.allKeys.iterate() as Iterable<[number, number]>) keys.add(hash, seq);
-      this.keys = keys;
-    }
-    return this.keys;
+  /** Adds keys stored after the saved filter's seq (read from the log by recovery). */
+  addKeysToFilter(keys: Iterable<DedupKey>): void {
+    for (const key of keys) this.keys.noteStored(key);
+  }
+
+  /** Lookups go through the filter from now on (see openKeyFilter). */
+  keyFilterComplete(): void {
+    this.keys.markFilterComplete();
+  }
+
+  /** Rebuilds the filter from the keys table (when the log cannot give the keys after the saved seq). */
+  rebuildKeyFilter(reason: string): void {
+    this.keys.rebuildFilter(reason, this.current.checkpointSeq);
+  }
+
+  /** Dedup keys stored (expired ones not yet swept included). */
+  dedupKeyCount(): number {
+    return this.keys.count();
+  }
+
+  /**
+   * One bounded step of the sweep of expired keys (DEDUP_HORIZON_MS); returns the key rows
+   * deleted, or null when nothing is due. Short: call it from a timer.
+   */
+  sweepExpiredKeys(nowMs = Date.now()): number | null {
+    return this.keys.sweepStep(nowMs);
   }
 
   /** Every topic seen, sorted. */
@@ -740,10 +769,43 @@ export class IndexStore {
     return matcher;
   }
 
+  /**
+   * Copies from another index file (the old index `logagg rebuild` replaces) the dedup keys
+   * with seq < belowSeq, those of events no longer in the log, plus its deletions and its
+   * first_seq, in one transaction. Returns the keys copied; throws when the file cannot be
+   * read as an index of this schema (the caller says those keys are lost).
+   */
+  copyKeysFrom(otherPath: string, belowSeq: number): number {
+    this.db.prepare('ATTACH DATABASE ? AS other').run(otherPath);
+    try {
+      return this.db.transaction((): number => {
+        const copied = this.db
+          .prepare('INSERT OR IGNORE INTO keys (key, seq, digest) SELECT key, seq, digest FROM other.keys WHERE seq < ?')
+          .run(belowSeq).changes;
+        this.keys.countInserted(copied);
+        this.db
+          .prepare('INSERT OR IGNORE INTO deletions (last_seq, deleted_at_ms) SELECT last_seq, deleted_at_ms FROM other.deletions')
+          .run();
+        const firstSeq = this.db.prepare("SELECT value FROM other.meta WHERE key = 'first_seq'").pluck().get() as number | undefined;
+        if (firstSeq !== undefined) this.statements.setMeta.run('first_seq', firstSeq);
+        return copied;
+      })();
+    } finally {
+      this.db.prepare('DETACH DATABASE other').run();
+      this.keys.readDeletions();
+    }
+  }
+
+  /** Saves the key filter (a clean stop starts without rebuilding it) and closes the file. */
   close(): void {
-    if (this.db.open) this.db.close();
+    if (!this.db.open) return;
+    if (!this.readOnly) this.keys.close(this.current.checkpointSeq);
+    this.db.close();
   }
 }
+
+/** Key options of a store that names none: the defaults of DEDUP_FILTER_BYTES and DEDUP_HORIZON_MS, no saved filter. */
+export const DEFAULT_KEY_OPTIONS: KeyStoreOptions = { filterBytes: 32 * 1024 * 1024, filterPath: null, horizonMs: 0 };
 
 /** `WHERE a AND b`, or nothing for no conditions. */
 function whereClause(clauses: string[]): string {

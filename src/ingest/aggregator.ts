@@ -3,7 +3,7 @@ import { FIXED_LIMITS, type Config } from '../config/config';
 import { Consumer } from '../consumer/consumer';
 import { createIndexApplier } from '../consumer/index-applier';
 import { AppError } from '../errors';
-import { keyHash } from '../index/key-table';
+import { dedupKeyOf, eventDigestOf, keyNumberOf } from '../index/key-hash';
 import { PendingKeys, type PendingEntry } from './pending-keys';
 import { ReadPool, readInline, type ReadStoreOptions, type SnapshotPage } from '../index/read-pool';
 import { IndexStore, type EventQuery, type IndexRow, type PageRow } from '../index/store';
@@ -11,6 +11,7 @@ import type { EventFilter } from '../query/event-filter';
 import type { Histogram } from '../query/histogram';
 import { makeDirDurable, NodeDisk, type LogDisk } from '../wal/disk';
 import { rowFromEventJson } from '../wal/event-row';
+import { readLog } from '../wal/reader';
 import { canonicalEventJson, isTombstoneEventJson, type LogEvent, type WalRecord } from '../wal/record';
 import { recoverLog, type RecoveryReport } from '../wal/recovery';
 import { finishDeletions, logBytes, retainedSegments, RetentionRunner, type RetentionDeletion, type RetentionStep } from '../wal/retention';
@@ -59,6 +60,8 @@ export interface PipelineSnapshot {
   acceptedTotal: number;
   /** Events in the index, lifetime. */
   uniqueTotal: number;
+  /** Dedup keys stored (those of events retention deleted included, until the horizon sweeps them). */
+  dedupKeys: number;
   duplicatesTotal: number;
   conflictsTotal: number;
   checkpointSeq: number;
@@ -95,7 +98,19 @@ export interface RetentionSnapshot {
 
 export interface AggregatorOptions {
   config: Pick<Config, 'walDir' | 'databasePath' | 'queueMaxSize' | 'segmentBytesMax' | 'indexBatchMax' | 'retryAfterSeconds'> &
-    Partial<Pick<Config, 'indexWorker' | 'retentionBytes' | 'retentionMs' | 'readWorkers' | 'readQueueMax' | 'readTimeoutMs'>>;
+    Partial<
+      Pick<
+        Config,
+        | 'indexWorker'
+        | 'retentionBytes'
+        | 'retentionMs'
+        | 'readWorkers'
+        | 'readQueueMax'
+        | 'readTimeoutMs'
+        | 'dedupFilterBytes'
+        | 'dedupHorizonMs'
+      >
+    >;
   logger: Logger;
   disk?: LogDisk;
   observer?: AggregatorObserver;
@@ -134,6 +149,7 @@ export class Aggregator {
   private spacelessReadsFailed = false;
   /** The read workers (READ_WORKERS); null before recovery is done, and with READ_WORKERS=0 (reads inline). */
   private reads: ReadPool | null = null;
+  private sweepTimer: NodeJS.Timeout | null = null;
 
   constructor(options: AggregatorOptions) {
     this.options = options;
@@ -221,11 +237,21 @@ export class Aggregator {
       this.stateValue = 'failed';
       throw err;
     }
-    const store = new IndexStore(config.databasePath, this.storeOptions());
+    const store = new IndexStore(config.databasePath, {
+      loadKeys: false,
+      keys: {
+        filterPath: `${config.databasePath}.keys-filter`,
+        ...(config.dedupFilterBytes === undefined ? {} : { filterBytes: config.dedupFilterBytes }),
+        ...(config.dedupHorizonMs === undefined ? {} : { horizonMs: config.dedupHorizonMs }),
+        onFilterRebuilt: ({ reason, keys, elapsedMs }) =>
+          logger.warn({ reason, keys, elapsedMs: Math.round(elapsedMs) }, `recovery: key filter rebuilt from the keys table (${reason})`),
+      },
+    });
     this.closeSpacelessReads();
     this.store = store;
     if (store.schemaReset) logger.warn('recovery: the index had an older schema; dropped it, rebuilding from the log');
     const { checkpointSeq } = store.counters;
+    this.catchUpKeyFilter(store);
     logger.info({ checkpointSeq, walDir: config.walDir }, 'recovery: replaying log after checkpoint');
     let recovered;
     let retainedFirstSeq: number;
@@ -280,7 +306,7 @@ export class Aggregator {
       applier: createIndexApplier(store, config.indexWorker === true ? { databasePath: config.databasePath } : undefined),
       onApplied: (rows, elapsedMs) => {
         for (const row of rows) {
-          this.pending.removeSeq(row.keyHash ?? keyHash(row.topic, row.eventId), row.seq);
+          this.pending.removeSeq(keyNumberOf(row.key ?? dedupKeyOf(row.topic, row.eventId)), row.seq);
         }
         this.options.observer?.onIndexBatch?.(rows.length, elapsedMs);
         // The checkpoint moved: a closed segment may now be wholly indexed and due.
@@ -335,6 +361,7 @@ export class Aggregator {
     this.retention.poke();
     this.recoveryValue = { ...report, durationMs: performance.now() - started };
     this.reads = this.openReadPool();
+    this.startKeySweep(store);
     this.stateValue = 'ready';
     if (this.noSpaceAtStartSince !== null) logger.info('recovery: space returned');
     this.noSpaceAtStartSince = null;
@@ -348,6 +375,68 @@ export class Aggregator {
       'recovery: done, accepting writes',
     );
     return report;
+  }
+
+  /**
+   * Opens the key filter and adds the keys the saved one lacks: those of the records after
+   * its seq up to the checkpoint, read from the log (sequential, and bounded by what was
+   * indexed since the last save, not by history). When the log cannot give them all (a
+   * segment is gone, a record is bad), the filter is rebuilt from the keys table instead.
+   */
+  private catchUpKeyFilter(store: IndexStore): void {
+    const { config, logger } = this.options;
+    const started = performance.now();
+    const coveredSeq = store.openKeyFilter();
+    const { checkpointSeq } = store.counters;
+    let added = 0;
+    if (coveredSeq < checkpointSeq) {
+      let expected = coveredSeq + 1;
+      let gap: string | null = null;
+      for (const item of readLog({ disk: this.disk, walDir: config.walDir, fromSeq: coveredSeq + 1 })) {
+        if (item.kind === 'segment_end') continue;
+        if (item.kind !== 'record' && item.kind !== 'tombstone') {
+          gap = `the log has a ${item.kind} at ${item.segment.name} offset ${item.offset}`;
+          break;
+        }
+        if (item.seq < expected) continue;
+        if (item.seq > checkpointSeq) break;
+        if (item.seq !== expected) {
+          gap = `the log starts at seq ${item.seq}, after the filter's seq ${coveredSeq}`;
+          break;
+        }
+        expected += 1;
+        if (item.kind === 'tombstone') continue;
+        const row = rowFromEventJson(item.seq, item.eventJson);
+        store.addKeysToFilter([dedupKeyOf(row.topic, row.eventId)]);
+        added += 1;
+      }
+      if (gap === null && expected <= checkpointSeq) gap = `the log ends at seq ${expected - 1}, before the checkpoint ${checkpointSeq}`;
+      if (gap !== null) {
+        store.rebuildKeyFilter(gap);
+        logger.warn({ coveredSeq, checkpointSeq }, `recovery: key filter rebuilt from the keys table: ${gap}`);
+        return;
+      }
+    }
+    store.keyFilterComplete();
+    logger.info({ coveredSeq, keysAdded: added, elapsedMs: Math.round(performance.now() - started) }, 'recovery: key filter loaded');
+  }
+
+  /** Runs the bounded sweep of expired keys on a timer (unref'd), faster while a pass is under way. */
+  private startKeySweep(store: IndexStore): void {
+    if ((this.options.config.dedupHorizonMs ?? 0) <= 0) return;
+    const tick = (): void => {
+      let deleted: number | null = null;
+      try {
+        deleted = store.sweepExpiredKeys();
+      } catch (err) {
+        // A busy or full index: the sweep tries again later; lookups ignore expired keys anyway.
+        this.options.logger.warn({ err }, 'key sweep failed; retrying later');
+      }
+      this.sweepTimer = setTimeout(tick, deleted === null ? KEY_SWEEP_IDLE_MS : KEY_SWEEP_STEP_MS);
+      this.sweepTimer.unref();
+    };
+    this.sweepTimer = setTimeout(tick, KEY_SWEEP_IDLE_MS);
+    this.sweepTimer.unref();
   }
 
   /**
@@ -371,13 +460,16 @@ export class Aggregator {
     const receivedAtMs = Date.now();
     for (const { event, tsMs } of events) {
       const eventJson = canonicalEventJson(event);
-      const hash = keyHash(event.topic, event.event_id);
+      const key = dedupKeyOf(event.topic, event.event_id);
+      const hash = keyNumberOf(key);
       const pending = this.pending.get(hash, event.topic, event.event_id);
-      const original = pending ?? this.store!.lookup(event.topic, event.event_id, hash);
+      const stored = pending === undefined ? this.store!.lookup(event.topic, event.event_id, key) : undefined;
+      const original = pending ?? stored;
       if (original !== undefined) {
-        const originalJson = pending !== undefined ? pending.eventJson : (original as { body: string }).body;
+        // A pending original has its JSON; a stored one only its digest (its body may be gone).
+        const same = pending !== undefined ? pending.eventJson === eventJson : eventDigestOf(eventJson).equals(stored!.digest);
         const outcome: PublishOutcome = { status: 'duplicate', seq: original.seq };
-        if (originalJson !== eventJson) {
+        if (!same) {
           outcome.conflict = true;
           conflicts += 1;
         }
@@ -404,7 +496,7 @@ export class Aggregator {
           tsMs,
           receivedMs: receivedAtMs,
           body: eventJson,
-          keyHash: hash,
+          key,
         },
       });
       results.push({ status: 'accepted', seq });
@@ -537,6 +629,7 @@ export class Aggregator {
       startedAtMs: this.startedAt,
       acceptedTotal: this.writer?.durableSeq ?? counters?.checkpointSeq ?? 0,
       uniqueTotal: counters?.uniqueTotal ?? 0,
+      dedupKeys: this.dedupKeys(),
       duplicatesTotal: (counters?.duplicatesTotal ?? 0) + uncommitted.duplicates,
       conflictsTotal: (counters?.conflictsTotal ?? 0) + uncommitted.conflicts,
       checkpointSeq: counters?.checkpointSeq ?? 0,
@@ -565,6 +658,15 @@ export class Aggregator {
   /** Runs retention until nothing more is due (tests; the service runs it by itself). */
   async runRetention(): Promise<RetentionDeletion[]> {
     return this.retention === null ? [] : this.retention.runUntilDone();
+  }
+
+  /** Dedup keys stored, or 0 before the index is open (or when it cannot be read). */
+  private dedupKeys(): number {
+    try {
+      return this.store?.dedupKeyCount() ?? 0;
+    } catch {
+      return 0;
+    }
   }
 
   /** The topics in the index, sorted. */
@@ -605,6 +707,7 @@ export class Aggregator {
     this.stateValue = 'stopping';
     // No deletion starts any more; one in progress ends its current step first.
     if (this.retention !== null) await this.retention.stop();
+    if (this.sweepTimer !== null) clearTimeout(this.sweepTimer);
     if (this.writer !== null) await this.writer.close();
     if (this.consumer !== null) {
       // After a log failure the queue still holds only durable records: index them too.
@@ -653,6 +756,11 @@ export class Aggregator {
     }
   }
 }
+
+/** Pause between two sweep steps while a pass over the keys table is under way (each step is SWEEP_ROWS_PER_STEP rows). */
+const KEY_SWEEP_STEP_MS = 200;
+/** How often the sweep looks for newly expired keys when no pass is under way. */
+const KEY_SWEEP_IDLE_MS = 10_000;
 
 /** How often recovery is tried again while a full disk holds it up at start-up. */
 const NO_SPACE_RETRY_MS = 250;

@@ -97,8 +97,7 @@ describe('chaos harness', function () {
     expect(result.stored + result.expired).to.equal(result.acked);
   });
 
-  // enabled at merge with the key store (branch keys)
-  it.skip(`retention mode: an expired event re-sent is answered as the duplicate of its original, during and after ${RETENTION_CYCLES} cycles`, async () => {
+  it(`retention mode: an expired event re-sent is answered as the duplicate of its original, during and after ${RETENTION_CYCLES} cycles`, async () => {
     const result = await runChaos({ cycles: RETENTION_CYCLES, ...RETENTION_MODE, checkExpiredResends: true });
     console.log(`      ${summaryLine(result)}`);
     expect({

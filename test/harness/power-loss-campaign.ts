@@ -11,6 +11,7 @@ import { retainedSegments } from '../../src/wal/retention';
 import { canonicalEventJson, type LogEvent } from '../../src/wal/record';
 import { PowerLossDisk, SimulatedPowerLoss, type CrashModel } from './power-loss-disk';
 import { makeTempDir } from '../helpers/temp-dir';
+import { eventDigestOf } from '../../src/index/key-hash';
 
 /** Settings of one simulated power-loss campaign. */
 export interface PowerLossOptions {
@@ -183,7 +184,7 @@ export async function runPowerLossCampaign(input: Partial<PowerLossOptions> = {}
       } else if (stored === undefined) {
         if (!lostKeys.has(key)) example(`lost after crash ${result.crashes}: ${key} (acked seq ${record.ackedSeq})`);
         lostKeys.add(key);
-      } else if (stored.seq !== record.ackedSeq || stored.body !== record.eventJson) {
+      } else if (stored.seq !== record.ackedSeq || !stored.digest.equals(eventDigestOf(record.eventJson))) {
         if (!garbledKeys.has(key))
           example(`garbled after crash ${result.crashes}: ${key} stored seq ${stored.seq}, acked ${record.ackedSeq}`);
         garbledKeys.add(key);

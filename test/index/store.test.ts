@@ -3,6 +3,7 @@ import { expect } from 'chai';
 import path from 'node:path';
 import { IndexStore, type IndexRow } from '../../src/index/store';
 import { makeTempDir } from '../helpers/temp-dir';
+import { eventDigestOf } from '../../src/index/key-hash';
 
 function row(seq: number, topic: string, eventId: string, payload = 'p'): IndexRow {
   const body = JSON.stringify({ topic, event_id: eventId, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { payload } });
@@ -14,7 +15,7 @@ describe('IndexStore', () => {
     const store = new IndexStore(path.join(makeTempDir(), 'index.db'));
     const stored = row(1, 'orders', 'a');
     store.applyBatch([stored, row(2, 'orders', 'b')]);
-    expect(store.lookup('orders', 'a')).to.deep.equal({ seq: 1, body: stored.body });
+    expect(store.lookup('orders', 'a')).to.deep.equal({ seq: 1, digest: eventDigestOf(stored.body) });
     expect(store.lookup('orders', 'c')).to.equal(undefined);
     expect(store.lookup('other', 'a')).to.equal(undefined);
     store.close();

@@ -1,0 +1,141 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { crc32 } from 'node:zlib';
+import type { DedupKey } from './key-hash';
+
+/** Bit positions set per key: the optimum for about 10 bits a key (0.8 % false positives). */
+const FILTER_HASHES = 7;
+const FILE_MAGIC = 'LAGKEYF\n';
+const FILE_VERSION = 1;
+/** magic(8) version(4) hashes(4) bytes(8) coveredSeq(8) indexId(8) bitsCrc(4) headerCrc(4). */
+const HEADER_BYTES = 48;
+
+/**
+ * A Bloom filter over dedup keys with a fixed size (DEDUP_FILTER_BYTES): "certainly new"
+ * or "maybe stored". It never grows; past about bytes*8/10 keys its false-positive rate
+ * rises and more lookups go on to the key table, which stays exact. It never forgets a key
+ * (swept keys stay as false positives until a rebuild).
+ */
+export class KeyFilter {
+  readonly bits: Buffer;
+  private readonly bitCount: number;
+  constructor(bytes: number, bits?: Buffer) {
+    this.bits = bits ?? Buffer.alloc(bytes);
+    this.bitCount = bytes * 8;
+  }
+
+  /** Size of the bit array in bytes. */
+  get bytes(): number {
+    return this.bits.length;
+  }
+
+  /** Records a key; later `mayContain` is true for it. */
+  add(key: DedupKey): void {
+    const { bits, bitCount } = this;
+    const a = key.readUInt32LE(8);
+    const b = (key.readUInt32LE(12) | 1) >>> 0;
+    for (let i = 0; i < FILTER_HASHES; i += 1) {
+      const bit = (a + i * b) % bitCount;
+      bits[bit >>> 3]! |= 1 << (bit & 7);
+    }
+  }
+
+  /** False when the key was certainly never added; true when it may have been. */
+  mayContain(key: DedupKey): boolean {
+    const { bits, bitCount } = this;
+    const a = key.readUInt32LE(8);
+    const b = (key.readUInt32LE(12) | 1) >>> 0;
+    for (let i = 0; i < FILTER_HASHES; i += 1) {
+      const bit = (a + i * b) % bitCount;
+      if ((bits[bit >>> 3]! & (1 << (bit & 7))) === 0) return false;
+    }
+    return true;
+  }
+
+  /**
+   * The file image of a filter's bits, as covering every key of seq <= coveredSeq of the
+   * index named `indexId`. `bits` may be a copy taken earlier (a save in the background).
+   */
+  static encode(bits: Buffer, coveredSeq: number, indexId: number): Buffer[] {
+    const header = Buffer.alloc(HEADER_BYTES);
+    header.write(FILE_MAGIC, 0, 'latin1');
+    header.writeUInt32LE(FILE_VERSION, 8);
+    header.writeUInt32LE(FILTER_HASHES, 12);
+    header.writeDoubleLE(bits.length, 16);
+    header.writeDoubleLE(coveredSeq, 24);
+    header.writeDoubleLE(indexId, 32);
+    header.writeUInt32LE(crc32(bits), 40);
+    header.writeUInt32LE(crc32(header.subarray(0, 44)), 44);
+    return [header, bits];
+  }
+
+  /**
+   * Reads a filter file written by encode: the filter and the seq it covers, or why it
+   * cannot be used (missing, corrupt, another size, version or index); the caller rebuilds it then.
+   */
+  static load(file: string, bytes: number, indexId: number): { filter: KeyFilter; coveredSeq: number } | { problem: string } {
+    let data: Buffer;
+    try {
+      data = fs.readFileSync(file);
+    } catch (err) {
+      return { problem: (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'missing' : `unreadable (${(err as Error).message})` };
+    }
+    if (data.length < HEADER_BYTES || data.toString('latin1', 0, 8) !== FILE_MAGIC) return { problem: 'not a key filter file' };
+    if (crc32(data.subarray(0, 44)) !== data.readUInt32LE(44)) return { problem: 'header crc mismatch' };
+    if (data.readUInt32LE(8) !== FILE_VERSION || data.readUInt32LE(12) !== FILTER_HASHES) return { problem: 'other version' };
+    if (data.readDoubleLE(16) !== bytes) return { problem: `size ${data.readDoubleLE(16)} is not DEDUP_FILTER_BYTES=${bytes}` };
+    if (data.readDoubleLE(32) !== indexId) return { problem: 'saved from another index file (rebuilt or replaced)' };
+    const bits = data.subarray(HEADER_BYTES);
+    if (bits.length !== bytes || crc32(bits) !== data.readUInt32LE(40)) return { problem: 'bits crc mismatch (torn or corrupt)' };
+    return { filter: new KeyFilter(bytes, bits), coveredSeq: data.readDoubleLE(24) };
+  }
+
+  /**
+   * Writes a filter image durably: a temp file, fsynced, renamed over `file`, then the
+   * directory fsynced, so a crash leaves the old file or the new one, never a torn one.
+   */
+  static writeDurably(file: string, image: Buffer[]): void {
+    const temp = `${file}.tmp`;
+    const fd = fs.openSync(temp, 'w');
+    try {
+      for (const part of image) fs.writeSync(fd, part);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+    fs.renameSync(temp, file);
+    syncDir(path.dirname(file));
+  }
+
+  /**
+   * writeDurably with the write and fsync of the temp file off this thread; `commit` is
+   * asked just before the rename (synchronously) and may refuse it (the store closed and
+   * wrote a newer image meanwhile).
+   */
+  static async writeDurablyInBackground(file: string, image: Buffer[], commit: () => boolean): Promise<void> {
+    const temp = `${file}.bg.tmp`;
+    const handle = await fs.promises.open(temp, 'w');
+    try {
+      await handle.writev(image);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    if (!commit()) {
+      fs.rmSync(temp, { force: true });
+      return;
+    }
+    fs.renameSync(temp, file);
+    syncDir(path.dirname(file));
+  }
+}
+
+/** fsyncs a directory so a rename in it survives power loss. */
+function syncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

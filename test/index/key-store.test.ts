@@ -1,0 +1,164 @@
+import { expect } from 'chai';
+import fs from 'node:fs';
+import path from 'node:path';
+import { KeyFilter } from '../../src/index/key-filter';
+import { dedupKeyOf, eventDigestOf, keyNumberOf } from '../../src/index/key-hash';
+import { IndexStore, type IndexRow } from '../../src/index/store';
+import { makeTempDir } from '../helpers/temp-dir';
+
+function row(seq: number, topic: string, eventId: string, text = eventId): IndexRow {
+  const body = JSON.stringify({ topic, event_id: eventId, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { text } });
+  return { seq, topic, eventId, source: 's', tsMs: 0, body };
+}
+
+describe('dedupKeyOf', () => {
+  it('is a deterministic 128-bit key that keeps ("ab", "c") and ("a", "bc") apart', () => {
+    expect(dedupKeyOf('orders', 'evt-1')).to.have.length(16);
+    expect(dedupKeyOf('orders', 'evt-1').equals(dedupKeyOf('orders', 'evt-1'))).to.equal(true);
+    expect(dedupKeyOf('ab', 'c').equals(dedupKeyOf('a', 'bc'))).to.equal(false);
+    expect(dedupKeyOf('', 'abc').equals(dedupKeyOf('abc', ''))).to.equal(false);
+    expect(dedupKeyOf('t', 'é✓').equals(dedupKeyOf('t', 'e✓'))).to.equal(false);
+  });
+
+  it('gives 100k distinct keys 100k distinct hashes, and well-spread 53-bit numbers', () => {
+    const keys = new Set<string>();
+    const numbers = new Set<number>();
+    for (let i = 0; i < 100_000; i += 1) {
+      const key = dedupKeyOf(`topic-${i % 7}`, `event-${i}`);
+      keys.add(key.toString('hex'));
+      numbers.add(keyNumberOf(key));
+    }
+    expect(keys.size).to.equal(100_000);
+    expect(numbers.size).to.equal(100_000);
+  });
+
+  it('digests event JSON so that any change of content changes the digest', () => {
+    const a = row(1, 't', 'k', 'one').body;
+    expect(eventDigestOf(a).equals(eventDigestOf(a))).to.equal(true);
+    expect(eventDigestOf(a).equals(eventDigestOf(row(1, 't', 'k', 'onf').body))).to.equal(false);
+  });
+});
+
+describe('KeyFilter', () => {
+  it('never misses an added key and has about 1 % false positives at 10 bits a key', () => {
+    const bytes = 256 * 1024;
+    const filter = new KeyFilter(bytes);
+    const added = (bytes * 8) / 10;
+    for (let i = 0; i < added; i += 1) filter.add(dedupKeyOf('t', `in-${i}`));
+    for (let i = 0; i < added; i += 997) expect(filter.mayContain(dedupKeyOf('t', `in-${i}`))).to.equal(true);
+    let positives = 0;
+    const probes = 200_000;
+    for (let i = 0; i < probes; i += 1) if (filter.mayContain(dedupKeyOf('t', `out-${i}`))) positives += 1;
+    // Theory for 7 hashes at 10 bits a key: 0.82 %.
+    expect(positives / probes).to.be.within(0.004, 0.015);
+  });
+
+  it('round-trips through its file, and refuses a corrupt, resized or foreign one', () => {
+    const file = path.join(makeTempDir(), 'index.db.keys-filter');
+    const filter = new KeyFilter(4096);
+    for (let i = 0; i < 300; i += 1) filter.add(dedupKeyOf('t', String(i)));
+    KeyFilter.writeDurably(file, KeyFilter.encode(filter.bits, 300, 42));
+    const loaded = KeyFilter.load(file, 4096, 42);
+    expect('filter' in loaded && loaded.coveredSeq).to.equal(300);
+    if ('filter' in loaded) expect(loaded.filter.bits.equals(filter.bits)).to.equal(true);
+    expect(KeyFilter.load(file, 8192, 42))
+      .to.have.property('problem')
+      .that.matches(/size/);
+    expect(KeyFilter.load(file, 4096, 43))
+      .to.have.property('problem')
+      .that.matches(/another index/);
+    const bytes = fs.readFileSync(file);
+    bytes[bytes.length - 10]! ^= 0xff;
+    fs.writeFileSync(file, bytes);
+    expect(KeyFilter.load(file, 4096, 42))
+      .to.have.property('problem')
+      .that.matches(/crc/);
+    expect(KeyFilter.load(`${file}.none`, 4096, 42)).to.deep.equal({ problem: 'missing' });
+  });
+});
+
+describe('IndexStore dedup keys', () => {
+  const keyOptions = (file: string, extra: object = {}) => ({
+    keys: { filterBytes: 64 * 1024, filterPath: `${file}.keys-filter`, ...extra },
+  });
+
+  it('saves the filter at close and loads it at open without reading the keys table', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const rebuilt: string[] = [];
+    const first = new IndexStore(file, keyOptions(file, { onFilterRebuilt: (info: { reason: string }) => rebuilt.push(info.reason) }));
+    first.applyBatch([row(1, 't', 'a'), row(2, 't', 'b')]);
+    first.close();
+    expect(rebuilt).to.deep.equal(['missing']);
+    const second = new IndexStore(file, {
+      ...keyOptions(file, { onFilterRebuilt: (info: { reason: string }) => rebuilt.push(info.reason) }),
+      loadKeys: false,
+    });
+    expect(second.openKeyFilter()).to.equal(2);
+    second.keyFilterComplete();
+    expect(rebuilt).to.have.length(1);
+    expect(second.lookup('t', 'b')?.seq).to.equal(2);
+    expect(second.lookup('t', 'c')).to.equal(undefined);
+    expect(second.dedupKeyCount()).to.equal(2);
+    second.close();
+  });
+
+  it('rebuilds a corrupt filter from the keys table and still finds every key', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const first = new IndexStore(file, keyOptions(file));
+    first.applyBatch(Array.from({ length: 500 }, (_, i) => row(i + 1, 't', `k${i}`)));
+    first.close();
+    const filterFile = `${file}.keys-filter`;
+    const bytes = fs.readFileSync(filterFile);
+    bytes.fill(0, 100, 2000);
+    fs.writeFileSync(filterFile, bytes);
+    const rebuilt: Array<{ reason: string; keys: number }> = [];
+    const second = new IndexStore(
+      file,
+      keyOptions(file, { onFilterRebuilt: (info: { reason: string; keys: number }) => rebuilt.push(info) }),
+    );
+    expect(rebuilt).to.have.length(1);
+    expect(rebuilt[0]).to.include({ keys: 500 });
+    expect(rebuilt[0]!.reason).to.match(/crc/);
+    for (let i = 0; i < 500; i += 1) expect(second.lookup('t', `k${i}`)?.seq).to.equal(i + 1);
+    second.close();
+  });
+
+  it('keeps the keys of dropped rows inside the horizon and forgets them past it', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const inside = new IndexStore(file, keyOptions(file, { horizonMs: 3_600_000 }));
+    inside.applyBatch([row(1, 't', 'old'), row(2, 't', 'kept')]);
+    inside.dropThrough(1, Date.now() - 60_000);
+    expect(inside.countRows()).to.equal(1);
+    expect(inside.lookup('t', 'old')).to.deep.equal({ seq: 1, digest: eventDigestOf(row(1, 't', 'old').body) });
+    // The first row of a key still wins while the key is known.
+    expect(inside.applyBatch([row(3, 't', 'old')])).to.equal(0);
+    expect(inside.sweepExpiredKeys()).to.equal(null);
+    inside.close();
+
+    const past = new IndexStore(file, keyOptions(file, { horizonMs: 1000 }));
+    expect(past.lookup('t', 'old')).to.equal(undefined);
+    expect(past.lookup('t', 'kept')?.seq).to.equal(2);
+    expect(past.dedupKeyCount()).to.equal(2);
+    expect(past.sweepExpiredKeys()).to.equal(1);
+    expect(past.dedupKeyCount()).to.equal(1);
+    expect(past.sweepExpiredKeys()).to.equal(null);
+    // A re-send past the horizon is a new original, and is known again.
+    expect(past.applyBatch([row(4, 't', 'old', 'new content')])).to.equal(1);
+    expect(past.lookup('t', 'old')?.seq).to.equal(4);
+    expect(past.dedupKeyCount()).to.equal(2);
+    past.close();
+  });
+
+  it('replaces an expired key that was not swept yet when its event is sent again', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const store = new IndexStore(file, keyOptions(file, { horizonMs: 1000 }));
+    store.applyBatch([row(1, 't', 'x')]);
+    store.dropThrough(1, Date.now() - 5000);
+    expect(store.lookup('t', 'x')).to.equal(undefined);
+    expect(store.applyBatch([row(2, 't', 'x', 'again')])).to.equal(1);
+    expect(store.lookup('t', 'x')).to.deep.equal({ seq: 2, digest: eventDigestOf(row(2, 't', 'x', 'again').body) });
+    expect(store.dedupKeyCount()).to.equal(1);
+    expect(store.sweepExpiredKeys()).to.equal(0);
+    store.close();
+  });
+});
