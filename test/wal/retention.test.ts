@@ -10,7 +10,7 @@ import { NodeDisk } from '../../src/wal/disk';
 import { readLastRecord, readSegments } from '../../src/wal/reader';
 import { finishDeletions, readRetainedMarker, retainedSegments, writeRetainedMarker } from '../../src/wal/retention';
 import { listSegments } from '../../src/wal/segments';
-import { canonicalEventJson, type LogEvent } from '../../src/wal/record';
+import { canonicalEventJson, decodeLine, encodeRecord, type LogEvent } from '../../src/wal/record';
 import { PowerLossDisk, SimulatedPowerLoss } from '../harness/power-loss-disk';
 import { makeTempDir } from '../helpers/temp-dir';
 
@@ -176,6 +176,21 @@ describe('retention', function () {
     // The last record of a closed segment is read by a bounded tail read.
     const last = readLastRecord(new NodeDisk(), segments[0]!)!;
     expect(last.seq).to.equal(segments[1]!.firstSeq - 1);
+    // Format-1 records carry no received_at: rewrite the segments in that format (same seqs and
+    // events), so their age is the file's mtime.
+    for (const segment of segments) {
+      const lines = fs
+        .readFileSync(segment.path, 'utf8')
+        .split('\n')
+        .filter((line) => line !== '');
+      const v1 = lines.map((line) => {
+        const record = decodeLine(line);
+        if (typeof record === 'string') throw new Error(`bad line in ${segment.name}: ${record}`);
+        return encodeRecord(record.seq, record.eventJson);
+      });
+      fs.writeFileSync(segment.path, v1.join(''));
+    }
+    expect(readLastRecord(new NodeDisk(), segments[0]!)!.receivedAtMs).to.equal(null);
     // Segments 0 and 1 are an hour old, 2 is new, 3 is old again: only the oldest run goes.
     const hourAgo = new Date(Date.now() - 3_600_000);
     for (const n of [0, 1, 3]) fs.utimesSync(segments[n]!.path, hourAgo, hourAgo);
