@@ -98,10 +98,21 @@ export class KeyFilter {
     const temp = `${file}.tmp`;
     const fd = fs.openSync(temp, 'w');
     try {
-      for (const part of image) fs.writeSync(fd, part);
-      fs.fsyncSync(fd);
-    } finally {
-      fs.closeSync(fd);
+      try {
+        for (const piece of imagePieces(image)) {
+          for (let done = 0; done < piece.bytes.length;) {
+            done += fs.writeSync(fd, piece.bytes, done, piece.bytes.length - done, piece.position + done);
+          }
+        }
+        fs.ftruncateSync(fd, imageBytes(image));
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (err) {
+      // A save that failed (a full disk) must not leave its partial image taking the space.
+      fs.rmSync(temp, { force: true });
+      throw err;
     }
     fs.renameSync(temp, file);
     syncDir(path.dirname(file));
@@ -116,10 +127,22 @@ export class KeyFilter {
     const temp = `${file}.bg.tmp`;
     const handle = await fs.promises.open(temp, 'w');
     try {
-      await handle.writev(image);
-      await handle.sync();
-    } finally {
-      await handle.close();
+      try {
+        for (const piece of imagePieces(image)) {
+          for (let done = 0; done < piece.bytes.length;) {
+            const { bytesWritten } = await handle.write(piece.bytes, done, piece.bytes.length - done, piece.position + done);
+            done += bytesWritten;
+          }
+        }
+        await handle.truncate(imageBytes(image));
+        await handle.sync();
+      } finally {
+        await handle.close();
+      }
+    } catch (err) {
+      // As in writeDurably: no partial image is left taking the space.
+      fs.rmSync(temp, { force: true });
+      throw err;
     }
     if (!commit()) {
       fs.rmSync(temp, { force: true });
@@ -127,6 +150,32 @@ export class KeyFilter {
     }
     fs.renameSync(temp, file);
     syncDir(path.dirname(file));
+  }
+}
+
+/** Bytes of a filter file: its header and its bits. */
+function imageBytes(image: Buffer[]): number {
+  return image.reduce((sum, part) => sum + part.length, 0);
+}
+
+/** Bytes of the bits written at once; an all-zero run of this size is left as a hole. */
+const IMAGE_CHUNK_BYTES = 64 * 1024;
+const ZERO_CHUNK = Buffer.alloc(IMAGE_CHUNK_BYTES);
+
+/**
+ * The non-zero runs of a filter image and where they go in the file. Zero runs are left as
+ * holes (the file is then truncated to its full size), so a filter that holds few keys takes
+ * little disk: the default 32 MiB filter of a new data dir takes a few KiB, not 32 MiB.
+ */
+function* imagePieces(image: Buffer[]): Generator<{ bytes: Buffer; position: number }> {
+  let position = 0;
+  for (const part of image) {
+    for (let from = 0; from < part.length; from += IMAGE_CHUNK_BYTES) {
+      const bytes = part.subarray(from, Math.min(part.length, from + IMAGE_CHUNK_BYTES));
+      // equals() is one memcmp: checking 32 MiB costs milliseconds.
+      if (!bytes.equals(ZERO_CHUNK.subarray(0, bytes.length))) yield { bytes, position: position + from };
+    }
+    position += part.length;
   }
 }
 

@@ -75,6 +75,26 @@ describe('KeyFilter', () => {
       .that.matches(/crc/);
     expect(KeyFilter.load(`${file}.none`, 4096, 42)).to.deep.equal({ problem: 'missing' });
   });
+
+  it('writes the zero runs of a filter as holes: a filter of few keys takes little disk, and reads back whole', async () => {
+    const dir = makeTempDir();
+    const filter = new KeyFilter(32 * 1024 * 1024);
+    for (let i = 0; i < 20; i += 1) filter.add(dedupKeyOf('t', String(i)));
+    const image = KeyFilter.encode(filter.bits, 20, 7);
+    const sync = path.join(dir, 'sync.keys-filter');
+    const background = path.join(dir, 'background.keys-filter');
+    KeyFilter.writeDurably(sync, image);
+    await KeyFilter.writeDurablyInBackground(background, image, () => true);
+    for (const file of [sync, background]) {
+      const stat = fs.statSync(file);
+      expect(stat.size).to.equal(image.reduce((sum, part) => sum + part.length, 0));
+      // 20 keys set at most 140 bits: at most 140 chunks of 64 KiB, against 512 for the whole file.
+      expect(stat.blocks * 512, file).to.be.below(stat.size / 2);
+      const loaded = KeyFilter.load(file, 32 * 1024 * 1024, 7);
+      if (!('filter' in loaded)) throw new Error(`${file}: ${loaded.problem}`);
+      expect(loaded.filter.bits.equals(filter.bits)).to.equal(true);
+    }
+  });
 });
 
 describe('IndexStore dedup keys', () => {
