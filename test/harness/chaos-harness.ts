@@ -372,7 +372,7 @@ export async function runChaos(input: Partial<ChaosOptions> = {}): Promise<Chaos
       campaign.url = `http://127.0.0.1:${final.port}`;
       wake(campaign);
       await withDeadline(Promise.all(publishers), DRAIN_TIMEOUT_MS, 'the publishers to drain');
-      await verifyIndex(campaign.url, campaign.ledger, result);
+      await verifyIndex(campaign.url, campaign.ledger, result, options.retentionBytes > 0);
       if (options.checkExpiredResends) await resendExpired(campaign.url, campaign.ledger, result, Math.max(options.batchEventsMax, 1));
       final.child.kill('SIGTERM');
       const exit = await withDeadline(final.exited, 30_000, 'the final server to stop');
@@ -450,16 +450,31 @@ async function getJson(url: string): Promise<unknown> {
   return res.json();
 }
 
+/** Longer than the retention runner's check interval (FIXED_LIMITS.retentionCheckMs, 1 s). */
+const RETENTION_SETTLE_MS = 2500;
+
 /** Compares every stored event (GET /events, all pages) and /stats with the ledger. */
-async function verifyIndex(url: string, ledger: PublisherLedger, result: ChaosResult): Promise<void> {
+async function verifyIndex(url: string, ledger: PublisherLedger, result: ChaosResult, retention: boolean): Promise<void> {
   // Everything acknowledged is in the log; wait until the consumer has indexed it.
-  const stats = await waitFor(
-    async () => {
-      const current = (await getJson(`${url}/stats`)) as StatsAnswer;
-      return current.queue_size === 0 ? current : null;
-    },
-    { timeoutMs: 60_000, intervalMs: 50, what: 'the index to catch up (queue_size 0)', errors: 'throw' },
-  );
+  const caughtUp = (): Promise<StatsAnswer> =>
+    waitFor(
+      async () => {
+        const current = (await getJson(`${url}/stats`)) as StatsAnswer;
+        return current.queue_size === 0 ? current : null;
+      },
+      { timeoutMs: 60_000, intervalMs: 50, what: 'the index to catch up (queue_size 0)', errors: 'throw' },
+    );
+  let stats = await caughtUp();
+  // Retention may still delete a segment after the index caught up (it runs after commits and
+  // once a second): wait until the log's start stays put for longer than a retention check, so
+  // that /stats and the pages below describe the same log.
+  for (let settled = !retention, tries = 0; !settled; tries += 1) {
+    if (tries >= 60) throw new Error(`retention did not come to rest: first_seq still moving (${stats.first_seq})`);
+    await new Promise((resolve) => setTimeout(resolve, RETENTION_SETTLE_MS));
+    const again = await caughtUp();
+    settled = again.first_seq === stats.first_seq && again.expired_events === stats.expired_events;
+    stats = again;
+  }
 
   const seen = new Map<string, number>();
   let after: string | null = null;
