@@ -2,7 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { AppError } from '../errors';
 import type { SnapshotPage } from '../index/read-pool';
-import type { EventPage, EventQuery, IndexRow, IndexStore } from '../index/store';
+import type { EventPage, EventQuery, IndexRow } from '../index/store';
 import type { Histogram } from '../query/histogram';
 import type {
   AggregatorObserver,
@@ -105,10 +105,6 @@ export class ClusterPipeline implements Pipeline {
 
   get recovery(): (RecoveryReport & { durationMs: number }) | null {
     return this.recoveryValue;
-  }
-
-  get index(): IndexStore {
-    throw new AppError('cluster_unsupported', 'the histogram is not available in cluster mode (DATABASE_URL) yet');
   }
 
   /**

@@ -1,5 +1,5 @@
 import type { SnapshotPage } from '../index/read-pool';
-import type { EventQuery, IndexRow, IndexStore } from '../index/store';
+import type { EventQuery, IndexRow } from '../index/store';
 import type { EventFilter } from '../query/event-filter';
 import type { Histogram } from '../query/histogram';
 import type { RecoveryReport } from '../wal/recovery';
@@ -13,8 +13,6 @@ import type { PipelineSnapshot, PublishReport, RetentionSnapshot, ServiceState, 
 export interface Pipeline {
   readonly state: ServiceState;
   readonly recovery: (RecoveryReport & { durationMs: number }) | null;
-  /** The SQLite index (the histogram reads it); the cluster pipeline throws cluster_unsupported. */
-  readonly index: IndexStore;
   open(): Promise<unknown>;
   cancelOpen(): void;
   close(): Promise<void>;
