@@ -41,15 +41,9 @@ export interface Config {
   /** A closed segment whose newest event was received longer ago than this is deleted (RETENTION_MS); 0 = off (default). */
   retentionMs?: number;
   /**
-   * Write the SQLite index from a worker thread (INDEX_WORKER=1) or the main thread (0,
-   * default: on a machine whose cores are busy the worker measured slower; see docs/performance.md).
-   * Optional so that hand-built configs (tests) need not name it; absent means 0.
-   */
-  indexWorker?: boolean;
-  /**
    * Read worker threads (READ_WORKERS, default 1): GET /events, its histogram and the live
    * tail's catch-up read the index there, never on the thread that acknowledges publishes;
-   * 0 reads inline (the comparison of the reads benchmark). Optional, as indexWorker; absent means 1.
+   * 0 reads inline (the comparison of the reads benchmark). Optional so that hand-built configs (tests) need not name it; absent means 1.
    */
   readWorkers?: number;
   /** Reads waiting for a read worker; one more answers 503 reads_busy. Absent means 64. */
@@ -276,12 +270,6 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: '2000',
     range: { min: 1, max: 100_000 },
     meaning: 'events the consumer writes to the index in one transaction',
-  },
-  {
-    name: 'INDEX_WORKER',
-    default: '0',
-    range: { min: 0, max: 1 },
-    meaning: '`1`: write the SQLite index from a worker thread (see docs/performance.md)',
   },
   {
     name: 'READ_WORKERS',
@@ -638,7 +626,6 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     indexBatchMax: readInt(env, 'INDEX_BATCH_MAX', 2000, 1, 100_000),
     retentionBytes: readInt(env, 'RETENTION_BYTES', 0, 0, Number.MAX_SAFE_INTEGER),
     retentionMs: readInt(env, 'RETENTION_MS', 0, 0, Number.MAX_SAFE_INTEGER),
-    indexWorker: readInt(env, 'INDEX_WORKER', 0, 0, 1) === 1,
     readWorkers: readInt(env, 'READ_WORKERS', 1, 0, 16),
     readQueueMax: readInt(env, 'READ_QUEUE_MAX', 64, 1, 100_000),
     readTimeoutMs: readInt(env, 'READ_TIMEOUT_MS', 10_000, 100, 600_000),

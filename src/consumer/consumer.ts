@@ -9,27 +9,27 @@ export interface ConsumerOptions {
   logger: Logger;
   /** Called after each committed batch with its rows (the dedup state forgets them then). */
   onApplied: (rows: IndexRow[], elapsedMs: number) => void;
+  /**
+   * True while other work must go first (the log writer's group commit waiting to start):
+   * the consumer then lets the turn pass and tries again in the next one.
+   */
+  yieldWhile?: () => boolean;
   /** Wait before retrying a batch the index refused (e.g. SQLITE_FULL). */
   retryDelayMs?: number;
-  /**
-   * What commits each batch (createIndexApplier picks one by INDEX_WORKER); an InlineApplier
-   * over `store` when not given. Shutdown finishes on this thread through `store` whatever it is.
-   */
+  /** What commits each batch: an InlineApplier over `store` when not given (tests pass one that refuses). */
   applier?: IndexApplier;
 }
 
 /**
- * Drains durable records from an in-memory queue into the index, one transaction per
- * batch, through its IndexApplier: one batch in flight at a time (on this thread it is
- * done within the turn; on a worker thread rows arriving meanwhile form the next, larger
- * batch). It holds nothing that is not also in the fsynced log: a crash loses only work
- * that recovery redoes.
+ * Drains durable records from an in-memory queue into the index, one transaction of at
+ * most batchMax rows per event-loop turn (setImmediate), on this thread: answers are sent
+ * in the turn of the fsync that covers them, before any indexing, and rows arriving
+ * between two turns join the next batch. It holds nothing that is not also in the fsynced
+ * log: a crash loses only work that recovery redoes.
  */
 export class Consumer {
   private readonly options: ConsumerOptions;
   private readonly applier: IndexApplier;
-  /** Shutdown's path: whatever the applier, what is left is applied here, on this thread. */
-  private readonly inline: InlineApplier;
   private queue: IndexRow[] = [];
   private head = 0;
   private duplicates = 0;
@@ -38,18 +38,10 @@ export class Consumer {
   private stopped = false;
   private idleWaiters: Array<() => void> = [];
   private lastError: Error | null = null;
-  /** The batch the applier is committing now, if any. */
-  private inFlight: IndexBatch | null = null;
 
   constructor(options: ConsumerOptions) {
     this.options = options;
-    this.inline = new InlineApplier(options.store);
-    this.applier = options.applier ?? this.inline;
-  }
-
-  /** Which applier writes the index ('inline' or 'worker'). */
-  get applierKind(): IndexApplier['kind'] {
-    return this.applier.kind;
+    this.applier = options.applier ?? new InlineApplier(options.store);
   }
 
   /** Rows waiting to be indexed. */
@@ -78,10 +70,9 @@ export class Consumer {
     this.schedule(0);
   }
 
-  /** Duplicates noted but not yet committed to the index (waiting, or in the batch in flight). */
+  /** Duplicates noted but not yet committed to the index. */
   uncommittedDuplicates(): { duplicates: number; conflicts: number } {
-    const flying = this.inFlight;
-    return { duplicates: this.duplicates + (flying?.duplicates ?? 0), conflicts: this.conflicts + (flying?.conflicts ?? 0) };
+    return { duplicates: this.duplicates, conflicts: this.conflicts };
   }
 
   /** Resolves once the queue is empty and every counter is committed. */
@@ -96,17 +87,15 @@ export class Consumer {
   }
 
   /**
-   * Applies everything queued right now, synchronously on this thread (shutdown, also
-   * after a worker failure). Not while a batch is in flight. Throws if the index refuses
-   * a batch; that batch and the rest stay queued.
+   * Applies everything queued right now (shutdown). Throws if the index refuses a batch;
+   * that batch and the rest stay queued.
    */
   applyAll(): void {
-    if (this.inFlight !== null) throw new Error('consumer: applyAll while a batch is in flight');
     while (!this.isIdle()) {
       const { batch, end } = this.takeBatch();
       let elapsedMs: number;
       try {
-        elapsedMs = this.inline.apply(batch);
+        elapsedMs = this.applier.apply(batch);
       } catch (err) {
         this.returnBatch(batch);
         throw err;
@@ -117,18 +106,9 @@ export class Consumer {
     this.releaseIdle();
   }
 
-  /**
-   * Stops after indexing everything queued (through a concurrent applier while it works,
-   * else on this thread), then closes the applier. Throws if the index refuses the rows.
-   */
-  async drain(): Promise<void> {
-    if (this.applier.concurrent && this.lastError === null) {
-      this.schedule(0);
-      await this.whenIdle();
-    }
+  /** Stops after indexing everything queued. Throws if the index refuses the rows. */
+  drain(): void {
     this.stop();
-    while (this.inFlight !== null) await new Promise((resolve) => setImmediate(resolve));
-    await this.applier.close();
     this.applyAll();
   }
 
@@ -162,28 +142,22 @@ export class Consumer {
     this.conflicts += batch.conflicts;
   }
 
-  /** Sends the next batch to the applier; its outcome advances the queue or schedules a retry. */
+  /** Commits the next batch; a refused one stays queued and is retried after a delay. */
   private tick(): void {
-    if (this.stopped || this.isIdle() || this.inFlight !== null) return;
+    if (this.stopped || this.isIdle()) return;
+    if (this.options.yieldWhile?.() === true) {
+      // Queued after the writer's setImmediate: the write and its fsync start before this batch.
+      this.schedule(0);
+      return;
+    }
     const { batch, end } = this.takeBatch();
-    this.inFlight = batch;
-    let outcome: number | Promise<number>;
+    let elapsedMs: number;
     try {
-      outcome = this.applier.apply(batch);
+      elapsedMs = this.applier.apply(batch);
     } catch (err) {
       this.failed(batch, err as Error);
       return;
     }
-    if (typeof outcome === 'number') this.committed(batch, end, outcome);
-    else
-      outcome.then(
-        (elapsedMs) => this.committed(batch, end, elapsedMs),
-        (err: unknown) => this.failed(batch, err as Error),
-      );
-  }
-
-  private committed(batch: IndexBatch, end: number, elapsedMs: number): void {
-    this.inFlight = null;
     this.advance(end);
     if (this.lastError !== null) {
       this.options.logger.info('index apply recovered');
@@ -196,7 +170,6 @@ export class Consumer {
 
   /** Nothing of the batch was committed: its rows stay queued (and in the log); retry later, serve reads meanwhile. */
   private failed(batch: IndexBatch, err: Error): void {
-    this.inFlight = null;
     this.returnBatch(batch);
     if (this.lastError === null) this.options.logger.error({ err }, 'index apply failed; retrying');
     this.lastError = err;

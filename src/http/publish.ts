@@ -6,7 +6,7 @@ import type { PublishReport, ValidEvent } from '../ingest/aggregator';
 import type { Pipeline } from '../ingest/pipeline';
 import { decodeUtf8 } from '../protocols/common';
 import { parseNdjson } from '../protocols/ndjson';
-import type { LogEvent } from '../wal/record';
+import { canonicalEventJsonWith, type LogEvent } from '../wal/record';
 import { jsonBodyParser } from './body';
 import { describeAjvError, type Validators } from './schemas';
 
@@ -87,21 +87,29 @@ export function parsePublishBody(body: unknown, validators: Validators, limits: 
         details.push({ index, path: key, message: 'must be well-formed Unicode (a \\uD800-\\uDFFF escape alone is not)' });
     }
     if (Number.isNaN(tsMs)) details.push({ index, path: 'timestamp', message: 'must name a real instant' });
+    let payloadJson: string | undefined;
     if (event.payload !== undefined) {
       const depth = jsonDepth(event.payload, limits.payloadDepthMax);
       if (depth > limits.payloadDepthMax) {
         details.push({ index, path: 'payload', message: `must nest at most ${limits.payloadDepthMax} levels` });
       } else {
-        const bytes = Buffer.byteLength(JSON.stringify(event.payload));
+        payloadJson = JSON.stringify(event.payload);
+        const bytes = Buffer.byteLength(payloadJson);
         if (bytes > limits.payloadBytesMax) {
           details.push({ index, path: 'payload', message: `must be at most ${limits.payloadBytesMax} bytes as JSON (is ${bytes})` });
         }
       }
     }
-    valid.push({
-      event: { topic: event.topic, event_id: event.event_id, timestamp: event.timestamp, source: event.source, payload: event.payload },
-      tsMs,
-    });
+    if (details.length > 0) return;
+    const copy: LogEvent = {
+      topic: event.topic,
+      event_id: event.event_id,
+      timestamp: event.timestamp,
+      source: event.source,
+      payload: event.payload,
+    };
+    // The log's text, built here once from the payload JSON the size check made.
+    valid.push({ event: copy, tsMs, eventJson: canonicalEventJsonWith(copy, payloadJson) });
   });
   if (details.length > 0) {
     const shown = details.slice(0, DETAILS_MAX);

@@ -347,20 +347,6 @@ export class IndexStore {
     return this.current;
   }
 
-  /**
-   * Tells this store about rows that another connection to the same file (the index
-   * worker) has committed, with the counters committed alongside: lookups find them from
-   * now on and `counters` reports them.
-   */
-  noteCommitted(rows: IndexRow[], counters: IndexCounters): void {
-    for (const row of rows) {
-      this.keys.noteStored(row.key ?? dedupKeyOf(row.topic, row.eventId));
-      this.topicSet.add(row.topic);
-    }
-    this.current = counters;
-    this.keys.maybeSaveFilter(counters.checkpointSeq);
-  }
-
   /** The checkpoint and lifetime counters as last committed. */
   get counters(): IndexCounters {
     return this.current;

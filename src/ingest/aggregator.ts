@@ -1,7 +1,6 @@
 import type { Logger } from 'pino';
 import { FIXED_LIMITS, type Config } from '../config/config';
 import { Consumer } from '../consumer/consumer';
-import { createIndexApplier } from '../consumer/index-applier';
 import { AppError } from '../errors';
 import { dedupKeyOf, eventDigestOf, keyNumberOf } from '../index/key-hash';
 import { PendingKeys, type PendingEntry } from './pending-keys';
@@ -21,6 +20,8 @@ import { WalWriter, type FlushStats } from '../wal/writer';
 export interface ValidEvent {
   event: LogEvent;
   tsMs: number;
+  /** canonicalEventJson(event), when the validator has built it already (it serialised the payload to bound its size). */
+  eventJson?: string;
 }
 
 /** The per-event outcome of a publish, in request order. */
@@ -101,14 +102,7 @@ export interface AggregatorOptions {
     Partial<
       Pick<
         Config,
-        | 'indexWorker'
-        | 'retentionBytes'
-        | 'retentionMs'
-        | 'readWorkers'
-        | 'readQueueMax'
-        | 'readTimeoutMs'
-        | 'dedupFilterBytes'
-        | 'dedupHorizonMs'
+        'retentionBytes' | 'retentionMs' | 'readWorkers' | 'readQueueMax' | 'readTimeoutMs' | 'dedupFilterBytes' | 'dedupHorizonMs'
       >
     >;
   logger: Logger;
@@ -302,8 +296,8 @@ export class Aggregator {
       store,
       batchMax: config.indexBatchMax,
       logger,
-      // Live rows are proven new by publish's exact dedup, so a worker may append them blindly.
-      applier: createIndexApplier(store, config.indexWorker === true ? { databasePath: config.databasePath } : undefined),
+      // Indexing comes after answers: a group commit about to start goes before an index batch.
+      yieldWhile: () => this.writer?.flushPending === true,
       onApplied: (rows, elapsedMs) => {
         for (const row of rows) {
           this.pending.removeSeq(keyNumberOf(row.key ?? dedupKeyOf(row.topic, row.eventId)), row.seq);
@@ -370,7 +364,6 @@ export class Aggregator {
         ...report,
         tornTail: report.tornTail !== null,
         durationMs: Math.round(this.recoveryValue.durationMs),
-        indexApplier: this.consumer.applierKind,
       },
       'recovery: done, accepting writes',
     );
@@ -458,8 +451,9 @@ export class Aggregator {
     let conflicts = 0;
     // One acceptance time per request: every event of it is accepted at this instant.
     const receivedAtMs = Date.now();
-    for (const { event, tsMs } of events) {
-      const eventJson = canonicalEventJson(event);
+    for (const valid of events) {
+      const { event, tsMs } = valid;
+      const eventJson = valid.eventJson ?? canonicalEventJson(event);
       const key = dedupKeyOf(event.topic, event.event_id);
       const hash = keyNumberOf(key);
       const pending = this.pending.get(hash, event.topic, event.event_id);
@@ -713,7 +707,7 @@ export class Aggregator {
       // After a log failure the queue still holds only durable records: index them too.
       const queued = this.consumer.size;
       try {
-        await this.consumer.drain();
+        this.consumer.drain();
       } catch (err) {
         // Nothing is lost (every queued event is in the fsynced log), but the stop is not clean.
         this.drainError = err as Error;

@@ -63,9 +63,23 @@ function crcHex(text: string): string {
   return crc32(text).toString(16).padStart(8, '0');
 }
 
+/**
+ * canonicalEventJson for an event whose fields are strings (a validated event), from its
+ * payload already serialised (`undefined` when it has none): the same text, without
+ * serialising the payload a second time.
+ */
+export function canonicalEventJsonWith(event: LogEvent, payloadJson: string | undefined): string {
+  const head = `{"topic":${JSON.stringify(event.topic)},"event_id":${JSON.stringify(event.event_id)},"timestamp":${JSON.stringify(event.timestamp)},"source":${JSON.stringify(event.source)}`;
+  return payloadJson === undefined ? `${head}}` : `${head},"payload":${payloadJson}}`;
+}
+
+/** The last time receivedAtText formatted: every record of one request shares its time. */
+let lastReceivedAt = { ms: Number.NaN, text: '' };
+
 /** An acceptance time as records and readers show it: RFC 3339, UTC, milliseconds. */
 export function receivedAtText(receivedAtMs: number): string {
-  return new Date(receivedAtMs).toISOString();
+  if (receivedAtMs !== lastReceivedAt.ms) lastReceivedAt = { ms: receivedAtMs, text: new Date(receivedAtMs).toISOString() };
+  return lastReceivedAt.text;
 }
 
 /**

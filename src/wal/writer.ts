@@ -52,6 +52,8 @@ export class WalWriter<R extends WalRecord = WalRecord> {
   private queued: R[] = [];
   private waiters: Waiter[] = [];
   private flushing = false;
+  /** A group commit is scheduled (setImmediate) and has not taken its batch yet. */
+  private flushScheduled = false;
   private failure: Error | null = null;
   private handle: FileHandleId | null = null;
   private segment: SegmentInfo | null;
@@ -82,6 +84,15 @@ export class WalWriter<R extends WalRecord = WalRecord> {
   /** Records accepted but not yet fsynced. */
   get pendingCount(): number {
     return this.nextSeqValue - 1 - this.durableSeqValue;
+  }
+
+  /**
+   * True from the first append of a group commit until its write starts (within one
+   * event-loop turn): other work of the turn (the index consumer) yields to it so that the
+   * fsync starts first and no answer waits for indexing.
+   */
+  get flushPending(): boolean {
+    return this.flushScheduled;
   }
 
   get failed(): Error | null {
@@ -139,11 +150,18 @@ export class WalWriter<R extends WalRecord = WalRecord> {
   private scheduleFlush(): void {
     if (this.flushing) return;
     this.flushing = true;
+    this.flushScheduled = true;
     // Let every request parsed in this tick join the same group commit.
     setImmediate(() => void this.flushLoop());
   }
 
+  /**
+   * Writes and fsyncs batch after batch: everything appended while one write + fdatasync
+   * runs forms the next batch, which starts as soon as that fdatasync returns (its answers
+   * are released first, as microtasks of the same turn).
+   */
   private async flushLoop(): Promise<void> {
+    this.flushScheduled = false;
     while (this.queued.length > 0 && this.failure === null) {
       const batch = this.queued;
       this.queued = [];

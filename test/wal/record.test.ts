@@ -5,12 +5,14 @@ import path from 'node:path';
 import { describeSeqBreak, type LogItem } from '../../src/wal/reader';
 import {
   canonicalEventJson,
+  canonicalEventJsonWith,
   decodeLine,
   encodeRecord,
   eventJsonWithSeq,
   RECORD_LINE_BYTES_MAX,
   scanLines,
   splitEventJsonSeq,
+  type LogEvent,
 } from '../../src/wal/record';
 import { FIXTURES_DIR } from '../helpers/fixtures';
 import { readSegmentFile, segmentOf, type SegmentRead } from '../helpers/log-read';
@@ -48,6 +50,30 @@ describe('wal record framing', () => {
   it('puts canonical keys in a fixed order whatever the input order', () => {
     const a = canonicalEventJson({ source: 's', payload: { z: 1 }, timestamp: 't', event_id: 'e', topic: 'x' });
     expect(a).to.equal('{"topic":"x","event_id":"e","timestamp":"t","source":"s","payload":{"z":1}}');
+  });
+
+  it('gives the same text from a payload serialised beforehand as canonicalEventJson', () => {
+    const events: LogEvent[] = [
+      { topic: 'x', event_id: 'e', timestamp: 't', source: 's' },
+      {
+        topic: 'q"\\\n',
+        event_id: '\u00e9\u2028\ud83d\ude00',
+        timestamp: '2025-10-23T10:00:00Z',
+        source: '<\u0000>',
+        payload: { z: [1, null, 'x'], a: {} },
+      },
+      {
+        topic: 'x',
+        event_id: 'e',
+        timestamp: 't',
+        source: 's',
+        payload: JSON.parse('{"__proto__":1,"constructor":2}') as Record<string, unknown>,
+      },
+    ];
+    for (const event of events) {
+      const payloadJson = event.payload === undefined ? undefined : JSON.stringify(event.payload);
+      expect(canonicalEventJsonWith(event, payloadJson)).to.equal(canonicalEventJson(event));
+    }
   });
 });
 
