@@ -59,9 +59,9 @@ interface BenchOptions extends StorageOptions {
   soakEventsPerSecond: number;
   only: Set<string> | null;
   resultsPath: string;
-  /** Extra environment for the service (`--env=INDEX_WORKER=1,INDEX_BATCH_MAX=500`), to measure settings. */
+  /** Extra environment for the service (`--env=INDEX_BATCH_MAX=500`), to measure settings. */
   serviceEnv: Record<string, string>;
-  /** `--compare-env=INDEX_WORKER=1`: each round also runs the service with these settings, interleaved (an A/B on a noisy machine). */
+  /** `--compare-env=INDEX_BATCH_MAX=500`: each round also runs the service with these settings, interleaved (an A/B on a noisy machine). */
   compareEnv: Record<string, string> | null;
   natsUrl: string;
 }
