@@ -3,7 +3,8 @@ import type { Config } from '../config/config';
 import { AppError } from '../errors';
 import type { SnapshotPage } from '../index/read-pool';
 import type { EventPage, EventQuery, IndexRow } from '../index/store';
-import type { Histogram } from '../query/histogram';
+import type { EventFilter } from '../query/event-filter';
+import { countHistogram, type Histogram } from '../query/histogram';
 import type {
   AggregatorObserver,
   PipelineSnapshot,
@@ -493,9 +494,18 @@ export class ClusterPipeline implements Pipeline {
     return { ...page, snapshotSeq: query.order === 'desc' ? (query.afterSeq ?? 0) : last, threadId: 0 };
   }
 
-  /** Not served in cluster mode yet: 501 cluster_unsupported. */
-  histogram(): Promise<Histogram> {
-    return Promise.reject(new AppError('cluster_unsupported', 'the histogram is not available in cluster mode (DATABASE_URL) yet'));
+  /**
+   * The histogram of GET /events/histogram over the whole cluster, counted as the embedded
+   * index counts it (countHistogram): one query per `chunkRows` global seqs, so each
+   * statement's work is bounded and `signal` stops the count between them.
+   */
+  async histogram(filter: EventFilter, buckets: number, chunkRows: number, signal?: AbortSignal): Promise<Histogram> {
+    try {
+      return await countHistogram(this.database(), filter, buckets, { chunkRows, signal });
+    } catch (err) {
+      if (signal?.aborted === true) throw err;
+      throw this.readFailure(err);
+    }
   }
 
   /** Announces every row any instance stores, in global seq order (the live tail). */

@@ -2,7 +2,8 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { FIXED_LIMITS } from '../config/config';
 import type { EventPage, EventQuery, IndexRow, PageRow } from '../index/store';
-import { compileBodyMatcher, needsBody } from '../query/event-filter';
+import { compileBodyMatcher, needsBody, type EventFilter } from '../query/event-filter';
+import type { HistogramSource } from '../query/histogram';
 import { migrateSchema } from './pg-schema';
 
 /** How to reach the shared database, and the bounds on every wait for it. */
@@ -54,7 +55,7 @@ const SCAN_CHUNK_ROWS = 500;
  * order, counters, and this instance's confirmed local seq. Every wait is bounded by
  * DATABASE_TIMEOUT_MS; the pool reconnects by itself. It does not retry: callers decide.
  */
-export class PgIndex {
+export class PgIndex implements HistogramSource {
   readonly pool: pg.Pool;
 
   constructor(private readonly options: PgIndexOptions) {
@@ -218,8 +219,102 @@ export class PgIndex {
     }
   }
 
+  /** The first and last stored global seq, or null when nothing is stored (the histogram's range). */
+  async seqBounds(): Promise<{ first: number; last: number } | null> {
+    const result = await this.pool.query<{ first: string | null; last: string | null }>(
+      'SELECT min(seq) AS first, max(seq) AS last FROM logagg_events',
+    );
+    const row = result.rows[0];
+    return row?.first == null || row.last == null ? null : { first: Number(row.first), last: Number(row.last) };
+  }
+
+  /** The earliest and latest timestamp of rows matching `filter` with seq in [fromSeq, toSeq]. */
+  async timeBounds(filter: EventFilter, fromSeq: number, toSeq: number): Promise<{ minMs: number; maxMs: number } | null> {
+    let minMs = Number.POSITIVE_INFINITY;
+    let maxMs = Number.NEGATIVE_INFINITY;
+    if (needsBody(filter)) {
+      await this.scanMatching(filter, fromSeq, toSeq, (tsMs) => {
+        minMs = Math.min(minMs, tsMs);
+        maxMs = Math.max(maxMs, tsMs);
+      });
+    } else {
+      const { where, params } = filterWhere(filter, fromSeq, toSeq);
+      const result = await this.pool.query<{ min_ms: string | null; max_ms: string | null }>(
+        `SELECT min(ts_ms) AS min_ms, max(ts_ms) AS max_ms FROM logagg_events WHERE ${where}`,
+        params,
+      );
+      const row = result.rows[0];
+      if (row?.min_ms == null || row.max_ms == null) return null;
+      minMs = Number(row.min_ms);
+      maxMs = Number(row.max_ms);
+    }
+    return minMs <= maxMs ? { minMs, maxMs } : null;
+  }
+
+  /** There is no time map here: every seq range may hold the window (the count query reads it by seq). */
+  timeMapOverlaps(): boolean {
+    return true;
+  }
+
+  /**
+   * [bucket, count] pairs of rows matching `filter` with seq in [fromSeq, toSeq], buckets of
+   * intervalMs from filter.sinceMs: one GROUP BY over the seq range, or, for free text and
+   * payload fields, a scan of it in chunks of SCAN_CHUNK_ROWS rows matched here.
+   */
+  async countByBucket(
+    filter: EventFilter & { sinceMs: number },
+    intervalMs: number,
+    fromSeq: number,
+    toSeq: number,
+  ): Promise<Array<[number, number]>> {
+    if (needsBody(filter)) {
+      const counts = new Map<number, number>();
+      await this.scanMatching(filter, fromSeq, toSeq, (tsMs) => {
+        const bucket = Math.floor((tsMs - filter.sinceMs) / intervalMs);
+        counts.set(bucket, (counts.get(bucket) ?? 0) + 1);
+      });
+      return [...counts];
+    }
+    const { where, params } = filterWhere(filter, fromSeq, toSeq);
+    const since = `$${params.push(filter.sinceMs)}`;
+    const interval = `$${params.push(intervalMs)}`;
+    const result = await this.pool.query<{ bucket: string; n: string }>(
+      `SELECT (ts_ms - ${since}::bigint) / ${interval}::bigint AS bucket, count(*) AS n FROM logagg_events WHERE ${where} GROUP BY bucket`,
+      params,
+    );
+    return result.rows.map((row) => [Number(row.bucket), Number(row.n)]);
+  }
+
+  /** Calls `visit` with the timestamp of every row in [fromSeq, toSeq] that matches `filter` (body included). */
+  private async scanMatching(filter: EventFilter, fromSeq: number, toSeq: number, visit: (tsMs: number) => void): Promise<void> {
+    const matches = compileBodyMatcher(filter);
+    let from = fromSeq;
+    for (;;) {
+      const { where, params } = filterWhere(filter, from, toSeq);
+      const result = await this.pool.query<{ seq: string; ts_ms: string; body: string }>(
+        `SELECT seq, ts_ms, body FROM logagg_events WHERE ${where} ORDER BY seq LIMIT ${SCAN_CHUNK_ROWS}`,
+        params,
+      );
+      for (const row of result.rows) if (matches(row.body)) visit(Number(row.ts_ms));
+      if (result.rows.length < SCAN_CHUNK_ROWS) return;
+      from = Number(result.rows[result.rows.length - 1]!.seq) + 1;
+    }
+  }
+
   /** Ends the pool's connections. */
   async close(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/** The SQL condition (with its parameters) for a filter's topics, source and time, and a seq range. */
+function filterWhere(filter: EventFilter, fromSeq: number, toSeq: number): { where: string; params: unknown[] } {
+  const params: unknown[] = [fromSeq, toSeq];
+  const clauses = ['seq >= $1', 'seq <= $2'];
+  if (filter.topics !== undefined && filter.topics.length > 0)
+    clauses.push(`topic_json = ANY($${params.push(filter.topics.map((t) => JSON.stringify(t)))})`);
+  if (filter.source !== undefined) clauses.push(`source_json = $${params.push(JSON.stringify(filter.source))}`);
+  if (filter.sinceMs !== undefined) clauses.push(`ts_ms >= $${params.push(filter.sinceMs)}`);
+  if (filter.untilMs !== undefined) clauses.push(`ts_ms < $${params.push(filter.untilMs)}`);
+  return { where: clauses.join(' AND '), params };
 }
