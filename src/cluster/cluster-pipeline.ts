@@ -23,6 +23,7 @@ import { recoverLog, type RecoveryReport } from '../wal/recovery';
 import { logBytes, retainedSegments } from '../wal/retention';
 import { WalWriter } from '../wal/writer';
 import { loadInstanceId } from './instance-id';
+import { InstanceLease, InstanceLeaseError, isLeaseLost } from './instance-lease';
 import { PgIndex, type Candidate, type ClusterCounters, type Decision } from './pg-index';
 import { TailFeed } from './tail-feed';
 
@@ -80,6 +81,7 @@ export class ClusterPipeline implements Pipeline {
   private feed: TailFeed | null = null;
   private writer: WalWriter<LoggedRecord> | null = null;
   private instanceId = '';
+  private lease: InstanceLease | null = null;
   private readonly pending = new Map<string, CandidateEntry>();
   /** Logged entries awaiting their decision, in local seq order. */
   private readonly queue: CandidateEntry[] = [];
@@ -120,10 +122,15 @@ export class ClusterPipeline implements Pipeline {
     this.instanceId = loadInstanceId(config.dataDir);
     const db = new PgIndex({ url: config.databaseUrl, poolMax: config.databasePoolMax, timeoutMs: config.databaseTimeoutMs, logger });
     this.db = db;
+    const lease = new InstanceLease(db.pool, this.instanceId, config.dataDir);
+    this.lease = lease;
     const confirmed = await this.untilDatabaseAnswers('recovery: connect and migrate', async () => {
       const before = await db.migrate();
+      // Before anything is decided: no other live process may decide for this instance id.
+      await lease.acquire();
       return { before, confirmed: await db.confirmedLocalSeq(this.instanceId) };
     });
+    lease.startRenewing((err) => this.failOnLease(err));
     if (confirmed.before === 0) logger.info('recovery: created the cluster schema');
     this.confirmedLocalSeq = confirmed.confirmed;
     logger.info(
@@ -202,7 +209,7 @@ export class ClusterPipeline implements Pipeline {
         this.dbError = null;
         return value;
       } catch (err) {
-        if (err instanceof AppError || !isDatabaseUnavailable(err)) throw err;
+        if (err instanceof AppError || err instanceof InstanceLeaseError || !isDatabaseUnavailable(err)) throw err;
         if (this.dbError === null)
           this.options.logger.warn(
             { code: (err as { code?: unknown }).code },
@@ -249,7 +256,7 @@ export class ClusterPipeline implements Pipeline {
     const db = this.db!;
     await this.untilDatabaseAnswers('recovery: decide the unconfirmed log', () =>
       db.decide(
-        this.instanceId,
+        this.leaseOwner(),
         last,
         entries.map((e) => e.candidate),
         extra,
@@ -439,7 +446,7 @@ export class ClusterPipeline implements Pipeline {
         } else {
           const last = batch.length === 0 ? null : batch[batch.length - 1]!.candidate.localSeq;
           const decisions = await db.decide(
-            this.instanceId,
+            this.leaseOwner(),
             last,
             batch.map((e) => e.candidate),
             extra,
@@ -457,6 +464,12 @@ export class ClusterPipeline implements Pipeline {
         this.dbError = null;
         this.retryIndex = 0;
       } catch (err) {
+        if (isLeaseLost(err)) {
+          this.failOnLease(new InstanceLeaseError(`decision refused: ${(err as Error).message}; stopping`));
+          for (const entry of batch) for (const waiter of [...entry.waiters]) waiter.reject(err as Error);
+          for (const done of extraWaiters) done();
+          return;
+        }
         this.extra.duplicates += extra.duplicates;
         this.extra.conflicts += extra.conflicts;
         for (const done of extraWaiters) done();
@@ -597,8 +610,23 @@ export class ClusterPipeline implements Pipeline {
       await Promise.race([this.decidingDone, sleep(50)]);
     }
     await this.feed?.close();
+    await this.lease?.release();
     await this.db?.close().catch(() => undefined);
     this.stateValue = failed ? 'failed' : 'stopped';
+  }
+
+  /** What a decision names: this instance and its lease's token. */
+  private leaseOwner(): { instanceId: string; token: string } {
+    return { instanceId: this.instanceId, token: this.lease!.token };
+  }
+
+  /** Another process took this instance id over: refuse everything and stop (as a failed log does). */
+  private failOnLease(err: InstanceLeaseError): void {
+    if (this.failure !== null) return;
+    this.failure = err;
+    this.stateValue = 'failed';
+    this.options.logger.fatal({ err, instanceId: this.instanceId }, err.message);
+    this.options.onFatal?.(err);
   }
 
   private database(): PgIndex {

@@ -90,19 +90,21 @@ export class PgIndex implements HistogramSource {
   /**
    * Decides `candidates` (distinct keys, in local seq order) in one transaction that also adds
    * `extra` duplicates counted by the instance itself and confirms `lastLocalSeq` (null: none).
+   * Only the holder of the instance's lease may decide (else the error isLeaseLost names).
    * Returns one decision per candidate, in order. A rejection leaves the outcome unknown:
    * deciding the same records again is safe (see Decision's accepted_before).
    */
   async decide(
-    instanceId: string,
+    lease: { instanceId: string; token: string },
     lastLocalSeq: number | null,
     candidates: readonly Candidate[],
     extra: { duplicates: number; conflicts: number },
   ): Promise<Decision[]> {
     const result = await this.pool.query<{ ord: string; seq: string; outcome: Decision['outcome']; original_body: string | null }>(
-      'SELECT ord, seq, outcome, original_body FROM logagg_decide($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)',
+      'SELECT ord, seq, outcome, original_body FROM logagg_decide_leased($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)',
       [
-        instanceId,
+        lease.token,
+        lease.instanceId,
         lastLocalSeq,
         Date.now(),
         candidates.map((c) => c.localSeq),

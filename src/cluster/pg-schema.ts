@@ -5,7 +5,7 @@ import type { Pool } from 'pg';
  * (topic, event_id, source) store them JSON-encoded: PostgreSQL's text refuses U+0000 and
  * lone surrogates, which the API accepts, and JSON's escapes keep every string exact and distinct.
  */
-export const CLUSTER_SCHEMA_VERSION = 1;
+export const CLUSTER_SCHEMA_VERSION = 2;
 
 /**
  * The advisory lock key (any constant bigint) that serialises migrations at start-up, and,
@@ -14,6 +14,9 @@ export const CLUSTER_SCHEMA_VERSION = 1;
  */
 export const MIGRATION_LOCK_KEY = 7_347_110_001;
 export const DECIDE_LOCK_KEY = 7_347_110_002;
+
+/** The text of the error a decision raises when this process no longer holds its instance's lease. */
+export const LEASE_LOST_MESSAGE = 'logagg lease lost';
 
 /** The channel on which every decision that stored events is announced (after its commit). */
 export const EVENTS_CHANNEL = 'logagg_events';
@@ -121,6 +124,41 @@ const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
           PERFORM pg_notify('${EVENTS_CHANNEL}', '');
         END IF;
         RETURN QUERY SELECT d.ord, d.seq, d.outcome, d.original_body FROM logagg_decided d ORDER BY d.ord;
+      END
+      $fn$;
+    `,
+  },
+  {
+    // Version 2: an instance's rows by local seq (verify), and one lease per instance id, so
+    // that two processes never decide for one instance id (a copied data dir; see instance-lease.ts).
+    version: 2,
+    sql: `
+      CREATE INDEX logagg_events_by_instance ON logagg_events (instance_id, local_seq);
+      CREATE TABLE logagg_leases (
+        instance_id text PRIMARY KEY,
+        token text NOT NULL,
+        host text NOT NULL,
+        data_dir text NOT NULL,
+        pid integer NOT NULL,
+        heartbeat_ms bigint NOT NULL
+      );
+      -- logagg_decide behind the lease: the row is locked FOR SHARE until the decision commits,
+      -- so a process taking the lease over waits for it, and every later decision of the old
+      -- holder fails with ${LEASE_LOST_MESSAGE}.
+      CREATE FUNCTION logagg_decide_leased(
+        p_token text, p_instance text, p_last_local_seq bigint, p_now_ms bigint,
+        p_local_seqs bigint[], p_topics text[], p_event_ids text[], p_sources text[],
+        p_ts_ms bigint[], p_received_ms bigint[], p_bodies text[],
+        p_extra_duplicates bigint, p_extra_conflicts bigint)
+      RETURNS TABLE (ord bigint, seq bigint, outcome text, original_body text)
+      LANGUAGE plpgsql AS $fn$
+      BEGIN
+        PERFORM 1 FROM logagg_leases l WHERE l.instance_id = p_instance AND l.token = p_token FOR SHARE;
+        IF NOT FOUND THEN
+          RAISE EXCEPTION '${LEASE_LOST_MESSAGE}: instance % is held by another process', p_instance;
+        END IF;
+        RETURN QUERY SELECT * FROM logagg_decide(p_instance, p_last_local_seq, p_now_ms, p_local_seqs, p_topics,
+          p_event_ids, p_sources, p_ts_ms, p_received_ms, p_bodies, p_extra_duplicates, p_extra_conflicts);
       END
       $fn$;
     `,

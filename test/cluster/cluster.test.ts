@@ -48,7 +48,7 @@ describe('Cluster mode: three instances on one PostgreSQL', function () {
 
   it('migrates the schema once when the instances start together', async () => {
     const rows = await db.query<{ version: number }>('SELECT version FROM logagg_schema');
-    expect(rows).to.deep.equal([{ version: 1 }]);
+    expect(rows).to.deep.equal([{ version: 2 }]);
   });
 
   it('accepts exactly one of 50 concurrent identical publishes spread over three instances', async () => {
