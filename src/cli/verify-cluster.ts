@@ -7,7 +7,7 @@ import { readSegments } from '../wal/reader';
 import { isTombstoneEventJson } from '../wal/record';
 import { retainedSegments } from '../wal/retention';
 import { DISK, segmentsBytes } from './log-files';
-import { startProgress } from './progress';
+import { startProgress, type Progress } from './progress';
 import { checkLogOnly, type SegmentReport, type VerifyProblem } from './verify';
 
 /** Log records compared with the database per round trip. */
@@ -23,9 +23,13 @@ export interface ClusterIndexReport {
   instanceId: string;
   /** The last local seq the database confirmed decided; null when the instance never decided anything. */
   confirmedLocalSeq: number | null;
+  /** Retention: the instance's rows below this local seq were deleted (their keys kept); 1 when nothing was. */
+  firstLocalSeq: number;
+  /** Rows of this instance retention deleted, lifetime. */
+  expiredEvents: number;
   /** Rows the database holds for this instance (events it stored first). */
   rows: number;
-  /** Logged records decided as duplicates: the database holds their key from another record (of any instance). */
+  /** Logged records decided as duplicates: the database holds their key from another record (of any instance), or keeps the key of its deleted event. */
   duplicates: number;
   /** Logged records after the confirmed local seq: not decided yet (a running instance or its next start will). */
   notYetDecided: number;
@@ -70,12 +74,12 @@ export async function verifyClusterDataDir(
     throw new Error(`${instanceFile} is absent: this data dir never ran in cluster mode (verify it without --database-url)`);
   }
   const instanceId = fs.readFileSync(instanceFile, 'utf8').trim();
-  const retained = retainedSegments(DISK, paths.walDir);
-  const progress = startProgress(options.progress === true, 'verify', segmentsBytes(retained.segments), 'bytes');
   const cluster: ClusterIndexReport = {
     database: redactedUrl(databaseUrl),
     instanceId,
     confirmedLocalSeq: null,
+    firstLocalSeq: 1,
+    expiredEvents: 0,
     rows: 0,
     duplicates: 0,
     notYetDecided: 0,
@@ -87,21 +91,29 @@ export async function verifyClusterDataDir(
     statement_timeout: STATEMENT_TIMEOUT_MS,
     application_name: 'logagg verify',
   });
+  let progress: Progress | null = null;
   try {
-    const log = checkLogOnly(retained, progress);
     await client.connect().catch((err: unknown) => {
       throw new Error(`connect to ${cluster.database}: ${(err as Error).message}`, { cause: err });
     });
     await client.query('BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY');
-    const confirmed = await client.query<{ confirmed_local_seq: string }>(
-      'SELECT confirmed_local_seq FROM logagg_instances WHERE instance_id = $1',
+    const instance = await client.query<{ confirmed_local_seq: string; first_local_seq: string; expired_events: string }>(
+      'SELECT confirmed_local_seq, first_local_seq, expired_events FROM logagg_instances WHERE instance_id = $1',
       [instanceId],
     );
-    cluster.confirmedLocalSeq = confirmed.rows[0] === undefined ? null : Number(confirmed.rows[0].confirmed_local_seq);
+    const row = instance.rows[0];
+    cluster.confirmedLocalSeq = row === undefined ? null : Number(row.confirmed_local_seq);
+    cluster.firstLocalSeq = row === undefined ? 1 : Number(row.first_local_seq);
+    cluster.expiredEvents = row === undefined ? 0 : Number(row.expired_events);
+    // Retention deleted the rows below first_local_seq (step a) before their segments: the log may start later.
+    const retained = retainedSegments(DISK, paths.walDir, cluster.firstLocalSeq);
+    progress = startProgress(options.progress === true, 'verify', segmentsBytes(retained.segments), 'bytes');
+    const log = checkLogOnly(retained, progress);
     const comparison = new Comparison(client, cluster, paths.walDir);
     let chunk: LoggedRecord[] = [];
     for (const item of readSegments(DISK, retained.segments, { expectedFirstSeq: retained.firstSeq })) {
       if (item.kind !== 'record' && item.kind !== 'tombstone') continue;
+      if (item.seq < cluster.firstLocalSeq) continue;
       chunk.push({ seq: item.seq, eventJson: item.eventJson, file: item.segment.path, offset: item.offset });
       if (chunk.length >= CHUNK_RECORDS) {
         await comparison.compare(chunk);
@@ -126,7 +138,7 @@ export async function verifyClusterDataDir(
       ok: problems === 0,
     };
   } finally {
-    progress.stop();
+    progress?.stop();
     await client.end().catch(() => undefined);
   }
 }
@@ -211,7 +223,7 @@ class Comparison {
     return rows;
   }
 
-  /** Decided records without a row of their own: their key must be stored (they were duplicates), else they are missing. */
+  /** Decided records without a row of their own: their key must be stored or kept by retention (they were duplicates), else they are missing. */
   private async checkDuplicates(records: LoggedRecord[]): Promise<void> {
     if (records.length === 0) return;
     const keys = records.map((record) => {
@@ -221,7 +233,11 @@ class Comparison {
     const result = await this.client.query<{ topic_json: string; event_id_json: string }>(
       `SELECT e.topic_json, e.event_id_json FROM logagg_events e
        JOIN unnest($1::text[], $2::text[]) AS k(topic_json, event_id_json)
-         ON e.topic_json = k.topic_json AND e.event_id_json = k.event_id_json`,
+         ON e.topic_json = k.topic_json AND e.event_id_json = k.event_id_json
+       UNION ALL
+       SELECT x.topic_json, x.event_id_json FROM logagg_expired_keys x
+       JOIN unnest($1::text[], $2::text[]) AS k(topic_json, event_id_json)
+         ON x.topic_json = k.topic_json AND x.event_id_json = k.event_id_json`,
       [keys.map((k) => k.topic), keys.map((k) => k.eventId)],
     );
     const stored = new Set(result.rows.map((row) => `${row.topic_json}\n${row.event_id_json}`));

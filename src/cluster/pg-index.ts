@@ -4,7 +4,7 @@ import { FIXED_LIMITS } from '../config/config';
 import type { EventPage, EventQuery, IndexRow, PageRow } from '../index/store';
 import { compileBodyMatcher, needsBody, type EventFilter } from '../query/event-filter';
 import type { HistogramSource } from '../query/histogram';
-import { migrateSchema } from './pg-schema';
+import { EXPIRED_BODY_PREFIX, migrateSchema } from './pg-schema';
 
 /** How to reach the shared database, and the bounds on every wait for it. */
 export interface PgIndexOptions {
@@ -35,8 +35,10 @@ export interface Candidate {
 export interface Decision {
   seq: number;
   outcome: 'accepted' | 'accepted_before' | 'duplicate' | 'conflict';
-  /** The stored original's canonical JSON for duplicates and conflicts; null when accepted. */
+  /** The stored original's canonical JSON for duplicates and conflicts; null when accepted, or when retention deleted it. */
   originalBody: string | null;
+  /** The md5 (hex) of the original's canonical JSON when retention deleted its event (its key is still known); else null. */
+  originalMd5: string | null;
 }
 
 /** Lifetime counters of the whole cluster, and the last global seq. */
@@ -45,6 +47,20 @@ export interface ClusterCounters {
   duplicatesTotal: number;
   conflictsTotal: number;
   lastSeq: number;
+  /** The lowest global seq still stored (lastSeq + 1 when none is): every seq below it was deleted by retention. */
+  firstSeq: number;
+  /** Rows deleted by every instance's retention, lifetime. */
+  expiredTotal: number;
+  /** Keys of deleted events still known (until DEDUP_HORIZON_MS past their deletion). */
+  expiredKeys: number;
+}
+
+/** What retention did to one instance's rows. */
+export interface InstanceRetention {
+  /** The first local seq whose row may still be stored (step a of a deletion moved it past the deleted ones). */
+  firstLocalSeq: number;
+  expiredEvents: number;
+  lastDeletionMs: number | null;
 }
 
 /** Rows fetched per round trip while a filtered page scans for matches. */
@@ -121,22 +137,78 @@ export class PgIndex implements HistogramSource {
     if (result.rows.length !== candidates.length) {
       throw new Error(`decide: ${result.rows.length} decisions for ${candidates.length} candidates`);
     }
-    return result.rows.map((row) => ({ seq: Number(row.seq), outcome: row.outcome, originalBody: row.original_body }));
+    return result.rows.map((row) => {
+      const expired = row.original_body?.startsWith(EXPIRED_BODY_PREFIX) === true;
+      return {
+        seq: Number(row.seq),
+        outcome: row.outcome,
+        originalBody: expired ? null : row.original_body,
+        originalMd5: expired ? row.original_body!.slice(EXPIRED_BODY_PREFIX.length) : null,
+      };
+    });
   }
 
-  /** The cluster's lifetime counters and last global seq, read together. */
+  /** The cluster's lifetime counters, last and first global seq, read together (one statement, one snapshot). */
   async counters(): Promise<ClusterCounters> {
-    const result = await this.pool.query<{ unique_total: string; duplicates_total: string; conflicts_total: string; last_seq: string }>(
-      `SELECT unique_total, duplicates_total, conflicts_total, (SELECT coalesce(max(seq), 0) FROM logagg_events) AS last_seq
+    const result = await this.pool.query<{
+      unique_total: string;
+      duplicates_total: string;
+      conflicts_total: string;
+      last_seq: string;
+      first_seq: string | null;
+      expired_total: string;
+      expired_keys: string;
+    }>(
+      `SELECT unique_total, duplicates_total, conflicts_total, last_seq, expired_total, expired_keys,
+         (SELECT min(seq) FROM logagg_events) AS first_seq
        FROM logagg_counters WHERE id = 1`,
     );
     const row = result.rows[0];
+    const lastSeq = Number(row?.last_seq ?? 0);
     return {
       uniqueTotal: Number(row?.unique_total ?? 0),
       duplicatesTotal: Number(row?.duplicates_total ?? 0),
       conflictsTotal: Number(row?.conflicts_total ?? 0),
-      lastSeq: Number(row?.last_seq ?? 0),
+      lastSeq,
+      firstSeq: row?.first_seq == null ? lastSeq + 1 : Number(row.first_seq),
+      expiredTotal: Number(row?.expired_total ?? 0),
+      expiredKeys: Number(row?.expired_keys ?? 0),
     };
+  }
+
+  /** What retention did to `instanceId`'s rows (all zero for an instance that never deleted). */
+  async instanceRetention(instanceId: string): Promise<InstanceRetention> {
+    const result = await this.pool.query<{ first_local_seq: string; expired_events: string; last_deletion_ms: string | null }>(
+      'SELECT first_local_seq, expired_events, last_deletion_ms FROM logagg_instances WHERE instance_id = $1',
+      [instanceId],
+    );
+    const row = result.rows[0];
+    return {
+      firstLocalSeq: Number(row?.first_local_seq ?? 1),
+      expiredEvents: Number(row?.expired_events ?? 0),
+      lastDeletionMs: row?.last_deletion_ms == null ? null : Number(row.last_deletion_ms),
+    };
+  }
+
+  /**
+   * Retention's step a: deletes this instance's rows with local seq <= lastLocalSeq, keeping
+   * their keys, in one committed transaction (lease checked, under the decision lock).
+   * Returns the rows deleted; a repeat deletes nothing more.
+   */
+  async expire(lease: { instanceId: string; token: string }, lastLocalSeq: number, deletedAtMs: number): Promise<number> {
+    const result = await this.pool.query<{ n: string }>('SELECT logagg_expire($1, $2, $3, $4) AS n', [
+      lease.token,
+      lease.instanceId,
+      lastLocalSeq,
+      deletedAtMs,
+    ]);
+    return Number(result.rows[0]?.n ?? 0);
+  }
+
+  /** The dedup horizon: forgets at most `limit` keys of events deleted before `beforeMs`; returns how many. */
+  async sweepKeys(beforeMs: number, limit: number): Promise<number> {
+    const result = await this.pool.query<{ n: string }>('SELECT logagg_sweep_keys($1, $2) AS n', [beforeMs, limit]);
+    return Number(result.rows[0]?.n ?? 0);
   }
 
   /** Every topic stored, sorted as the SQLite index sorts them (by code unit). */

@@ -668,14 +668,6 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
       `invalid setting HEADERS_TIMEOUT_MS=${config.headersTimeoutMs}: must not exceed REQUEST_TIMEOUT_MS=${config.requestTimeoutMs}`,
     );
   }
-  // Cluster mode keeps every instance's log until retention is built for it (docs/scaling.md):
-  // ignoring the setting would let the log grow while the operator believes it bounded.
-  if (config.databaseUrl != null && ((config.retentionBytes ?? 0) > 0 || (config.retentionMs ?? 0) > 0)) {
-    const name = (config.retentionBytes ?? 0) > 0 ? 'RETENTION_BYTES' : 'RETENTION_MS';
-    throw new ConfigError(
-      `invalid setting ${name}=${env[name]}: retention is not available in cluster mode (DATABASE_URL is set); unset it or use the embedded index`,
-    );
-  }
   Object.freeze(config.apiKeyDigests);
   return Object.freeze(config);
 }

@@ -33,17 +33,6 @@ describe('loadConfig', () => {
     });
   }
 
-  for (const name of ['RETENTION_BYTES', 'RETENTION_MS']) {
-    it(`refuses ${name} in cluster mode rather than ignore it`, () => {
-      const env = { DATABASE_URL: 'postgres://postgres@127.0.0.1:5432/x', [name]: '1000' };
-      expect(() => loadConfig(env)).to.throw(
-        ConfigError,
-        new RegExp(`invalid setting ${name}=1000: retention is not available in cluster mode`),
-      );
-      expect(loadConfig({ ...env, [name]: '0' }).databaseUrl).to.equal(env.DATABASE_URL);
-    });
-  }
-
   it('rejects a headers timeout longer than the request timeout', () => {
     expect(() => loadConfig({ HEADERS_TIMEOUT_MS: '20000', REQUEST_TIMEOUT_MS: '10000' })).to.throw(ConfigError, /HEADERS_TIMEOUT_MS/);
   });
