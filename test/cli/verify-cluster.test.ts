@@ -34,13 +34,13 @@ describe('logagg verify --database-url (cluster mode)', function () {
     dirB = makeTempDir('logagg-verify-b-');
     const env = { DATABASE_URL: db.url };
     const [a, b] = await Promise.all([startServerProcess(dirA, env), startServerProcess(dirB, env)]);
-    await publish(a!.url, [event('a-1'), event('a-2'), event('a-3', { n: 3 })]);
+    await publish(a.url, [event('a-1'), event('a-2'), event('a-3', { n: 3 })]);
     // Logged by B, stored by A first: B's record is a duplicate, with no row of B's own.
-    const answer = await publish(b!.url, [event('a-2'), event('b-1'), event('a-3', { n: 'other' })]);
+    const answer = await publish(b.url, [event('a-2'), event('b-1'), event('a-3', { n: 'other' })]);
     expect(answer.accepted).to.equal(1);
-    await publish(a!.url, [event('b-1'), event('a-4')]);
-    expect((await a!.kill('SIGTERM')).code).to.equal(0);
-    expect((await b!.kill('SIGTERM')).code).to.equal(0);
+    await publish(a.url, [event('b-1'), event('a-4')]);
+    expect((await a.kill('SIGTERM')).code).to.equal(0);
+    expect((await b.kill('SIGTERM')).code).to.equal(0);
     instanceA = fs.readFileSync(path.join(dirA, INSTANCE_ID_FILE), 'utf8').trim();
   });
 

@@ -194,4 +194,21 @@ describe('Cluster chaos: retries to random instances, kill -9, restarts, outages
     expect(result.acked, summary).to.be.greaterThan(0);
     expect(result.ok, summary).to.equal(true);
   });
+
+  it('in retention mode (4 KiB segments, RETENTION_BYTES=12288) every acknowledged key is stored or known as deleted with its seq', async () => {
+    const result = await runClusterChaos({
+      instances: 3,
+      cycles: Number(process.env.CLUSTER_CHAOS_CYCLES ?? 6),
+      seed: 11,
+      retentionBytes: 12_288,
+    });
+    const summary = clusterSummaryLine(result);
+    console.log(`      ${summary}`);
+    expect(result.aborted, summary).to.equal(null);
+    expect(result.examples, summary).to.deep.equal([]);
+    expect(result.violations, summary).to.deep.equal([]);
+    expect(result.statsProblems, summary).to.deep.equal([]);
+    expect(result.expired, summary).to.be.greaterThan(0);
+    expect(result.ok, summary).to.equal(true);
+  });
 });

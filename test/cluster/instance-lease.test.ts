@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { waitFor } from '../../src/cli/wait';
 import { INSTANCE_ID_FILE } from '../../src/cluster/instance-id';
 import { ServerRun, startServerProcess, type ServerProcess } from '../harness/server-process';
 import { createTestDatabase, type TestDatabase } from '../helpers/pg-database';
