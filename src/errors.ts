@@ -35,7 +35,6 @@ export const ERROR_CATALOGUE = {
     status: 503,
     meaning: 'cluster mode: the shared PostgreSQL did not answer within DATABASE_TIMEOUT_MS; nothing was acknowledged',
   },
-  cluster_unsupported: { status: 501, meaning: 'cluster mode (DATABASE_URL) does not serve this route yet (the histogram)' },
   reads_busy: { status: 503, meaning: 'READ_QUEUE_MAX reads are already waiting for a read worker; retry after Retry-After' },
   read_failed: {
     status: 503,

@@ -6,6 +6,7 @@ import { describeBadLine, describeSeqBreak } from '../wal/reader';
 import { retainedSegments } from '../wal/retention';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, INDEX_OPTIONS, UsageError } from './args';
 import { DISK, logSegments, readRetainedLog, segmentsBytes } from './log-files';
+import { INSTANCE_ID_FILE } from '../cluster/instance-id';
 import { lockDataDir } from '../data-dir-lock';
 import { startProgress } from './progress';
 
@@ -193,12 +194,21 @@ kept from the old index when it can be read, else reset to 0 (the output says wh
 So are the dedup keys of events retention deleted (seq below the log's first): without a
 readable old index they are lost, and the output says so.
 A corrupt log is refused (run \`logagg repair\` first); a torn tail is ignored, not cut.
-Records quarantined by \`logagg repair\` are not in the new index.`,
+Records quarantined by \`logagg repair\` are not in the new index.
+Refused in a cluster instance's data dir: its index is the shared PostgreSQL (see verify --database-url).`,
   examples: ['npx logagg rebuild --data-dir ./data', 'npx logagg rebuild --data-dir ./data --keep-old --json'],
   options: { ...INDEX_OPTIONS, keepOld: { type: 'boolean', description: 'keep a copy of the old index as <index>.old-<time>' } },
   async run(context) {
     const paths = dataPaths(context, context.options.index);
     if (!fs.existsSync(paths.walDir)) throw new UsageError(`no log at ${paths.walDir}`);
+    // A cluster instance's index is the shared database, which holds every instance's events:
+    // one instance's log cannot rebuild it, and a SQLite index beside it would serve nothing.
+    if (fs.existsSync(path.join(paths.dataDir, INSTANCE_ID_FILE)) || (context.env.DATABASE_URL ?? '').trim() !== '') {
+      throw new Error(
+        `${paths.dataDir} is a cluster instance's data dir (DATA_DIR/${INSTANCE_ID_FILE}, or DATABASE_URL set): its index is the shared PostgreSQL, ` +
+          'which one log cannot rebuild; compare the log with it with `logagg verify --database-url URL`',
+      );
+    }
     const release = lockDataDir(paths.dataDir, 'rebuild');
     try {
       const report = rebuildIndex(paths, { keepOld: context.options.keepOld, progress: context.progress });

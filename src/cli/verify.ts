@@ -6,6 +6,7 @@ import { isTombstoneEventJson } from '../wal/record';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, INDEX_OPTIONS, UsageError } from './args';
 import { DISK, segmentsBytes } from './log-files';
 import { startProgress, type Progress } from './progress';
+import { printClusterHuman, verifyClusterDataDir } from './verify-cluster';
 
 /** One problem found, with the file and byte offset it is at (offset null when it has none). */
 export interface VerifyProblem {
@@ -146,8 +147,16 @@ export function verifyDataDir(
   };
 }
 
+/**
+ * Verify's log checks alone (no index): every segment's problems, records and last seq. The
+ * cluster verify (verify-cluster.ts) compares the log with PostgreSQL after it.
+ */
+export function checkLogOnly(retained: RetainedLog, progress: Progress): LogCheck {
+  return checkLog(retained, openIndex(''), progress);
+}
+
 /** What verify found in the log itself. */
-interface LogCheck {
+export interface LogCheck {
   segments: SegmentReport[];
   records: number;
   lastSeq: number;
@@ -409,18 +418,41 @@ function printHuman(report: VerifyReport): void {
 /** `logagg verify`: read-only check of the log and the index; exit 1 on any problem. */
 export const verifyCommand = defineCommand({
   name: 'verify',
-  usage: ['logagg verify [--data-dir DIR] [--index FILE] [--json]'],
+  usage: ['logagg verify [--data-dir DIR] [--index FILE | --database-url URL] [--json]'],
   description: `Reads every segment of DATA_DIR/wal and reports, per segment, each problem with its file and
 byte offset: bad checksum or framing, a torn tail, seq gaps or repeats, a segment named for
 another seq. A log that starts after seq 1 is fine where retention's marker (wal/RETAINED)
 names its first seq; without one, a missing first segment is a seq gap. Then compares the index with the log: every record up to the checkpoint indexed
 with the same content, no row the log lacks, unique_total equal to the rows. Changes nothing;
-safe on a live data dir (the index is opened read-only). Exit 1 when any problem is found.`,
-  examples: ['npx logagg verify --data-dir ./data', "npx logagg verify --json | jq '.segments[].problems[]'"],
-  options: { ...INDEX_OPTIONS },
+safe on a live data dir (the index is opened read-only). Exit 1 when any problem is found.
+With --database-url (or DATABASE_URL), for an instance of a cluster: the same log checks, then
+the instance's rows in PostgreSQL against its log, in one read-only snapshot.`,
+  examples: [
+    'npx logagg verify --data-dir ./data',
+    "npx logagg verify --json | jq '.segments[].problems[]'",
+    'npx logagg verify --data-dir ./data --database-url postgres://logagg@db:5432/logagg',
+  ],
+  options: {
+    ...INDEX_OPTIONS,
+    databaseUrl: {
+      type: 'string',
+      placeholder: 'URL',
+      description:
+        "cluster mode: compare this instance's log with its rows in PostgreSQL instead of a SQLite index (each record up to the confirmed local seq stored once, or a duplicate of a stored key; no row the log lacks)",
+      defaultText: '$DATABASE_URL',
+    },
+  },
   async run(context) {
     const paths = dataPaths(context, context.options.index);
     if (!fs.existsSync(paths.dataDir)) throw new UsageError(`data dir ${paths.dataDir} does not exist`);
+    const databaseUrl = context.options.databaseUrl ?? (context.env.DATABASE_URL?.trim() === '' ? undefined : context.env.DATABASE_URL);
+    if (databaseUrl !== undefined) {
+      if (context.options.index !== undefined) throw new UsageError('--index and --database-url exclude each other');
+      const report = await verifyClusterDataDir(paths, databaseUrl, { progress: context.progress });
+      if (context.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
+      else printClusterHuman(report);
+      return report.ok ? EXIT_OK : EXIT_PROBLEM;
+    }
     const report = verifyDataDir(paths, { progress: context.progress });
     if (context.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     else printHuman(report);

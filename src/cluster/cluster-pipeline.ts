@@ -1,9 +1,12 @@
+import { createHash } from 'node:crypto';
 import type { Logger } from 'pino';
+import { FIXED_LIMITS } from '../config/config';
 import type { Config } from '../config/config';
 import { AppError } from '../errors';
 import type { SnapshotPage } from '../index/read-pool';
 import type { EventPage, EventQuery, IndexRow } from '../index/store';
-import type { Histogram } from '../query/histogram';
+import type { EventFilter } from '../query/event-filter';
+import { countHistogram, type Histogram } from '../query/histogram';
 import type {
   AggregatorObserver,
   PipelineSnapshot,
@@ -19,16 +22,26 @@ import { makeDirDurable, NodeDisk, type LogDisk } from '../wal/disk';
 import { rowFromEventJson } from '../wal/event-row';
 import { canonicalEventJson, isTombstoneEventJson, type WalRecord } from '../wal/record';
 import { recoverLog, type RecoveryReport } from '../wal/recovery';
-import { logBytes, retainedSegments } from '../wal/retention';
+import { finishDeletions, logBytes, retainedSegments, RetentionRunner, type RetentionDeletion } from '../wal/retention';
 import { WalWriter } from '../wal/writer';
 import { loadInstanceId } from './instance-id';
-import { PgIndex, type Candidate, type ClusterCounters, type Decision } from './pg-index';
+import { InstanceLease, InstanceLeaseError, isLeaseLost } from './instance-lease';
+import { PgIndex, type Candidate, type ClusterCounters, type Decision, type InstanceRetention } from './pg-index';
 import { TailFeed } from './tail-feed';
 
 /** The settings the cluster pipeline reads. */
 export type ClusterConfig = Pick<
   Config,
-  'dataDir' | 'walDir' | 'queueMaxSize' | 'segmentBytesMax' | 'indexBatchMax' | 'retryAfterSeconds' | 'shutdownTimeoutMs'
+  | 'dataDir'
+  | 'walDir'
+  | 'queueMaxSize'
+  | 'segmentBytesMax'
+  | 'indexBatchMax'
+  | 'retryAfterSeconds'
+  | 'shutdownTimeoutMs'
+  | 'retentionBytes'
+  | 'retentionMs'
+  | 'dedupHorizonMs'
 > & { databaseUrl: string; databasePoolMax: number; databaseTimeoutMs: number };
 
 export interface ClusterPipelineOptions {
@@ -59,6 +72,9 @@ interface LoggedRecord extends WalRecord {
   entry: CandidateEntry;
 }
 
+/** Keys of deleted events the horizon sweep forgets per statement. */
+const KEY_SWEEP_BATCH = 5000;
+
 /** Back-off between decision attempts while the database fails, doubling up to the last. */
 const RETRY_DELAYS_MS = [100, 250, 500, 1000, 2000];
 
@@ -79,6 +95,7 @@ export class ClusterPipeline implements Pipeline {
   private feed: TailFeed | null = null;
   private writer: WalWriter<LoggedRecord> | null = null;
   private instanceId = '';
+  private lease: InstanceLease | null = null;
   private readonly pending = new Map<string, CandidateEntry>();
   /** Logged entries awaiting their decision, in local seq order. */
   private readonly queue: CandidateEntry[] = [];
@@ -89,7 +106,18 @@ export class ClusterPipeline implements Pipeline {
   private dbError: Error | null = null;
   private retryIndex = 0;
   private confirmedLocalSeq = 0;
-  private counters: ClusterCounters = { uniqueTotal: 0, duplicatesTotal: 0, conflictsTotal: 0, lastSeq: 0 };
+  private counters: ClusterCounters = {
+    uniqueTotal: 0,
+    duplicatesTotal: 0,
+    conflictsTotal: 0,
+    lastSeq: 0,
+    firstSeq: 1,
+    expiredTotal: 0,
+    expiredKeys: 0,
+  };
+  private retention: RetentionRunner | null = null;
+  private retained: InstanceRetention = { firstLocalSeq: 1, expiredEvents: 0, lastDeletionMs: null };
+  private keySweep: NodeJS.Timeout | null = null;
   private topicList: string[] = [];
   private recoveryValue: (RecoveryReport & { durationMs: number }) | null = null;
   private failure: Error | null = null;
@@ -119,10 +147,16 @@ export class ClusterPipeline implements Pipeline {
     this.instanceId = loadInstanceId(config.dataDir);
     const db = new PgIndex({ url: config.databaseUrl, poolMax: config.databasePoolMax, timeoutMs: config.databaseTimeoutMs, logger });
     this.db = db;
+    const lease = new InstanceLease(db.pool, this.instanceId, config.dataDir);
+    this.lease = lease;
     const confirmed = await this.untilDatabaseAnswers('recovery: connect and migrate', async () => {
       const before = await db.migrate();
-      return { before, confirmed: await db.confirmedLocalSeq(this.instanceId) };
+      // Before anything is decided: no other live process may decide for this instance id.
+      await lease.acquire();
+      return { before, confirmed: await db.confirmedLocalSeq(this.instanceId), retained: await db.instanceRetention(this.instanceId) };
     });
+    this.retained = confirmed.retained;
+    lease.startRenewing((err) => this.failOnLease(err));
     if (confirmed.before === 0) logger.info('recovery: created the cluster schema');
     this.confirmedLocalSeq = confirmed.confirmed;
     logger.info(
@@ -131,7 +165,11 @@ export class ClusterPipeline implements Pipeline {
     );
 
     let recovered;
+    let retainedFirstSeq: number;
     try {
+      // A deletion a crash interrupted (rows gone from the database, the segment still here) is
+      // finished first: the replay must not decide again events retention let go.
+      retainedFirstSeq = finishDeletions(this.disk, config.walDir, this.retained.firstLocalSeq).firstSeq;
       recovered = await recoverLog({
         disk: this.disk,
         walDir: config.walDir,
@@ -144,6 +182,8 @@ export class ClusterPipeline implements Pipeline {
       throw err;
     }
     const { start, report } = recovered;
+    // A retained log that holds no record yet goes on at the marker.
+    if (start.nextSeq < retainedFirstSeq) start.nextSeq = retainedFirstSeq;
     if (report.tornTail !== null) {
       logger.warn(
         { ...report.tornTail },
@@ -177,6 +217,7 @@ export class ClusterPipeline implements Pipeline {
         this.options.onFatal?.(err);
       },
     });
+    this.startRetention(db);
     await this.untilDatabaseAnswers('recovery: read counters', () => this.refreshSnapshot());
     this.feed = new TailFeed(db, { url: config.databaseUrl, timeoutMs: config.databaseTimeoutMs, logger }, this.counters.lastSeq);
     this.recoveryValue = { ...report, durationMs: performance.now() - started };
@@ -201,7 +242,7 @@ export class ClusterPipeline implements Pipeline {
         this.dbError = null;
         return value;
       } catch (err) {
-        if (err instanceof AppError || !isDatabaseUnavailable(err)) throw err;
+        if (err instanceof AppError || err instanceof InstanceLeaseError || !isDatabaseUnavailable(err)) throw err;
         if (this.dbError === null)
           this.options.logger.warn(
             { code: (err as { code?: unknown }).code },
@@ -248,7 +289,7 @@ export class ClusterPipeline implements Pipeline {
     const db = this.db!;
     await this.untilDatabaseAnswers('recovery: decide the unconfirmed log', () =>
       db.decide(
-        this.instanceId,
+        this.leaseOwner(),
         last,
         entries.map((e) => e.candidate),
         extra,
@@ -343,7 +384,9 @@ export class ClusterPipeline implements Pipeline {
       const original =
         decision.outcome === 'accepted' || decision.outcome === 'accepted_before' ? entry.candidate.body : decision.originalBody;
       const outcome: PublishOutcome = { status: 'duplicate', seq: decision.seq };
-      if (original !== body) outcome.conflict = true;
+      // An original deleted by retention is known by its digest only.
+      const differs = original === null && decision.originalMd5 !== null ? md5Hex(body) !== decision.originalMd5 : original !== body;
+      if (differs) outcome.conflict = true;
       extra.duplicates += 1;
       if (outcome.conflict === true) extra.conflicts += 1;
       results[index] = outcome;
@@ -438,13 +481,15 @@ export class ClusterPipeline implements Pipeline {
         } else {
           const last = batch.length === 0 ? null : batch[batch.length - 1]!.candidate.localSeq;
           const decisions = await db.decide(
-            this.instanceId,
+            this.leaseOwner(),
             last,
             batch.map((e) => e.candidate),
             extra,
           );
           this.queue.splice(0, batch.length);
           if (last !== null) this.confirmedLocalSeq = last;
+          // More of the log is confirmed: a closed segment may now be due.
+          if (last !== null) this.retention?.poke();
           batch.forEach((entry, i) => {
             this.pending.delete(entry.key);
             const decision = decisions[i]!;
@@ -456,6 +501,12 @@ export class ClusterPipeline implements Pipeline {
         this.dbError = null;
         this.retryIndex = 0;
       } catch (err) {
+        if (isLeaseLost(err)) {
+          this.failOnLease(new InstanceLeaseError(`decision refused: ${(err as Error).message}; stopping`));
+          for (const entry of batch) for (const waiter of [...entry.waiters]) waiter.reject(err as Error);
+          for (const done of extraWaiters) done();
+          return;
+        }
         this.extra.duplicates += extra.duplicates;
         this.extra.conflicts += extra.conflicts;
         for (const done of extraWaiters) done();
@@ -493,9 +544,18 @@ export class ClusterPipeline implements Pipeline {
     return { ...page, snapshotSeq: query.order === 'desc' ? (query.afterSeq ?? 0) : last, threadId: 0 };
   }
 
-  /** Not served in cluster mode yet: 501 cluster_unsupported. */
-  histogram(): Promise<Histogram> {
-    return Promise.reject(new AppError('cluster_unsupported', 'the histogram is not available in cluster mode (DATABASE_URL) yet'));
+  /**
+   * The histogram of GET /events/histogram over the whole cluster, counted as the embedded
+   * index counts it (countHistogram): one query per `chunkRows` global seqs, so each
+   * statement's work is bounded and `signal` stops the count between them.
+   */
+  async histogram(filter: EventFilter, buckets: number, chunkRows: number, signal?: AbortSignal): Promise<Histogram> {
+    try {
+      return await countHistogram(this.database(), filter, buckets, { chunkRows, signal });
+    } catch (err) {
+      if (signal?.aborted === true) throw err;
+      throw this.readFailure(err);
+    }
   }
 
   /** Announces every row any instance stores, in global seq order (the live tail). */
@@ -515,13 +575,85 @@ export class ClusterPipeline implements Pipeline {
     }
   }
 
-  /** Global seqs start at 1: retention is not wired in cluster mode (docs/scaling.md). */
-  readonly firstSeq = 1;
+  /**
+   * The lowest global seq still stored, as last read (refreshSnapshot): every seq below it was
+   * deleted by some instance's retention. Seqs above it may be gone too, where one instance's
+   * retention went further than another's (docs/scaling.md).
+   */
+  get firstSeq(): number {
+    return this.counters.firstSeq;
+  }
 
-  /** This instance's local log size; nothing is deleted in cluster mode. */
+  /**
+   * first_seq and expired_events of the whole cluster (as last read); log_bytes and the time
+   * of the last deletion are this instance's own (its log, its retention).
+   */
   retentionSnapshot(): RetentionSnapshot {
-    const segments = retainedSegments(this.disk, this.options.config.walDir).segments;
-    return { firstSeq: 1, expiredTotal: 0, lastDeletionMs: null, logBytes: logBytes(this.disk, segments) };
+    const segments = retainedSegments(this.disk, this.options.config.walDir, this.retained.firstLocalSeq).segments;
+    return {
+      firstSeq: this.counters.firstSeq,
+      expiredTotal: this.counters.expiredTotal,
+      lastDeletionMs: this.retained.lastDeletionMs,
+      logBytes: logBytes(this.disk, segments),
+    };
+  }
+
+  /** Runs retention until nothing more is due (tests; the service runs it by itself). */
+  async runRetention(): Promise<RetentionDeletion[]> {
+    return this.retention === null ? [] : this.retention.runUntilDone();
+  }
+
+  /**
+   * Retention of this instance's log (RETENTION_BYTES / RETENTION_MS), with the steps of the
+   * embedded one (src/wal/retention.ts); its step a is one PostgreSQL transaction that deletes
+   * this instance's rows of the segment and keeps their keys, and only segments wholly at or
+   * below the confirmed local seq (decided and committed) go. With DEDUP_HORIZON_MS, keys of
+   * deleted events are swept past the horizon.
+   */
+  private startRetention(db: PgIndex): void {
+    const { config, logger } = this.options;
+    this.retention = new RetentionRunner({
+      disk: this.disk,
+      walDir: config.walDir,
+      retentionBytes: config.retentionBytes ?? 0,
+      retentionMs: config.retentionMs ?? 0,
+      index: {
+        checkpointSeq: () => this.confirmedLocalSeq,
+        firstSeq: () => this.retained.firstLocalSeq,
+        dropThrough: async (lastSeq, deletedAtMs) => {
+          const deleted = await db.expire(this.leaseOwner(), lastSeq, deletedAtMs);
+          this.retained = {
+            firstLocalSeq: Math.max(this.retained.firstLocalSeq, lastSeq + 1),
+            expiredEvents: this.retained.expiredEvents + deleted,
+            lastDeletionMs: deleted > 0 ? deletedAtMs : this.retained.lastDeletionMs,
+          };
+          return deleted;
+        },
+      },
+      activeSegmentName: () => this.writer?.currentSegment.name ?? null,
+      dropSeqsMax: FIXED_LIMITS.retentionDropSeqsMax,
+      checkIntervalMs: FIXED_LIMITS.retentionCheckMs,
+      onDeleted: (deletion) => {
+        logger.info({ ...deletion }, `retention: deleted segment ${deletion.segment} (${deletion.reason})`);
+        this.options.observer?.onRetentionDeletion?.(deletion);
+      },
+      onStep: (step) => this.options.observer?.onRetentionStep?.(step),
+      onError: (err) => {
+        if (isLeaseLost(err)) this.failOnLease(new InstanceLeaseError(`retention refused: ${err.message}; stopping`));
+        else logger.error({ err }, `retention: deletion failed, retried on the next run: ${err.message}`);
+      },
+    });
+    this.retention.start();
+    this.retention.poke();
+    const horizonMs = config.dedupHorizonMs ?? 0;
+    if (horizonMs > 0) {
+      const sweep = async (): Promise<void> => {
+        // Bounded: KEY_SWEEP_BATCH keys per statement, until none is due.
+        while ((await db.sweepKeys(Date.now() - horizonMs, KEY_SWEEP_BATCH)) === KEY_SWEEP_BATCH && this.stateValue === 'ready');
+      };
+      this.keySweep = setInterval(() => void sweep().catch(() => undefined), FIXED_LIMITS.retentionCheckMs);
+      this.keySweep.unref();
+    }
   }
 
   /**
@@ -538,8 +670,8 @@ export class ClusterPipeline implements Pipeline {
       uniqueTotal: this.counters.uniqueTotal,
       duplicatesTotal: this.counters.duplicatesTotal,
       conflictsTotal: this.counters.conflictsTotal,
-      // Every stored event's key, cluster-wide: the database keeps no key without its event.
-      dedupKeys: this.counters.uniqueTotal,
+      // Every key the cluster knows: of the events stored, and of those retention deleted within the horizon.
+      dedupKeys: this.counters.uniqueTotal - this.counters.expiredTotal + this.counters.expiredKeys,
       checkpointSeq: this.counters.lastSeq,
       queueSize: this.queueSize(),
       durableSeq: this.writer?.durableSeq ?? null,
@@ -579,6 +711,8 @@ export class ClusterPipeline implements Pipeline {
     if (this.stateValue === 'stopped' || this.stateValue === 'stopping') return;
     const failed = this.stateValue === 'failed';
     this.stateValue = 'stopping';
+    if (this.keySweep !== null) clearInterval(this.keySweep);
+    await this.retention?.stop();
     if (this.writer !== null) await this.writer.close();
     // What is not decided by then stays in the log and is decided at the next start.
     const deadline = Date.now() + this.options.config.shutdownTimeoutMs / 2;
@@ -587,8 +721,23 @@ export class ClusterPipeline implements Pipeline {
       await Promise.race([this.decidingDone, sleep(50)]);
     }
     await this.feed?.close();
+    await this.lease?.release();
     await this.db?.close().catch(() => undefined);
     this.stateValue = failed ? 'failed' : 'stopped';
+  }
+
+  /** What a decision names: this instance and its lease's token. */
+  private leaseOwner(): { instanceId: string; token: string } {
+    return { instanceId: this.instanceId, token: this.lease!.token };
+  }
+
+  /** Another process took this instance id over: refuse everything and stop (as a failed log does). */
+  private failOnLease(err: InstanceLeaseError): void {
+    if (this.failure !== null) return;
+    this.failure = err;
+    this.stateValue = 'failed';
+    this.options.logger.fatal({ err, instanceId: this.instanceId }, err.message);
+    this.options.onFatal?.(err);
   }
 
   private database(): PgIndex {
@@ -665,6 +814,11 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   if (['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENOTFOUND'].includes(code)) return true;
   const message = typeof e.message === 'string' ? e.message : '';
   return /timeout|terminated|Connection terminated|connect ECONNREFUSED|not queryable|ended/i.test(message);
+}
+
+/** The md5 of a canonical event JSON, as PostgreSQL's md5() of the same text in a UTF8 database. */
+function md5Hex(body: string): string {
+  return createHash('md5').update(body, 'utf8').digest('hex');
 }
 
 function sleep(ms: number): Promise<void> {

@@ -2,8 +2,9 @@ import pg from 'pg';
 import type { Logger } from 'pino';
 import { FIXED_LIMITS } from '../config/config';
 import type { EventPage, EventQuery, IndexRow, PageRow } from '../index/store';
-import { compileBodyMatcher, needsBody } from '../query/event-filter';
-import { migrateSchema } from './pg-schema';
+import { compileBodyMatcher, needsBody, type EventFilter } from '../query/event-filter';
+import type { HistogramSource } from '../query/histogram';
+import { EXPIRED_BODY_PREFIX, migrateSchema } from './pg-schema';
 
 /** How to reach the shared database, and the bounds on every wait for it. */
 export interface PgIndexOptions {
@@ -34,8 +35,10 @@ export interface Candidate {
 export interface Decision {
   seq: number;
   outcome: 'accepted' | 'accepted_before' | 'duplicate' | 'conflict';
-  /** The stored original's canonical JSON for duplicates and conflicts; null when accepted. */
+  /** The stored original's canonical JSON for duplicates and conflicts; null when accepted, or when retention deleted it. */
   originalBody: string | null;
+  /** The md5 (hex) of the original's canonical JSON when retention deleted its event (its key is still known); else null. */
+  originalMd5: string | null;
 }
 
 /** Lifetime counters of the whole cluster, and the last global seq. */
@@ -44,6 +47,20 @@ export interface ClusterCounters {
   duplicatesTotal: number;
   conflictsTotal: number;
   lastSeq: number;
+  /** The lowest global seq still stored (lastSeq + 1 when none is): every seq below it was deleted by retention. */
+  firstSeq: number;
+  /** Rows deleted by every instance's retention, lifetime. */
+  expiredTotal: number;
+  /** Keys of deleted events still known (until DEDUP_HORIZON_MS past their deletion). */
+  expiredKeys: number;
+}
+
+/** What retention did to one instance's rows. */
+export interface InstanceRetention {
+  /** The first local seq whose row may still be stored (step a of a deletion moved it past the deleted ones). */
+  firstLocalSeq: number;
+  expiredEvents: number;
+  lastDeletionMs: number | null;
 }
 
 /** Rows fetched per round trip while a filtered page scans for matches. */
@@ -54,7 +71,7 @@ const SCAN_CHUNK_ROWS = 500;
  * order, counters, and this instance's confirmed local seq. Every wait is bounded by
  * DATABASE_TIMEOUT_MS; the pool reconnects by itself. It does not retry: callers decide.
  */
-export class PgIndex {
+export class PgIndex implements HistogramSource {
   readonly pool: pg.Pool;
 
   constructor(private readonly options: PgIndexOptions) {
@@ -89,19 +106,21 @@ export class PgIndex {
   /**
    * Decides `candidates` (distinct keys, in local seq order) in one transaction that also adds
    * `extra` duplicates counted by the instance itself and confirms `lastLocalSeq` (null: none).
+   * Only the holder of the instance's lease may decide (else the error isLeaseLost names).
    * Returns one decision per candidate, in order. A rejection leaves the outcome unknown:
    * deciding the same records again is safe (see Decision's accepted_before).
    */
   async decide(
-    instanceId: string,
+    lease: { instanceId: string; token: string },
     lastLocalSeq: number | null,
     candidates: readonly Candidate[],
     extra: { duplicates: number; conflicts: number },
   ): Promise<Decision[]> {
     const result = await this.pool.query<{ ord: string; seq: string; outcome: Decision['outcome']; original_body: string | null }>(
-      'SELECT ord, seq, outcome, original_body FROM logagg_decide($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)',
+      'SELECT ord, seq, outcome, original_body FROM logagg_decide_leased($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)',
       [
-        instanceId,
+        lease.token,
+        lease.instanceId,
         lastLocalSeq,
         Date.now(),
         candidates.map((c) => c.localSeq),
@@ -118,22 +137,78 @@ export class PgIndex {
     if (result.rows.length !== candidates.length) {
       throw new Error(`decide: ${result.rows.length} decisions for ${candidates.length} candidates`);
     }
-    return result.rows.map((row) => ({ seq: Number(row.seq), outcome: row.outcome, originalBody: row.original_body }));
+    return result.rows.map((row) => {
+      const expired = row.original_body?.startsWith(EXPIRED_BODY_PREFIX) === true;
+      return {
+        seq: Number(row.seq),
+        outcome: row.outcome,
+        originalBody: expired ? null : row.original_body,
+        originalMd5: expired ? row.original_body!.slice(EXPIRED_BODY_PREFIX.length) : null,
+      };
+    });
   }
 
-  /** The cluster's lifetime counters and last global seq, read together. */
+  /** The cluster's lifetime counters, last and first global seq, read together (one statement, one snapshot). */
   async counters(): Promise<ClusterCounters> {
-    const result = await this.pool.query<{ unique_total: string; duplicates_total: string; conflicts_total: string; last_seq: string }>(
-      `SELECT unique_total, duplicates_total, conflicts_total, (SELECT coalesce(max(seq), 0) FROM logagg_events) AS last_seq
+    const result = await this.pool.query<{
+      unique_total: string;
+      duplicates_total: string;
+      conflicts_total: string;
+      last_seq: string;
+      first_seq: string | null;
+      expired_total: string;
+      expired_keys: string;
+    }>(
+      `SELECT unique_total, duplicates_total, conflicts_total, last_seq, expired_total, expired_keys,
+         (SELECT min(seq) FROM logagg_events) AS first_seq
        FROM logagg_counters WHERE id = 1`,
     );
     const row = result.rows[0];
+    const lastSeq = Number(row?.last_seq ?? 0);
     return {
       uniqueTotal: Number(row?.unique_total ?? 0),
       duplicatesTotal: Number(row?.duplicates_total ?? 0),
       conflictsTotal: Number(row?.conflicts_total ?? 0),
-      lastSeq: Number(row?.last_seq ?? 0),
+      lastSeq,
+      firstSeq: row?.first_seq == null ? lastSeq + 1 : Number(row.first_seq),
+      expiredTotal: Number(row?.expired_total ?? 0),
+      expiredKeys: Number(row?.expired_keys ?? 0),
     };
+  }
+
+  /** What retention did to `instanceId`'s rows (all zero for an instance that never deleted). */
+  async instanceRetention(instanceId: string): Promise<InstanceRetention> {
+    const result = await this.pool.query<{ first_local_seq: string; expired_events: string; last_deletion_ms: string | null }>(
+      'SELECT first_local_seq, expired_events, last_deletion_ms FROM logagg_instances WHERE instance_id = $1',
+      [instanceId],
+    );
+    const row = result.rows[0];
+    return {
+      firstLocalSeq: Number(row?.first_local_seq ?? 1),
+      expiredEvents: Number(row?.expired_events ?? 0),
+      lastDeletionMs: row?.last_deletion_ms == null ? null : Number(row.last_deletion_ms),
+    };
+  }
+
+  /**
+   * Retention's step a: deletes this instance's rows with local seq <= lastLocalSeq, keeping
+   * their keys, in one committed transaction (lease checked, under the decision lock).
+   * Returns the rows deleted; a repeat deletes nothing more.
+   */
+  async expire(lease: { instanceId: string; token: string }, lastLocalSeq: number, deletedAtMs: number): Promise<number> {
+    const result = await this.pool.query<{ n: string }>('SELECT logagg_expire($1, $2, $3, $4) AS n', [
+      lease.token,
+      lease.instanceId,
+      lastLocalSeq,
+      deletedAtMs,
+    ]);
+    return Number(result.rows[0]?.n ?? 0);
+  }
+
+  /** The dedup horizon: forgets at most `limit` keys of events deleted before `beforeMs`; returns how many. */
+  async sweepKeys(beforeMs: number, limit: number): Promise<number> {
+    const result = await this.pool.query<{ n: string }>('SELECT logagg_sweep_keys($1, $2) AS n', [beforeMs, limit]);
+    return Number(result.rows[0]?.n ?? 0);
   }
 
   /** Every topic stored, sorted as the SQLite index sorts them (by code unit). */
@@ -218,8 +293,102 @@ export class PgIndex {
     }
   }
 
+  /** The first and last stored global seq, or null when nothing is stored (the histogram's range). */
+  async seqBounds(): Promise<{ first: number; last: number } | null> {
+    const result = await this.pool.query<{ first: string | null; last: string | null }>(
+      'SELECT min(seq) AS first, max(seq) AS last FROM logagg_events',
+    );
+    const row = result.rows[0];
+    return row?.first == null || row.last == null ? null : { first: Number(row.first), last: Number(row.last) };
+  }
+
+  /** The earliest and latest timestamp of rows matching `filter` with seq in [fromSeq, toSeq]. */
+  async timeBounds(filter: EventFilter, fromSeq: number, toSeq: number): Promise<{ minMs: number; maxMs: number } | null> {
+    let minMs = Number.POSITIVE_INFINITY;
+    let maxMs = Number.NEGATIVE_INFINITY;
+    if (needsBody(filter)) {
+      await this.scanMatching(filter, fromSeq, toSeq, (tsMs) => {
+        minMs = Math.min(minMs, tsMs);
+        maxMs = Math.max(maxMs, tsMs);
+      });
+    } else {
+      const { where, params } = filterWhere(filter, fromSeq, toSeq);
+      const result = await this.pool.query<{ min_ms: string | null; max_ms: string | null }>(
+        `SELECT min(ts_ms) AS min_ms, max(ts_ms) AS max_ms FROM logagg_events WHERE ${where}`,
+        params,
+      );
+      const row = result.rows[0];
+      if (row?.min_ms == null || row.max_ms == null) return null;
+      minMs = Number(row.min_ms);
+      maxMs = Number(row.max_ms);
+    }
+    return minMs <= maxMs ? { minMs, maxMs } : null;
+  }
+
+  /** There is no time map here: every seq range may hold the window (the count query reads it by seq). */
+  timeMapOverlaps(): boolean {
+    return true;
+  }
+
+  /**
+   * [bucket, count] pairs of rows matching `filter` with seq in [fromSeq, toSeq], buckets of
+   * intervalMs from filter.sinceMs: one GROUP BY over the seq range, or, for free text and
+   * payload fields, a scan of it in chunks of SCAN_CHUNK_ROWS rows matched here.
+   */
+  async countByBucket(
+    filter: EventFilter & { sinceMs: number },
+    intervalMs: number,
+    fromSeq: number,
+    toSeq: number,
+  ): Promise<Array<[number, number]>> {
+    if (needsBody(filter)) {
+      const counts = new Map<number, number>();
+      await this.scanMatching(filter, fromSeq, toSeq, (tsMs) => {
+        const bucket = Math.floor((tsMs - filter.sinceMs) / intervalMs);
+        counts.set(bucket, (counts.get(bucket) ?? 0) + 1);
+      });
+      return [...counts];
+    }
+    const { where, params } = filterWhere(filter, fromSeq, toSeq);
+    const since = `$${params.push(filter.sinceMs)}`;
+    const interval = `$${params.push(intervalMs)}`;
+    const result = await this.pool.query<{ bucket: string; n: string }>(
+      `SELECT (ts_ms - ${since}::bigint) / ${interval}::bigint AS bucket, count(*) AS n FROM logagg_events WHERE ${where} GROUP BY bucket`,
+      params,
+    );
+    return result.rows.map((row) => [Number(row.bucket), Number(row.n)]);
+  }
+
+  /** Calls `visit` with the timestamp of every row in [fromSeq, toSeq] that matches `filter` (body included). */
+  private async scanMatching(filter: EventFilter, fromSeq: number, toSeq: number, visit: (tsMs: number) => void): Promise<void> {
+    const matches = compileBodyMatcher(filter);
+    let from = fromSeq;
+    for (;;) {
+      const { where, params } = filterWhere(filter, from, toSeq);
+      const result = await this.pool.query<{ seq: string; ts_ms: string; body: string }>(
+        `SELECT seq, ts_ms, body FROM logagg_events WHERE ${where} ORDER BY seq LIMIT ${SCAN_CHUNK_ROWS}`,
+        params,
+      );
+      for (const row of result.rows) if (matches(row.body)) visit(Number(row.ts_ms));
+      if (result.rows.length < SCAN_CHUNK_ROWS) return;
+      from = Number(result.rows[result.rows.length - 1]!.seq) + 1;
+    }
+  }
+
   /** Ends the pool's connections. */
   async close(): Promise<void> {
     await this.pool.end();
   }
+}
+
+/** The SQL condition (with its parameters) for a filter's topics, source and time, and a seq range. */
+function filterWhere(filter: EventFilter, fromSeq: number, toSeq: number): { where: string; params: unknown[] } {
+  const params: unknown[] = [fromSeq, toSeq];
+  const clauses = ['seq >= $1', 'seq <= $2'];
+  if (filter.topics !== undefined && filter.topics.length > 0)
+    clauses.push(`topic_json = ANY($${params.push(filter.topics.map((t) => JSON.stringify(t)))})`);
+  if (filter.source !== undefined) clauses.push(`source_json = $${params.push(JSON.stringify(filter.source))}`);
+  if (filter.sinceMs !== undefined) clauses.push(`ts_ms >= $${params.push(filter.sinceMs)}`);
+  if (filter.untilMs !== undefined) clauses.push(`ts_ms < $${params.push(filter.untilMs)}`);
+  return { where: clauses.join(' AND '), params };
 }

@@ -249,7 +249,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
       `${FIXED_LIMITS.histogramChunkRows} stored events, yielding between them.`,
     parameters: [...HISTOGRAM_QUERY_PARAMETERS.map((name) => EVENTS_PARAMETER_DOCS[name]), PAYLOAD_FIELDS_PARAMETER],
     answers: { '200': jsonAnswer(schemaRef('Histogram'), 'The buckets, oldest first.') },
-    errors: ['invalid_query', 'reads_busy', 'read_failed', 'shutting_down', 'cluster_unsupported'],
+    errors: ['invalid_query', 'reads_busy', 'read_failed', 'shutting_down', 'database_unavailable'],
     examples: [
       {
         name: 'lastHour',

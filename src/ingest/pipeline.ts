@@ -19,7 +19,7 @@ export interface Pipeline {
   publish(events: ValidEvent[]): Promise<PublishReport>;
   /** One bounded page, read off the thread that acknowledges publishes where the pipeline can. */
   readPage(query: EventQuery): Promise<SnapshotPage>;
-  /** GET /events/histogram's counts (the cluster pipeline: 501 cluster_unsupported). */
+  /** GET /events/histogram's counts, over the whole cluster in cluster mode. */
   histogram(filter: EventFilter, buckets: number, chunkRows: number, signal?: AbortSignal): Promise<Histogram>;
   onIndexed(listener: (rows: IndexRow[]) => void): () => void;
   snapshot(): PipelineSnapshot;

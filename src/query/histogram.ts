@@ -1,5 +1,4 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { IndexStore } from '../index/store';
 import type { EventFilter } from './event-filter';
 
 /** Counts of matching events over [sinceMs, untilMs) in equal buckets of intervalMs. */
@@ -10,6 +9,36 @@ export interface Histogram {
   /** One count per bucket, the first starting at sinceMs; they add up to `total`. */
   counts: number[];
   total: number;
+}
+
+/**
+ * What the count reads, over seq ranges: the SQLite IndexStore (synchronous) and the cluster's
+ * PostgreSQL index (asynchronous) both serve it, so both answer the same histogram.
+ */
+export interface HistogramSource {
+  /** The first and last stored seq, or null when nothing is stored. */
+  seqBounds(): SeqRange | null | Promise<SeqRange | null>;
+  /** The earliest and latest timestamp of rows matching `filter` with seq in [fromSeq, toSeq]. */
+  timeBounds(filter: EventFilter, fromSeq: number, toSeq: number): TimeRange | null | Promise<TimeRange | null>;
+  /** False only when no row with seq in [fromSeq, toSeq] can have a timestamp in [sinceMs, untilMs). */
+  timeMapOverlaps(sinceMs: number, untilMs: number, fromSeq: number, toSeq: number): boolean | Promise<boolean>;
+  /** [bucket index, count] pairs of rows matching `filter` with seq in [fromSeq, toSeq], buckets of intervalMs from sinceMs. */
+  countByBucket(
+    filter: EventFilter & { sinceMs: number },
+    intervalMs: number,
+    fromSeq: number,
+    toSeq: number,
+  ): Array<[number, number]> | Promise<Array<[number, number]>>;
+}
+
+interface SeqRange {
+  first: number;
+  last: number;
+}
+
+interface TimeRange {
+  minMs: number;
+  maxMs: number;
 }
 
 /** How the count is spread over event-loop turns. */
@@ -29,12 +58,12 @@ export interface HistogramOptions {
  * is empty (and intervalMs 0 when the range could not be derived).
  */
 export async function countHistogram(
-  store: IndexStore,
+  store: HistogramSource,
   filter: EventFilter,
   buckets: number,
   options: HistogramOptions,
 ): Promise<Histogram> {
-  const seqs = store.seqBounds();
+  const seqs = await store.seqBounds();
   let sinceMs = filter.sinceMs;
   let untilMs = filter.untilMs;
   // Derive a missing end of the range from the matching rows themselves.
@@ -42,7 +71,7 @@ export async function countHistogram(
     let minMs = Number.POSITIVE_INFINITY;
     let maxMs = Number.NEGATIVE_INFINITY;
     for (let from = seqs.first; from <= seqs.last; from += options.chunkRows) {
-      const found = store.timeBounds(filter, from, Math.min(seqs.last, from + options.chunkRows - 1));
+      const found = await store.timeBounds(filter, from, Math.min(seqs.last, from + options.chunkRows - 1));
       if (found !== null) {
         minMs = Math.min(minMs, found.minMs);
         maxMs = Math.max(maxMs, found.maxMs);
@@ -67,8 +96,8 @@ export async function countHistogram(
     for (let from = seqs.first; from <= seqs.last; from += options.chunkRows) {
       const to = Math.min(seqs.last, from + options.chunkRows - 1);
       // The time map says which chunks can hold a row of the range: the others are not read.
-      if (!store.timeMapOverlaps(sinceMs, untilMs, from, to)) continue;
-      for (const [bucket, count] of store.countByBucket(ranged, intervalMs, from, to)) {
+      if (!(await store.timeMapOverlaps(sinceMs, untilMs, from, to))) continue;
+      for (const [bucket, count] of await store.countByBucket(ranged, intervalMs, from, to)) {
         counts[bucket] = (counts[bucket] ?? 0) + count;
         total += count;
       }

@@ -125,8 +125,8 @@ export interface RetentionIndex {
   checkpointSeq(): number;
   /** The index's first_seq (every row below it is deleted). */
   firstSeq(): number;
-  /** IndexStore.dropThrough: step a. */
-  dropThrough(lastSeq: number, deletedAtMs: number, options: { durable: boolean }): number;
+  /** IndexStore.dropThrough: step a (the cluster's drop is a PostgreSQL commit, hence the promise). */
+  dropThrough(lastSeq: number, deletedAtMs: number, options: { durable: boolean }): number | Promise<number>;
 }
 
 /** A step of a deletion, reported to `onStep` in order (the power-loss tests assert the order). */
@@ -262,12 +262,12 @@ export class RetentionRunner {
     //    covers lastSeq included) durable. Nothing is unlinked before it returns.
     let rowsDeleted = 0;
     for (let from = Math.max(index.firstSeq(), segment.firstSeq); from + this.options.dropSeqsMax - 1 < lastSeq; from = index.firstSeq()) {
-      rowsDeleted += index.dropThrough(from + this.options.dropSeqsMax - 1, deletedAtMs, { durable: false });
+      rowsDeleted += await index.dropThrough(from + this.options.dropSeqsMax - 1, deletedAtMs, { durable: false });
       step({ step: 'index_chunk', lastSeq: from + this.options.dropSeqsMax - 1 });
       await new Promise<void>((resolve) => setImmediate(resolve));
       if (this.stopped) return null;
     }
-    rowsDeleted += index.dropThrough(lastSeq, deletedAtMs, { durable: true });
+    rowsDeleted += await index.dropThrough(lastSeq, deletedAtMs, { durable: true });
     step({ step: 'index_durable', lastSeq });
 
     // b. The marker: temp file fsynced, renamed, wal dir fsynced.

@@ -48,7 +48,7 @@ describe('Cluster mode: three instances on one PostgreSQL', function () {
 
   it('migrates the schema once when the instances start together', async () => {
     const rows = await db.query<{ version: number }>('SELECT version FROM logagg_schema');
-    expect(rows).to.deep.equal([{ version: 1 }]);
+    expect(rows).to.deep.equal([{ version: 2 }]);
   });
 
   it('accepts exactly one of 50 concurrent identical publishes spread over three instances', async () => {
@@ -107,10 +107,37 @@ describe('Cluster mode: three instances on one PostgreSQL', function () {
     }
   });
 
-  it('answers the histogram 501 cluster_unsupported (not served in cluster mode yet)', async () => {
-    const answer = await getJson(`${servers[0]!.url}/events/histogram?topic=cluster`);
-    expect(answer.httpStatus).to.equal(501);
-    expect(answer.error).to.equal('cluster_unsupported');
+  it('answers the histogram over the whole cluster, the same on every instance', async () => {
+    const at = (time: string, id: string, word: string): Record<string, unknown> => ({
+      ...event(id, { word }),
+      topic: 'histo',
+      timestamp: `2025-10-23T${time}Z`,
+    });
+    await publish(servers[0]!.url, { events: [at('10:00:00', 'h-1', 'red'), at('10:00:30', 'h-2', 'blue')] });
+    await publish(servers[1]!.url, { events: [at('10:01:10', 'h-3', 'red'), at('10:01:59', 'h-4', 'red')] });
+    await publish(servers[2]!.url, { events: [at('10:00:10', 'h-5', 'blue'), at('10:00:00', 'h-1', 'red')] });
+    const ranged = `topic=histo&since=2025-10-23T10:00:00Z&until=2025-10-23T10:02:00Z&buckets=2`;
+    const answers = await Promise.all(servers.map((s) => getJson(`${s.url}/events/histogram?${ranged}`)));
+    for (const answer of answers) expect(answer).to.deep.equal(answers[0]);
+    expect(answers[0]).to.deep.equal({
+      httpStatus: 200,
+      interval_ms: 60_000,
+      since: '2025-10-23T10:00:00.000Z',
+      until: '2025-10-23T10:02:00.000Z',
+      total: 5,
+      buckets: [
+        { start: '2025-10-23T10:00:00.000Z', count: 3 },
+        { start: '2025-10-23T10:01:00.000Z', count: 2 },
+      ],
+    });
+    // Free text is matched on the bodies; a missing range comes from the matching events.
+    const red = await getJson(`${servers[1]!.url}/events/histogram?topic=histo&q=red&buckets=3`);
+    expect(red.since).to.equal('2025-10-23T10:00:00.000Z');
+    expect(red.until).to.equal('2025-10-23T10:01:59.001Z');
+    expect(red.total).to.equal(3);
+    expect((red.buckets as Array<{ count: number }>).map((b) => b.count)).to.deep.equal([1, 1, 1]);
+    const none = await getJson(`${servers[2]!.url}/events/histogram?topic=histo&q=green`);
+    expect(none).to.include({ httpStatus: 200, total: 0 });
   });
 
   it('answers 503 + Retry-After while PostgreSQL is away, says so in /health, and comes back by itself', async () => {
@@ -165,6 +192,23 @@ describe('Cluster chaos: retries to random instances, kill -9, restarts, outages
     expect(result.violations, summary).to.deep.equal([]);
     expect(result.statsProblems, summary).to.deep.equal([]);
     expect(result.acked, summary).to.be.greaterThan(0);
+    expect(result.ok, summary).to.equal(true);
+  });
+
+  it('in retention mode (4 KiB segments, RETENTION_BYTES=12288) every acknowledged key is stored or known as deleted with its seq', async () => {
+    const result = await runClusterChaos({
+      instances: 3,
+      cycles: Number(process.env.CLUSTER_CHAOS_CYCLES ?? 6),
+      seed: 11,
+      retentionBytes: 12_288,
+    });
+    const summary = clusterSummaryLine(result);
+    console.log(`      ${summary}`);
+    expect(result.aborted, summary).to.equal(null);
+    expect(result.examples, summary).to.deep.equal([]);
+    expect(result.violations, summary).to.deep.equal([]);
+    expect(result.statsProblems, summary).to.deep.equal([]);
+    expect(result.expired, summary).to.be.greaterThan(0);
     expect(result.ok, summary).to.equal(true);
   });
 });

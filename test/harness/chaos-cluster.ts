@@ -16,6 +16,8 @@ export interface ClusterChaosOptions {
   /** Progress lines go here (one every `progressEvery` cycles); null for none. */
   progress: ((line: string) => void) | null;
   progressEvery: number;
+  /** Retention mode: every instance's RETENTION_BYTES (0: off), with 4 KiB segments so deletions run all the time. */
+  retentionBytes: number;
 }
 
 export const CLUSTER_CHAOS_DEFAULTS: ClusterChaosOptions = {
@@ -26,6 +28,7 @@ export const CLUSTER_CHAOS_DEFAULTS: ClusterChaosOptions = {
   seed: 1,
   progress: null,
   progressEvery: 25,
+  retentionBytes: 0,
 };
 
 /** The faults a cycle injects. */
@@ -48,6 +51,8 @@ export interface ClusterChaosResult {
   duplicated: number;
   garbled: number;
   unsent: number;
+  /** Retention mode: keys no longer stored whose re-send answered duplicate with the acknowledged seq (deleted, key kept). */
+  expired: number;
   /** A stored key never answered accepted although no attempt of it was uncertain, a key answered accepted twice, a 4xx. */
   violations: string[];
   statsProblems: string[];
@@ -61,7 +66,7 @@ export function clusterSummaryLine(r: ClusterChaosResult): string {
   const faults = FAULTS.map((f) => `${f}:${r.faults[f]}`).join(',');
   return (
     `cluster cycles=${r.cycles} acked=${r.acked} stored=${r.stored} accepted_answered=${r.acceptedAnswered} ` +
-    `stored_unanswered=${r.storedUnanswered} lost=${r.lost} duplicated=${r.duplicated} garbled=${r.garbled} unsent=${r.unsent} ` +
+    `stored_unanswered=${r.storedUnanswered} expired=${r.expired} lost=${r.lost} duplicated=${r.duplicated} garbled=${r.garbled} unsent=${r.unsent} ` +
     `violations=${r.violations.length} stats=${r.statsProblems.length === 0 ? 'ok' : 'MISMATCH'} faults=${faults} ` +
     `requests=${r.requests} elapsed_s=${(r.elapsedMs / 1000).toFixed(1)}${r.aborted === null ? '' : ' ABORTED'}`
   );
@@ -132,6 +137,7 @@ export async function runClusterChaos(input: Partial<ClusterChaosOptions> = {}):
     duplicated: 0,
     garbled: 0,
     unsent: 0,
+    expired: 0,
     violations: [],
     statsProblems: [],
     elapsedMs: 0,
@@ -149,7 +155,8 @@ export async function runClusterChaos(input: Partial<ClusterChaosOptions> = {}):
     DATABASE_URL: db.urlAt(proxy.port),
     DATABASE_TIMEOUT_MS: '1000',
     RETRY_AFTER_SECONDS: '1',
-    SEGMENT_BYTES_MAX: String(16 * 1024),
+    SEGMENT_BYTES_MAX: String(options.retentionBytes > 0 ? 4096 : 16 * 1024),
+    RETENTION_BYTES: String(options.retentionBytes),
     LOG_LEVEL: 'info',
   };
   const instances = Array.from({ length: options.instances }, () => new Instance(env));
@@ -282,7 +289,7 @@ export async function runClusterChaos(input: Partial<ClusterChaosOptions> = {}):
     // Drain: no faults; every publisher finishes its outstanding request.
     draining = true;
     await withDeadline(Promise.all(publishers), 120_000, 'the publishers to drain');
-    await verify(instances, keys, result);
+    await verify(instances, keys, result, options.retentionBytes > 0);
   } catch (err) {
     result.aborted = (err as Error).stack ?? String(err);
   } finally {
@@ -320,13 +327,24 @@ async function getJson(url: string): Promise<unknown> {
   return res.json();
 }
 
-async function verify(instances: Instance[], keys: Map<string, KeyState>, result: ClusterChaosResult): Promise<void> {
+async function verify(instances: Instance[], keys: Map<string, KeyState>, result: ClusterChaosResult, retention: boolean): Promise<void> {
   const urls = instances.map((i) => i.url!);
-  // Every instance has decided what it logged (queue_size 0), so the stored set is final.
+  // Every instance has decided what it logged (queue_size 0), so the stored set is final; with
+  // retention, also no deletion between the reads below: expired_events holds still for longer than a retention check.
+  let settled: { since: number; expired: number } | null = null;
+  let settledExpired = 0;
   await waitFor(
     async () => {
-      for (const url of urls) if (((await getJson(`${url}/stats`)) as { queue_size: number }).queue_size !== 0) return false;
-      return true;
+      let expired = 0;
+      for (const url of urls) {
+        const stats = (await getJson(`${url}/stats`)) as { queue_size: number; expired_events?: number };
+        if (stats.queue_size !== 0) return false;
+        expired = stats.expired_events ?? 0;
+      }
+      if (!retention) return true;
+      if (settled === null || settled.expired !== expired) settled = { since: Date.now(), expired };
+      settledExpired = expired;
+      return Date.now() - settled.since > RETENTION_SETTLE_MS;
     },
     { timeoutMs: 60_000, what: 'every instance to decide its log' },
   );
@@ -359,8 +377,11 @@ async function verify(instances: Instance[], keys: Map<string, KeyState>, result
     if (page.next_cursor === null) break;
     after = Number(page.next_cursor);
   }
+  // Retention mode: a key no longer stored but acknowledged must still be known with its seq (deleted, key kept).
+  const expiredKeys = new Set<string>();
+  const storedByResend = retention ? await findExpired(urls[0]!, keys, seen, expiredKeys, result) : 0;
   for (const [key, state] of keys) {
-    const count = seen.get(key) ?? 0;
+    const count = (seen.get(key) ?? 0) + (expiredKeys.has(key) ? 1 : 0);
     if (count > 1) {
       result.duplicated += 1;
       example(result, `stored ${count} times: ${key}`);
@@ -375,9 +396,10 @@ async function verify(instances: Instance[], keys: Map<string, KeyState>, result
       if (!state.uncertain) violation(result, `stored, never answered accepted, and no attempt was uncertain: ${key}`);
     }
   }
-  if (result.acceptedAnswered !== result.stored - result.storedUnanswered) {
+  const everStored = result.stored + result.expired;
+  if (result.acceptedAnswered !== everStored - result.storedUnanswered) {
     result.statsProblems.push(
-      `accepted answers ${result.acceptedAnswered} != stored ${result.stored} - unanswered ${result.storedUnanswered}`,
+      `accepted answers ${result.acceptedAnswered} != stored ${result.stored} + expired ${result.expired} - unanswered ${result.storedUnanswered}`,
     );
   }
   // /stats: the same on every instance, and equal to the stored events.
@@ -386,10 +408,16 @@ async function verify(instances: Instance[], keys: Map<string, KeyState>, result
     unique_processed: number;
     duplicate_dropped: number;
     accepted: number;
+    expired_events?: number;
   }>;
   for (const [i, stats] of all.entries()) {
-    if (stats.unique_processed !== result.stored)
-      result.statsProblems.push(`instance ${i}: unique_processed=${stats.unique_processed}, stored ${result.stored}`);
+    if (stats.unique_processed !== everStored + storedByResend)
+      result.statsProblems.push(
+        `instance ${i}: unique_processed=${stats.unique_processed}, stored ${result.stored} + expired ${result.expired} + stored by the final re-send ${storedByResend}`,
+      );
+    // The final re-send logs records too, so retention may delete more after it: compare the count read before it.
+    if (retention && settledExpired !== result.expired)
+      result.statsProblems.push(`expired_events=${settledExpired} before the re-send, expired keys found ${result.expired}`);
     if (stats.received !== stats.unique_processed + stats.duplicate_dropped)
       result.statsProblems.push(`instance ${i}: received != unique + duplicates`);
     const first = all[0]!;
@@ -397,6 +425,54 @@ async function verify(instances: Instance[], keys: Map<string, KeyState>, result
       result.statsProblems.push(`instance ${i} /stats ${JSON.stringify(stats)} differs from instance 0 ${JSON.stringify(first)}`);
     }
   }
+}
+
+/** How long expired_events must hold still before the final reads (longer than a retention check, 1 s). */
+const RETENTION_SETTLE_MS = 2500;
+
+/**
+ * Re-sends every key sent but not stored now (a duplicate of a stored key changes nothing);
+ * one answered `duplicate` was stored and deleted by retention with its key kept: it must
+ * carry the acknowledged seq. One answered `accepted` was never stored before; were it
+ * acknowledged, it is lost (found by the caller). Runs after the pages, before /stats.
+ */
+async function findExpired(
+  url: string,
+  keys: Map<string, KeyState>,
+  seen: Map<string, number>,
+  expired: Set<string>,
+  result: ClusterChaosResult,
+): Promise<number> {
+  const missing = [...keys.keys()].filter((key) => !seen.has(key));
+  const fresh: string[] = [];
+  for (let i = 0; i < missing.length; i += 500) {
+    const slice = missing.slice(i, i + 500);
+    const res = await fetch(`${url}/publish`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ events: slice.map((k) => keys.get(k)!.body) }),
+      signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+    });
+    if (res.status !== 200) throw new Error(`the re-send of missing keys answered ${res.status}`);
+    const answer = (await res.json()) as PublishAnswer;
+    slice.forEach((key, j) => {
+      const outcome = answer.results?.[j];
+      const state = keys.get(key)!;
+      if (outcome?.status === 'duplicate') {
+        expired.add(key);
+        result.expired += 1;
+        if (state.ackedSeq !== null && outcome.seq !== state.ackedSeq) {
+          result.garbled += 1;
+          example(result, `expired ${key} answered seq ${outcome.seq}, acked seq ${state.ackedSeq}`);
+        }
+        if (outcome.conflict === true) violation(result, `the re-send of expired ${key} is a conflict`);
+      } else {
+        fresh.push(key);
+      }
+    });
+  }
+  // Stored now by the re-send itself: /stats counts them, the campaign does not.
+  return fresh.length;
 }
 
 function violation(result: ClusterChaosResult, text: string): void {

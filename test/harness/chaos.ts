@@ -103,6 +103,7 @@ Prints one summary line; exits 0 only if nothing was lost, duplicated or garbled
       'npm run chaos -- --duration-ms 600000 --keep --data-dir /tmp/chaos',
       'npm run chaos -- --instances 3 --cycles 300',
       'npm run chaos -- --segment-bytes 4096 --retention-bytes 24576 --check-expired',
+      'npm run chaos -- --instances 3 --retention-bytes 12288 --cycles 100',
     ],
   },
   CHAOS_OPTIONS,
@@ -170,6 +171,7 @@ async function runCluster(instances: number, options: Partial<ChaosOptions>): Pr
     batchEventsMax: options.batchEventsMax,
     seed: options.seed,
     progressEvery: options.progressEvery,
+    retentionBytes: options.retentionBytes,
   };
   const result = await runClusterChaos({
     ...Object.fromEntries(Object.entries(shared).filter(([, value]) => value !== undefined)),
