@@ -342,7 +342,7 @@ async function verify(instances: Instance[], keys: Map<string, KeyState>, result
         expired = stats.expired_events ?? 0;
       }
       if (!retention) return true;
-      if (settled === null || settled.expired !== expired) settled = { since: Date.now(), expired };
+      if (settled?.expired !== expired) settled = { since: Date.now(), expired };
       settledExpired = expired;
       return Date.now() - settled.since > RETENTION_SETTLE_MS;
     },
