@@ -13,14 +13,14 @@ interface ApplyMessage {
   text: string;
   /** Four lengths per row, in the order of `text`. */
   lengths: Uint32Array;
-  /** seq, tsMs, receivedMs (NaN for null) per row (the worker computes each key from topic and event_id). */
+  /** seq, tsMs, receivedMs (NaN for null), log segment, offset, length per row (the worker computes each key from topic and event_id). */
   numbers: Float64Array;
   duplicates: number;
   conflicts: number;
 }
 
-/** Numbers packed per row: seq, tsMs, receivedMs. */
-const NUMBERS_PER_ROW = 3;
+/** Numbers packed per row: seq, tsMs, receivedMs, and the log position (segment, offset, length; NaN when unknown). */
+const NUMBERS_PER_ROW = 6;
 
 /** Packs rows for postMessage; the typed arrays' buffers are meant to be transferred. */
 export function packRows(rows: IndexRow[]): Pick<ApplyMessage, 'text' | 'lengths' | 'numbers'> {
@@ -39,6 +39,9 @@ export function packRows(rows: IndexRow[]): Pick<ApplyMessage, 'text' | 'lengths
     numbers[i * NUMBERS_PER_ROW] = row.seq;
     numbers[i * NUMBERS_PER_ROW + 1] = row.tsMs;
     numbers[i * NUMBERS_PER_ROW + 2] = row.receivedMs ?? Number.NaN;
+    numbers[i * NUMBERS_PER_ROW + 3] = row.position?.segment ?? Number.NaN;
+    numbers[i * NUMBERS_PER_ROW + 4] = row.position?.offset ?? Number.NaN;
+    numbers[i * NUMBERS_PER_ROW + 5] = row.position?.length ?? Number.NaN;
   });
   return { text: parts.join(''), lengths, numbers };
 }
@@ -60,7 +63,7 @@ export function unpackRows(packed: Pick<ApplyMessage, 'text' | 'lengths' | 'numb
     const body = take(lengths[i * 4 + 3]!);
     const at = i * NUMBERS_PER_ROW;
     const receivedMs = numbers[at + 2]!;
-    rows[i] = {
+    const row: IndexRow = {
       seq: numbers[at]!,
       tsMs: numbers[at + 1]!,
       receivedMs: Number.isNaN(receivedMs) ? null : receivedMs,
@@ -69,6 +72,8 @@ export function unpackRows(packed: Pick<ApplyMessage, 'text' | 'lengths' | 'numb
       source,
       body,
     };
+    if (!Number.isNaN(numbers[at + 3]!)) row.position = { segment: numbers[at + 3]!, offset: numbers[at + 4]!, length: numbers[at + 5]! };
+    rows[i] = row;
   }
   return rows;
 }

@@ -6,12 +6,15 @@ import { createIndexApplier, InlineApplier, type IndexApplier, type IndexBatch }
 import { IndexStore, type IndexRow } from '../../src/index/store';
 import { makeTempDir } from '../helpers/temp-dir';
 import { waitFor } from '../../src/cli/wait';
+import { openTestStore } from '../helpers/logged-rows';
 
 const silent = pino({ level: 'silent' });
 
 function row(seq: number): IndexRow {
   const body = JSON.stringify({ topic: 't', event_id: `e${seq}`, timestamp: '2025-10-23T10:00:00Z', source: 's' });
-  return { seq, topic: 't', eventId: `e${seq}`, source: 's', tsMs: Date.parse('2025-10-23T10:00:00Z'), body };
+  // A position no test here reads: the consumer only commits rows, it never reads bodies back.
+  const position = { segment: 1, offset: seq * 100, length: 100 };
+  return { seq, topic: 't', eventId: `e${seq}`, source: 's', tsMs: Date.parse('2025-10-23T10:00:00Z'), body, position };
 }
 
 /** An applier on another "thread": each batch is held until the test settles it. */
@@ -54,7 +57,7 @@ class HeldApplier implements IndexApplier {
 describe('Consumer over an IndexApplier', () => {
   let store: IndexStore;
   beforeEach(() => {
-    store = new IndexStore(path.join(makeTempDir(), 'index.db'));
+    store = openTestStore(path.join(makeTempDir(), 'index.db'));
   });
   afterEach(() => store.close());
 
@@ -131,7 +134,7 @@ describe('Consumer over an IndexApplier', () => {
   it('gives the inline applier without INDEX_WORKER and the worker thread with it, both behind one interface', async () => {
     const dataDir = makeTempDir();
     for (const worker of [undefined, { databasePath: path.join(dataDir, 'index.db') }]) {
-      const own = new IndexStore(path.join(dataDir, 'index.db'));
+      const own = openTestStore(path.join(dataDir, 'index.db'));
       const applier = createIndexApplier(own, worker);
       expect(applier.kind).to.equal(worker === undefined ? 'inline' : 'worker');
       const base = own.counters.checkpointSeq;
