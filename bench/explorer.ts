@@ -8,6 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { IndexStore, type IndexRow } from '../src/index/store';
+import { encodeRecord } from '../src/wal/record';
+import { segmentName } from '../src/wal/segments';
 import { countHistogram } from '../src/query/histogram';
 import { FIXED_LIMITS } from '../src/config/config';
 
@@ -34,11 +36,16 @@ async function time(name: string, runs: number, run: () => unknown): Promise<voi
 async function main(): Promise<void> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'logagg-explorer-bench-'));
   try {
-    const store = new IndexStore(path.join(dir, 'index.db'));
+    // The index points into a log: each batch of rows is written as one segment first.
+    const walDir = path.join(dir, 'wal');
+    fs.mkdirSync(walDir);
+    const store = new IndexStore(path.join(dir, 'index.db'), { walDir });
     const endMs = Date.now();
     const started = Date.now();
     for (let from = 1; from <= COUNT; from += 10_000) {
       const rows: IndexRow[] = [];
+      const lines: string[] = [];
+      let offset = 0;
       for (let seq = from; seq < Math.min(COUNT + 1, from + 10_000); seq += 1) {
         const topic = `topic-${seq % 20}`;
         const tsMs = endMs - SPAN_MS + Math.floor((SPAN_MS * seq) / COUNT);
@@ -52,8 +59,13 @@ async function main(): Promise<void> {
           source: `host-${seq % 5}`,
           payload,
         });
-        rows.push({ seq, topic, eventId: `e-${seq}`, source: `host-${seq % 5}`, tsMs, body });
+        const line = encodeRecord(seq, body, null);
+        const length = Buffer.byteLength(line);
+        lines.push(line);
+        rows.push({ seq, topic, eventId: `e-${seq}`, source: `host-${seq % 5}`, tsMs, body, position: { segment: from, offset, length } });
+        offset += length;
       }
+      fs.writeFileSync(path.join(walDir, segmentName(from)), lines.join(''));
       store.appendNewRows(rows);
     }
     process.stdout.write(`seeded ${COUNT} events in ${Date.now() - started} ms; scan bound ${FIXED_LIMITS.queryScanRowsMax} rows\n`);

@@ -1,6 +1,6 @@
 import { IndexStore, type IndexRow } from '../src/index/store';
 import { rowFromEventJson } from '../src/wal/event-row';
-import { canonicalEventJson } from '../src/wal/record';
+import { canonicalEventJson, encodeRecord } from '../src/wal/record';
 import { benchEvent } from './events';
 
 /**
@@ -20,11 +20,16 @@ export function rawInsertRate(
   const store = new IndexStore(dbPath, { loadKeys: false });
   let seconds = 0;
   let cpuMicros = 0;
+  let offset = 0;
   try {
     for (let start = 0; start < count; start += batchRows) {
       const rows: IndexRow[] = [];
       for (let i = start; i < Math.min(count, start + batchRows); i += 1) {
-        rows.push(rowFromEventJson(i + 1, canonicalEventJson(benchEvent(prefix, i))));
+        // The position its record would have in one segment (the index stores it; nothing here reads it back).
+        const eventJson = canonicalEventJson(benchEvent(prefix, i));
+        const length = Buffer.byteLength(encodeRecord(i + 1, eventJson));
+        rows.push(rowFromEventJson(i + 1, eventJson, null, { segment: 1, offset, length }));
+        offset += length;
       }
       const cpuBefore = process.cpuUsage();
       const started = performance.now();

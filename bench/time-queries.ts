@@ -1,8 +1,10 @@
+import path from 'node:path';
 import { IndexStore, type EventQuery } from '../src/index/store';
 
 /**
  * Times IndexStore.readPage on an existing index (argv[2], opened read-only, a stopped
- * server's `index.db`): pages of 100 with since/until and order=desc, 200 of each shape,
+ * server's `index.db`; its log is argv[3], default the `wal` directory next to it, where the
+ * pages' bodies are read): pages of 100 with since/until and order=desc, 200 of each shape,
  * in this process without HTTP. Prints p50/p99 per shape; figures depend on the machine's
  * load, so quote them with it (docs/performance.md, "Time queries").
  */
@@ -11,8 +13,8 @@ function quantile(values: number[], q: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
 }
 
-function main(file: string): void {
-  const store = new IndexStore(file, { readonly: true });
+function main(file: string, walDir: string): void {
+  const store = new IndexStore(file, { readonly: true, walDir });
   try {
     const seqs = store.seqBounds();
     const times = seqs === null ? null : store.timeBounds({}, seqs.first, seqs.last);
@@ -28,6 +30,7 @@ function main(file: string): void {
       ['topic + since the last 1 %', () => ({ topics: store.topics().slice(0, 1), sinceMs: times.maxMs - span * 0.01, limit: 100 })],
       ['order=desc, first page', () => ({ order: 'desc', limit: 100 })],
       ['order=desc + a 1 % window', (i) => ({ order: 'desc', ...windowAt(i), limit: 100 })],
+      ['q=nope (worst body filter: a whole scan bound of bodies)', () => ({ words: ['nope'], limit: 100 })],
     ];
     for (const [name, make] of shapes) {
       const elapsed: number[] = [];
@@ -46,4 +49,5 @@ function main(file: string): void {
   }
 }
 
-main(process.argv[2] ?? 'data/index.db');
+const file = process.argv[2] ?? 'data/index.db';
+main(file, process.argv[3] ?? path.join(path.dirname(file), 'wal'));

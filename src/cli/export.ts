@@ -42,7 +42,7 @@ export async function exportEvents(
   options: { progress?: boolean; databasePath?: string } = {},
 ): Promise<Omit<ExportSummary, 'out'>> {
   const segments = logSegments(walDir);
-  const startSeq = options.databasePath === undefined ? null : startSeqFromIndex(options.databasePath, filter);
+  const startSeq = options.databasePath === undefined ? null : startSeqFromIndex(options.databasePath, walDir, filter);
   if (startSeq !== null) filter = { ...filter, fromSeq: Math.max(filter.fromSeq ?? 1, startSeq) };
   const summary: Omit<ExportSummary, 'out'> = { events: 0, bytes: 0, lastSeq: null, segments: 0, corruptLinesSkipped: [] };
   const progress = startProgress(options.progress === true, 'export', segmentsBytes(segmentsFrom(segments, filter.fromSeq ?? 1)), 'bytes');
@@ -82,11 +82,11 @@ export async function exportEvents(
  * it are skipped unread. Null when the index cannot tell (missing, older schema, unreadable):
  * export then reads the whole log, as it always did.
  */
-export function startSeqFromIndex(databasePath: string, filter: EventFilter): number | null {
+export function startSeqFromIndex(databasePath: string, walDir: string, filter: EventFilter): number | null {
   if (filterIsSeqOnly(filter) || !fs.existsSync(databasePath)) return null;
   let store: IndexStore | undefined;
   try {
-    store = new IndexStore(databasePath, { readonly: true });
+    store = new IndexStore(databasePath, { readonly: true, walDir });
     const index = store;
     return index.withSnapshot(() => {
       const { topics, source, sinceMs, untilMs, fromSeq } = filter;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { IndexStore, type IndexRow } from '../index/store';
-import { rowFromEventJson } from '../wal/event-row';
+import { positionOf, rowFromEventJson } from '../wal/event-row';
 import { describeBadLine, describeSeqBreak } from '../wal/reader';
 import { retainedSegments } from '../wal/retention';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, INDEX_OPTIONS, UsageError } from './args';
@@ -138,7 +138,7 @@ export function rebuildIndex(
       }
       if (item.kind === 'record') {
         report.records += 1;
-        rows.push(rowFromEventJson(item.seq, item.eventJson, item.receivedAtMs));
+        rows.push(rowFromEventJson(item.seq, item.eventJson, item.receivedAtMs, positionOf(item)));
       }
       if (rows.length >= REBUILD_BATCH_ROWS || (item.kind === 'segment_end' && rows.length > 0)) {
         report.rows += store.applyBatch(rows);

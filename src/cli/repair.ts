@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { IndexStore } from '../index/store';
 import { repairLog, type RepairChange } from '../wal/repair';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, UsageError } from './args';
 import { logSegments, segmentsBytes } from './log-files';
@@ -24,6 +25,13 @@ export interface RepairReport {
   dryRun: boolean;
   actions: RepairAction[];
   remaining: RepairRemaining[];
+  /**
+   * What repair did to the index: a rewritten segment moves the bytes of every later record,
+   * so the index forgets its rows from the first rewritten seq on (`invalidatedFromSeq`) and
+   * the next start re-indexes them from the log, keeping the dedup keys. Null fields: nothing
+   * to do (no rewrite, no index, dry run); `error`: the index could not be changed.
+   */
+  index: { invalidatedFromSeq: number | null; rowsDropped: number; error?: string };
   ok: boolean;
 }
 
@@ -56,7 +64,7 @@ function describe(change: RepairChange): string {
  */
 export function repairDataDir(
   walDir: string,
-  options: { quarantineCorrupt: boolean; dryRun: boolean; progress?: boolean },
+  options: { quarantineCorrupt: boolean; dryRun: boolean; progress?: boolean; databasePath?: string },
 ): Omit<RepairReport, 'dataDir'> {
   const progress = startProgress(options.progress === true, 'repair', segmentsBytes(logSegments(walDir)), 'bytes');
   const result = repairLog({
@@ -78,7 +86,39 @@ export function repairDataDir(
             : '; rerun with --quarantine-corrupt to move it to wal/quarantine/';
     return { kind: problem.problem, file: problem.file, offset: problem.offset, detail: `${problem.detail}${hint}` };
   });
-  return { dryRun: options.dryRun, actions, remaining, ok: remaining.length === 0 };
+  const index =
+    options.dryRun || options.databasePath === undefined ? noIndexChange() : invalidateIndex(options.databasePath, result.changes);
+  return { dryRun: options.dryRun, actions, remaining, index, ok: remaining.length === 0 && index.error === undefined };
+}
+
+function noIndexChange(): RepairReport['index'] {
+  return { invalidatedFromSeq: null, rowsDropped: 0 };
+}
+
+/**
+ * Makes the index forget its rows from the first seq of the first segment repair rewrote:
+ * their byte positions moved, and a read by an old position would find another line (the
+ * reader refuses it, but the event would be unreadable). A cut torn tail moves nothing.
+ */
+function invalidateIndex(databasePath: string, changes: RepairChange[]): RepairReport['index'] {
+  const rewritten = changes.filter((c) => c.kind !== 'torn_tail_cut').map((c) => segmentFirstSeq(c.file));
+  if (rewritten.length === 0 || !fs.existsSync(databasePath)) return noIndexChange();
+  const fromSeq = Math.min(...rewritten);
+  try {
+    const store = new IndexStore(databasePath, { loadKeys: false });
+    try {
+      return { invalidatedFromSeq: fromSeq, rowsDropped: store.invalidateFrom(fromSeq) };
+    } finally {
+      store.close();
+    }
+  } catch (err) {
+    return { invalidatedFromSeq: null, rowsDropped: 0, error: (err as Error).message };
+  }
+}
+
+/** The seq a segment file is named for. */
+function segmentFirstSeq(file: string): number {
+  return Number(/(\d{20})\.ndjson$/.exec(file)?.[1] ?? Number.NaN);
 }
 
 function printHuman(report: RepairReport): void {
@@ -90,8 +130,16 @@ function printHuman(report: RepairReport): void {
     out.push(`  ${report.dryRun ? 'would ' : ''}${a.kind}: ${a.file} @${a.offset}: ${a.detail}${saved}${backup}`);
   }
   for (const r of report.remaining) out.push(`  NOT REPAIRED ${r.kind}: ${r.file}${r.offset !== null ? ` @${r.offset}` : ''}: ${r.detail}`);
-  if (report.actions.length > 0 && !report.dryRun)
+  const { index } = report;
+  if (index.error !== undefined) {
+    out.push(`  NOT DONE: could not update the index (${index.error}); run \`logagg rebuild\` before starting the server`);
+  } else if (index.invalidatedFromSeq !== null) {
+    out.push(
+      `  the index forgot its ${index.rowsDropped} row(s) from seq ${index.invalidatedFromSeq} on (their bytes moved); the next start re-indexes them from the log, keeping the dedup keys`,
+    );
+  } else if (report.actions.length > 0 && !report.dryRun) {
     out.push('  the index was not changed; run `logagg verify` (and `logagg rebuild` if it disagrees)');
+  }
   out.push(report.ok ? 'ok' : `${report.remaining.length} problem(s) left`);
   process.stdout.write(`${out.join('\n')}\n`);
 }
@@ -123,7 +171,12 @@ Every change is printed. Exit 0 when the log is clean afterwards, 1 when problem
     const { dryRun, quarantineCorrupt } = context.options;
     const release = dryRun ? () => undefined : lockDataDir(paths.dataDir, 'repair');
     try {
-      const result = repairDataDir(paths.walDir, { quarantineCorrupt, dryRun, progress: context.progress });
+      const result = repairDataDir(paths.walDir, {
+        quarantineCorrupt,
+        dryRun,
+        progress: context.progress,
+        databasePath: paths.databasePath,
+      });
       const report: RepairReport = { dataDir: paths.dataDir, ...result };
       if (context.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
       else printHuman(report);

@@ -1,6 +1,8 @@
 import fs from 'node:fs';
 import { IndexStore } from '../index/store';
 import { describeBadLine, readSegments, type LogItem, type ReadRecord } from '../wal/reader';
+import type { LogPosition } from '../wal/event-row';
+import { segmentName } from '../wal/segments';
 import { retainedSegments, type RetainedLog } from '../wal/retention';
 import { isTombstoneEventJson } from '../wal/record';
 import { dataPaths, defineCommand, EXIT_OK, EXIT_PROBLEM, INDEX_OPTIONS, UsageError } from './args';
@@ -80,8 +82,8 @@ export interface VerifyReport {
 
 /** Walks index rows in seq order alongside the log, one row at a time. */
 class IndexCursor {
-  private readonly rows: Iterator<{ seq: number; body: string }>;
-  current: { seq: number; body: string } | undefined;
+  private readonly rows: Iterator<{ seq: number; position: LogPosition }>;
+  current: { seq: number; position: LogPosition } | undefined;
 
   constructor(store: IndexStore) {
     this.rows = store.rowsInSeqOrder();
@@ -315,13 +317,15 @@ function compareWithIndex(index: IndexCheck, record: ReadRecord): void {
     return;
   }
   if (row?.seq === record.seq) {
-    if (row.body !== record.eventJson) {
+    // The index keeps where the record lies, not its JSON: the two must name the same line.
+    const { position } = row;
+    if (position.segment !== record.segment.firstSeq || position.offset !== record.offset || position.length !== record.length) {
       report.problems.push({
         kind: 'index_mismatch',
         file,
         offset: record.offset,
         seq: record.seq,
-        detail: `index row for seq ${record.seq} differs from the logged event`,
+        detail: `index row for seq ${record.seq} points at ${segmentName(position.segment)} offset ${position.offset} (${position.length} bytes), not at the logged record`,
       });
     }
     cursor.advance();

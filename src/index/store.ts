@@ -1,13 +1,19 @@
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { EventRow } from '../wal/event-row';
+import type { EventRow, LogPosition } from '../wal/event-row';
+import { LogPositionReader } from '../wal/position-reader';
+import type { LogDisk } from '../wal/disk';
+import type { WalRecord } from '../wal/record';
 import { FIXED_LIMITS } from '../config/config';
 import { compileBodyMatcher, needsBody, type BodyFilter, type EventFilter } from '../query/event-filter';
 import { dedupKeyOf, eventDigestOf, type DedupKey } from './key-hash';
 import { KEY_STORE_SCHEMA, KeyStore, type KeyStoreOptions, type StoredKey } from './key-store';
 
-/** One event as the index stores it; `body` is the exact event JSON from the log. */
+/**
+ * One event as the index stores it: its fields and `position`, where its record lies in the
+ * log (required here; the JSON itself is not stored, `body` only gives its digest).
+ */
 export interface IndexRow extends EventRow {
   /** dedupKeyOf(topic, eventId) when the caller has it already (saves hashing twice). */
   key?: DedupKey;
@@ -74,12 +80,17 @@ export interface SeqBounds {
 export const TIME_BLOCK_SEQS = 1024;
 
 /**
- * Schema version 3: received_ms and the time map (record format 2); the dedup keys live in
- * their own table (src/index/key-store.ts) behind an in-memory filter of fixed size, so neither memory nor start-up grows with history.
+ * Schema version 4: an event row keeps where its record lies in the log (segment, byte
+ * offset, line bytes) instead of a copy of its JSON; readers read bodies from the log
+ * (src/wal/position-reader.ts). Version 3 added received_ms and the time map (record
+ * format 2); the dedup keys live in their own table (src/index/key-store.ts) behind an
+ * in-memory filter of fixed size, so neither memory nor start-up grows with history.
  * Event rows are appended in seq order and the (topic, seq) B-tree grows at the end of each
  * topic, so an event insert touches no random page; a key insert touches one.
  */
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
+/** The schema an index is upgraded from in place, keeping its keys (see UPGRADE_FROM_3). */
+const UPGRADABLE_SCHEMA_VERSION = 3;
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
@@ -88,7 +99,9 @@ const SCHEMA = `
     source TEXT NOT NULL,
     ts_ms INTEGER NOT NULL,
     received_ms INTEGER,
-    body TEXT NOT NULL
+    log_segment INTEGER NOT NULL,
+    log_offset INTEGER NOT NULL,
+    log_length INTEGER NOT NULL
   );
   CREATE TABLE IF NOT EXISTS time_blocks (
     block INTEGER PRIMARY KEY,
@@ -101,6 +114,22 @@ const SCHEMA = `
   CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
   CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY) WITHOUT ROWID;
 ${KEY_STORE_SCHEMA}`;
+
+/**
+ * Upgrades a schema-3 index: its event rows (with bodies), time map and topics are dropped
+ * and re-indexed from the log (the checkpoint goes back to the first retained seq), but the
+ * dedup keys, the deletions and the retention meta stay: the keys of events retention
+ * deleted are in no log any more, and dropping them would break the dedup horizon. The
+ * rows dropped leave unique_total; the replay re-inserts an event row whose key names its
+ * seq (counting it again) and leaves that key as it is.
+ */
+const UPGRADE_FROM_3 = `
+  UPDATE meta SET value = value - (SELECT count(*) FROM events) WHERE key = 'unique_total';
+  DROP TABLE IF EXISTS events;
+  DROP TABLE IF EXISTS time_blocks;
+  DROP TABLE IF EXISTS topics;
+  UPDATE meta SET value = coalesce((SELECT value - 1 FROM meta WHERE key = 'first_seq'), 0) WHERE key = 'checkpoint_seq';
+`;
 
 /** Drops an index of an older schema: it is rebuilt from the log, which is the source of truth. */
 const DROP_OLD_SCHEMA = `
@@ -147,6 +176,15 @@ export class IndexStore {
   private readonly queryCache = new Map<string, Database.Statement>();
   /** Compiled body matchers by their filter's JSON, for the SQL function event_matches. */
   private readonly matcherCache = new Map<string, (body: string) => boolean>();
+  /** The log the rows point into (the walDir option), or null. */
+  readonly walDir: string | null;
+  /** Reads event bodies from the log by position; null when the store was opened without its log. */
+  private readonly bodies: LogPositionReader | null;
+  /**
+   * Records event_matches read and matched while selectRows runs (null otherwise), so a
+   * page's rows are not read twice; at most the rows its LIMITs let through.
+   */
+  private matchedRecords: Map<number, WalRecord> | null = null;
   private readonly applyTransaction: (rows: IndexRow[], duplicates: number, conflicts: number) => IndexCounters;
   private readonly appendTransaction: (rows: IndexRow[], duplicates: number, conflicts: number) => IndexCounters;
   private current: IndexCounters;
@@ -157,17 +195,29 @@ export class IndexStore {
   private readonly readOnly: boolean;
   /** True when an index of an older schema was dropped on open (recovery rebuilds it from the log). */
   readonly schemaReset: boolean = false;
+  /** True when a schema-3 index was upgraded on open: its events are re-indexed from the log, its keys kept. */
+  readonly schemaUpgraded: boolean = false;
 
   /**
    * `withoutSpace` opens an existing index for reads only while the disk is full.
    * `loadKeys` (default: true unless readonly) opens the key filter at once (see
    * openKeyFilter); a store that only appends proven-new rows (the index worker) passes
    * false and never makes one. `keys` sizes the filter, names its file and sets the horizon
-   * (default: DEFAULT_KEY_OPTIONS, filter not saved).
+   * (default: DEFAULT_KEY_OPTIONS, filter not saved). `walDir` is the log the rows point
+   * into: every read of an event body goes there (a store without it can write and look up
+   * keys, not read pages); `logDisk` is the disk it is read through (default: the real one;
+   * not for read workers, which cannot be handed one).
    */
   constructor(
     databasePath: string,
-    options: { readonly?: boolean; loadKeys?: boolean; withoutSpace?: boolean; keys?: Partial<KeyStoreOptions> } = {},
+    options: {
+      readonly?: boolean;
+      loadKeys?: boolean;
+      withoutSpace?: boolean;
+      keys?: Partial<KeyStoreOptions>;
+      walDir?: string;
+      logDisk?: LogDisk;
+    } = {},
   ) {
     const readOnly = options.readonly === true || options.withoutSpace === true;
     this.readOnly = readOnly;
@@ -202,7 +252,10 @@ export class IndexStore {
         );
       }
       if (!readOnly) {
-        if (hasEvents && version !== SCHEMA_VERSION) {
+        if (hasEvents && version === UPGRADABLE_SCHEMA_VERSION) {
+          this.db.transaction(() => this.db.exec(UPGRADE_FROM_3))();
+          this.schemaUpgraded = true;
+        } else if (hasEvents && version !== SCHEMA_VERSION) {
           this.db.exec(DROP_OLD_SCHEMA);
           this.schemaReset = true;
         }
@@ -215,7 +268,10 @@ export class IndexStore {
     }
 
     this.statements = {
-      insert: this.db.prepare('INSERT INTO events (seq, topic, event_id, source, ts_ms, received_ms, body) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      // OR REPLACE: a row re-indexed after an upgrade or a repair takes its record's new position.
+      insert: this.db.prepare(
+        'INSERT OR REPLACE INTO events (seq, topic, event_id, source, ts_ms, received_ms, log_segment, log_offset, log_length) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
       // min()/max() of two values ignore neither NULL: coalesce keeps a version-1 block's null times out.
       noteBlock: this.db.prepare(
         `INSERT INTO time_blocks (block, min_ts_ms, max_ts_ms, min_received_ms, max_received_ms) VALUES (?, ?, ?, ?, ?)
@@ -235,8 +291,19 @@ export class IndexStore {
     for (const topic of this.statements.topics.all() as string[]) this.topicSet.add(topic);
     // The free-text and payload-field rule (src/query/event-filter.ts), callable from SQL so
     // that LIMIT and the seq bounds apply to matching rows.
-    this.db.function('event_matches', { deterministic: true }, (body: unknown, filterJson: unknown) =>
-      this.bodyMatcher(String(filterJson))(String(body)) ? 1 : 0,
+    // The body is read from the log by the row's position; a row whose segment is gone matches nothing.
+    this.walDir = options.walDir ?? null;
+    this.bodies = options.walDir === undefined ? null : new LogPositionReader(options.walDir, { disk: options.logDisk });
+    this.db.function(
+      'event_matches',
+      { deterministic: true },
+      (seq: unknown, segment: unknown, offset: unknown, length: unknown, filterJson: unknown) => {
+        const seqNumber = Number(seq);
+        const record = this.readRecord(seqNumber, { segment: Number(segment), offset: Number(offset), length: Number(length) });
+        if (record === null || !this.bodyMatcher(String(filterJson))(record.eventJson)) return 0;
+        this.matchedRecords?.set(seqNumber, record);
+        return 1;
+      },
     );
     this.current = this.readCounters();
     const loadKeys = options.loadKeys ?? !readOnly;
@@ -257,10 +324,13 @@ export class IndexStore {
         if (row.seq > lastSeq) lastSeq = row.seq;
         // The first row of a key wins; later ones (in the index or this batch) are ignored.
         const key = row.key ?? dedupKeyOf(row.topic, row.eventId);
-        if (this.keys.lookup(key) !== undefined) continue;
-        this.statements.insert.run(row.seq, row.topic, row.eventId, row.source, row.tsMs, row.receivedMs ?? null, row.body);
-        this.keys.put(key, row.seq, eventDigestOf(row.body));
+        const known = this.keys.lookup(key);
+        if (known !== undefined && known.seq !== row.seq) continue;
+        this.insertRow(row);
         inserted += 1;
+        // A key that names this very seq: its row is being re-indexed (upgrade, repair); the key stays as it is.
+        if (known !== undefined) continue;
+        this.keys.put(key, row.seq, eventDigestOf(row.body));
         if (!this.topicSet.has(row.topic)) this.statements.insertTopic.run(row.topic);
       }
       this.noteTimeBlocks(rows);
@@ -271,7 +341,7 @@ export class IndexStore {
       let lastSeq = this.current.checkpointSeq;
       for (const row of rows) {
         if (row.seq > lastSeq) lastSeq = row.seq;
-        this.statements.insert.run(row.seq, row.topic, row.eventId, row.source, row.tsMs, row.receivedMs ?? null, row.body);
+        this.insertRow(row);
         this.keys.put(row.key ?? dedupKeyOf(row.topic, row.eventId), row.seq, eventDigestOf(row.body));
         if (!this.topicSet.has(row.topic)) this.statements.insertTopic.run(row.topic);
       }
@@ -279,6 +349,33 @@ export class IndexStore {
       this.keys.commitCount();
       return this.commitCounters(lastSeq, rows.length, duplicates, conflicts);
     });
+  }
+
+  /** Inserts (or re-positions) one event row; a row must say where its record lies in the log. */
+  private insertRow(row: IndexRow): void {
+    const position = row.position;
+    if (position === undefined) throw new Error(`index insert: row of seq ${row.seq} has no log position`);
+    this.statements.insert.run(
+      row.seq,
+      row.topic,
+      row.eventId,
+      row.source,
+      row.tsMs,
+      row.receivedMs ?? null,
+      position.segment,
+      position.offset,
+      position.length,
+    );
+  }
+
+  /**
+   * The record of `seq` read from the log at `position`, or null when its segment is gone
+   * (retention deleted it after this read's snapshot was taken). Throws when the store has no
+   * log, or when the bytes there are not that record (never served as an event).
+   */
+  private readRecord(seq: number, position: LogPosition): WalRecord | null {
+    if (this.bodies === null) throw new Error('index read: this store was opened without its log directory (walDir)');
+    return this.bodies.read(seq, position);
   }
 
   /**
@@ -513,9 +610,38 @@ export class IndexStore {
     return this.db.transaction(read)();
   }
 
-  /** Every row's seq and body in seq order, read one at a time (for comparing with the log). */
-  rowsInSeqOrder(): IterableIterator<{ seq: number; body: string }> {
-    return this.db.prepare('SELECT seq, body FROM events ORDER BY seq').iterate() as IterableIterator<{ seq: number; body: string }>;
+  /**
+   * Every stored event's seq and body in seq order, the bodies read from the log (tools and
+   * tests; a row whose segment is gone is left out).
+   */
+  *eventsInSeqOrder(): Generator<{ seq: number; body: string }> {
+    for (const { seq, position } of this.rowsInSeqOrder()) {
+      const record = this.readRecord(seq, position);
+      if (record !== null) yield { seq, body: record.eventJson };
+    }
+  }
+
+  /**
+   * The event JSON of `seq` read from the log at `position` (a row of rowsInSeqOrder), or null
+   * when its segment is gone; throws PositionMismatchError when the log holds no such record there.
+   */
+  readEventAt(seq: number, position: LogPosition): string | null {
+    return this.readRecord(seq, position)?.eventJson ?? null;
+  }
+
+  /** Every row's seq and log position in seq order, read one at a time (for comparing with the log). */
+  rowsInSeqOrder(): IterableIterator<{ seq: number; position: LogPosition }> {
+    const rows = this.db
+      .prepare('SELECT seq, log_segment AS segment, log_offset AS offset, log_length AS length FROM events ORDER BY seq')
+      .iterate() as IterableIterator<{ seq: number } & LogPosition>;
+    return (function* positioned(): Generator<{ seq: number; position: LogPosition }> {
+      for (const { seq, segment, offset, length } of rows) yield { seq, position: { segment, offset, length } };
+    })();
+  }
+
+  /** Log segment files this store holds open to read bodies (bounded; tests check it). */
+  get openLogHandles(): number {
+    return this.bodies?.openHandles ?? 0;
   }
 
   /** Events matching `query` in its order, without a scan bound (tools and tests; see readPage). */
@@ -531,6 +657,8 @@ export class IndexStore {
    * Reads the rows and the store's bounds in one transaction, so they agree.
    */
   readPage(query: EventQuery): EventPage {
+    // Segments retention unlinked since the last page: close their handles (their space goes back).
+    this.bodies?.releaseUnlinked();
     return this.db.transaction((): EventPage => {
       const desc = query.order === 'desc';
       const scanRowsMax = query.scanRowsMax ?? FIXED_LIMITS.queryScanRowsMax;
@@ -554,9 +682,9 @@ export class IndexStore {
           if (bottom + scanRowsMax - 1 < bounds.last) toSeq = edge = bottom + scanRowsMax - 1;
         }
       }
-      const { rows, cut } = this.selectRows(query, fromSeq, toSeq, desc);
-      // A full page, or one cut by its bytes, goes on after its last row; else at the scan's edge.
-      const nextCursor = rows.length === query.limit || cut ? rows[rows.length - 1]!.seq : edge;
+      const { rows, cut, lastSeq } = this.selectRows(query, fromSeq, toSeq, desc);
+      // A full page, or one cut short, goes on after the last row it read; else at the scan's edge.
+      const nextCursor = rows.length === query.limit || cut ? lastSeq : edge;
       return { rows, nextCursor };
     })();
   }
@@ -610,16 +738,26 @@ export class IndexStore {
         rows.push(row);
         bytes += row.body.length;
       }
-      // A full page, or one cut by its bytes, goes on after its last row; else at the scan's edge.
-      if (rows.length === query.limit || found.cut) return { rows, nextCursor: rows[rows.length - 1]!.seq };
+      // A full page, or one cut short, goes on after the last row it read; else at the scan's edge.
+      if (rows.length === query.limit || found.cut) return { rows, nextCursor: found.lastSeq };
       if (edge !== null) return { rows, nextCursor: edge };
       if (budget === 0) spentAt = desc ? low : high;
     }
     return { rows, nextCursor: null };
   }
 
-  /** Rows of `query` with seq in [fromSeq, toSeq], in order, at most query.limit and about query.bytesMax. */
-  private selectRows(query: EventQuery, fromSeq: number, toSeq: number, desc: boolean): { rows: PageRow[]; cut: boolean } {
+  /**
+   * Rows of `query` with seq in [fromSeq, toSeq], in order, at most query.limit and about
+   * query.bytesMax, their bodies read from the log. A row whose segment retention unlinked
+   * meanwhile is skipped (its event is deleted); then, or when the bytes bound ends it, the
+   * result is `cut` and the next page starts after `lastSeq`, the last row it read.
+   */
+  private selectRows(
+    query: EventQuery,
+    fromSeq: number,
+    toSeq: number,
+    desc: boolean,
+  ): { rows: PageRow[]; cut: boolean; lastSeq: number | null } {
     const direction = desc ? 'DESC' : 'ASC';
     const { clauses, params } = this.filterClauses(query, fromSeq, toSeq);
     const topics = query.topics ?? [];
@@ -630,12 +768,12 @@ export class IndexStore {
         clauses.unshift('topic = ?');
         params.unshift(topics[0]!);
       }
-      sql = `SELECT seq, body, received_ms AS receivedMs FROM events ${whereClause(clauses)} ORDER BY seq ${direction} LIMIT ?`;
+      sql = `SELECT ${PAGE_COLUMNS} FROM events ${whereClause(clauses)} ORDER BY seq ${direction} LIMIT ?`;
       all = [...params, query.limit];
     } else {
       // One index walk per topic, each bounded by the limit, merged: the first `limit` rows of
       // the union are the first `limit` rows overall (each is among the first of its topic).
-      const one = `SELECT * FROM (SELECT seq, body, received_ms AS receivedMs FROM events WHERE ${['topic = ?', ...clauses].join(' AND ')} ORDER BY seq ${direction} LIMIT ?)`;
+      const one = `SELECT * FROM (SELECT ${PAGE_COLUMNS} FROM events WHERE ${['topic = ?', ...clauses].join(' AND ')} ORDER BY seq ${direction} LIMIT ?)`;
       sql = `${topics.map(() => one).join(' UNION ALL ')} ORDER BY seq ${direction} LIMIT ?`;
       for (const topic of topics) all.push(topic, ...params, query.limit);
       all.push(query.limit);
@@ -643,13 +781,27 @@ export class IndexStore {
     const bytesMax = query.bytesMax ?? Number.POSITIVE_INFINITY;
     const rows: PageRow[] = [];
     let bytes = 0;
-    for (const row of this.prepared(sql).iterate(...all) as IterableIterator<PageRow>) {
-      rows.push(row);
-      bytes += row.body.length;
-      // Stopping the iteration ends the statement; the page goes on from the last row kept.
-      if (bytes > bytesMax) return { rows, cut: true };
+    let lastSeq: number | null = null;
+    let skipped = false;
+    const matched = needsBody(query) ? new Map<number, WalRecord>() : null;
+    this.matchedRecords = matched;
+    try {
+      for (const row of this.prepared(sql).iterate(...all) as IterableIterator<PositionedPageRow>) {
+        lastSeq = row.seq;
+        const record = matched?.get(row.seq) ?? this.readRecord(row.seq, { segment: row.segment, offset: row.offset, length: row.length });
+        if (record === null) {
+          skipped = true;
+          continue;
+        }
+        rows.push({ seq: row.seq, body: record.eventJson, receivedMs: row.receivedMs });
+        bytes += record.eventJson.length;
+        // Stopping the iteration ends the statement; the page goes on from the last row kept.
+        if (bytes > bytesMax) return { rows, cut: true, lastSeq };
+      }
+    } finally {
+      this.matchedRecords = null;
     }
-    return { rows, cut: false };
+    return { rows, cut: skipped, lastSeq };
   }
 
   /** SQL conditions (and their parameters) for a filter's source, time and body, and a seq range. */
@@ -677,7 +829,7 @@ export class IndexStore {
       params.push(filter.untilMs);
     }
     if (needsBody(filter)) {
-      clauses.push('event_matches(body, ?)');
+      clauses.push('event_matches(seq, log_segment, log_offset, log_length, ?)');
       params.push(JSON.stringify({ words: filter.words ?? [], fields: filter.fields ?? [] }));
     }
     return { clauses, params };
@@ -782,8 +934,28 @@ export class IndexStore {
     }
   }
 
+  /**
+   * After `logagg repair` rewrote the log from `seq` on (byte positions moved): deletes the
+   * event rows from `seq` on and moves the checkpoint before it, in one transaction, so the
+   * next start re-indexes them from the repaired log with their new positions. Dedup keys
+   * stay; the rows deleted leave unique_total and come back into it as they are re-indexed
+   * (a seq repair made a tombstone does not). Returns the rows deleted.
+   */
+  invalidateFrom(seq: number): number {
+    return this.db.transaction((): number => {
+      const deleted = this.db.prepare('DELETE FROM events WHERE seq >= ?').run(seq).changes;
+      const checkpointSeq = Math.min(this.current.checkpointSeq, seq - 1);
+      const uniqueTotal = this.current.uniqueTotal - deleted;
+      this.statements.setMeta.run(COUNTER_KEYS.checkpointSeq, checkpointSeq);
+      this.statements.setMeta.run(COUNTER_KEYS.uniqueTotal, uniqueTotal);
+      this.current = { ...this.current, checkpointSeq, uniqueTotal };
+      return deleted;
+    })();
+  }
+
   /** Saves the key filter (a clean stop starts without rebuilding it) and closes the file. */
   close(): void {
+    this.bodies?.close();
     if (!this.db.open) return;
     if (!this.readOnly) this.keys.close(this.current.checkpointSeq);
     this.db.close();
@@ -792,6 +964,12 @@ export class IndexStore {
 
 /** Key options of a store that names none: the defaults of DEDUP_FILTER_BYTES and DEDUP_HORIZON_MS, no saved filter. */
 export const DEFAULT_KEY_OPTIONS: KeyStoreOptions = { filterBytes: 32 * 1024 * 1024, filterPath: null, horizonMs: 0 };
+
+/** The columns a page reads: the row's seq, acceptance time and log position (its body comes from the log). */
+const PAGE_COLUMNS = 'seq, received_ms AS receivedMs, log_segment AS segment, log_offset AS offset, log_length AS length';
+
+/** A page row as SQL gives it, before its body is read from the log. */
+type PositionedPageRow = { seq: number; receivedMs: number | null } & LogPosition;
 
 /** `WHERE a AND b`, or nothing for no conditions. */
 function whereClause(clauses: string[]): string {

@@ -205,7 +205,7 @@ export class Aggregator {
   /** The index opened for reads only while a full disk holds up recovery; null when it cannot be opened either. */
   private openSpacelessReads(): void {
     try {
-      this.store = new IndexStore(this.options.config.databasePath, { withoutSpace: true });
+      this.store = new IndexStore(this.options.config.databasePath, { ...this.storeOptions(), logDisk: this.disk, withoutSpace: true });
     } catch (err) {
       this.store = null;
       if (!this.spacelessReadsFailed) this.options.logger.warn({ err }, 'recovery: cannot open the index for reads while the disk is full');
@@ -232,6 +232,8 @@ export class Aggregator {
       throw err;
     }
     const store = new IndexStore(config.databasePath, {
+      ...this.storeOptions(),
+      logDisk: this.disk,
       loadKeys: false,
       keys: {
         filterPath: `${config.databasePath}.keys-filter`,
@@ -244,6 +246,9 @@ export class Aggregator {
     this.closeSpacelessReads();
     this.store = store;
     if (store.schemaReset) logger.warn('recovery: the index had an older schema; dropped it, rebuilding from the log');
+    if (store.schemaUpgraded) {
+      logger.warn('recovery: the index had schema 3 (event bodies in SQLite); re-indexing its events from the log, keeping its dedup keys');
+    }
     const { checkpointSeq } = store.counters;
     this.catchUpKeyFilter(store);
     logger.info({ checkpointSeq, walDir: config.walDir }, 'recovery: replaying log after checkpoint');
@@ -261,7 +266,9 @@ export class Aggregator {
         onRecords: async (records) => {
           // Tombstones left by `logagg repair` hold a seq but no event.
           store.applyBatch(
-            records.filter((r) => !isTombstoneEventJson(r.eventJson)).map((r) => rowFromEventJson(r.seq, r.eventJson, r.receivedAtMs)),
+            records
+              .filter((r) => !isTombstoneEventJson(r.eventJson))
+              .map((r) => rowFromEventJson(r.seq, r.eventJson, r.receivedAtMs, r.position)),
           );
           await new Promise<void>((resolve) => setImmediate(resolve));
         },
@@ -320,7 +327,14 @@ export class Aggregator {
       walDir: config.walDir,
       segmentBytesMax: config.segmentBytesMax,
       start,
-      onDurable: (records, stats) => {
+      onDurable: (records, stats, position) => {
+        // The index keeps where each record lies in the log, not its JSON.
+        let offset = position.offset;
+        for (let i = 0; i < records.length; i += 1) {
+          const length = position.lineBytes[i]!;
+          records[i]!.row.position = { segment: position.segment, offset, length };
+          offset += length;
+        }
         this.consumer!.enqueue(records.map((r) => r.row));
         this.options.observer?.onFlush?.(stats);
       },
@@ -589,7 +603,8 @@ export class Aggregator {
 
   /** The options every connection to the index is opened with (the main store's and the read workers'). */
   private storeOptions(): ReadStoreOptions {
-    return {};
+    // Rows point into this log: every body a read serves is read from it by position.
+    return { walDir: this.options.config.walDir };
   }
 
   private openReadPool(): ReadPool | null {

@@ -1,4 +1,21 @@
 import type { LogEvent } from './record';
+import type { SegmentInfo } from './segments';
+
+/**
+ * Where a record's line lies in the log: the segment (named by its first seq), the byte
+ * offset of the line in that file and its bytes including the newline. The index keeps it
+ * instead of the event's JSON; readers read the line back (src/wal/position-reader.ts).
+ */
+export interface LogPosition {
+  segment: number;
+  offset: number;
+  length: number;
+}
+
+/** The position of a record the log reader yielded. */
+export function positionOf(record: { segment: SegmentInfo; offset: number; length: number }): LogPosition {
+  return { segment: record.segment.firstSeq, offset: record.offset, length: record.length };
+}
 
 /** A logged event with the fields the index keys and filters on; `body` is its exact JSON text from the log. */
 export interface EventRow {
@@ -10,6 +27,8 @@ export interface EventRow {
   /** When the service accepted the event (epoch ms); null (or absent) for a version-1 record. */
   receivedMs?: number | null;
   body: string;
+  /** Where its record lies in the log (set once the writer has written it; the SQLite index needs it). */
+  position?: LogPosition;
 }
 
 /**
@@ -29,7 +48,7 @@ function jsonStringValue(token: string): string {
  * the log holds it (recovery, rebuild and export have only that). It does not validate
  * the event: a timestamp that names no instant gives tsMs 0.
  */
-export function rowFromEventJson(seq: number, eventJson: string, receivedMs: number | null = null): EventRow {
+export function rowFromEventJson(seq: number, eventJson: string, receivedMs: number | null = null, position?: LogPosition): EventRow {
   let topic: string;
   let eventId: string;
   let timestamp: string;
@@ -44,5 +63,7 @@ export function rowFromEventJson(seq: number, eventJson: string, receivedMs: num
     ({ topic, event_id: eventId, timestamp, source } = JSON.parse(eventJson) as LogEvent);
   }
   const tsMs = Date.parse(timestamp);
-  return { seq, topic, eventId, source, tsMs: Number.isNaN(tsMs) ? 0 : tsMs, receivedMs, body: eventJson };
+  const row: EventRow = { seq, topic, eventId, source, tsMs: Number.isNaN(tsMs) ? 0 : tsMs, receivedMs, body: eventJson };
+  if (position !== undefined) row.position = position;
+  return row;
 }

@@ -136,9 +136,10 @@ export type LineProblem = 'bad_frame' | 'bad_crc' | 'bad_json' | 'bad_seq';
 
 /**
  * Decodes one line (without its newline). It checks framing, checksum and JSON shape,
- * not the position of the seq in the log; that is the reader's job.
+ * not the position of the seq in the log; that is the reader's job. `checkJson: false`
+ * skips parsing the event (a reader by position whose checksum already proves the bytes).
  */
-export function decodeLine(line: string): WalRecord | LineProblem {
+export function decodeLine(line: string, options: { checkJson?: boolean } = {}): WalRecord | LineProblem {
   if (line.length < HEADER_LENGTH + 2 || !line.startsWith(PREFIX) || line.slice(PREFIX.length + 8, HEADER_LENGTH) !== '",') {
     return 'bad_frame';
   }
@@ -153,6 +154,7 @@ export function decodeLine(line: string): WalRecord | LineProblem {
   const receivedAtMs = seqMatch[2] === undefined ? null : Date.parse(seqMatch[2]);
   if (receivedAtMs !== null && Number.isNaN(receivedAtMs)) return 'bad_frame';
   const eventJson = body.slice(seqMatch[0].length, -1);
+  if (options.checkJson === false) return { seq, eventJson, receivedAtMs };
   try {
     const parsed: unknown = JSON.parse(eventJson);
     if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return 'bad_json';

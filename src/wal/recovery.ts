@@ -2,6 +2,7 @@ import { makeDirDurable, type LogDisk } from './disk';
 import { cutTornTail } from './quarantine';
 import { describeBadLine, describeSeqBreak, readLog } from './reader';
 import type { WalRecord } from './record';
+import { positionOf, type LogPosition } from './event-row';
 import type { SegmentInfo } from './segments';
 import type { WriterStart } from './writer';
 
@@ -28,13 +29,18 @@ export interface RecoveryReport {
   tornTail: { file: string; offset: number; bytesDropped: number; savedTo: string } | null;
 }
 
+/** A record replayed by recovery, with where its line lies in the log. */
+export interface PositionedRecord extends WalRecord {
+  position: LogPosition;
+}
+
 export interface RecoverLogOptions {
   disk: LogDisk;
   walDir: string;
   /** Last seq the index holds; records after it are handed to onRecords. */
   checkpointSeq: number;
   /** Receives records to replay, in seq order and in chunks; awaited, so it may yield. */
-  onRecords: (records: WalRecord[]) => Promise<void>;
+  onRecords: (records: PositionedRecord[]) => Promise<void>;
   /** Records per onRecords call. */
   chunkRecords: number;
   /** Bytes of a segment read at once (READ_CHUNK_BYTES); tests make it small to cross lines. */
@@ -59,7 +65,7 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
   const report: RecoveryReport = { segmentsRead: 0, recordsReplayed: 0, lastSeq: checkpointSeq, tornTail: null };
   let lastSegment: { info: SegmentInfo; size: number } | null = null;
   let torn: { segment: SegmentInfo; offset: number } | null = null;
-  let chunk: WalRecord[] = [];
+  let chunk: PositionedRecord[] = [];
   const replayChunk = async (): Promise<void> => {
     if (chunk.length === 0) return;
     await options.onRecords(chunk);
@@ -81,7 +87,7 @@ export async function recoverLog(options: RecoverLogOptions): Promise<{ start: W
         // Replay what the index does not have yet, in bounded chunks; tombstones too, so
         // that the checkpoint passes their seqs.
         if (item.seq <= checkpointSeq) break;
-        chunk.push({ seq: item.seq, eventJson: item.eventJson, receivedAtMs: item.receivedAtMs });
+        chunk.push({ seq: item.seq, eventJson: item.eventJson, receivedAtMs: item.receivedAtMs, position: positionOf(item) });
         if (chunk.length >= options.chunkRecords) await replayChunk();
         break;
       case 'segment_end':

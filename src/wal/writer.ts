@@ -11,6 +11,17 @@ export interface WriterStart {
   lastSegment: { info: SegmentInfo; size: number } | null;
 }
 
+/**
+ * Where one group commit's records went: the segment (by its first seq), the byte offset of
+ * the first record's line, and each line's bytes in record order (the next line starts where
+ * one ends). The index keeps these positions instead of the events' JSON.
+ */
+export interface BatchPosition {
+  segment: number;
+  offset: number;
+  lineBytes: number[];
+}
+
 /** Figures of one group commit, for metrics. */
 export interface FlushStats {
   records: number;
@@ -24,8 +35,8 @@ export interface WalWriterOptions<R extends WalRecord = WalRecord> {
   /** A segment is rotated before a write would take it past this size. */
   segmentBytesMax: number;
   start: WriterStart;
-  /** Called after each successful fdatasync with its records, in seq order. */
-  onDurable: (records: R[], stats: FlushStats) => void;
+  /** Called after each successful fdatasync with its records, in seq order, and where they lie in the log. */
+  onDurable: (records: R[], stats: FlushStats, position: BatchPosition) => void;
   /** Called once when the log can no longer be trusted (fsync/EIO); the process must stop. */
   onFatal: (err: Error) => void;
 }
@@ -172,7 +183,9 @@ export class WalWriter<R extends WalRecord = WalRecord> {
 
   private async flushBatch(batch: R[]): Promise<void> {
     const { disk } = this.options;
-    const data = Buffer.from(batch.map((r) => encodeRecord(r.seq, r.eventJson, r.receivedAtMs)).join(''), 'utf8');
+    const lines = batch.map((r) => encodeRecord(r.seq, r.eventJson, r.receivedAtMs));
+    const text = lines.join('');
+    const data = Buffer.from(text, 'utf8');
     const firstSeq = batch[0]!.seq;
     const lastSeq = batch[batch.length - 1]!.seq;
     let handle: FileHandleId;
@@ -202,7 +215,10 @@ export class WalWriter<R extends WalRecord = WalRecord> {
     this.durableSeqValue = lastSeq;
     this.noSpaceSince = null;
     this.releaseWaiters();
-    this.options.onDurable(batch, { records: batch.length, bytes: data.length, fsyncMs });
+    // An all-ASCII batch (the usual case) has as many bytes per line as characters.
+    const lineBytes = data.length === text.length ? lines.map((l) => l.length) : lines.map((l) => Buffer.byteLength(l, 'utf8'));
+    const position: BatchPosition = { segment: this.segment!.firstSeq, offset: startSize, lineBytes };
+    this.options.onDurable(batch, { records: batch.length, bytes: data.length, fsyncMs }, position);
   }
 
   /** Returns the handle to write `bytes` at, rotating to a new segment when the bound would be passed. */

@@ -1,10 +1,11 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { IndexStore, type EventQuery } from '../../src/index/store';
+import type { EventQuery } from '../../src/index/store';
 import { runLogagg } from '../harness/logagg-process';
 import { makeDataDir, variedEvents } from '../helpers/data-dir';
 import { dataDirFromWalFixture } from '../helpers/fixtures';
+import { openTestStore } from '../helpers/logged-rows';
 
 /** Queries of every shape GET /events can ask, each answered by the index. */
 const QUERIES: EventQuery[] = [
@@ -19,7 +20,7 @@ const QUERIES: EventQuery[] = [
 ];
 
 function snapshot(databasePath: string): { answers: unknown[]; counters: unknown; topics: string[]; lookups: unknown[] } {
-  const store = new IndexStore(databasePath, { readonly: true });
+  const store = openTestStore(databasePath, { readonly: true });
   try {
     return {
       answers: QUERIES.map((q) => store.queryEvents(q)),

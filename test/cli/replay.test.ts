@@ -2,15 +2,15 @@ import { expect } from 'chai';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { IndexStore } from '../../src/index/store';
 import { runLogagg } from '../harness/logagg-process';
 import { makeDataDir, variedEvents } from '../helpers/data-dir';
 import { fetchAllEvents, makeEvent, postJson, withoutReceivedAt } from '../helpers/events';
 import { makeTempDir } from '../helpers/temp-dir';
 import { startServerProcess } from '../harness/server-process';
+import { openTestStore } from '../helpers/logged-rows';
 
 function allRows(databasePath: string): Array<{ seq: number; body: string }> {
-  const store = new IndexStore(databasePath, { readonly: true });
+  const store = openTestStore(databasePath, { readonly: true });
   try {
     return store.queryEvents({ limit: 1_000_000 }).map(({ seq, body }) => ({ seq, body }));
   } finally {

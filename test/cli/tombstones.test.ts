@@ -1,9 +1,9 @@
 import { expect } from 'chai';
 import path from 'node:path';
-import { IndexStore } from '../../src/index/store';
 import { repairLog } from '../../src/wal/repair';
 import { runLogagg } from '../harness/logagg-process';
 import { dataDirFromWalFixture } from '../helpers/fixtures';
+import { openTestStore } from '../helpers/logged-rows';
 
 /** After `repairLog` quarantines a corrupt record, its tombstone is no event for any tool. */
 describe('logagg on a log repaired with tombstones', () => {
@@ -25,7 +25,7 @@ describe('logagg on a log repaired with tombstones', () => {
 
     const rebuilt = await runLogagg(['rebuild', '--data-dir', dataDir]);
     expect(rebuilt.code, rebuilt.stderr + rebuilt.stdout).to.equal(0);
-    const store = new IndexStore(path.join(dataDir, 'index.db'), { readonly: true });
+    const store = openTestStore(path.join(dataDir, 'index.db'), { readonly: true });
     try {
       expect(store.queryEvents({ limit: 10 }).map((r) => r.seq)).to.deep.equal([1, 3]);
     } finally {

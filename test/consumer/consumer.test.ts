@@ -6,12 +6,15 @@ import { InlineApplier, type IndexApplier, type IndexBatch } from '../../src/con
 import { IndexStore, type IndexRow } from '../../src/index/store';
 import { makeTempDir } from '../helpers/temp-dir';
 import { waitFor } from '../../src/cli/wait';
+import { openTestStore } from '../helpers/logged-rows';
 
 const silent = pino({ level: 'silent' });
 
 function row(seq: number): IndexRow {
   const body = JSON.stringify({ topic: 't', event_id: `e${seq}`, timestamp: '2025-10-23T10:00:00Z', source: 's' });
-  return { seq, topic: 't', eventId: `e${seq}`, source: 's', tsMs: Date.parse('2025-10-23T10:00:00Z'), body };
+  // A position no test here reads: the consumer only commits rows, it never reads bodies back.
+  const position = { segment: 1, offset: seq * 100, length: 100 };
+  return { seq, topic: 't', eventId: `e${seq}`, source: 's', tsMs: Date.parse('2025-10-23T10:00:00Z'), body, position };
 }
 
 /** The store's applier, which refuses the next `refusals` batches as a full disk would. */
@@ -37,7 +40,7 @@ class RefusingApplier implements IndexApplier {
 describe('Consumer over an IndexApplier', () => {
   let store: IndexStore;
   beforeEach(() => {
-    store = new IndexStore(path.join(makeTempDir(), 'index.db'));
+    store = openTestStore(path.join(makeTempDir(), 'index.db'));
   });
   afterEach(() => store.close());
 

@@ -3,8 +3,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { KeyFilter } from '../../src/index/key-filter';
 import { dedupKeyOf, eventDigestOf, keyNumberOf } from '../../src/index/key-hash';
-import { IndexStore, type IndexRow } from '../../src/index/store';
+import type { IndexRow } from '../../src/index/store';
 import { makeTempDir } from '../helpers/temp-dir';
+import { openTestStore, applyLogged } from '../helpers/logged-rows';
 
 function row(seq: number, topic: string, eventId: string, text = eventId): IndexRow {
   const body = JSON.stringify({ topic, event_id: eventId, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { text } });
@@ -105,11 +106,11 @@ describe('IndexStore dedup keys', () => {
   it('saves the filter at close and loads it at open without reading the keys table', () => {
     const file = path.join(makeTempDir(), 'index.db');
     const rebuilt: string[] = [];
-    const first = new IndexStore(file, keyOptions(file, { onFilterRebuilt: (info: { reason: string }) => rebuilt.push(info.reason) }));
-    first.applyBatch([row(1, 't', 'a'), row(2, 't', 'b')]);
+    const first = openTestStore(file, keyOptions(file, { onFilterRebuilt: (info: { reason: string }) => rebuilt.push(info.reason) }));
+    applyLogged(first, [row(1, 't', 'a'), row(2, 't', 'b')]);
     first.close();
     expect(rebuilt).to.deep.equal(['missing']);
-    const second = new IndexStore(file, {
+    const second = openTestStore(file, {
       ...keyOptions(file, { onFilterRebuilt: (info: { reason: string }) => rebuilt.push(info.reason) }),
       loadKeys: false,
     });
@@ -124,15 +125,18 @@ describe('IndexStore dedup keys', () => {
 
   it('rebuilds a corrupt filter from the keys table and still finds every key', () => {
     const file = path.join(makeTempDir(), 'index.db');
-    const first = new IndexStore(file, keyOptions(file));
-    first.applyBatch(Array.from({ length: 500 }, (_, i) => row(i + 1, 't', `k${i}`)));
+    const first = openTestStore(file, keyOptions(file));
+    applyLogged(
+      first,
+      Array.from({ length: 500 }, (_, i) => row(i + 1, 't', `k${i}`)),
+    );
     first.close();
     const filterFile = `${file}.keys-filter`;
     const bytes = fs.readFileSync(filterFile);
     bytes.fill(0, 100, 2000);
     fs.writeFileSync(filterFile, bytes);
     const rebuilt: Array<{ reason: string; keys: number }> = [];
-    const second = new IndexStore(
+    const second = openTestStore(
       file,
       keyOptions(file, { onFilterRebuilt: (info: { reason: string; keys: number }) => rebuilt.push(info) }),
     );
@@ -145,17 +149,17 @@ describe('IndexStore dedup keys', () => {
 
   it('keeps the keys of dropped rows inside the horizon and forgets them past it', () => {
     const file = path.join(makeTempDir(), 'index.db');
-    const inside = new IndexStore(file, keyOptions(file, { horizonMs: 3_600_000 }));
-    inside.applyBatch([row(1, 't', 'old'), row(2, 't', 'kept')]);
+    const inside = openTestStore(file, keyOptions(file, { horizonMs: 3_600_000 }));
+    applyLogged(inside, [row(1, 't', 'old'), row(2, 't', 'kept')]);
     inside.dropThrough(1, Date.now() - 60_000);
     expect(inside.countRows()).to.equal(1);
     expect(inside.lookup('t', 'old')).to.deep.equal({ seq: 1, digest: eventDigestOf(row(1, 't', 'old').body) });
     // The first row of a key still wins while the key is known.
-    expect(inside.applyBatch([row(3, 't', 'old')])).to.equal(0);
+    expect(applyLogged(inside, [row(3, 't', 'old')])).to.equal(0);
     expect(inside.sweepExpiredKeys()).to.equal(null);
     inside.close();
 
-    const past = new IndexStore(file, keyOptions(file, { horizonMs: 1000 }));
+    const past = openTestStore(file, keyOptions(file, { horizonMs: 1000 }));
     expect(past.lookup('t', 'old')).to.equal(undefined);
     expect(past.lookup('t', 'kept')?.seq).to.equal(2);
     expect(past.dedupKeyCount()).to.equal(2);
@@ -163,7 +167,7 @@ describe('IndexStore dedup keys', () => {
     expect(past.dedupKeyCount()).to.equal(1);
     expect(past.sweepExpiredKeys()).to.equal(null);
     // A re-send past the horizon is a new original, and is known again.
-    expect(past.applyBatch([row(4, 't', 'old', 'new content')])).to.equal(1);
+    expect(applyLogged(past, [row(4, 't', 'old', 'new content')])).to.equal(1);
     expect(past.lookup('t', 'old')?.seq).to.equal(4);
     expect(past.dedupKeyCount()).to.equal(2);
     past.close();
@@ -171,11 +175,11 @@ describe('IndexStore dedup keys', () => {
 
   it('replaces an expired key that was not swept yet when its event is sent again', () => {
     const file = path.join(makeTempDir(), 'index.db');
-    const store = new IndexStore(file, keyOptions(file, { horizonMs: 1000 }));
-    store.applyBatch([row(1, 't', 'x')]);
+    const store = openTestStore(file, keyOptions(file, { horizonMs: 1000 }));
+    applyLogged(store, [row(1, 't', 'x')]);
     store.dropThrough(1, Date.now() - 5000);
     expect(store.lookup('t', 'x')).to.equal(undefined);
-    expect(store.applyBatch([row(2, 't', 'x', 'again')])).to.equal(1);
+    expect(applyLogged(store, [row(2, 't', 'x', 'again')])).to.equal(1);
     expect(store.lookup('t', 'x')).to.deep.equal({ seq: 2, digest: eventDigestOf(row(2, 't', 'x', 'again').body) });
     expect(store.dedupKeyCount()).to.equal(1);
     expect(store.sweepExpiredKeys()).to.equal(0);

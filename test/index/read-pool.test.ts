@@ -5,6 +5,7 @@ import { AppError } from '../../src/errors';
 import { ReadPool } from '../../src/index/read-pool';
 import { IndexStore, type IndexRow } from '../../src/index/store';
 import { makeTempDir } from '../helpers/temp-dir';
+import { openTestStore, applyLogged, walDirOf } from '../helpers/logged-rows';
 
 const BASE_MS = Date.parse('2025-10-23T10:00:00Z');
 /** Enough rows that a histogram counted one seq per turn takes far longer than the 100 ms timeout below. */
@@ -24,6 +25,7 @@ describe('ReadPool (index reads on worker threads)', () => {
   function pool(options: { workers?: number; queueMax?: number; timeoutMs?: number } = {}): ReadPool {
     const made = new ReadPool({
       databasePath,
+      storeOptions: { walDir: walDirOf(databasePath) },
       workers: options.workers ?? 1,
       queueMax: options.queueMax ?? 8,
       timeoutMs: options.timeoutMs ?? 30_000,
@@ -35,8 +37,11 @@ describe('ReadPool (index reads on worker threads)', () => {
 
   before(() => {
     databasePath = path.join(makeTempDir(), 'index.sqlite');
-    store = new IndexStore(databasePath);
-    store.applyBatch(Array.from({ length: ROWS }, (_, i) => row(i + 1)));
+    store = openTestStore(databasePath);
+    applyLogged(
+      store,
+      Array.from({ length: ROWS }, (_, i) => row(i + 1)),
+    );
   });
 
   after(async () => {
@@ -53,7 +58,7 @@ describe('ReadPool (index reads on worker threads)', () => {
     expect({ rows: page.rows, nextCursor: page.nextCursor }).to.deep.equal(store.readPage(query));
     expect(page.snapshotSeq).to.equal(ROWS);
     // A commit made before a read is sent is in that read's snapshot.
-    store.applyBatch([row(ROWS + 1)]);
+    applyLogged(store, [row(ROWS + 1)]);
     const next = await reads.readPage({ order: 'desc', limit: 1 });
     expect(next.rows.map((r) => r.seq)).to.deep.equal([ROWS + 1]);
     expect(next.snapshotSeq).to.equal(ROWS + 1);

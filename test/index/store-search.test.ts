@@ -3,6 +3,7 @@ import path from 'node:path';
 import { IndexStore, type EventQuery, type IndexRow } from '../../src/index/store';
 import { countHistogram } from '../../src/query/histogram';
 import { makeTempDir } from '../helpers/temp-dir';
+import { openTestStore, applyLogged } from '../helpers/logged-rows';
 
 const BASE_MS = Date.parse('2025-10-23T10:00:00Z');
 
@@ -40,8 +41,8 @@ describe('IndexStore search', () => {
   let store: IndexStore;
   const all = Array.from({ length: 300 }, (_, i) => i + 1);
   before(() => {
-    store = new IndexStore(path.join(makeTempDir(), 'index.db'));
-    store.applyBatch(all.map(row));
+    store = openTestStore(path.join(makeTempDir(), 'index.db'));
+    applyLogged(store, all.map(row));
   });
   after(() => store.close());
 

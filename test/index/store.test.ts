@@ -1,9 +1,10 @@
 import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import path from 'node:path';
-import { IndexStore, type IndexRow } from '../../src/index/store';
+import type { IndexRow } from '../../src/index/store';
 import { makeTempDir } from '../helpers/temp-dir';
 import { eventDigestOf } from '../../src/index/key-hash';
+import { openTestStore, applyLogged } from '../helpers/logged-rows';
 
 function row(seq: number, topic: string, eventId: string, payload = 'p'): IndexRow {
   const body = JSON.stringify({ topic, event_id: eventId, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { payload } });
@@ -12,9 +13,9 @@ function row(seq: number, topic: string, eventId: string, payload = 'p'): IndexR
 
 describe('IndexStore', () => {
   it('finds a stored key with its seq and exact body, and nothing for a new key', () => {
-    const store = new IndexStore(path.join(makeTempDir(), 'index.db'));
+    const store = openTestStore(path.join(makeTempDir(), 'index.db'));
     const stored = row(1, 'orders', 'a');
-    store.applyBatch([stored, row(2, 'orders', 'b')]);
+    applyLogged(store, [stored, row(2, 'orders', 'b')]);
     expect(store.lookup('orders', 'a')).to.deep.equal({ seq: 1, digest: eventDigestOf(stored.body) });
     expect(store.lookup('orders', 'c')).to.equal(undefined);
     expect(store.lookup('other', 'a')).to.equal(undefined);
@@ -22,9 +23,9 @@ describe('IndexStore', () => {
   });
 
   it('keeps the first row of a key, within one batch and across batches', () => {
-    const store = new IndexStore(path.join(makeTempDir(), 'index.db'));
-    expect(store.applyBatch([row(1, 't', 'k', 'first'), row(2, 't', 'k', 'second')])).to.equal(1);
-    expect(store.applyBatch([row(3, 't', 'k', 'third')])).to.equal(0);
+    const store = openTestStore(path.join(makeTempDir(), 'index.db'));
+    expect(applyLogged(store, [row(1, 't', 'k', 'first'), row(2, 't', 'k', 'second')])).to.equal(1);
+    expect(applyLogged(store, [row(3, 't', 'k', 'third')])).to.equal(0);
     expect(store.lookup('t', 'k')!.seq).to.equal(1);
     expect(store.countRows()).to.equal(1);
     expect(store.counters).to.include({ checkpointSeq: 3, uniqueTotal: 1 });
@@ -33,15 +34,15 @@ describe('IndexStore', () => {
 
   it('rebuilds its key table on reopen, so dedup holds across restarts', () => {
     const file = path.join(makeTempDir(), 'index.db');
-    const first = new IndexStore(file);
-    first.applyBatch([row(1, 't', 'k1'), row(2, 't', 'k2')]);
+    const first = openTestStore(file);
+    applyLogged(first, [row(1, 't', 'k1'), row(2, 't', 'k2')]);
     first.close();
-    const second = new IndexStore(file);
+    const second = openTestStore(file);
     expect(second.lookup('t', 'k2')!.seq).to.equal(2);
-    expect(second.applyBatch([row(3, 't', 'k1'), row(4, 't', 'k3')])).to.equal(1);
+    expect(applyLogged(second, [row(3, 't', 'k1'), row(4, 't', 'k3')])).to.equal(1);
     expect(second.counters).to.include({ checkpointSeq: 4, uniqueTotal: 3 });
     second.close();
-    const reader = new IndexStore(file, { readonly: true });
+    const reader = openTestStore(file, { readonly: true });
     expect(reader.lookup('t', 'k3')!.seq).to.equal(4);
     reader.close();
   });
@@ -53,21 +54,21 @@ describe('IndexStore', () => {
       CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
       INSERT INTO meta VALUES ('checkpoint_seq', 5);`);
     old.close();
-    expect(() => new IndexStore(file, { readonly: true })).to.throw(/schema version 0, expected 3: start the service once/);
-    const store = new IndexStore(file);
+    expect(() => openTestStore(file, { readonly: true })).to.throw(/schema version 0, expected 4: start the service once/);
+    const store = openTestStore(file);
     expect(store.schemaReset).to.equal(true);
     expect(store.counters.checkpointSeq).to.equal(0);
-    store.applyBatch([row(1, 't', 'k')]);
+    applyLogged(store, [row(1, 't', 'k')]);
     store.close();
-    const reopened = new IndexStore(file);
+    const reopened = openTestStore(file);
     expect(reopened.schemaReset).to.equal(false);
     expect(reopened.counters.checkpointSeq).to.equal(1);
     reopened.close();
   });
 
   it('returns queries in seq order with the stored bodies', () => {
-    const store = new IndexStore(path.join(makeTempDir(), 'index.db'));
-    store.applyBatch([row(1, 'a', '1'), row(2, 'b', '2'), row(3, 'a', '3')]);
+    const store = openTestStore(path.join(makeTempDir(), 'index.db'));
+    applyLogged(store, [row(1, 'a', '1'), row(2, 'b', '2'), row(3, 'a', '3')]);
     expect(store.queryEvents({ topics: ['a'], limit: 10 }).map((r) => r.seq)).to.deep.equal([1, 3]);
     expect(store.queryEvents({ afterSeq: 1, limit: 1 }).map((r) => r.seq)).to.deep.equal([2]);
     expect(store.topics()).to.deep.equal(['a', 'b']);

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { IndexStore, TIME_BLOCK_SEQS, type EventQuery, type IndexRow } from '../../src/index/store';
 import { countHistogram } from '../../src/query/histogram';
 import { makeTempDir } from '../helpers/temp-dir';
+import { openTestStore, applyLogged } from '../helpers/logged-rows';
 
 const BASE_MS = Date.parse('2026-12-01T00:00:00Z');
 
@@ -51,9 +52,9 @@ describe('IndexStore time map (since/until)', () => {
   let store: IndexStore;
 
   before(() => {
-    store = new IndexStore(path.join(makeTempDir(), 'index.db'));
+    store = openTestStore(path.join(makeTempDir(), 'index.db'));
     // Several batches, one of them crossing a block boundary, as the consumer commits them.
-    for (let i = 0; i < rows.length; i += 777) store.applyBatch(rows.slice(i, i + 777));
+    for (let i = 0; i < rows.length; i += 777) applyLogged(store, rows.slice(i, i + 777));
   });
 
   after(() => store.close());
@@ -89,8 +90,8 @@ describe('IndexStore time map (since/until)', () => {
 
   it('skips the blocks whose times miss the window: a recent since fills its first page past a small scan bound', () => {
     const rising = makeRows(5000, seeded(7), 0);
-    const own = new IndexStore(path.join(makeTempDir(), 'index.db'));
-    own.applyBatch(rising);
+    const own = openTestStore(path.join(makeTempDir(), 'index.db'));
+    applyLogged(own, rising);
     const sinceMs = rising[rising.length - 50]!.tsMs;
     const expected = rising.filter((row) => row.tsMs >= sinceMs).map((row) => row.seq);
     // Without the map, 500 rows from the start would be scanned and the page would be empty.

@@ -1,7 +1,6 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { IndexStore } from '../../src/index/store';
 import { listSegments } from '../../src/wal/segments';
 import { NodeDisk } from '../../src/wal/disk';
 import { waitFor } from '../../src/cli/wait';
@@ -9,6 +8,7 @@ import { fetchAllEvents, getJson, makeEvent, postJson, type TestEvent } from '..
 import { runLogagg } from '../harness/logagg-process';
 import { startServerProcess, type ServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
+import { openTestStore } from '../helpers/logged-rows';
 
 /** Small segments, so that a hundred events fill several and retention has some to delete. */
 const SMALL_SEGMENTS = { SEGMENT_BYTES_MAX: '4096' };
@@ -33,7 +33,7 @@ function deleteOldSegments(dataDir: string, deletedAtMs: number): number {
   const segments = listSegments(new NodeDisk(), path.join(dataDir, 'wal')).sort((a, b) => a.firstSeq - b.firstSeq);
   expect(segments.length).to.be.greaterThan(2);
   const lastSeq = segments[segments.length - 1]!.firstSeq - 1;
-  const store = new IndexStore(path.join(dataDir, 'index.db'), { loadKeys: false });
+  const store = openTestStore(path.join(dataDir, 'index.db'), { loadKeys: false });
   store.dropThrough(lastSeq, deletedAtMs);
   store.close();
   for (const segment of segments.slice(0, -1)) fs.rmSync(segment.path);

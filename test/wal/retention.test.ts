@@ -5,6 +5,7 @@ import pino from 'pino';
 import { Random } from '../../src/cli/random';
 import { waitFor } from '../../src/cli/wait';
 import { Aggregator, type ValidEvent } from '../../src/ingest/aggregator';
+import { rebuildIndex } from '../../src/cli/rebuild';
 import { IndexStore } from '../../src/index/store';
 import { NodeDisk } from '../../src/wal/disk';
 import { readLastRecord, readSegments } from '../../src/wal/reader';
@@ -13,6 +14,7 @@ import { listSegments } from '../../src/wal/segments';
 import { canonicalEventJson, decodeLine, encodeRecord, type LogEvent } from '../../src/wal/record';
 import { PowerLossDisk, SimulatedPowerLoss } from '../harness/power-loss-disk';
 import { makeTempDir } from '../helpers/temp-dir';
+import { openTestStore, applyLogged } from '../helpers/logged-rows';
 
 const logger = pino({ level: 'silent' });
 
@@ -80,8 +82,11 @@ class RecordingDisk extends NodeDisk {
 
 describe('IndexStore.dropThrough', () => {
   it('deletes rows up to a seq, records the deletion and first_seq, and commits with synchronous=FULL', () => {
-    const store = new IndexStore(path.join(makeTempDir(), 'index.db'));
-    store.applyBatch([1, 2, 3, 4].map((seq) => ({ seq, topic: 't', eventId: `e${seq}`, source: 's', tsMs: 0, body: `{"n":${seq}}` })));
+    const store = openTestStore(path.join(makeTempDir(), 'index.db'));
+    applyLogged(
+      store,
+      [1, 2, 3, 4].map((seq) => ({ seq, topic: 't', eventId: `e${seq}`, source: 's', tsMs: 0, body: `{"n":${seq}}` })),
+    );
     const db = (store as unknown as { db: { pragma: (source: string, options?: unknown) => unknown } }).db;
     const pragmas: string[] = [];
     const original = db.pragma.bind(db);
@@ -190,6 +195,8 @@ describe('retention', function () {
       });
       fs.writeFileSync(segment.path, v1.join(''));
     }
+    // The rewrite moved every record's bytes: the index is rebuilt over the new positions, as an operator would.
+    expect(rebuildIndex({ walDir, databasePath: path.join(dataDir, 'index.db') }, { keepOld: false }).ok).to.equal(true);
     expect(readLastRecord(new NodeDisk(), segments[0]!)!.receivedAtMs).to.equal(null);
     // Segments 0 and 1 are an hour old, 2 is new, 3 is old again: only the oldest run goes.
     const hourAgo = new Date(Date.now() - 3_600_000);

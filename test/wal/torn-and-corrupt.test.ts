@@ -91,7 +91,7 @@ async function startOn(dataDir: string, warnings: string[] = [], overrides: { in
 }
 
 function storedIds(aggregator: Aggregator): string[] {
-  return [...aggregator.index.rowsInSeqOrder()].map((row) => (JSON.parse(row.body) as { event_id: string }).event_id);
+  return [...aggregator.index.eventsInSeqOrder()].map((row) => (JSON.parse(row.body) as { event_id: string }).event_id);
 }
 
 describe('torn and corrupt logs', function () {
