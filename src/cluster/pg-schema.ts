@@ -288,9 +288,10 @@ const MIGRATIONS: ReadonlyArray<{ version: number; sql: string }> = [
 /**
  * Brings the database to CLUSTER_SCHEMA_VERSION under a session advisory lock, so that
  * instances starting together migrate once; refuses a database of a newer version.
- * Returns the version found before.
+ * Returns the version found before. `upTo` stops at an older version (the upgrade tests
+ * build a database as an earlier release left it).
  */
-export async function migrateSchema(pool: Pool): Promise<number> {
+export async function migrateSchema(pool: Pool, upTo = CLUSTER_SCHEMA_VERSION): Promise<number> {
   const client = await pool.connect();
   try {
     await client.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
@@ -302,7 +303,7 @@ export async function migrateSchema(pool: Pool): Promise<number> {
         throw new Error(`schema: the database has cluster schema version ${before}, newer than this build's ${CLUSTER_SCHEMA_VERSION}`);
       }
       for (const migration of MIGRATIONS) {
-        if (migration.version <= before) continue;
+        if (migration.version <= before || migration.version > upTo) continue;
         await client.query('BEGIN');
         try {
           await client.query(migration.sql);
