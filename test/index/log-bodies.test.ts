@@ -13,6 +13,7 @@ import { canonicalEventJson, type LogEvent } from '../../src/wal/record';
 import { listSegments } from '../../src/wal/segments';
 import { NodeDisk } from '../../src/wal/disk';
 import { applyLogged, logRows, openTestStore, walDirOf } from '../helpers/logged-rows';
+import { paddedEvents, smallSegmentConfig } from '../helpers/small-segments';
 import { makeTempDir } from '../helpers/temp-dir';
 
 const logger = pino({ level: 'silent' });
@@ -33,31 +34,6 @@ function row(seq: number, text = `text-${seq}`): IndexRow {
     tsMs: Date.parse(event.timestamp),
     body: canonicalEventJson(event),
   };
-}
-
-function configOf(dataDir: string, extra: { retentionBytes?: number; dedupHorizonMs?: number } = {}) {
-  return {
-    walDir: path.join(dataDir, 'wal'),
-    databasePath: path.join(dataDir, 'index.db'),
-    queueMaxSize: 10_000,
-    segmentBytesMax: 4096,
-    indexBatchMax: 16,
-    retryAfterSeconds: 1,
-    ...extra,
-  };
-}
-
-function eventsOf(prefix: string, count: number): ValidEvent[] {
-  return Array.from({ length: count }, (_, i) => {
-    const event: LogEvent = {
-      topic: 't',
-      event_id: `${prefix}-${i}`,
-      timestamp: '2025-10-23T10:00:00.000Z',
-      source: 's',
-      payload: { n: i, pad: 'x'.repeat(100) },
-    };
-    return { event, tsMs: Date.parse(event.timestamp) };
-  });
 }
 
 /** Publishes in batches of 8; returns each event's JSON by the seq it was acknowledged with. */
@@ -152,10 +128,15 @@ describe('event bodies read from the log by position', function () {
 
   it('upgrades a schema-3 index in place: events re-indexed from the log, the key of an expired event still a duplicate', async () => {
     const dataDir = makeTempDir();
-    const config = configOf(dataDir, { retentionBytes: 3 * 4096 });
+    const config = smallSegmentConfig(dataDir, { retentionBytes: 3 * 4096 });
     const first = new Aggregator({ config, logger });
     await first.open();
-    const events = eventsOf('old', 150);
+    const events = paddedEvents(
+      'old',
+      150,
+      () => 't',
+      (i) => ({ n: i }),
+    );
     const published = await publish(first, events);
     await waitFor(() => first.queueSize() === 0, { timeoutMs: 10_000, what: 'the index to catch up' });
     await first.runRetention();
@@ -200,10 +181,18 @@ describe('event bodies read from the log by position', function () {
 
   it('after `logagg repair` rewrote a segment, the next start re-indexes it and every event reads correctly', async () => {
     const dataDir = makeTempDir();
-    const config = configOf(dataDir);
+    const config = smallSegmentConfig(dataDir);
     const first = new Aggregator({ config, logger });
     await first.open();
-    const published = await publish(first, eventsOf('r', 100));
+    const published = await publish(
+      first,
+      paddedEvents(
+        'r',
+        100,
+        () => 't',
+        (i) => ({ n: i }),
+      ),
+    );
     await first.close();
     const segments = listSegments(new NodeDisk(), config.walDir);
     expect(segments.length).to.be.greaterThan(3);

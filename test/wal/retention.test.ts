@@ -4,49 +4,25 @@ import path from 'node:path';
 import pino from 'pino';
 import { Random } from '../../src/cli/random';
 import { waitFor } from '../../src/cli/wait';
-import { Aggregator, type ValidEvent } from '../../src/ingest/aggregator';
+import { Aggregator } from '../../src/ingest/aggregator';
 import { rebuildIndex } from '../../src/cli/rebuild';
 import { IndexStore } from '../../src/index/store';
 import { NodeDisk } from '../../src/wal/disk';
 import { readLastRecord, readSegments } from '../../src/wal/reader';
 import { finishDeletions, readRetainedMarker, retainedSegments, writeRetainedMarker } from '../../src/wal/retention';
 import { listSegments } from '../../src/wal/segments';
-import { canonicalEventJson, decodeLine, encodeRecord, type LogEvent } from '../../src/wal/record';
+import { canonicalEventJson, decodeLine, encodeRecord } from '../../src/wal/record';
 import { PowerLossDisk, SimulatedPowerLoss } from '../harness/power-loss-disk';
+import { paddedEvents, smallSegmentConfig } from '../helpers/small-segments';
 import { makeTempDir } from '../helpers/temp-dir';
 import { openTestStore, applyLogged } from '../helpers/logged-rows';
 
 const logger = pino({ level: 'silent' });
 
-function configOf(dataDir: string, retention: { retentionBytes?: number; retentionMs?: number } = {}) {
-  return {
-    walDir: path.join(dataDir, 'wal'),
-    databasePath: path.join(dataDir, 'index.db'),
-    queueMaxSize: 10_000,
-    segmentBytesMax: 4096,
-    indexBatchMax: 16,
-    retryAfterSeconds: 1,
-    ...retention,
-  };
-}
-
-function eventsOf(prefix: string, count: number): ValidEvent[] {
-  return Array.from({ length: count }, (_, i) => {
-    const event: LogEvent = {
-      topic: `t${i % 3}`,
-      event_id: `${prefix}-${i}`,
-      timestamp: '2025-10-23T10:00:00.000Z',
-      source: 's',
-      payload: { pad: 'x'.repeat(100) },
-    };
-    return { event, tsMs: Date.parse(event.timestamp) };
-  });
-}
-
 /** Publishes `count` events in batches of 8 and returns their keys with the seq each was acknowledged with. */
 async function publish(aggregator: Aggregator, prefix: string, count: number): Promise<Map<string, { seq: number; json: string }>> {
   const acked = new Map<string, { seq: number; json: string }>();
-  const events = eventsOf(prefix, count);
+  const events = paddedEvents(prefix, count, (i) => `t${i % 3}`);
   for (let i = 0; i < events.length; i += 8) {
     const batch = events.slice(i, i + 8);
     const report = await aggregator.publish(batch);
@@ -113,7 +89,7 @@ describe('retention', function () {
   it('unlinks a segment only after the index drop covering it is durable, then the marker, then the dir fsync', async () => {
     const dataDir = makeTempDir();
     const disk = new RecordingDisk();
-    const first = new Aggregator({ config: configOf(dataDir), logger, disk });
+    const first = new Aggregator({ config: smallSegmentConfig(dataDir), logger, disk });
     await first.open();
     await publish(first, 'e', 200);
     await first.close();
@@ -135,7 +111,7 @@ describe('retention', function () {
     let aggregator: Aggregator | null = null;
     try {
       aggregator = new Aggregator({
-        config: configOf(dataDir, { retentionBytes: 12_000 }),
+        config: smallSegmentConfig(dataDir, { retentionBytes: 12_000 }),
         logger,
         disk,
         observer: { onRetentionStep: (s) => steps.push(s.step) },
@@ -171,7 +147,7 @@ describe('retention', function () {
 
   it('RETENTION_MS deletes the oldest closed segments whose newest event is older, using the mtime of format-1 records', async () => {
     const dataDir = makeTempDir();
-    const first = new Aggregator({ config: configOf(dataDir), logger });
+    const first = new Aggregator({ config: smallSegmentConfig(dataDir), logger });
     await first.open();
     const acked = await publish(first, 'e', 120);
     await first.close();
@@ -201,7 +177,7 @@ describe('retention', function () {
     // Segments 0 and 1 are an hour old, 2 is new, 3 is old again: only the oldest run goes.
     const hourAgo = new Date(Date.now() - 3_600_000);
     for (const n of [0, 1, 3]) fs.utimesSync(segments[n]!.path, hourAgo, hourAgo);
-    const aggregator = new Aggregator({ config: configOf(dataDir, { retentionMs: 60_000 }), logger });
+    const aggregator = new Aggregator({ config: smallSegmentConfig(dataDir, { retentionMs: 60_000 }), logger });
     await aggregator.open();
     const deleted = await aggregator.runRetention();
     expect(deleted.map((d) => [d.segment, d.reason])).to.deep.equal([
@@ -221,7 +197,7 @@ describe('retention', function () {
 
   it('never deletes the active segment, nor one the index checkpoint does not cover', async () => {
     const dataDir = makeTempDir();
-    const aggregator = new Aggregator({ config: configOf(dataDir, { retentionBytes: 1 }), logger });
+    const aggregator = new Aggregator({ config: smallSegmentConfig(dataDir, { retentionBytes: 1 }), logger });
     await aggregator.open();
     await publish(aggregator, 'e', 100);
     await waitFor(() => aggregator.queueSize() === 0, { timeoutMs: 10_000, what: 'the index to catch up' });
@@ -256,7 +232,7 @@ describe('retention', function () {
     for (let crashAt = 1; ; crashAt += 1) {
       const dataDir = makeTempDir();
       const disk = new PowerLossDisk(dataDir);
-      const setup = new Aggregator({ config: configOf(dataDir), logger, disk });
+      const setup = new Aggregator({ config: smallSegmentConfig(dataDir), logger, disk });
       await setup.open();
       const acked = await publish(setup, 'e', 100);
       await setup.close();
@@ -264,7 +240,7 @@ describe('retention', function () {
       // The power goes out at the crashAt-th disk operation after the start-up of a service
       // with retention on (every deletion runs in between).
       let crashed = false;
-      const running = new Aggregator({ config: configOf(dataDir, { retentionBytes: 9000 }), logger, disk });
+      const running = new Aggregator({ config: smallSegmentConfig(dataDir, { retentionBytes: 9000 }), logger, disk });
       await running.open();
       disk.armCrash(crashAt, () => {
         crashed = true;
@@ -287,7 +263,7 @@ describe('retention', function () {
       unlinksUndone += disk.reboot(random, 'drop').unlinksUndone;
 
       // Restart without retention: what the interrupted deletion left must read clean.
-      const again = new Aggregator({ config: configOf(dataDir), logger, disk });
+      const again = new Aggregator({ config: smallSegmentConfig(dataDir), logger, disk });
       await again.open();
       const firstSeq = again.firstSeq;
       const walDir = path.join(dataDir, 'wal');
