@@ -22,7 +22,14 @@ import { makeDirDurable, NodeDisk, type LogDisk } from '../wal/disk';
 import { rowFromEventJson } from '../wal/event-row';
 import { canonicalEventJson, isTombstoneEventJson, type WalRecord } from '../wal/record';
 import { recoverLog, type RecoveryReport } from '../wal/recovery';
-import { finishDeletions, logBytes, retainedSegments, RetentionRunner, type RetentionDeletion } from '../wal/retention';
+import {
+  finishDeletions,
+  logBytes,
+  retainedSegments,
+  startServiceRetention,
+  type RetentionDeletion,
+  type RetentionRunner,
+} from '../wal/retention';
 import { WalWriter } from '../wal/writer';
 import { loadInstanceId } from './instance-id';
 import { InstanceLease, InstanceLeaseError, isLeaseLost } from './instance-lease';
@@ -612,11 +619,10 @@ export class ClusterPipeline implements Pipeline {
    */
   private startRetention(db: PgIndex): void {
     const { config, logger } = this.options;
-    this.retention = new RetentionRunner({
+    this.retention = startServiceRetention({
       disk: this.disk,
       walDir: config.walDir,
-      retentionBytes: config.retentionBytes ?? 0,
-      retentionMs: config.retentionMs ?? 0,
+      config,
       index: {
         checkpointSeq: () => this.confirmedLocalSeq,
         firstSeq: () => this.retained.firstLocalSeq,
@@ -631,20 +637,14 @@ export class ClusterPipeline implements Pipeline {
         },
       },
       activeSegmentName: () => this.writer?.currentSegment.name ?? null,
-      dropSeqsMax: FIXED_LIMITS.retentionDropSeqsMax,
-      checkIntervalMs: FIXED_LIMITS.retentionCheckMs,
-      onDeleted: (deletion) => {
-        logger.info({ ...deletion }, `retention: deleted segment ${deletion.segment} (${deletion.reason})`);
-        this.options.observer?.onRetentionDeletion?.(deletion);
-      },
-      onStep: (step) => this.options.observer?.onRetentionStep?.(step),
+      logger,
+      observer: this.options.observer,
       onError: (err) => {
-        if (isLeaseLost(err)) this.failOnLease(new InstanceLeaseError(`retention refused: ${err.message}; stopping`));
-        else logger.error({ err }, `retention: deletion failed, retried on the next run: ${err.message}`);
+        if (!isLeaseLost(err)) return false;
+        this.failOnLease(new InstanceLeaseError(`retention refused: ${err.message}; stopping`));
+        return true;
       },
     });
-    this.retention.start();
-    this.retention.poke();
     const horizonMs = config.dedupHorizonMs ?? 0;
     if (horizonMs > 0) {
       const sweep = async (): Promise<void> => {

@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import { FIXED_LIMITS, type Config } from '../config/config';
+import type { Config } from '../config/config';
 import { Consumer } from '../consumer/consumer';
 import { AppError } from '../errors';
 import { dedupKeyOf, eventDigestOf, keyNumberOf } from '../index/key-hash';
@@ -13,7 +13,15 @@ import { rowFromEventJson } from '../wal/event-row';
 import { readLog } from '../wal/reader';
 import { canonicalEventJson, isTombstoneEventJson, type LogEvent, type WalRecord } from '../wal/record';
 import { recoverLog, type RecoveryReport } from '../wal/recovery';
-import { finishDeletions, logBytes, retainedSegments, RetentionRunner, type RetentionDeletion, type RetentionStep } from '../wal/retention';
+import {
+  finishDeletions,
+  logBytes,
+  retainedSegments,
+  startServiceRetention,
+  type RetentionDeletion,
+  type RetentionRunner,
+  type RetentionStep,
+} from '../wal/retention';
 import { WalWriter, type FlushStats } from '../wal/writer';
 
 /** An event that passed validation, with its timestamp as epoch milliseconds. */
@@ -345,28 +353,19 @@ export class Aggregator {
         this.options.onFatal?.(err);
       },
     });
-    this.retention = new RetentionRunner({
+    this.retention = startServiceRetention({
       disk: this.disk,
       walDir: config.walDir,
-      retentionBytes: config.retentionBytes ?? 0,
-      retentionMs: config.retentionMs ?? 0,
+      config,
       index: {
         checkpointSeq: () => store.counters.checkpointSeq,
         firstSeq: () => store.retained.firstSeq,
         dropThrough: (lastSeq, deletedAtMs, options) => store.dropThrough(lastSeq, deletedAtMs, options),
       },
       activeSegmentName: () => this.writer?.currentSegment.name ?? null,
-      dropSeqsMax: FIXED_LIMITS.retentionDropSeqsMax,
-      checkIntervalMs: FIXED_LIMITS.retentionCheckMs,
-      onDeleted: (deletion) => {
-        logger.info({ ...deletion }, `retention: deleted segment ${deletion.segment} (${deletion.reason})`);
-        this.options.observer?.onRetentionDeletion?.(deletion);
-      },
-      onStep: (step) => this.options.observer?.onRetentionStep?.(step),
-      onError: (err) => logger.error({ err }, `retention: deletion failed, retried on the next run: ${err.message}`),
+      logger,
+      observer: this.options.observer,
     });
-    this.retention.start();
-    this.retention.poke();
     this.recoveryValue = { ...report, durationMs: performance.now() - started };
     this.reads = this.openReadPool();
     this.startKeySweep(store);

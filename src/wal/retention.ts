@@ -1,4 +1,6 @@
 import path from 'node:path';
+import type { Logger } from 'pino';
+import { FIXED_LIMITS } from '../config/config';
 import type { LogDisk } from './disk';
 import { readLastRecord } from './reader';
 import { listSegments, type SegmentInfo } from './segments';
@@ -322,4 +324,47 @@ export class RetentionRunner {
     const last = readLastRecord(this.options.disk, segment);
     return last?.receivedAtMs ?? this.options.disk.modifiedAtMs(segment.path);
   }
+}
+
+/** What a service's pipeline (the Aggregator, the ClusterPipeline) gives its retention; the rest is the same for both. */
+export interface ServiceRetentionOptions {
+  disk: LogDisk;
+  walDir: string;
+  config: { retentionBytes?: number; retentionMs?: number };
+  index: RetentionIndex;
+  activeSegmentName: () => string | null;
+  logger: Pick<Logger, 'info' | 'error'>;
+  observer?: { onRetentionDeletion?(deletion: RetentionDeletion): void; onRetentionStep?(step: RetentionStep): void };
+  /** A failed run's error before it is logged; true when the caller handled it (nothing is logged). */
+  onError?: (err: Error) => boolean;
+}
+
+/**
+ * The service's retention runner, started and poked once (a segment may be due already):
+ * FIXED_LIMITS' chunk size and check interval, deletions logged at info and passed to the
+ * observer, failed runs logged at error (every step is retried by a later run).
+ */
+export function startServiceRetention(options: ServiceRetentionOptions): RetentionRunner {
+  const { logger, observer } = options;
+  const runner = new RetentionRunner({
+    disk: options.disk,
+    walDir: options.walDir,
+    retentionBytes: options.config.retentionBytes ?? 0,
+    retentionMs: options.config.retentionMs ?? 0,
+    index: options.index,
+    activeSegmentName: options.activeSegmentName,
+    dropSeqsMax: FIXED_LIMITS.retentionDropSeqsMax,
+    checkIntervalMs: FIXED_LIMITS.retentionCheckMs,
+    onDeleted: (deletion) => {
+      logger.info({ ...deletion }, `retention: deleted segment ${deletion.segment} (${deletion.reason})`);
+      observer?.onRetentionDeletion?.(deletion);
+    },
+    onStep: (step) => observer?.onRetentionStep?.(step),
+    onError: (err) => {
+      if (options.onError?.(err) !== true) logger.error({ err }, `retention: deletion failed, retried on the next run: ${err.message}`);
+    },
+  });
+  runner.start();
+  runner.poke();
+  return runner;
 }
