@@ -137,6 +137,8 @@ const META_KEYS_INSERTED = 'keys_inserted';
 const META_KEYS_SWEPT = 'keys_swept';
 /** A random number naming one index file: a saved filter is used only with the index it was saved from. */
 const META_INDEX_ID = 'index_id';
+/** The generation size the server set (DEDUP_GENERATION_KEYS), for stores opened without one. */
+const META_GEN_KEYS = 'key_gen_keys';
 
 /** Keys added to the filter between two background saves, at most (the replay after kill -9 follows it). */
 export const FILTER_SAVE_EVERY_KEYS = 1_000_000;
@@ -205,6 +207,8 @@ export class KeyStore {
     started: number;
   } | null = null;
   private readonly mergeStatements = new Map<string, Database.Statement>();
+  /** DEDUP_GENERATION_KEYS as the last writable open with one set it (meta `key_gen_keys`). */
+  private readonly fileGenKeys: number;
 
   constructor(db: Database.Database, options: KeyStoreOptions, writable: boolean) {
     this.db = db;
@@ -238,6 +242,14 @@ export class KeyStore {
       sweepDelete: db.prepare('DELETE FROM key_rows WHERE gen = ? AND key = ? AND seq <= ?'),
     };
     if (writable) this.statements.setMeta.run(META_INDEX_ID, Math.floor(Math.random() * 2 ** 48));
+    // The generation size is the file's: a store opened without one (the index worker) uses the server's.
+    if (writable && options.genKeys !== undefined) {
+      db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(
+        META_GEN_KEYS,
+        options.genKeys,
+      );
+    }
+    this.fileGenKeys = Number(this.statements.getMeta.get(META_GEN_KEYS) ?? GEN_KEYS);
     this.indexId = Number(this.statements.getMeta.get(META_INDEX_ID) ?? 0);
     this.readDeletions();
   }
@@ -476,7 +488,7 @@ export class KeyStore {
 
   /** Generation sizes and merge fan-out, as set (tests make them small). */
   private get genKeys(): number {
-    return this.options.genKeys ?? GEN_KEYS;
+    return this.options.genKeys ?? this.fileGenKeys;
   }
 
   private get mergeFanout(): number {

@@ -36,56 +36,61 @@ describe('real server process: dedup keys in generations', function () {
     expect(server.output()).to.match(/new key filter \(no keys stored yet\)/);
   });
 
-  it('keeps dedup exact across kill -9 while generations are merged, and finishes the merges after restart', async () => {
-    const dataDir = makeTempDir();
-    const acknowledged = new Map<string, { event: TestEvent; seq: number }>();
-    let batch = 0;
-    for (let cycle = 0; cycle < 3; cycle += 1) {
-      const server = await startServerProcess(dataDir, TINY_GENERATIONS);
-      // Everything acknowledged before is a duplicate with its original seq (a cut merge lost no key).
-      const known = [...acknowledged.values()];
-      for (let i = 0; i < known.length; i += 200) {
-        const slice = known.slice(i, i + 200);
+  for (const mode of [
+    { name: 'inline', env: TINY_GENERATIONS },
+    { name: 'INDEX_WORKER=1', env: { ...TINY_GENERATIONS, INDEX_WORKER: '1' } },
+  ]) {
+    it(`keeps dedup exact across kill -9 while generations are merged, and finishes the merges after restart (${mode.name})`, async () => {
+      const dataDir = makeTempDir();
+      const acknowledged = new Map<string, { event: TestEvent; seq: number }>();
+      let batch = 0;
+      for (let cycle = 0; cycle < 3; cycle += 1) {
+        const server = await startServerProcess(dataDir, mode.env);
+        // Everything acknowledged before is a duplicate with its original seq (a cut merge lost no key).
+        const known = [...acknowledged.values()];
+        for (let i = 0; i < known.length; i += 200) {
+          const slice = known.slice(i, i + 200);
+          const answers = await publish(
+            server.url,
+            slice.map((k) => k.event),
+          );
+          expect(answers.map((a) => a.status)).to.deep.equal(slice.map(() => 'duplicate'));
+          expect(answers.map((a) => a.seq)).to.deep.equal(slice.map((k) => k.seq));
+        }
+        expect((await getJson(`${server.url}/stats`)).body.dedup_keys).to.equal(acknowledged.size);
+        // Publish for a while (merges start within a second of a level filling), then kill -9 mid-stream.
+        const until = Date.now() + 2500 + cycle * 700;
+        while (Date.now() < until) {
+          const events = Array.from({ length: 20 }, (_, i) => makeEvent('orders', `c${cycle}-b${batch}-${i}`));
+          batch += 1;
+          const answers = await publish(server.url, events);
+          answers.forEach((a, i) => {
+            expect(a.status).to.equal('accepted');
+            acknowledged.set(events[i]!.event_id, { event: events[i]!, seq: a.seq });
+          });
+        }
+        await server.kill('SIGKILL');
+      }
+      const server = await startServerProcess(dataDir, mode.env);
+      const all = [...acknowledged.values()];
+      for (let i = 0; i < all.length; i += 200) {
+        const slice = all.slice(i, i + 200);
         const answers = await publish(
           server.url,
           slice.map((k) => k.event),
         );
         expect(answers.map((a) => a.status)).to.deep.equal(slice.map(() => 'duplicate'));
-        expect(answers.map((a) => a.seq)).to.deep.equal(slice.map((k) => k.seq));
       }
-      expect((await getJson(`${server.url}/stats`)).body.dedup_keys).to.equal(acknowledged.size);
-      // Publish for a while (merges start within a second of a level filling), then kill -9 mid-stream.
-      const until = Date.now() + 2500 + cycle * 700;
-      while (Date.now() < until) {
-        const events = Array.from({ length: 20 }, (_, i) => makeEvent('orders', `c${cycle}-b${batch}-${i}`));
-        batch += 1;
-        const answers = await publish(server.url, events);
-        answers.forEach((a, i) => {
-          expect(a.status).to.equal('accepted');
-          acknowledged.set(events[i]!.event_id, { event: events[i]!, seq: a.seq });
-        });
-      }
-      await server.kill('SIGKILL');
-    }
-    const server = await startServerProcess(dataDir, TINY_GENERATIONS);
-    const all = [...acknowledged.values()];
-    for (let i = 0; i < all.length; i += 200) {
-      const slice = all.slice(i, i + 200);
-      const answers = await publish(
-        server.url,
-        slice.map((k) => k.event),
-      );
-      expect(answers.map((a) => a.status)).to.deep.equal(slice.map(() => 'duplicate'));
-    }
-    // Let the upkeep finish what it has (steps every 20 ms; a check every second).
-    await new Promise((resolve) => setTimeout(resolve, 3000));
-    const exit = await server.kill('SIGTERM');
-    expect(exit.code, server.output()).to.equal(0);
-    const gens = generations(dataDir);
-    expect(
-      gens.some((g) => g.level >= 1),
-      JSON.stringify(gens),
-    ).to.equal(true);
-    expect(gens.reduce((sum, g) => sum + (g.state === 'retired' ? 0 : g.keys), 0)).to.be.at.least(acknowledged.size);
-  });
+      // Let the upkeep finish what it has (steps every 20 ms; a check every second).
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      const exit = await server.kill('SIGTERM');
+      expect(exit.code, server.output()).to.equal(0);
+      const gens = generations(dataDir);
+      expect(
+        gens.some((g) => g.level >= 1),
+        JSON.stringify(gens),
+      ).to.equal(true);
+      expect(gens.reduce((sum, g) => sum + (g.state === 'retired' ? 0 : g.keys), 0)).to.be.at.least(acknowledged.size);
+    });
+  }
 });
