@@ -4,12 +4,14 @@ import os from 'node:os';
 import path from 'node:path';
 import { KeyFilter } from '../src/index/key-filter';
 import { dedupKeyOf, eventDigestOf } from '../src/index/key-hash';
-import { KEY_STORE_SCHEMA, KeyStore } from '../src/index/key-store';
+import { KEY_STORE_SCHEMA, KeyStore, migrateKeyLayout } from '../src/index/key-store';
 
 /**
- * The keys table alone under random keys: insert rate per million keys (batches of 2000 in
- * one transaction each, the consumer's shape), lookup cost for new and known keys, the
- * filter rebuild from the table, bytes per key and RSS. argv[2]: keys (default 10M).
+ * The key store alone under random keys: insert rate per million keys (batches of 2000 in
+ * one transaction each, the consumer's shape) with the upkeep (merges of generations) run
+ * beside it as the server's timer does (steps until it is idle, after each batch: so the
+ * rate includes the merges' cost), lookup cost for new and known keys, the filter rebuild
+ * from the table, bytes per key and RSS. argv[2]: keys (default 10M).
  * `node dist/bench/key-store.js 10000000`; prints one JSON line per million (wall and CPU
  * rates: on a shared machine the CPU rate is the one that compares) and a summary.
  */
@@ -23,6 +25,7 @@ function main(): void {
   db.pragma('cache_size = -16384');
   db.pragma('wal_autocheckpoint = 8192');
   db.exec(`CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID; ${KEY_STORE_SCHEMA}`);
+  migrateKeyLayout(db);
   const store = new KeyStore(db, { filterBytes: 32 * 1024 * 1024, filterPath: path.join(dir, 'index.db.keys-filter'), horizonMs: 0 }, true);
   store.openFilter(0);
   const batch = 2000;
@@ -35,8 +38,18 @@ function main(): void {
   });
   let windowStart = performance.now();
   let cpuStart = process.cpuUsage();
+  let maintenanceMs = 0;
+  let maintenanceStepMaxMs = 0;
   for (let seq = 1; seq <= total; seq += batch) {
     insert(seq);
+    for (;;) {
+      const stepStarted = performance.now();
+      const handled = store.maintenanceStep();
+      const stepMs = performance.now() - stepStarted;
+      maintenanceMs += stepMs;
+      maintenanceStepMaxMs = Math.max(maintenanceStepMaxMs, stepMs);
+      if (handled === null) break;
+    }
     if ((seq + batch - 1) % 1_000_000 === 0) {
       const now = performance.now();
       const keys = seq + batch - 1;
@@ -44,7 +57,7 @@ function main(): void {
       const cpuSeconds = (cpu.user + cpu.system) / 1e6;
       cpuStart = process.cpuUsage();
       process.stdout.write(
-        `${JSON.stringify({ keys, insertsPerSecond: Math.round(1_000_000 / ((now - windowStart) / 1000)), insertsPerCpuSecond: Math.round(1_000_000 / cpuSeconds), rssMb: Math.round(process.memoryUsage().rss / 2 ** 20) })}\n`,
+        `${JSON.stringify({ keys, insertsPerSecond: Math.round(1_000_000 / ((now - windowStart) / 1000)), insertsPerCpuSecond: Math.round(1_000_000 / cpuSeconds), rssMb: Math.round(process.memoryUsage().rss / 2 ** 20), maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024) })}\n`,
       );
       windowStart = now;
     }
@@ -54,7 +67,7 @@ function main(): void {
   let started = performance.now();
   for (let i = 0; i < probes; i += 1) store.lookup(dedupKeyOf('orders', `new-${i}`));
   const newLookupUs = ((performance.now() - started) * 1000) / probes;
-  const known = db.prepare('SELECT key FROM keys LIMIT 100000 OFFSET 12345').pluck().all() as Buffer[];
+  const known = db.prepare('SELECT key FROM key_rows WHERE seq % 97 = 0 LIMIT 100000').pluck().all() as Buffer[];
   started = performance.now();
   for (const key of known) store.lookup(key);
   const knownLookupUs = ((performance.now() - started) * 1000) / known.length;
@@ -63,6 +76,7 @@ function main(): void {
     for (let i = 0; i < probes; i += 1) dedupKeyOf('orders', `evt-${i}-abcdefgh`);
     return ((performance.now() - started) * 1000) / probes;
   })();
+  const generations = store.generations().map((g) => `${g.level}:${g.keys}`);
   store.rebuildFilter('bench', total);
   started = performance.now();
   store.rebuildFilter('bench', total);
@@ -81,6 +95,9 @@ function main(): void {
   process.stdout.write(
     `${JSON.stringify({
       keys: total,
+      generations,
+      maintenanceSeconds: Math.round(maintenanceMs / 10) / 100,
+      maintenanceStepMaxMs: Math.round(maintenanceStepMaxMs),
       bytesPerKey: Math.round((bytes / total) * 10) / 10,
       fileMb: Math.round(bytes / 2 ** 20),
       hashUs: Math.round(hashUs * 100) / 100,

@@ -143,6 +143,8 @@ export function rebuildIndex(
       if (rows.length >= REBUILD_BATCH_ROWS || (item.kind === 'segment_end' && rows.length > 0)) {
         report.rows += store.applyBatch(rows);
         rows = [];
+        // Merge full key generations as the server would, so lookups stay a few seeks.
+        while (store.keyMaintenanceStep() !== null);
       }
     }
     report.oldKeys = copyOldKeys(store, paths.databasePath, firstLogSeq);

@@ -57,6 +57,8 @@ export interface Config {
   dedupFilterBytes?: number;
   /** How long a key stays known after retention deleted its event; 0 = forever. Optional (tests); absent: 0. */
   dedupHorizonMs?: number;
+  /** Keys of the dedup key store's newest generation, the B-tree that inserts touch. Optional (tests); absent: 262144. */
+  dedupGenerationKeys?: number;
   /** Whole-request bound (Node's server.requestTimeout); the socket is closed with 408. */
   requestTimeoutMs: number;
   /** Bound on receiving request headers (Node's server.headersTimeout). */
@@ -295,6 +297,13 @@ export const SETTINGS: readonly SettingSpec[] = [
     range: { min: 1024 * 1024, max: 512 * 1024 * 1024 },
     meaning:
       'in-memory filter in front of the dedup keys table (about 10 bits a key at 1 % false positives: 32 MiB for ~27M keys); past that more lookups read the table (docs/operations.md)',
+  },
+  {
+    name: 'DEDUP_GENERATION_KEYS',
+    default: '262144',
+    range: { min: 16, max: 16_777_216 },
+    meaning:
+      'keys of the newest generation of the dedup key store, the B-tree inserts touch; 8 full generations are merged into one of the next level in the background (docs/operations.md)',
   },
   {
     name: 'DEDUP_HORIZON_MS',
@@ -631,6 +640,7 @@ export function loadConfig(env: Env = process.env): Readonly<Config> {
     readTimeoutMs: readInt(env, 'READ_TIMEOUT_MS', 10_000, 100, 600_000),
     dedupFilterBytes: readInt(env, 'DEDUP_FILTER_BYTES', 32 * 1024 * 1024, 1024 * 1024, 512 * 1024 * 1024),
     dedupHorizonMs: readInt(env, 'DEDUP_HORIZON_MS', 0, 0, 100 * 365 * 86_400_000),
+    dedupGenerationKeys: readInt(env, 'DEDUP_GENERATION_KEYS', 262_144, 16, 16_777_216),
     requestTimeoutMs: readInt(env, 'REQUEST_TIMEOUT_MS', 30_000, 1000, 600_000),
     headersTimeoutMs: readInt(env, 'HEADERS_TIMEOUT_MS', 10_000, 500, 600_000),
     keepAliveTimeoutMs: readInt(env, 'KEEP_ALIVE_TIMEOUT_MS', 5_000, 100, 600_000),

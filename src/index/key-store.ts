@@ -17,26 +17,128 @@ export interface KeyStoreOptions {
   filterPath: string | null;
   /** How long a key stays known after retention deleted its event; 0: forever. */
   horizonMs: number;
-  /** Told when the filter had to be rebuilt from the table, and why. */
+  /** Told when the filter had to be rebuilt from the table, and why (once the rebuild is done). */
   onFilterRebuilt?: (info: { reason: string; keys: number; elapsedMs: number }) => void;
+  /** Rebuild a missing or corrupt filter in steps of maintenanceStep instead of at open (the server). */
+  rebuildInBackground?: boolean;
+  /** Keys of a level-0 generation (default GEN_KEYS; tests make it small). */
+  genKeys?: number;
+  /** Generations of a level merged into one (default MERGE_FANOUT). */
+  mergeFanout?: number;
 }
 
 /**
- * The dedup keys table and the deletions table (the retention contract). `keys` is keyed
- * by the 128-bit key, so a lookup is one B-tree probe; `digest` lets a re-send be told
- * duplicate or conflict once the original's body is gone. Keys are not deleted with their
- * events: DEDUP_HORIZON_MS decides, and the sweep removes them.
+ * The dedup keys in generations (key layout 2), and the deletions table (the retention
+ * contract). `key_rows` is keyed by (generation, 128-bit key): new keys go to the newest
+ * level-0 generation, which holds at most GEN_KEYS keys, so an insert touches a page of a
+ * small B-tree whatever the number of keys (random keys in one big B-tree touched a random
+ * page of it each). A lookup probes each generation (one B-tree seek each, in one
+ * statement). MERGE_FANOUT generations of one level are merged in key order into one of
+ * the next level (sequential writes, in bounded steps), which keeps the generations few.
+ * `digest` lets a re-send be told duplicate or conflict once the original's body is gone.
+ * Keys are not deleted with their events: DEDUP_HORIZON_MS decides, and the sweep removes
+ * them (a generation whose every seq expired goes whole).
+ *
+ * A key has at most one row among the generations lookups read, except while a merge
+ * copies it (the copy is identical): a put that replaces an expired key deletes its old
+ * rows everywhere first.
  */
 export const KEY_STORE_SCHEMA = `
-  CREATE TABLE IF NOT EXISTS keys (key BLOB PRIMARY KEY, seq INTEGER NOT NULL, digest BLOB NOT NULL) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS key_rows (
+    gen INTEGER NOT NULL, key BLOB NOT NULL, seq INTEGER NOT NULL, digest BLOB NOT NULL, PRIMARY KEY (gen, key)
+  ) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS key_gens (
+    gen INTEGER PRIMARY KEY, level INTEGER NOT NULL, state TEXT NOT NULL, merged_into INTEGER,
+    min_seq INTEGER NOT NULL, max_seq INTEGER NOT NULL, keys INTEGER NOT NULL
+  );
   CREATE TABLE IF NOT EXISTS deletions (last_seq INTEGER PRIMARY KEY, deleted_at_ms INTEGER NOT NULL);
 `;
+
+/**
+ * The key layout, in the meta row `keys_layout` (apart from the index's SCHEMA_VERSION,
+ * which resets the events table): 1 (or no row) = one `keys (key PRIMARY KEY, seq, digest)`
+ * table; 2 = generations (KEY_STORE_SCHEMA). A layout-1 table is migrated in place at open
+ * (migrateKeyLayout), never dropped: the keys of events retention deleted are not in the log.
+ */
+export const KEY_LAYOUT_VERSION = 2;
+const META_KEY_LAYOUT = 'keys_layout';
+
+/** Keys of a level-0 generation, at most: the B-tree that inserts touch (measured in docs/performance.md). */
+export const GEN_KEYS = 262_144;
+/** Generations of one level merged into one of the next level. */
+export const MERGE_FANOUT = 8;
+/** Key rows one maintenance step copies, deletes or reads, at most (one short transaction). */
+export const MAINTENANCE_ROWS_PER_STEP = 5000;
+/** Key rows one step of a filter rebuild in the background reads. */
+export const FILTER_REBUILD_ROWS_PER_STEP = 50_000;
+
+/**
+ * Migrates a layout-1 `keys` table to generations in place, in one transaction (a crash
+ * leaves the old table whole, and the next open migrates again): its rows, read in key
+ * order, are appended to one generation, so the copy writes each page once. Run by the
+ * index's writable open, before a KeyStore is made. Returns the keys migrated (0: nothing to do).
+ */
+export function migrateKeyLayout(db: Database.Database): number {
+  const layout = db.prepare('SELECT value FROM meta WHERE key = ?').pluck().get(META_KEY_LAYOUT) as number | undefined;
+  const hasOld = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'keys'").get() !== undefined;
+  let migrated = 0;
+  db.transaction(() => {
+    if (hasOld && layout !== KEY_LAYOUT_VERSION) {
+      const stats = db.prepare('SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi FROM keys').get() as {
+        n: number;
+        lo: number | null;
+        hi: number | null;
+      };
+      if (stats.n > 0) {
+        const gen = nextGen(db);
+        db.prepare('INSERT INTO key_gens (gen, level, state, merged_into, min_seq, max_seq, keys) VALUES (?, ?, ?, NULL, ?, ?, ?)').run(
+          gen,
+          levelOfSize(stats.n),
+          'live',
+          stats.lo,
+          stats.hi,
+          stats.n,
+        );
+        db.prepare('INSERT INTO key_rows (gen, key, seq, digest) SELECT ?, key, seq, digest FROM keys ORDER BY key').run(gen);
+      }
+      db.exec('DROP TABLE keys');
+      migrated = stats.n;
+    }
+    if (layout !== KEY_LAYOUT_VERSION) {
+      db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(
+        META_KEY_LAYOUT,
+        KEY_LAYOUT_VERSION,
+      );
+    }
+  })();
+  return migrated;
+}
+
+/** The level a generation of `keys` keys belongs to: 0 up to GEN_KEYS, one more per MERGE_FANOUT times that. */
+function levelOfSize(keys: number): number {
+  let level = 0;
+  for (let size = GEN_KEYS; keys > size; size *= MERGE_FANOUT) level += 1;
+  return level;
+}
+
+/** A generation number above every one in use (numbers only grow: a new generation never reuses a dropped one's). */
+function nextGen(db: Database.Database): number {
+  const highest = db.prepare("SELECT value FROM meta WHERE key = 'key_gen_next'").pluck().get() as number | undefined;
+  const used = db.prepare('SELECT coalesce(max(gen), 0) FROM key_gens').pluck().get() as number;
+  const gen = Math.max(highest ?? 1, used + 1);
+  db.prepare("INSERT INTO meta (key, value) VALUES ('key_gen_next', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value").run(
+    gen + 1,
+  );
+  return gen;
+}
 
 /** Meta keys (in IndexStore's meta table) that count key rows: inserted by the applier, removed by the sweep. */
 const META_KEYS_INSERTED = 'keys_inserted';
 const META_KEYS_SWEPT = 'keys_swept';
 /** A random number naming one index file: a saved filter is used only with the index it was saved from. */
 const META_INDEX_ID = 'index_id';
+/** The generation size the server set (DEDUP_GENERATION_KEYS), for stores opened without one. */
+const META_GEN_KEYS = 'key_gen_keys';
 
 /** Keys added to the filter between two background saves, at most (the replay after kill -9 follows it). */
 export const FILTER_SAVE_EVERY_KEYS = 1_000_000;
@@ -45,11 +147,25 @@ export const FILTER_SAVE_EVERY_MS = 60_000;
 /** Key rows one sweep step reads, at most: one short transaction, never a long stall of the publish thread. */
 export const SWEEP_ROWS_PER_STEP = 2000;
 
+/** Generations lookups read: every one but those a finished merge has replaced. */
+const READ_GENS = "SELECT gen FROM key_gens WHERE state != 'retired'";
+
+/** A row of key_gens. */
+interface GenRow {
+  gen: number;
+  level: number;
+  state: 'live' | 'building' | 'retired';
+  mergedInto: number | null;
+  minSeq: number;
+  maxSeq: number;
+  keys: number;
+}
+
 /**
  * Dedup keys on disk behind a fixed-size in-memory filter, over the IndexStore's own
  * connection: put() runs inside the caller's transaction, so keys commit with their rows
- * and the checkpoint. A lookup costs one filter probe for a new key and one table probe
- * otherwise; it is exact up to 128-bit hash collisions (see key-hash.ts).
+ * and the checkpoint. A lookup costs one filter probe for a new key and one seek per
+ * generation otherwise; it is exact up to 128-bit hash collisions (see key-hash.ts).
  */
 export class KeyStore {
   private readonly db: Database.Database;
@@ -72,20 +188,49 @@ export class KeyStore {
   private deletions: Array<{ lastSeq: number; deletedAtMs: number }> = [];
   private expiredThrough = 0;
   private deletionsReadThrough = 0;
-  /** The sweep's place in key order, and the expiredThrough its pass removes (0: no pass running). */
+  /** The sweep's generation and place in key order, and the expiredThrough its pass removes (0: no pass running). */
+  private sweepGen = 0;
   private sweepAfter: Buffer | null = null;
   private sweepTarget = 0;
   private sweptThrough = 0;
   private insertedDelta = 0;
+  /** The generation the puts of the open transaction go to, and what they add to its row. */
+  private txGen: { gen: number; keys: number; minSeq: number; maxSeq: number } | null = null;
+  /** A filter rebuild under way in the background: the new filter, its place, and what it is told when done. */
+  private rebuilding: {
+    filter: KeyFilter;
+    gens: number[];
+    after: Buffer;
+    keys: number;
+    reason: string;
+    coveredSeq: number;
+    started: number;
+  } | null = null;
+  private readonly mergeStatements = new Map<string, Database.Statement>();
+  /** DEDUP_GENERATION_KEYS as the last writable open with one set it (meta `key_gen_keys`). */
+  private readonly fileGenKeys: number;
 
   constructor(db: Database.Database, options: KeyStoreOptions, writable: boolean) {
     this.db = db;
     this.options = options;
     this.statements = {
-      probe: db.prepare('SELECT seq, digest FROM keys WHERE key = ?'),
-      insert: db.prepare('INSERT INTO keys (key, seq, digest) VALUES (?, ?, ?)'),
-      replace: db.prepare('UPDATE keys SET seq = ?, digest = ? WHERE key = ?'),
-      allKeys: db.prepare('SELECT key FROM keys').pluck(),
+      // The newest row of a key wins: an expired row a re-send replaced may remain until the sweep.
+      probe: db.prepare(`SELECT seq, digest FROM key_rows WHERE gen IN (${READ_GENS}) AND key = ? ORDER BY seq DESC LIMIT 1`),
+      insert: db.prepare('INSERT INTO key_rows (gen, key, seq, digest) VALUES (?, ?, ?, ?)'),
+      deleteOlder: db.prepare('DELETE FROM key_rows WHERE gen IN (SELECT gen FROM key_gens) AND key = ? AND seq < ?'),
+      currentGen: db.prepare("SELECT gen, keys FROM key_gens WHERE level = 0 AND state = 'live' ORDER BY gen DESC LIMIT 1"),
+      newGen: db.prepare('INSERT INTO key_gens (gen, level, state, merged_into, min_seq, max_seq, keys) VALUES (?, ?, ?, NULL, ?, ?, 0)'),
+      growGen: db.prepare('UPDATE key_gens SET keys = keys + ?, min_seq = min(min_seq, ?), max_seq = max(max_seq, ?) WHERE gen = ?'),
+      gens: db.prepare(
+        'SELECT gen, level, state, merged_into AS mergedInto, min_seq AS minSeq, max_seq AS maxSeq, keys FROM key_gens ORDER BY gen',
+      ),
+      genKeys: db.prepare('SELECT key FROM key_rows WHERE gen = ? AND key > ? ORDER BY key LIMIT ?').pluck(),
+      lastKeyOf: db.prepare('SELECT key FROM key_rows WHERE gen = ? ORDER BY key DESC LIMIT 1').pluck(),
+      deleteGenRows: db.prepare(
+        'DELETE FROM key_rows WHERE gen = @gen AND key IN (SELECT key FROM key_rows WHERE gen = @gen ORDER BY key LIMIT @rows)',
+      ),
+      dropGen: db.prepare('DELETE FROM key_gens WHERE gen = ?'),
+      setGenKeys: db.prepare('UPDATE key_gens SET keys = ? WHERE gen = ?'),
       getMeta: db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
       addMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = value + excluded.value'),
       setMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO NOTHING'),
@@ -93,10 +238,18 @@ export class KeyStore {
         'SELECT last_seq AS lastSeq, deleted_at_ms AS deletedAtMs FROM deletions WHERE last_seq > ? ORDER BY last_seq',
       ),
       insertDeletion: db.prepare('INSERT INTO deletions (last_seq, deleted_at_ms) VALUES (?, ?) ON CONFLICT (last_seq) DO NOTHING'),
-      sweepRead: db.prepare('SELECT key, seq FROM keys WHERE key > ? ORDER BY key LIMIT ?').raw(),
-      sweepDelete: db.prepare('DELETE FROM keys WHERE key = ? AND seq <= ?'),
+      sweepRead: db.prepare('SELECT key, seq FROM key_rows WHERE gen = ? AND key > ? ORDER BY key LIMIT ?').raw(),
+      sweepDelete: db.prepare('DELETE FROM key_rows WHERE gen = ? AND key = ? AND seq <= ?'),
     };
     if (writable) this.statements.setMeta.run(META_INDEX_ID, Math.floor(Math.random() * 2 ** 48));
+    // The generation size is the file's: a store opened without one (the index worker) uses the server's.
+    if (writable && options.genKeys !== undefined) {
+      db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(
+        META_GEN_KEYS,
+        options.genKeys,
+      );
+    }
+    this.fileGenKeys = Number(this.statements.getMeta.get(META_GEN_KEYS) ?? GEN_KEYS);
     this.indexId = Number(this.statements.getMeta.get(META_INDEX_ID) ?? 0);
     this.readDeletions();
   }
@@ -119,25 +272,48 @@ export class KeyStore {
   }
 
   /**
-   * Stores a key for `seq` inside the caller's transaction, replacing an expired row of
-   * the same key; the filter learns it at once (a rollback leaves a harmless false positive).
+   * Stores a key for `seq` inside the caller's transaction, in the newest level-0
+   * generation (a new one once it holds GEN_KEYS); the filter learns it at once (a
+   * rollback leaves a harmless false positive). An expired row of the same key is deleted
+   * when this store has a filter that may hold it (the index worker's store has none: the
+   * older row then stays, lookups read the newest, and the sweep removes it).
    */
   put(key: DedupKey, seq: number, digest: Buffer): void {
-    try {
-      this.statements.insert.run(key, seq, digest);
-      this.insertedDelta += 1;
-    } catch (err) {
-      if ((err as { code?: string }).code !== 'SQLITE_CONSTRAINT_PRIMARYKEY') throw err;
-      // An expired key sent again (or a blind append of one): the new original replaces it.
-      this.statements.replace.run(seq, digest, key);
+    const tx = this.txGen ?? this.openTxGen(seq);
+    let replaced = 0;
+    if (this.options.horizonMs > 0 && this.filter !== null && (!this.filterComplete || this.filter.mayContain(key))) {
+      replaced = this.statements.deleteOlder.run(key, seq).changes;
     }
+    this.statements.insert.run(tx.gen, key, seq, digest);
+    // A replaced key was counted when it was first stored.
+    if (replaced === 0) this.insertedDelta += 1;
+    tx.keys += 1;
+    if (seq < tx.minSeq) tx.minSeq = seq;
+    if (seq > tx.maxSeq) tx.maxSeq = seq;
     this.noteStored(key);
+  }
+
+  /** The generation of this transaction's puts: the newest level-0 one, or a new one when it is full. */
+  private openTxGen(seq: number): { gen: number; keys: number; minSeq: number; maxSeq: number } {
+    const current = this.statements.currentGen.get() as { gen: number; keys: number } | undefined;
+    let gen: number;
+    if (current !== undefined && current.keys < this.genKeys) {
+      gen = current.gen;
+    } else {
+      gen = nextGen(this.db);
+      this.statements.newGen.run(gen, 0, 'live', seq, seq);
+    }
+    this.txGen = { gen, keys: 0, minSeq: seq, maxSeq: seq };
+    return this.txGen;
   }
 
   /** Writes the count of inserted keys; call inside the transaction that holds the puts. */
   commitCount(): void {
     if (this.insertedDelta !== 0) this.statements.addMeta.run(META_KEYS_INSERTED, this.insertedDelta);
     this.insertedDelta = 0;
+    const tx = this.txGen;
+    if (tx !== null) this.statements.growGen.run(tx.keys, tx.minSeq, tx.maxSeq, tx.gen);
+    this.txGen = null;
   }
 
   /** Counts key rows inserted by other means (rebuild's copy); call inside their transaction. */
@@ -148,10 +324,12 @@ export class KeyStore {
   /** Forgets the count of puts rolled back with their transaction. */
   rollbackCount(): void {
     this.insertedDelta = 0;
+    this.txGen = null;
   }
 
   /** Tells the filter of a key another connection (the index worker) has committed. */
   noteStored(key: DedupKey): void {
+    this.rebuilding?.filter.add(key);
     if (this.filter === null) return;
     this.filter.add(key);
     this.keysSinceSave += 1;
@@ -184,10 +362,17 @@ export class KeyStore {
     return this.options.horizonMs > 0 && this.deletions.length + this.expiredThrough > 0 && seq <= this.expiredThroughSeq(nowMs);
   }
 
+  /** The rows of key_gens, by generation number. */
+  private genRows(): GenRow[] {
+    return this.statements.gens.all() as GenRow[];
+  }
+
   /**
-   * One bounded step of the sweep that deletes expired key rows, in key order from where
-   * the last step stopped (at most SWEEP_ROWS_PER_STEP rows read, one transaction). Returns
-   * the rows deleted, or null when no sweep is due (nothing newly expired).
+   * One bounded step of the sweep that deletes expired key rows, generation by generation
+   * (only those holding a seq <= the expired seq; one whose every seq expired goes whole),
+   * in key order from where the last step stopped (at most `rowsMax` rows, one
+   * transaction). Returns the rows deleted (0 while a merge must finish first), or null
+   * when no sweep is due (nothing newly expired).
    */
   sweepStep(nowMs = Date.now(), rowsMax = SWEEP_ROWS_PER_STEP): number | null {
     this.readDeletions();
@@ -195,23 +380,52 @@ export class KeyStore {
     if (this.sweepTarget === 0) {
       if (expiredThrough <= this.sweptThrough) return null;
       this.sweepTarget = expiredThrough;
+      this.sweepGen = 0;
       this.sweepAfter = Buffer.alloc(0);
     }
     const target = this.sweepTarget;
     const step = this.db.transaction((): number => {
-      const rows = this.statements.sweepRead.all(this.sweepAfter, rowsMax) as Array<[Buffer, number]>;
-      let deleted = 0;
-      for (const [key, seq] of rows) {
-        if (seq <= target) deleted += this.statements.sweepDelete.run(key, target).changes;
-      }
-      if (deleted > 0) this.statements.addMeta.run(META_KEYS_SWEPT, deleted);
-      if (rows.length < rowsMax) {
-        // The pass reached the end of the table: every key expired at its start is gone.
+      const gens = this.genRows();
+      // A merge copies rows the sweep would count twice: it finishes first.
+      if (gens.some((g) => g.state !== 'live' || g.mergedInto !== null)) return 0;
+      const gen = gens.find((g) => g.gen >= this.sweepGen && g.minSeq <= target);
+      if (gen === undefined) {
+        // The pass went through every generation: every key expired at its start is gone.
         this.sweptThrough = target;
         this.sweepTarget = 0;
         this.sweepAfter = null;
+        return 0;
+      }
+      if (gen.gen !== this.sweepGen) {
+        this.sweepGen = gen.gen;
+        this.sweepAfter = Buffer.alloc(0);
+      }
+      let deleted = 0;
+      let finished: boolean;
+      if (gen.maxSeq <= target) {
+        deleted = this.statements.deleteGenRows.run({ gen: gen.gen, rows: rowsMax }).changes;
+        finished = deleted < rowsMax;
+        if (finished) this.statements.dropGen.run(gen.gen);
+        else this.statements.setGenKeys.run(Math.max(0, gen.keys - deleted), gen.gen);
       } else {
-        this.sweepAfter = rows[rows.length - 1]![0];
+        const rows = this.statements.sweepRead.all(gen.gen, this.sweepAfter, rowsMax) as Array<[Buffer, number]>;
+        for (const [key, seq] of rows) {
+          if (seq <= target) deleted += this.statements.sweepDelete.run(gen.gen, key, target).changes;
+        }
+        if (deleted > 0) this.statements.setGenKeys.run(Math.max(0, gen.keys - deleted), gen.gen);
+        finished = rows.length < rowsMax;
+        if (!finished) this.sweepAfter = rows[rows.length - 1]![0];
+      }
+      if (deleted > 0) this.statements.addMeta.run(META_KEYS_SWEPT, deleted);
+      if (finished) {
+        this.sweepGen = gen.gen + 1;
+        this.sweepAfter = Buffer.alloc(0);
+        if (!gens.some((g) => g.gen >= this.sweepGen && g.minSeq <= target)) {
+          // That was the last generation holding an expired seq: the pass is done.
+          this.sweptThrough = target;
+          this.sweepTarget = 0;
+          this.sweepAfter = null;
+        }
       }
       return deleted;
     });
@@ -219,9 +433,152 @@ export class KeyStore {
   }
 
   /**
+   * One bounded step of the key store's upkeep, for a timer: the filter rebuild in the
+   * background, then deleting the rows of generations a merge replaced, then the merge
+   * under way, then the sweep of expired keys, then starting a merge when MERGE_FANOUT
+   * generations of one level are full. Returns the rows handled, or null when nothing is to do.
+   */
+  maintenanceStep(nowMs = Date.now(), rowsMax = MAINTENANCE_ROWS_PER_STEP): number | null {
+    if (this.rebuilding !== null) return this.filterRebuildStep(FILTER_REBUILD_ROWS_PER_STEP);
+    const gens = this.genRows();
+    const retired = gens.find((g) => g.state === 'retired');
+    if (retired !== undefined) {
+      return this.db.transaction((): number => {
+        const deleted = this.statements.deleteGenRows.run({ gen: retired.gen, rows: rowsMax }).changes;
+        if (deleted < rowsMax) this.statements.dropGen.run(retired.gen);
+        return deleted;
+      })();
+    }
+    const building = gens.find((g) => g.state === 'building');
+    if (building !== undefined) return this.mergeStep(building, gens, rowsMax);
+    const swept = this.sweepStep(nowMs, Math.min(rowsMax, SWEEP_ROWS_PER_STEP));
+    if (swept !== null) return swept;
+    return this.startMerge(gens) ? 0 : null;
+  }
+
+  /** The generations and their sizes, by number. */
+  generations(): Array<{ gen: number; level: number; state: string; keys: number }> {
+    return this.genRows().map(({ gen, level, state, keys }) => ({ gen, level, state, keys }));
+  }
+
+  /**
+   * Copies, inside the caller's transaction, the keys with seq < belowSeq of the index
+   * attached as `schema` (rebuild's old index): each of its generations to a new one here
+   * of the same level, in key order (sequential writes, no sort). Returns the keys copied.
+   */
+  copyGenerationsFrom(schema: string, belowSeq: number): number {
+    const gens = this.db
+      .prepare(
+        `SELECT gen, level, min_seq AS minSeq, max_seq AS maxSeq FROM ${schema}.key_gens WHERE state = 'live' AND min_seq < ? ORDER BY gen`,
+      )
+      .all(belowSeq) as Array<{ gen: number; level: number; minSeq: number; maxSeq: number }>;
+    const copy = this.db.prepare(
+      `INSERT INTO key_rows (gen, key, seq, digest) SELECT ?, key, seq, digest FROM ${schema}.key_rows WHERE gen = ? AND seq < ? ORDER BY key`,
+    );
+    let copied = 0;
+    for (const old of gens) {
+      const gen = nextGen(this.db);
+      this.statements.newGen.run(gen, old.level, 'live', old.minSeq, Math.min(old.maxSeq, belowSeq - 1));
+      const rows = copy.run(gen, old.gen, belowSeq).changes;
+      this.statements.setGenKeys.run(rows, gen);
+      copied += rows;
+    }
+    return copied;
+  }
+
+  /** Generation sizes and merge fan-out, as set (tests make them small). */
+  private get genKeys(): number {
+    return this.options.genKeys ?? this.fileGenKeys;
+  }
+
+  private get mergeFanout(): number {
+    return this.options.mergeFanout ?? MERGE_FANOUT;
+  }
+
+  /**
+   * Starts a merge of the oldest MERGE_FANOUT generations of the lowest level that has
+   * that many (the level-0 generation inserts go to excluded) into a new generation of the
+   * next level; returns false when no level has enough.
+   */
+  private startMerge(gens: GenRow[]): boolean {
+    const current = (this.statements.currentGen.get() as { gen: number } | undefined)?.gen;
+    const levels = [...new Set(gens.map((g) => g.level))].sort((a, b) => a - b);
+    for (const level of levels) {
+      const candidates = gens.filter((g) => g.level === level && g.state === 'live' && g.mergedInto === null && g.gen !== current);
+      if (candidates.length < this.mergeFanout) continue;
+      const sources = candidates.slice(0, this.mergeFanout);
+      this.db.transaction(() => {
+        const target = nextGen(this.db);
+        this.statements.newGen.run(
+          target,
+          level + 1,
+          'building',
+          Math.min(...sources.map((g) => g.minSeq)),
+          Math.max(...sources.map((g) => g.maxSeq)),
+        );
+        const mark = this.db.prepare('UPDATE key_gens SET merged_into = ? WHERE gen = ?');
+        for (const source of sources) mark.run(target, source.gen);
+      })();
+      return true;
+    }
+    return false;
+  }
+
+  /**
+   * Copies the next `rowsMax` keys of a merge's sources into its target, in key order (the
+   * sources are read in key order and merged, no sort: the target's B-tree grows at its
+   * right edge). The target's largest key is the merge's place, so a crash resumes where the
+   * last commit left it. Where two sources hold a key, the newer seq wins. The last step
+   * makes the target live and retires the sources, in one transaction.
+   */
+  private mergeStep(target: GenRow, gens: GenRow[], rowsMax: number): number {
+    const sources = gens.filter((g) => g.mergedInto === target.gen).map((g) => g.gen);
+    const sql = sources.length === 0 ? null : this.mergeSql(sources.length);
+    return this.db.transaction((): number => {
+      const after = (this.statements.lastKeyOf.get(target.gen) as Buffer | undefined) ?? Buffer.alloc(0);
+      let copied = 0;
+      let more = false;
+      if (sql !== null) {
+        const params: Record<string, unknown> = { target: target.gen, after, rows: rowsMax };
+        sources.forEach((gen, i) => (params[`s${i}`] = gen));
+        copied = sql.copy.run(params).changes;
+        const last = (this.statements.lastKeyOf.get(target.gen) as Buffer | undefined) ?? after;
+        more = sql.more.get({ ...params, after: last, rows: undefined, target: undefined }) !== undefined;
+      }
+      if (!more) {
+        const keys = gens.filter((g) => g.mergedInto === target.gen).reduce((sum, g) => sum + g.keys, 0);
+        this.db.prepare("UPDATE key_gens SET state = 'live', keys = ? WHERE gen = ?").run(keys, target.gen);
+        this.db.prepare("UPDATE key_gens SET state = 'retired' WHERE merged_into = ?").run(target.gen);
+      }
+      return copied;
+    })();
+  }
+
+  /** The statements of a merge of `count` sources (@s0.. @s<count-1>), prepared once per count. */
+  private mergeSql(count: number): { copy: Database.Statement; more: Database.Statement } {
+    const key = String(count);
+    let copy = this.mergeStatements.get(`copy${key}`);
+    let more = this.mergeStatements.get(`more${key}`);
+    if (copy === undefined || more === undefined) {
+      const arms = Array.from({ length: count }, (_, i) => `SELECT key, seq, digest FROM key_rows WHERE gen = @s${i} AND key >= @after`);
+      // `>=`: the last key copied is read again, so a second source's row of it is not skipped.
+      copy = this.db.prepare(
+        `INSERT INTO key_rows (gen, key, seq, digest)
+         SELECT @target, key, seq, digest FROM (${arms.join(' UNION ALL ')} ORDER BY key LIMIT @rows) WHERE true
+         ON CONFLICT (gen, key) DO UPDATE SET seq = excluded.seq, digest = excluded.digest WHERE excluded.seq > key_rows.seq`,
+      );
+      const later = Array.from({ length: count }, (_, i) => `SELECT 1 FROM key_rows WHERE gen = @s${i} AND key > @after`);
+      more = this.db.prepare(`SELECT 1 FROM (${later.join(' UNION ALL ')}) LIMIT 1`);
+      this.mergeStatements.set(`copy${key}`, copy);
+      this.mergeStatements.set(`more${key}`, more);
+    }
+    return { copy, more };
+  }
+
+  /**
    * Makes the filter: loads the saved one (then the caller adds the keys after the seq it
    * returns and calls markFilterComplete), or rebuilds it from the table when it is missing,
-   * corrupt, of another size or of another index (complete at once; returns checkpointSeq).
+   * corrupt, of another size or of another index (returns checkpointSeq; see rebuildFilter).
    */
   openFilter(checkpointSeq: number): number {
     const { filterBytes, filterPath } = this.options;
@@ -241,25 +598,78 @@ export class KeyStore {
     return checkpointSeq;
   }
 
-  /** Adds every key of the table to a new filter (a full scan of the table). */
+  /**
+   * Adds every key of the table to a new filter, generation by generation in key order.
+   * With `rebuildInBackground` it only starts: maintenanceStep reads it on in bounded steps,
+   * lookups probe the table meanwhile (exact, slower), and keys stored meanwhile go to the
+   * new filter too; so start-up does not wait for it. An empty table is done at once.
+   */
   rebuildFilter(reason: string, checkpointSeq: number): void {
-    const started = performance.now();
-    const filter = new KeyFilter(this.options.filterBytes);
-    let keys = 0;
-    for (const key of this.statements.allKeys.iterate() as Iterable<Buffer>) {
-      filter.add(key);
-      keys += 1;
+    this.filterComplete = false;
+    this.rebuilding = {
+      filter: new KeyFilter(this.options.filterBytes),
+      gens: [],
+      after: Buffer.alloc(0),
+      keys: 0,
+      reason,
+      coveredSeq: checkpointSeq,
+      started: performance.now(),
+    };
+    if (this.options.rebuildInBackground === true && this.count() > 0) return;
+    do this.filterRebuildStep(FILTER_REBUILD_ROWS_PER_STEP);
+    while (this.filterRebuilding);
+  }
+
+  /**
+   * Reads up to `rowsMax` keys of the filter rebuild. Generations are taken in number order,
+   * each asked for again after the last: a merge's target has a higher number than its
+   * sources, so keys a merge moves while the rebuild runs are read in their new place.
+   */
+  private filterRebuildStep(rowsMax: number): number {
+    const rebuild = this.rebuilding!;
+    const gen = rebuild.gens.length === 0 ? this.nextRebuildGen(-1) : rebuild.gens[0]!;
+    if (gen === undefined) {
+      this.finishRebuild();
+      return 0;
     }
-    this.filter = filter;
+    if (rebuild.gens.length === 0) rebuild.gens.push(gen);
+    const keys = this.statements.genKeys.all(gen, rebuild.after, rowsMax) as Buffer[];
+    for (const key of keys) rebuild.filter.add(key);
+    rebuild.keys += keys.length;
+    if (keys.length < rowsMax) {
+      const next = this.nextRebuildGen(gen);
+      rebuild.after = Buffer.alloc(0);
+      if (next === undefined) this.finishRebuild();
+      else rebuild.gens[0] = next;
+    } else {
+      rebuild.after = keys[keys.length - 1]!;
+    }
+    return keys.length;
+  }
+
+  private nextRebuildGen(after: number): number | undefined {
+    return this.db.prepare("SELECT gen FROM key_gens WHERE gen > ? AND state != 'retired' ORDER BY gen LIMIT 1").pluck().get(after) as
+      number | undefined;
+  }
+
+  private finishRebuild(): void {
+    const rebuild = this.rebuilding!;
+    this.rebuilding = null;
+    this.filter = rebuild.filter;
     this.filterComplete = true;
-    this.filterCoveredSeq = checkpointSeq;
-    this.keysSinceSave = keys;
-    this.options.onFilterRebuilt?.({ reason, keys, elapsedMs: performance.now() - started });
+    this.filterCoveredSeq = rebuild.coveredSeq;
+    this.keysSinceSave = Math.max(1, rebuild.keys);
+    this.options.onFilterRebuilt?.({ reason: rebuild.reason, keys: rebuild.keys, elapsedMs: performance.now() - rebuild.started });
   }
 
   /** Declares a loaded filter complete: the caller has added every key stored after its coveredSeq. */
   markFilterComplete(): void {
-    if (this.filter !== null) this.filterComplete = true;
+    if (this.filter !== null && this.rebuilding === null) this.filterComplete = true;
+  }
+
+  /** True while a filter rebuild runs in the background. */
+  get filterRebuilding(): boolean {
+    return this.rebuilding !== null;
   }
 
   /** True while lookups go through the filter. */

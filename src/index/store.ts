@@ -8,7 +8,7 @@ import type { WalRecord } from '../wal/record';
 import { FIXED_LIMITS } from '../config/config';
 import { compileBodyMatcher, needsBody, type BodyFilter, type EventFilter } from '../query/event-filter';
 import { dedupKeyOf, eventDigestOf, type DedupKey } from './key-hash';
-import { KEY_STORE_SCHEMA, KeyStore, type KeyStoreOptions, type StoredKey } from './key-store';
+import { KEY_STORE_SCHEMA, KeyStore, migrateKeyLayout, type KeyStoreOptions, type StoredKey } from './key-store';
 
 /**
  * One event as the index stores it: its fields and `position`, where its record lies in the
@@ -138,6 +138,8 @@ const DROP_OLD_SCHEMA = `
   DROP TABLE IF EXISTS topics;
   DROP TABLE IF EXISTS time_blocks;
   DROP TABLE IF EXISTS keys;
+  DROP TABLE IF EXISTS key_rows;
+  DROP TABLE IF EXISTS key_gens;
   DROP TABLE IF EXISTS deletions;
 `;
 
@@ -197,6 +199,8 @@ export class IndexStore {
   readonly schemaReset: boolean = false;
   /** True when a schema-3 index was upgraded on open: its events are re-indexed from the log, its keys kept. */
   readonly schemaUpgraded: boolean = false;
+  /** Keys the open migrated from an older key layout (0: none; see migrateKeyLayout). */
+  readonly keysMigrated: number = 0;
 
   /**
    * `withoutSpace` opens an existing index for reads only while the disk is full.
@@ -261,6 +265,14 @@ export class IndexStore {
         }
         this.db.exec(SCHEMA);
         this.db.pragma(`user_version = ${SCHEMA_VERSION}`);
+        // The key layout has its own version (a meta row): an older keys table is migrated, never dropped.
+        this.keysMigrated = migrateKeyLayout(this.db);
+      } else if (
+        hasEvents &&
+        this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'key_rows'").get() === undefined
+      ) {
+        this.db.close();
+        throw new Error(`index ${databasePath} has an older key layout: start the service once to migrate it`);
       }
     } catch (err) {
       if (this.db.open) this.db.close();
@@ -573,6 +585,11 @@ export class IndexStore {
     this.keys.markFilterComplete();
   }
 
+  /** True while the key filter is rebuilt in the background (lookups read the table meanwhile). */
+  get keyFilterRebuilding(): boolean {
+    return this.keys.filterRebuilding;
+  }
+
   /** Rebuilds the filter from the keys table (when the log cannot give the keys after the saved seq). */
   rebuildKeyFilter(reason: string): void {
     this.keys.rebuildFilter(reason, this.current.checkpointSeq);
@@ -589,6 +606,20 @@ export class IndexStore {
    */
   sweepExpiredKeys(nowMs = Date.now()): number | null {
     return this.keys.sweepStep(nowMs);
+  }
+
+  /**
+   * One bounded step of the key store's upkeep (the filter rebuild in the background, the
+   * merge of generations, the sweep of expired keys); returns null when nothing is to do.
+   * Short: call it from a timer.
+   */
+  keyMaintenanceStep(nowMs = Date.now(), rowsMax?: number): number | null {
+    return this.keys.maintenanceStep(nowMs, rowsMax);
+  }
+
+  /** The key store's generations (level, state, keys), for tests and the benchmark. */
+  keyGenerations(): Array<{ gen: number; level: number; state: string; keys: number }> {
+    return this.keys.generations();
   }
 
   /** Every topic seen, sorted. */
@@ -917,9 +948,7 @@ export class IndexStore {
     this.db.prepare('ATTACH DATABASE ? AS other').run(otherPath);
     try {
       return this.db.transaction((): number => {
-        const copied = this.db
-          .prepare('INSERT OR IGNORE INTO keys (key, seq, digest) SELECT key, seq, digest FROM other.keys WHERE seq < ?')
-          .run(belowSeq).changes;
+        const copied = this.keys.copyGenerationsFrom('other', belowSeq);
         this.keys.countInserted(copied);
         this.db
           .prepare('INSERT OR IGNORE INTO deletions (last_seq, deleted_at_ms) SELECT last_seq, deleted_at_ms FROM other.deletions')

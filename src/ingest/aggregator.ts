@@ -110,7 +110,14 @@ export interface AggregatorOptions {
     Partial<
       Pick<
         Config,
-        'retentionBytes' | 'retentionMs' | 'readWorkers' | 'readQueueMax' | 'readTimeoutMs' | 'dedupFilterBytes' | 'dedupHorizonMs'
+        | 'retentionBytes'
+        | 'retentionMs'
+        | 'readWorkers'
+        | 'readQueueMax'
+        | 'readTimeoutMs'
+        | 'dedupFilterBytes'
+        | 'dedupHorizonMs'
+        | 'dedupGenerationKeys'
       >
     >;
   logger: Logger;
@@ -247,8 +254,14 @@ export class Aggregator {
         filterPath: `${config.databasePath}.keys-filter`,
         ...(config.dedupFilterBytes === undefined ? {} : { filterBytes: config.dedupFilterBytes }),
         ...(config.dedupHorizonMs === undefined ? {} : { horizonMs: config.dedupHorizonMs }),
-        onFilterRebuilt: ({ reason, keys, elapsedMs }) =>
-          logger.warn({ reason, keys, elapsedMs: Math.round(elapsedMs) }, `recovery: key filter rebuilt from the keys table (${reason})`),
+        ...(config.dedupGenerationKeys === undefined ? {} : { genKeys: config.dedupGenerationKeys }),
+        rebuildInBackground: true,
+        onFilterRebuilt: ({ reason, keys, elapsedMs }) => {
+          const fields = { reason, keys, elapsedMs: Math.round(elapsedMs) };
+          // A new data dir has no filter file and no keys: nothing is wrong then.
+          if (keys === 0 && reason === 'missing') logger.info(fields, 'recovery: new key filter (no keys stored yet)');
+          else logger.warn(fields, `recovery: key filter rebuilt from the keys table (${reason})`);
+        },
       },
     });
     this.closeSpacelessReads();
@@ -418,10 +431,14 @@ export class Aggregator {
       }
       if (gap === null && expected <= checkpointSeq) gap = `the log ends at seq ${expected - 1}, before the checkpoint ${checkpointSeq}`;
       if (gap !== null) {
+        logger.warn({ coveredSeq, checkpointSeq }, `recovery: key filter to be rebuilt from the keys table: ${gap}`);
         store.rebuildKeyFilter(gap);
-        logger.warn({ coveredSeq, checkpointSeq }, `recovery: key filter rebuilt from the keys table: ${gap}`);
         return;
       }
+    }
+    if (store.keyFilterRebuilding) {
+      logger.warn('recovery: key filter rebuilding from the keys table in the background (lookups read the table until it is done)');
+      return;
     }
     store.keyFilterComplete();
     logger.info({ coveredSeq, keysAdded: added, elapsedMs: Math.round(performance.now() - started) }, 'recovery: key filter loaded');
@@ -429,19 +446,19 @@ export class Aggregator {
 
   /** Runs the bounded sweep of expired keys on a timer (unref'd), faster while a pass is under way. */
   private startKeySweep(store: IndexStore): void {
-    if ((this.options.config.dedupHorizonMs ?? 0) <= 0) return;
     const tick = (): void => {
-      let deleted: number | null = null;
+      let handled: number | null = null;
       try {
-        deleted = store.sweepExpiredKeys();
+        handled = store.keyMaintenanceStep();
       } catch (err) {
-        // A busy or full index: the sweep tries again later; lookups ignore expired keys anyway.
-        this.options.logger.warn({ err }, 'key sweep failed; retrying later');
+        // A busy or full index: the upkeep tries again later; lookups ignore expired keys anyway,
+        // and a merge or a filter rebuild resumes where its last commit left it.
+        this.options.logger.warn({ err }, 'key store upkeep failed; retrying later');
       }
-      this.sweepTimer = setTimeout(tick, deleted === null ? KEY_SWEEP_IDLE_MS : KEY_SWEEP_STEP_MS);
+      this.sweepTimer = setTimeout(tick, handled === null ? KEY_SWEEP_IDLE_MS : KEY_SWEEP_STEP_MS);
       this.sweepTimer.unref();
     };
-    this.sweepTimer = setTimeout(tick, KEY_SWEEP_IDLE_MS);
+    this.sweepTimer = setTimeout(tick, store.keyFilterRebuilding ? KEY_SWEEP_STEP_MS : KEY_SWEEP_IDLE_MS);
     this.sweepTimer.unref();
   }
 
@@ -765,10 +782,13 @@ export class Aggregator {
   }
 }
 
-/** Pause between two sweep steps while a pass over the keys table is under way (each step is SWEEP_ROWS_PER_STEP rows). */
-const KEY_SWEEP_STEP_MS = 200;
-/** How often the sweep looks for newly expired keys when no pass is under way. */
-const KEY_SWEEP_IDLE_MS = 10_000;
+/**
+ * Pause between two steps of the key store's upkeep while one is under way (a sweep pass,
+ * a merge of generations, a filter rebuild; each step is bounded, see key-store.ts).
+ */
+const KEY_SWEEP_STEP_MS = 20;
+/** How often the upkeep looks for newly expired keys and full generations when none is under way. */
+const KEY_SWEEP_IDLE_MS = 1000;
 
 /** How often recovery is tried again while a full disk holds it up at start-up. */
 const NO_SPACE_RETRY_MS = 250;

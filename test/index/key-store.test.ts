@@ -1,9 +1,10 @@
+import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { KeyFilter } from '../../src/index/key-filter';
 import { dedupKeyOf, eventDigestOf, keyNumberOf } from '../../src/index/key-hash';
-import type { IndexRow } from '../../src/index/store';
+import type { IndexRow, IndexStore } from '../../src/index/store';
 import { makeTempDir } from '../helpers/temp-dir';
 import { openTestStore, applyLogged } from '../helpers/logged-rows';
 
@@ -184,5 +185,148 @@ describe('IndexStore dedup keys', () => {
     expect(store.dedupKeyCount()).to.equal(1);
     expect(store.sweepExpiredKeys()).to.equal(0);
     store.close();
+  });
+});
+
+describe('IndexStore dedup keys in generations', () => {
+  const small = (file: string, extra: object = {}) => ({
+    keys: { filterBytes: 64 * 1024, filterPath: `${file}.keys-filter`, genKeys: 50, mergeFanout: 4, ...extra },
+  });
+  const batchOf = (from: number, count: number, prefix = 'k'): IndexRow[] =>
+    Array.from({ length: count }, (_, i) => row(from + i, 't', `${prefix}${from + i}`));
+  /** Runs the upkeep until it has nothing left to do; returns the steps taken. */
+  const settle = (store: IndexStore, nowMs = Date.now()): number => {
+    let steps = 0;
+    while (store.keyMaintenanceStep(nowMs) !== null) steps += 1;
+    return steps;
+  };
+  const expectAllKnown = (store: IndexStore, through: number, prefix = 'k'): void => {
+    for (let seq = 1; seq <= through; seq += 1) expect(store.lookup('t', `${prefix}${seq}`)?.seq, `key of seq ${seq}`).to.equal(seq);
+  };
+
+  it('opens a new generation every genKeys keys and merges mergeFanout full ones into one of the next level, finding every key throughout', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const store = openTestStore(file, small(file));
+    // Batches of 30 cross generation boundaries inside a batch and between batches.
+    for (let seq = 1; seq <= 600; seq += 30) applyLogged(store, batchOf(seq, 30));
+    const before = store.keyGenerations();
+    expect(before.filter((g) => g.level === 0).length).to.be.greaterThan(4);
+    expect(before.every((g) => g.keys <= 50 + 30)).to.equal(true);
+    // Step by step: after every step (a merge's copy, the switch, the deletion of its sources) each key is found.
+    let steps = 0;
+    // Steps of 7 rows: merges copy, switch and delete their sources over many steps.
+    while (store.keyMaintenanceStep(Date.now(), 7) !== null) {
+      steps += 1;
+      if (steps % 3 === 0) expectAllKnown(store, 600);
+    }
+    expect(steps).to.be.greaterThan(100);
+    const after = store.keyGenerations();
+    expect(after.some((g) => g.level === 1)).to.equal(true);
+    expect(after.every((g) => g.state === 'live')).to.equal(true);
+    expect(after.reduce((sum, g) => sum + g.keys, 0)).to.equal(600);
+    expectAllKnown(store, 600);
+    expect(store.dedupKeyCount()).to.equal(600);
+    // Duplicates inside and across generations are still refused; new keys still go in.
+    expect(applyLogged(store, [row(601, 't', 'k5'), row(602, 't', 'k599'), row(603, 't', 'new')])).to.equal(1);
+    expect(store.lookup('t', 'new')?.seq).to.equal(603);
+    store.close();
+  });
+
+  it('resumes a merge cut between two steps (the process died) and loses no key', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const first = openTestStore(file, small(file));
+    for (let seq = 1; seq <= 400; seq += 40) applyLogged(first, batchOf(seq, 40));
+    // A merge starts, and copies part of its sources.
+    first.keyMaintenanceStep();
+    first.keyMaintenanceStep(Date.now(), 60);
+    first.keyMaintenanceStep(Date.now(), 60);
+    const building = first.keyGenerations().find((g) => g.state === 'building');
+    expect(building).to.not.equal(undefined);
+    // No close(): the next open finds the merge half done, as after kill -9.
+    const second = openTestStore(file, small(file));
+    expectAllKnown(second, 400);
+    expect(applyLogged(second, batchOf(401, 40))).to.equal(40);
+    settle(second);
+    expectAllKnown(second, 440);
+    expect(second.dedupKeyCount()).to.equal(440);
+    expect(second.keyGenerations().reduce((sum, g) => sum + g.keys, 0)).to.equal(440);
+    second.close();
+    first.close();
+  });
+
+  it('drops a generation whose every seq passed the horizon whole, and sweeps the one that straddles it', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const store = openTestStore(file, small(file, { horizonMs: 1000, mergeFanout: 100 }));
+    for (let seq = 1; seq <= 200; seq += 25) applyLogged(store, batchOf(seq, 25));
+    const gens = store.keyGenerations().length;
+    store.dropThrough(120, Date.now() - 5000);
+    expect(store.lookup('t', 'k120')).to.equal(undefined);
+    expect(store.lookup('t', 'k121')?.seq).to.equal(121);
+    settle(store);
+    expect(store.dedupKeyCount()).to.equal(80);
+    // Generations of seqs 1-50 and 51-100 went whole; the one of 101-150 keeps 121-150.
+    expect(store.keyGenerations()).to.have.length(gens - 2);
+    expect(store.keyGenerations().reduce((sum, g) => sum + g.keys, 0)).to.equal(80);
+    for (let seq = 121; seq <= 200; seq += 1) expect(store.lookup('t', `k${seq}`)?.seq).to.equal(seq);
+    // A re-send of a swept key is a new original.
+    expect(applyLogged(store, [row(201, 't', 'k3', 'again')])).to.equal(1);
+    expect(store.lookup('t', 'k3')?.seq).to.equal(201);
+    store.close();
+  });
+
+  it('migrates a layout-1 keys table in place, keys of events no longer in the index included', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const made = openTestStore(file, small(file, { horizonMs: 3_600_000 }));
+    applyLogged(made, batchOf(1, 300));
+    made.dropThrough(100, Date.now() - 60_000);
+    made.close();
+    // Turn it into the layout before generations: one keys table, no layout row.
+    const raw = new Database(file);
+    raw.exec(`
+      CREATE TABLE keys (key BLOB PRIMARY KEY, seq INTEGER NOT NULL, digest BLOB NOT NULL) WITHOUT ROWID;
+      INSERT INTO keys SELECT key, seq, digest FROM key_rows;
+      DROP TABLE key_rows; DROP TABLE key_gens;
+      DELETE FROM meta WHERE key IN ('keys_layout', 'key_gen_next');
+    `);
+    raw.close();
+    fs.rmSync(`${file}.keys-filter`);
+
+    const migrated = openTestStore(file, small(file, { horizonMs: 3_600_000 }));
+    expect(migrated.keysMigrated).to.equal(300);
+    expect(migrated.countRows()).to.equal(200);
+    expectAllKnown(migrated, 300);
+    expect(migrated.lookup('t', 'k1')).to.deep.equal({ seq: 1, digest: eventDigestOf(row(1, 't', 'k1').body) });
+    expect(migrated.dedupKeyCount()).to.equal(300);
+    expect(applyLogged(migrated, [row(301, 't', 'k7'), row(302, 't', 'fresh')])).to.equal(1);
+    migrated.close();
+    const again = openTestStore(file, small(file, { horizonMs: 3_600_000 }));
+    expect(again.keysMigrated).to.equal(0);
+    expectAllKnown(again, 300);
+    expect(again.lookup('t', 'fresh')?.seq).to.equal(302);
+    again.close();
+  });
+
+  it('rebuilds a missing filter in the background: lookups stay exact before it is done, and keys stored meanwhile are in it', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const first = openTestStore(file, small(file));
+    for (let seq = 1; seq <= 300; seq += 30) applyLogged(first, batchOf(seq, 30));
+    first.close();
+    fs.rmSync(`${file}.keys-filter`);
+    const rebuilt: Array<{ reason: string; keys: number }> = [];
+    const second = openTestStore(
+      file,
+      small(file, { rebuildInBackground: true, onFilterRebuilt: (info: { reason: string; keys: number }) => rebuilt.push(info) }),
+    );
+    expect(second.keyFilterRebuilding).to.equal(true);
+    expect(rebuilt).to.have.length(0);
+    expectAllKnown(second, 300);
+    expect(applyLogged(second, [row(301, 't', 'k301'), row(302, 't', 'k5')])).to.equal(1);
+    settle(second);
+    expect(second.keyFilterRebuilding).to.equal(false);
+    expect(rebuilt).to.have.length(1);
+    expect(rebuilt[0]!.reason).to.equal('missing');
+    expectAllKnown(second, 301);
+    expect(second.lookup('t', 'never')).to.equal(undefined);
+    second.close();
   });
 });

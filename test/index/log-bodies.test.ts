@@ -144,7 +144,8 @@ describe('event bodies read from the log by position', function () {
     expect(firstSeq).to.be.greaterThan(1);
     await first.close();
 
-    // Make the index what schema 3 wrote: the same tables, with each event's JSON in events.body.
+    // Make the index what schema 3 wrote: the same tables, with each event's JSON in events.body,
+    // and its keys in the one keys table of key layout 1 (before generations).
     const db = new Database(config.databasePath);
     const kept = db.prepare('SELECT seq, topic, event_id, source, ts_ms, received_ms FROM events ORDER BY seq').all() as Array<
       Record<string, unknown> & { seq: number }
@@ -152,7 +153,11 @@ describe('event bodies read from the log by position', function () {
     db.exec(`DROP TABLE events;
       CREATE TABLE events (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, event_id TEXT NOT NULL, source TEXT NOT NULL,
         ts_ms INTEGER NOT NULL, received_ms INTEGER, body TEXT NOT NULL);
-      CREATE INDEX events_by_topic ON events (topic, seq);`);
+      CREATE INDEX events_by_topic ON events (topic, seq);
+      CREATE TABLE keys (key BLOB PRIMARY KEY, seq INTEGER NOT NULL, digest BLOB NOT NULL) WITHOUT ROWID;
+      INSERT INTO keys SELECT key, seq, digest FROM key_rows;
+      DROP TABLE key_rows; DROP TABLE key_gens;
+      DELETE FROM meta WHERE key IN ('keys_layout', 'key_gen_next', 'key_gen_keys');`);
     const insert = db.prepare('INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)');
     for (const r of kept) insert.run(r.seq, r.topic, r.event_id, r.source, r.ts_ms, r.received_ms, published.get(r.seq));
     db.pragma('user_version = 3');
@@ -163,6 +168,7 @@ describe('event bodies read from the log by position', function () {
     const second = new Aggregator({ config: { ...config, retentionBytes: 0 }, logger });
     await second.open();
     expect(second.index.schemaUpgraded).to.equal(true);
+    expect(second.index.keysMigrated).to.equal(150);
     expect(second.firstSeq).to.equal(firstSeq);
     // Every retained event reads back from the log, each once.
     const rows = second.queryEvents({ limit: 1000 });
