@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
+import { waitFor } from '../src/cli/wait';
 import type { ServerProcess } from '../test/harness/server-process';
 import {
   fmt,
@@ -273,7 +274,13 @@ async function storageRun(options: StorageOptions, report: Report, retentionByte
       const ready = await timeReady(dataDir, env);
       server = ready.server;
       killed.push(ready.seconds);
-      tails.push(Number(/"recordsReplayed":(\d+)/.exec(server.output())?.[1] ?? Number.NaN));
+      // The recovery line may reach the pipe a moment after /health says ready.
+      const started = server;
+      const line = await waitFor(() => /"recordsReplayed":(\d+)/.exec(started.output()), {
+        timeoutMs: 10_000,
+        what: 'the recovery log line',
+      }).catch(() => null);
+      tails.push(Number(line?.[1] ?? Number.NaN));
     }
     report.rows.push(
       row(
