@@ -274,14 +274,16 @@ export class KeyStore {
   /**
    * Stores a key for `seq` inside the caller's transaction, in the newest level-0
    * generation (a new one once it holds GEN_KEYS); the filter learns it at once (a
-   * rollback leaves a harmless false positive). An expired row of the same key is deleted
-   * when this store has a filter that may hold it (the index worker's store has none: the
-   * older row then stays, lookups read the newest, and the sweep removes it).
+   * rollback leaves a harmless false positive). With a horizon, an expired row of the same
+   * key may still be stored (the sweep had not reached it): it is deleted first unless a
+   * complete filter says the key was never stored. Without a complete filter (none, or one
+   * rebuilt in the background) nothing rules that row out, and it may lie in this very
+   * generation, where a second row of the key would break its primary key.
    */
   put(key: DedupKey, seq: number, digest: Buffer): void {
     const tx = this.txGen ?? this.openTxGen(seq);
     let replaced = 0;
-    if (this.options.horizonMs > 0 && this.filter !== null && (!this.filterComplete || this.filter.mayContain(key))) {
+    if (this.options.horizonMs > 0 && (this.filter === null || !this.filterComplete || this.filter.mayContain(key))) {
       replaced = this.statements.deleteOlder.run(key, seq).changes;
     }
     this.statements.insert.run(tx.gen, key, seq, digest);

@@ -6,7 +6,7 @@ import { KeyFilter } from '../../src/index/key-filter';
 import { dedupKeyOf, eventDigestOf, keyNumberOf } from '../../src/index/key-hash';
 import type { IndexRow, IndexStore } from '../../src/index/store';
 import { makeTempDir } from '../helpers/temp-dir';
-import { openTestStore, applyLogged } from '../helpers/logged-rows';
+import { appendLogged, applyLogged, openTestStore } from '../helpers/logged-rows';
 
 function row(seq: number, topic: string, eventId: string, text = eventId): IndexRow {
   const body = JSON.stringify({ topic, event_id: eventId, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { text } });
@@ -327,6 +327,27 @@ describe('IndexStore dedup keys in generations', () => {
     expect(rebuilt[0]!.reason).to.equal('missing');
     expectAllKnown(second, 301);
     expect(second.lookup('t', 'never')).to.equal(undefined);
+    second.close();
+  });
+
+  it('replaces an expired key sent again while the filter is rebuilt in the background (the live path, in its generation)', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const first = openTestStore(file, small(file, { horizonMs: 1000 }));
+    applyLogged(first, batchOf(1, 10));
+    first.dropThrough(10, Date.now() - 5000);
+    first.close();
+    fs.rmSync(`${file}.keys-filter`);
+    const second = openTestStore(file, small(file, { horizonMs: 1000, rebuildInBackground: true }));
+    expect(second.keyFilterRebuilding).to.equal(true);
+    expect(second.lookup('t', 'k3')).to.equal(undefined);
+    // Publish proved it new (expired): the consumer appends it without a lookup, into the
+    // generation that still holds the expired row.
+    const again = row(11, 't', 'k3', 'again');
+    appendLogged(second, [again]);
+    expect(second.lookup('t', 'k3')).to.deep.equal({ seq: 11, digest: eventDigestOf(again.body) });
+    expect(second.dedupKeyCount()).to.equal(10);
+    settle(second);
+    expect(second.lookup('t', 'k3')?.seq).to.equal(11);
     second.close();
   });
 });

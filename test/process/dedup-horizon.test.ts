@@ -109,7 +109,9 @@ describe('real server process: dedup keys and the dedup horizon', function () {
 
     server = await startServerProcess(dataDir);
     // Start-up read the 60 keys after the saved filter's seq from the log, not the whole table.
-    expect(server.output()).to.match(/"keysAdded":60\b/);
+    const restarted = server;
+    await waitFor(() => /"keysAdded":\d+/.test(restarted.output()), { what: 'the key filter line of start-up' });
+    expect(restarted.output()).to.match(/"keysAdded":60\b/);
     const all = [...first, ...second];
     const answers = await publish(server.url, all);
     expect(answers.map((a) => a.status)).to.deep.equal(all.map(() => 'duplicate'));
@@ -128,9 +130,12 @@ describe('real server process: dedup keys and the dedup horizon', function () {
     bytes.fill(0xff, 64, 4096);
     fs.writeFileSync(filterFile, bytes);
     server = await startServerProcess(dataDir);
-    // The rebuild runs in the background after start-up (lookups read the table meanwhile): its end is logged.
-    expect(server.output()).to.match(/key filter rebuilding from the keys table in the background/);
+    // The rebuild runs in the background after start-up (lookups read the table meanwhile): its
+    // start and its end are logged (a line may reach the pipe a moment after /health says ready).
     const started = server;
+    await waitFor(() => started.output().includes('key filter rebuilding from the keys table in the background'), {
+      what: 'the key filter rebuild to start',
+    });
     await waitFor(async () => started.output().includes('key filter rebuilt from the keys table'), { what: 'key filter rebuild' });
     const later = await publish(server.url, [...all, fresh]);
     expect(later.map((a) => a.status)).to.deep.equal([...all, fresh].map(() => 'duplicate'));
