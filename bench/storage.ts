@@ -1,7 +1,6 @@
 import Database from 'better-sqlite3';
 import fs from 'node:fs';
 import path from 'node:path';
-import { waitFor } from '../src/cli/wait';
 import type { ServerProcess } from '../test/harness/server-process';
 import {
   fmt,
@@ -275,11 +274,7 @@ async function storageRun(options: StorageOptions, report: Report, retentionByte
       server = ready.server;
       killed.push(ready.seconds);
       // The recovery line may reach the pipe a moment after /health says ready.
-      const started = server;
-      const line = await waitFor(() => /"recordsReplayed":(\d+)/.exec(started.output()), {
-        timeoutMs: 10_000,
-        what: 'the recovery log line',
-      }).catch(() => null);
+      const line = await server.waitForOutput(/"recordsReplayed":(\d+)/, 'the recovery log line').catch(() => null);
       tails.push(Number(line?.[1] ?? Number.NaN));
     }
     report.rows.push(

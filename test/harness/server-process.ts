@@ -34,6 +34,9 @@ export interface ChildProgramOptions {
  * output or exit instead of polling. The one spawner of test/ and bench/.
  */
 export class ChildProgram {
+  /** Programs still running; the process's exit handler SIGKILLs them (see killLeftovers). */
+  private static readonly live = new Set<ChildProgram>();
+  private static exitHandlerSet = false;
   readonly child: ChildProcess;
   readonly exited: Promise<ProgramExit>;
   private stdoutText = '';
@@ -57,15 +60,26 @@ export class ChildProgram {
     this.child.stdout!.on('data', (chunk: Buffer) => this.onOutput(chunk.toString('utf8'), 'stdout'));
     this.child.stderr!.on('data', (chunk: Buffer) => this.onOutput(chunk.toString('utf8'), 'stderr'));
     this.child.stdin?.end(options.input);
+    ChildProgram.live.add(this);
+    if (!ChildProgram.exitHandlerSet) {
+      ChildProgram.exitHandlerSet = true;
+      process.once('exit', killLeftovers);
+    }
     this.exited = new Promise((resolve, reject) => {
       this.child.once('error', reject);
       // 'close' comes after the last output, so nothing is missing once this resolves.
       this.child.once('close', (code, signal) => resolve({ code, signal }));
     });
-    void this.exited.then(
-      () => this.notify(),
-      () => this.notify(),
-    );
+    const ended = (): void => {
+      ChildProgram.live.delete(this);
+      this.notify();
+    };
+    void this.exited.then(ended, ended);
+  }
+
+  /** SIGKILLs every program still running (a test that failed before stopping its server). */
+  static killAll(): void {
+    for (const program of [...ChildProgram.live]) program.killNow();
   }
 
   /** A compiled Node script of this repo run with the same node as the tests. */
@@ -114,6 +128,18 @@ export class ChildProgram {
     }
   }
 
+  /**
+   * Resolves with the first match of `pattern` in the output kept, waiting for more output
+   * until `timeoutMs`; rejects with the output at the deadline or when the program exits first.
+   */
+  async waitForOutput(pattern: RegExp | string, timeoutMs: number, what: string): Promise<RegExpExecArray> {
+    const regexp = typeof pattern === 'string' ? new RegExp(pattern.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')) : pattern;
+    let match: RegExpExecArray | null = null;
+    await this.waitUntil(() => (match = regexp.exec(this.combined)) !== null || !this.running, timeoutMs, what);
+    if (match === null) throw new Error(`exited before ${what}\n${this.combined}`);
+    return match;
+  }
+
   /** Resolves when `check` holds, tested now and after each output and the exit; rejects at the deadline with the output. */
   waitUntil(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
     return new Promise((resolve, reject) => {
@@ -152,6 +178,14 @@ export class ChildProgram {
     }
     this.notify();
   }
+}
+
+/**
+ * The process's exit handler: SIGKILLs the programs left running, so a test run that failed
+ * half-way (mocha exits at the end with `exit: true`) leaves no server behind on its port and data dir.
+ */
+function killLeftovers(): void {
+  ChildProgram.killAll();
 }
 
 /** How to start a ServerRun. */
@@ -210,6 +244,11 @@ export class ServerRun {
     this.program.killNow();
   }
 
+  /** See ChildProgram.waitForOutput. */
+  waitForOutput(pattern: RegExp | string, timeoutMs: number, what: string): Promise<RegExpExecArray> {
+    return this.program.waitForOutput(pattern, timeoutMs, what);
+  }
+
   /** See ChildProgram.waitUntil: woken by each line of output and by the exit. */
   waitUntil(check: () => boolean, timeoutMs: number, what: string): Promise<void> {
     return this.program.waitUntil(check, timeoutMs, what);
@@ -233,6 +272,11 @@ export interface ServerProcess {
   output: () => string;
   exited: Promise<ProgramExit>;
   kill(signal?: NodeJS.Signals): Promise<ProgramExit>;
+  /**
+   * The first match of `pattern` in the server's output, once it is there: a log line may reach
+   * the pipe after /health says ready. Rejects after `timeoutMs` (default 10 s) or at exit.
+   */
+  waitForOutput(pattern: RegExp | string, what: string, timeoutMs?: number): Promise<RegExpExecArray>;
 }
 
 /**
@@ -259,5 +303,13 @@ export async function startServerProcess(
       { timeoutMs: 60_000, what: 'server to be ready' },
     );
   }
-  return { child: run.child, url, port, output: () => run.output(), exited: run.exited, kill: (signal) => run.program.kill(signal) };
+  return {
+    child: run.child,
+    url,
+    port,
+    output: () => run.output(),
+    exited: run.exited,
+    kill: (signal) => run.program.kill(signal),
+    waitForOutput: (pattern, what, timeoutMs = 10_000) => run.waitForOutput(pattern, timeoutMs, what),
+  };
 }

@@ -110,8 +110,8 @@ describe('real server process: dedup keys and the dedup horizon', function () {
     server = await startServerProcess(dataDir);
     // Start-up read the 60 keys after the saved filter's seq from the log, not the whole table.
     const restarted = server;
-    await waitFor(() => /"keysAdded":\d+/.test(restarted.output()), { what: 'the key filter line of start-up' });
-    expect(restarted.output()).to.match(/"keysAdded":60\b/);
+    const filterLine = await restarted.waitForOutput(/"keysAdded":(\d+)/, 'the key filter line of start-up');
+    expect(filterLine[1]).to.equal('60');
     const all = [...first, ...second];
     const answers = await publish(server.url, all);
     expect(answers.map((a) => a.status)).to.deep.equal(all.map(() => 'duplicate'));
@@ -133,10 +133,8 @@ describe('real server process: dedup keys and the dedup horizon', function () {
     // The rebuild runs in the background after start-up (lookups read the table meanwhile): its
     // start and its end are logged (a line may reach the pipe a moment after /health says ready).
     const started = server;
-    await waitFor(() => started.output().includes('key filter rebuilding from the keys table in the background'), {
-      what: 'the key filter rebuild to start',
-    });
-    await waitFor(async () => started.output().includes('key filter rebuilt from the keys table'), { what: 'key filter rebuild' });
+    await started.waitForOutput('key filter rebuilding from the keys table in the background', 'the key filter rebuild to start');
+    await started.waitForOutput('key filter rebuilt from the keys table', 'key filter rebuild');
     const later = await publish(server.url, [...all, fresh]);
     expect(later.map((a) => a.status)).to.deep.equal([...all, fresh].map(() => 'duplicate'));
     expect(later[later.length - 1]!.seq).to.equal(outcomes[0]!.seq);

@@ -120,7 +120,7 @@ describe('real server process: kill -9 and restart', function () {
     const dataDir = dataDirFromWalFixture('torn-tail');
     const server = await startServerProcess(dataDir);
     try {
-      await waitFor(() => server.output().includes('cut torn tail of 40 bytes at offset 441'), { what: 'the torn-tail log line' });
+      await server.waitForOutput('cut torn tail of 40 bytes at offset 441', 'the torn-tail log line');
       const stored = await fetchAllEvents(server.url);
       expect(stored.map((e) => e.seq)).to.deep.equal([1, 2, 3]);
       const next = await postJson(`${server.url}/publish`, makeEvent('fixture', 'evt-4'));

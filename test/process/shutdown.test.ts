@@ -5,7 +5,6 @@ import net from 'node:net';
 import { makeEvent } from '../helpers/events';
 import { startServerProcess } from '../harness/server-process';
 import { makeTempDir } from '../helpers/temp-dir';
-import { waitFor } from '../../src/cli/wait';
 
 /** GET over one shared keep-alive agent; resolves with the status, or 0 when the connection failed. */
 function get(agent: http.Agent, url: string): Promise<number> {
@@ -40,7 +39,7 @@ describe('graceful shutdown', function () {
       );
       await new Promise((resolve) => setTimeout(resolve, 200));
       server.child.kill('SIGTERM');
-      await waitFor(() => server.output().includes('shutting down'), { what: 'the server to start its shutdown' });
+      await server.waitForOutput('shutting down', 'the server to start its shutdown');
       socket.write(body.slice(half));
       // Then, as a keep-alive client does, more requests on the same socket for as long as it stays open.
       pinger = setInterval(() => {
