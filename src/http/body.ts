@@ -4,7 +4,7 @@ import type { Transform } from 'node:stream';
 import zlib from 'node:zlib';
 import type { RequestHandler } from 'express';
 import { AppError } from '../errors';
-import { findLossyNumber, invalidUtf8Offset } from '../protocols/json-text';
+import { invalidUtf8Offset, numberNotKeptError } from '../protocols/json-text';
 
 /** What one request body may cost; every protocol route that reads a body shares it. */
 export interface BodyLimits {
@@ -56,23 +56,8 @@ export function parseJsonBody(bytes: Buffer): unknown {
   } catch (err) {
     throw new AppError('invalid_json', `the body is not valid JSON: ${(err as Error).message}`);
   }
-  const lossy = findLossyNumber(text);
-  if (lossy !== null) {
-    const shown = lossy.literal.length > 40 ? `${lossy.literal.slice(0, 40)}...` : lossy.literal;
-    throw new AppError(
-      'number_not_kept',
-      `the number ${shown} at byte offset ${lossy.offset} cannot be stored as sent; send it as a string`,
-      {
-        details: [
-          {
-            index: -1,
-            path: '(body)',
-            message: `number at byte offset ${lossy.offset} is out of range, -0, or more precise than a double`,
-          },
-        ],
-      },
-    );
-  }
+  const notKept = numberNotKeptError(text);
+  if (notKept !== null) throw notKept;
   return value;
 }
 

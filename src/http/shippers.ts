@@ -1,6 +1,7 @@
 import express, { type Request, type RequestHandler, type Response } from 'express';
 import type { Config } from '../config/config';
 import { AppError } from '../errors';
+import { numberNotKeptError } from '../protocols/json-text';
 import type { PublishOutcome, ValidEvent } from '../ingest/aggregator';
 import type { Pipeline } from '../ingest/pipeline';
 import { decodeUtf8, isRejected, type MappedRecords, type ProtocolName } from '../protocols/common';
@@ -101,13 +102,18 @@ function bodyOf(req: Request, what: string): Buffer {
   return req.body;
 }
 
+/** Parses a protocol's JSON body: strict UTF-8, and every number kept as sent (400 number_not_kept), as /publish does. */
 function parseJsonBody(body: Buffer, what: string): unknown {
   const text = decodeUtf8(body, what);
+  let value: unknown;
   try {
-    return JSON.parse(text) as unknown;
+    value = JSON.parse(text) as unknown;
   } catch (err) {
     throw new AppError('invalid_json', `${what} is not valid JSON: ${(err as Error).message}`);
   }
+  const notKept = numberNotKeptError(text, what);
+  if (notKept !== null) throw notKept;
+  return value;
 }
 
 /** The media type of a request, lowercased, without parameters. */

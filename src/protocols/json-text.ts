@@ -3,6 +3,7 @@
  * literals it would change. Every body parser (the /publish JSON body, NDJSON lines, the
  * shippers' protocols) uses them, so they live with the protocols, below the HTTP layer.
  */
+import { AppError } from '../errors';
 
 /** The byte offset of the first byte that breaks UTF-8 (WHATWG rules: no overlongs, surrogates or values past U+10FFFF). */
 export function invalidUtf8Offset(bytes: Uint8Array): number | null {
@@ -113,4 +114,29 @@ export function findLossyNumber(text: string): LossyNumber | null {
     }
   }
   return null;
+}
+
+/**
+ * The 400 number_not_kept for a JSON body (`text`, valid JSON) holding a number JSON.parse
+ * would change, or null when every number is kept: a number is stored as sent or refused,
+ * never rounded. `what` names the body in the message when it is not "the body".
+ */
+export function numberNotKeptError(text: string, what = 'the body'): AppError | null {
+  const lossy = findLossyNumber(text);
+  if (lossy === null) return null;
+  const shown = lossy.literal.length > 40 ? `${lossy.literal.slice(0, 40)}...` : lossy.literal;
+  const where = what === 'the body' ? '' : ` of ${what}`;
+  return new AppError(
+    'number_not_kept',
+    `the number ${shown} at byte offset ${lossy.offset}${where} cannot be stored as sent; send it as a string`,
+    {
+      details: [
+        {
+          index: -1,
+          path: '(body)',
+          message: `number at byte offset ${lossy.offset} is out of range, -0, or more precise than a double`,
+        },
+      ],
+    },
+  );
 }

@@ -140,6 +140,17 @@ describe("bad input on the shippers' routes (real server process): clear 4xx, no
       code: 'validation_failed',
     },
     {
+      name: 'OTLP: JSON with an integer attribute a double cannot hold (as JSON.parse would round it)',
+      path: '/v1/logs',
+      headers: { 'content-type': 'application/json' },
+      body: () =>
+        '{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"timeUnixNano":"1761213600000000000","body":{"stringValue":"x"},' +
+        '"attributes":[{"key":"big","value":{"intValue":12345678901234567891}}]}]}]}]}',
+      status: 400,
+      code: 'number_not_kept',
+      message: /12345678901234567891 at byte offset \d+ of the OTLP JSON body/,
+    },
+    {
       name: 'OTLP: an unknown Content-Type',
       path: '/v1/logs',
       headers: { 'content-type': 'text/plain' },
@@ -212,6 +223,14 @@ describe("bad input on the shippers' routes (real server process): clear 4xx, no
       status: 400,
       code: 'validation_failed',
       message: /values\[1\]\[0\]/,
+    },
+    {
+      name: 'Loki: JSON with a number a double cannot hold',
+      path: '/loki/api/v1/push',
+      headers: { 'content-type': 'application/json' },
+      body: () => '{"streams":[{"stream":{"job":"a"},"values":[["1761213600000000000","ok"]]}],"n":0.30000000000000001}',
+      status: 400,
+      code: 'number_not_kept',
     },
     {
       name: 'Loki: an entry whose event would break the limits (topic label too long)',
