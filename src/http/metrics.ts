@@ -1,7 +1,7 @@
 import fs from 'node:fs/promises';
 import type { RequestHandler } from 'express';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { AggregatorObserver } from '../ingest/aggregator';
+import type { AggregatorObserver, RetentionSnapshot } from '../ingest/aggregator';
 import type { Pipeline } from '../ingest/pipeline';
 import { NodeDisk } from '../wal/disk';
 import { listSegments } from '../wal/segments';
@@ -152,16 +152,20 @@ export class ServiceMetrics {
       'Duration of the last startup recovery.',
       (s) => (s.aggregator.recovery?.durationMs ?? 0) / 1000,
     );
-    this.gauge('logagg_log_first_seq', 'The oldest seq the log and the index keep (1 until retention deletes).', (s) =>
-      s.aggregator.state === 'ready' ? s.aggregator.retentionSnapshot().firstSeq : undefined,
+    this.retentionGauge(
+      'logagg_log_first_seq',
+      'The oldest seq the log and the index keep (1 until retention deletes).',
+      (r) => r.firstSeq,
     );
-    this.gauge('logagg_expired_events', 'Events deleted by retention, lifetime (survives restarts; /stats expired_events).', (s) =>
-      s.aggregator.state === 'ready' ? s.aggregator.retentionSnapshot().expiredTotal : undefined,
+    this.retentionGauge(
+      'logagg_expired_events',
+      'Events deleted by retention, lifetime (survives restarts; /stats expired_events).',
+      (r) => r.expiredTotal,
     );
-    this.gauge(
+    this.retentionGauge(
       'logagg_retention_last_deletion_timestamp_seconds',
       'When retention last deleted a segment (Unix time; 0 before the first deletion).',
-      (s) => (s.aggregator.state === 'ready' ? (s.aggregator.retentionSnapshot().lastDeletionMs ?? 0) / 1000 : undefined),
+      (r) => (r.lastDeletionMs ?? 0) / 1000,
     );
     this.gauge(
       'logagg_dedup_keys',
@@ -231,6 +235,11 @@ export class ServiceMetrics {
   }
 
   /** A gauge of the log on disk; both log gauges share one directory listing per scrape. */
+  /** A gauge of the pipeline's retention state, read at scrape time; absent until the pipeline is ready. */
+  private retentionGauge(name: string, help: string, pick: (retention: RetentionSnapshot) => number): void {
+    this.gauge(name, help, (s) => (s.aggregator.state === 'ready' ? pick(s.aggregator.retentionSnapshot()) : undefined));
+  }
+
   private logGauge(name: string, help: string, field: 'bytes' | 'segments'): Gauge {
     const gauge: Gauge = new Gauge({
       name,
