@@ -38,6 +38,21 @@ function makePrinter(json: boolean): Printer {
   };
 }
 
+/** True for the error of a file that is no longer there (retention deleted the segment). */
+function isGone(err: unknown): boolean {
+  return (err as NodeJS.ErrnoException | null)?.code === 'ENOENT';
+}
+
+/** A segment file's size, or null once it is gone. */
+function sizeOrGone(file: string): number | null {
+  try {
+    return fs.statSync(file).size;
+  } catch (err) {
+    if (isGone(err)) return null;
+    throw err;
+  }
+}
+
 /** Resolves when SIGINT or SIGTERM arrives (tail -f ends cleanly, exit 0). */
 function untilSignal(): { stopped: () => boolean; wait: Promise<void> } {
   let stopped = false;
@@ -65,12 +80,18 @@ function lastEventsOfLog(walDir: string, filter: EventFilter, count: number): { 
     let kept: TailEvent[] = [];
     let segmentLast = 0;
     // Policy: records only (a tombstone still counts for the log's last seq).
-    for (const item of readSegments(DISK, [segments[i]!])) {
-      if (item.kind !== 'record' && item.kind !== 'tombstone') continue;
-      segmentLast = item.seq;
-      if (item.kind === 'tombstone' || want <= 0 || !matchesFilter(item.seq, item.eventJson, filter)) continue;
-      kept.push({ seq: item.seq, eventJson: item.eventJson, receivedAtMs: item.receivedAtMs });
-      if (kept.length >= 2 * want) kept = kept.slice(-want);
+    try {
+      for (const item of readSegments(DISK, [segments[i]!])) {
+        if (item.kind !== 'record' && item.kind !== 'tombstone') continue;
+        segmentLast = item.seq;
+        if (item.kind === 'tombstone' || want <= 0 || !matchesFilter(item.seq, item.eventJson, filter)) continue;
+        kept.push({ seq: item.seq, eventJson: item.eventJson, receivedAtMs: item.receivedAtMs });
+        if (kept.length >= 2 * want) kept = kept.slice(-want);
+      }
+    } catch (err) {
+      // Retention deleted this segment after it was listed: it and every older one are gone.
+      if (isGone(err)) break;
+      throw err;
     }
     if (lastSeq === 0) lastSeq = segmentLast;
     events.unshift(...kept.slice(-want));
@@ -105,32 +126,50 @@ async function followLog(
       const segment: SegmentInfo = current.segment;
       // The writer finishes a segment before starting the next: once one exists, this one is complete.
       const next: SegmentInfo | undefined = segments.find((s) => s.firstSeq > segment.firstSeq);
-      const size = fs.existsSync(segment.path) ? fs.statSync(segment.path).size : 0;
-      if (size < current.offset) current.offset = 0;
-      if (size > current.offset) {
+      let size = sizeOrGone(segment.path);
+      if (size !== null && size < current.offset) current.offset = 0;
+      if (size !== null && size > current.offset) {
         // The bytes appended since the last read. Policy: skip bad lines (saying so) and
         // tombstones; a torn tail of the newest segment is a line still being written (or
-        // one recovery will cut), so the next poll resumes at it.
+        // one recovery will cut), so the next poll resumes at it. Once open, the segment is
+        // read to its end even if retention deletes it meanwhile.
         let consumed = current.offset;
-        for (const item of readSegment(DISK, segment, { isLast: next === undefined, from: current.offset })) {
-          if (item.kind === 'torn_tail') break;
-          if (item.kind === 'segment_end') {
-            consumed = item.totalBytes;
-            break;
+        try {
+          for (const item of readSegment(DISK, segment, { isLast: next === undefined, from: current.offset })) {
+            if (item.kind === 'torn_tail') break;
+            if (item.kind === 'segment_end') {
+              consumed = item.totalBytes;
+              break;
+            }
+            if (item.kind === 'corruption') {
+              process.stderr.write(`tail: skipped a bad line (${item.problem}) in ${segment.path} at byte offset ${item.offset}\n`);
+              consumed = item.offset + item.bytes;
+              continue;
+            }
+            if (item.kind !== 'record' && item.kind !== 'tombstone') continue;
+            consumed = item.offset + item.length;
+            if (item.seq <= lastSeq) continue;
+            lastSeq = item.seq;
+            if (item.kind === 'record' && matchesFilter(item.seq, item.eventJson, filter))
+              await print(item.seq, item.eventJson, item.receivedAtMs);
           }
-          if (item.kind === 'corruption') {
-            process.stderr.write(`tail: skipped a bad line (${item.problem}) in ${segment.path} at byte offset ${item.offset}\n`);
-            consumed = item.offset + item.bytes;
-            continue;
-          }
-          if (item.kind !== 'record' && item.kind !== 'tombstone') continue;
-          consumed = item.offset + item.length;
-          if (item.seq <= lastSeq) continue;
-          lastSeq = item.seq;
-          if (item.kind === 'record' && matchesFilter(item.seq, item.eventJson, filter))
-            await print(item.seq, item.eventJson, item.receivedAtMs);
+        } catch (err) {
+          if (!isGone(err)) throw err;
+          size = null;
         }
         current.offset = consumed;
+      }
+      if (size === null) {
+        // Retention deleted the segment before this follower opened it (the active segment
+        // never goes, so a newer one exists): say which events it missed, go on after them.
+        const after = logSegments(walDir).find((s) => s.firstSeq > segment.firstSeq);
+        if (after !== undefined) {
+          if (after.firstSeq > lastSeq + 1)
+            process.stderr.write(`tail: events ${lastSeq + 1} to ${after.firstSeq - 1} were deleted by retention before they were read\n`);
+          lastSeq = Math.max(lastSeq, after.firstSeq - 1);
+          current = { segment: after, offset: 0 };
+          continue;
+        }
       }
       // Move on to the next segment once this one is read to its end.
       if (next !== undefined && size === current.offset) {

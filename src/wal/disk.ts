@@ -5,6 +5,18 @@ import path from 'node:path';
 export type FileHandleId = number;
 
 /**
+ * A file open for reading: it reads the same file until closed, even once its name is
+ * unlinked (retention deleting a segment a reader is in), as an open fd does in POSIX.
+ */
+export interface ReadHandle {
+  /** Bytes of the file now. */
+  size(): number;
+  /** Reads up to `length` bytes at `position` (fewer at the end of the file). */
+  read(position: number, length: number): Buffer;
+  close(): void;
+}
+
+/**
  * The narrow file-system surface the log uses. The real one is NodeDisk; tests swap in a
  * disk that keeps written-but-unsynced bytes apart to simulate power loss. It promises
  * nothing about durability except through `fdatasync` and `fsyncDir`.
@@ -16,6 +28,8 @@ export interface LogDisk {
   readFile(path: string): Buffer;
   /** Reads up to `length` bytes at `position` (fewer at the end of the file). */
   readRange(path: string, position: number, length: number): Buffer;
+  /** Opens a file for reading in ranges; ENOENT when it is gone. */
+  openForRead(path: string): ReadHandle;
   fileSize(path: string): number;
   /** Opens (creating if needed) a file for positional writes. */
   openForWrite(path: string): FileHandleId;
@@ -97,19 +111,30 @@ export class NodeDisk implements LogDisk {
   }
 
   readRange(path: string, position: number, length: number): Buffer {
-    const fd = fs.openSync(path, 'r');
+    const handle = this.openForRead(path);
     try {
-      const buffer = Buffer.allocUnsafe(length);
-      let filled = 0;
-      while (filled < length) {
-        const read = fs.readSync(fd, buffer, filled, length - filled, position + filled);
-        if (read === 0) break;
-        filled += read;
-      }
-      return filled === length ? buffer : buffer.subarray(0, filled);
+      return handle.read(position, length);
     } finally {
-      fs.closeSync(fd);
+      handle.close();
     }
+  }
+
+  openForRead(path: string): ReadHandle {
+    const fd = fs.openSync(path, 'r');
+    return {
+      size: () => fs.fstatSync(fd).size,
+      read: (position, length) => {
+        const buffer = Buffer.allocUnsafe(length);
+        let filled = 0;
+        while (filled < length) {
+          const read = fs.readSync(fd, buffer, filled, length - filled, position + filled);
+          if (read === 0) break;
+          filled += read;
+        }
+        return filled === length ? buffer : buffer.subarray(0, filled);
+      },
+      close: () => fs.closeSync(fd),
+    };
   }
 
   fileSize(path: string): number {

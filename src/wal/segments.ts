@@ -41,14 +41,20 @@ export const READ_CHUNK_BYTES = 4 * 1024 * 1024;
 /**
  * A segment's bytes from `from` on, in consecutive chunks of `chunkBytes`, up to `to` or the
  * size it had when the reading started, so that memory follows the chunk size and not
- * SEGMENT_BYTES_MAX.
+ * SEGMENT_BYTES_MAX. The file stays open until the last chunk (or until the caller stops).
  */
 export function* readSegmentChunks(disk: LogDisk, file: string, chunkBytes = READ_CHUNK_BYTES, from = 0, to?: number): Generator<Buffer> {
-  const size = Math.min(disk.fileSize(file), to ?? Number.MAX_SAFE_INTEGER);
-  for (let position = from; position < size;) {
-    const chunk = disk.readRange(file, position, Math.min(chunkBytes, size - position));
-    if (chunk.length === 0) return;
-    yield chunk;
-    position += chunk.length;
+  // One handle for the whole read: a segment retention unlinks meanwhile is still read to its end.
+  const handle = disk.openForRead(file);
+  try {
+    const size = Math.min(handle.size(), to ?? Number.MAX_SAFE_INTEGER);
+    for (let position = from; position < size;) {
+      const chunk = handle.read(position, Math.min(chunkBytes, size - position));
+      if (chunk.length === 0) return;
+      yield chunk;
+      position += chunk.length;
+    }
+  } finally {
+    handle.close();
   }
 }

@@ -1,5 +1,5 @@
 import path from 'node:path';
-import type { FileHandleId, LogDisk } from '../../src/wal/disk';
+import type { FileHandleId, LogDisk, ReadHandle } from '../../src/wal/disk';
 
 /**
  * How the written-but-unsynced changes of one file fare in a simulated power loss
@@ -240,6 +240,26 @@ export class PowerLossDisk implements LogDisk {
     const found = this.files.get(this.inside(file));
     if (found === undefined) throw errnoError('ENOENT', `open ${file}`);
     return Buffer.from(found.current.subarray(position, position + length));
+  }
+
+  openForRead(file: string): ReadHandle {
+    this.step(null, file);
+    const found = this.files.get(this.inside(file));
+    if (found === undefined) throw errnoError('ENOENT', `open ${file}`);
+    // The handle keeps the file it opened, as an fd does after unlink; each call is a step
+    // (a crash point), and a power loss ends the handle like every other.
+    // Opening counts as the step a size check was before: a read of N chunks stays N + 1 steps.
+    const generation = this.generation;
+    const use = (step: boolean): SimFile => {
+      if (step) this.step(null, file);
+      if (generation !== this.generation) throw errnoError('EBADF', `read ${file}: handle from before a power loss`);
+      return found;
+    };
+    return {
+      size: () => use(false).current.length,
+      read: (position, length) => Buffer.from(use(true).current.subarray(position, position + length)),
+      close: () => undefined,
+    };
   }
 
   fileSize(file: string): number {

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
-import { NodeDisk } from '../../src/wal/disk';
+import { NodeDisk, type ReadHandle } from '../../src/wal/disk';
 import { readLog, readSegment, type LogItem, type ReadLogOptions } from '../../src/wal/reader';
 import { recoverLog } from '../../src/wal/recovery';
 import { repairLog } from '../../src/wal/repair';
@@ -142,6 +142,17 @@ class ChunkOnlyDisk extends NodeDisk {
     this.longestRead = Math.max(this.longestRead, length);
     return super.readRange(file, position, length);
   }
+
+  override openForRead(file: string): ReadHandle {
+    const handle = super.openForRead(file);
+    return {
+      ...handle,
+      read: (position, length) => {
+        this.longestRead = Math.max(this.longestRead, length);
+        return handle.read(position, length);
+      },
+    };
+  }
 }
 
 describe('the one log reader', () => {
@@ -174,6 +185,20 @@ describe('the one log reader', () => {
     });
     expect(seqs).to.deep.equal([1, 2, 3, 4, 5, 6, 7]);
     expect(recoveryDisk.longestRead).to.equal(READ_CHUNK_BYTES);
+  });
+
+  it('reads a segment to its end when its file is unlinked while the reader is in it (retention under a reader)', () => {
+    const seqs = Array.from({ length: 40 }, (_, i) => i + 1);
+    const walDir = makeLog({ 1: lines(seqs.slice(0, 20)), 21: lines(seqs.slice(20)) });
+    const read: number[] = [];
+    // Chunks of 64 bytes: the first segment takes many reads, the unlink comes between two.
+    for (const item of readLog({ disk, walDir, readChunkBytes: 64 })) {
+      if (item.kind !== 'record') continue;
+      read.push(item.seq);
+      if (item.seq === 2) fs.unlinkSync(path.join(walDir, segmentName(1)));
+    }
+    expect(read).to.deep.equal(seqs);
+    expect(fs.existsSync(path.join(walDir, segmentName(1)))).to.equal(false);
   });
 
   it('is the only code in src/ that splits or decodes log lines', () => {

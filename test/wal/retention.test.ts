@@ -225,7 +225,9 @@ describe('retention', function () {
     expect(retainedSegments(disk, walDir, 25).segments.map((s) => s.firstSeq)).to.deep.equal([21]);
   });
 
-  it('recovers cleanly from a power loss at every step of a deletion, including an unlink the power loss undoes', async () => {
+  it('recovers cleanly from a power loss at every step of a deletion, including an unlink the power loss undoes', async function () {
+    // About 170 crash points, each a whole setup, publish and restart: 1 min quiet, 2 min at load 6.
+    this.timeout(360_000);
     let unlinksUndone = 0;
     let crashesInDeletion = 0;
     const random = new Random(11);
