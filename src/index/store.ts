@@ -950,7 +950,7 @@ export class IndexStore {
 
   /** The first and last stored seq, or null for an empty store. */
   seqBounds(): SeqBounds | null {
-    const row = this.prepared('SELECT min(seq) AS first, max(seq) AS last FROM events').get() as {
+    const row = this.prepared(SEQ_BOUNDS_SQL).get() as {
       first: number | null;
       last: number | null;
     };
@@ -1057,6 +1057,14 @@ export class IndexStore {
 
 /** Key options of a store that names none: the defaults of DEDUP_FILTER_BYTES and DEDUP_HORIZON_MS, no saved filter. */
 export const DEFAULT_KEY_OPTIONS: KeyStoreOptions = { filterBytes: 32 * 1024 * 1024, filterPath: null, horizonMs: 0 };
+
+/**
+ * The first and last seq: two subqueries, so each is one step down the rowid B-tree. A single
+ * `SELECT min(seq), max(seq)` is not: SQLite's min/max shortcut takes one aggregate only, and
+ * with two it scans the smallest index whole (100 ms at 900k rows, paid by every page with a
+ * source or body filter and every histogram). Exported for the test of its plan.
+ */
+export const SEQ_BOUNDS_SQL = 'SELECT (SELECT min(seq) FROM events) AS first, (SELECT max(seq) FROM events) AS last';
 
 /** The columns a page reads: the row's seq, acceptance time and log position (its body comes from the log). */
 const PAGE_COLUMNS = 'seq, received_ms AS receivedMs, log_segment AS segment, log_offset AS offset, log_length AS length';
