@@ -80,21 +80,24 @@ export interface SeqBounds {
 export const TIME_BLOCK_SEQS = 1024;
 
 /**
- * Schema version 4: an event row keeps where its record lies in the log (segment, byte
- * offset, line bytes) instead of a copy of its JSON; readers read bodies from the log
- * (src/wal/position-reader.ts). Version 3 added received_ms and the time map (record
- * format 2); the dedup keys live in their own table (src/index/key-store.ts) behind an
- * in-memory filter of fixed size, so neither memory nor start-up grows with history.
- * Event rows are appended in seq order and the (topic, seq) B-tree grows at the end of each
+ * Schema version 5: an event row keeps its topic's id (table topics) instead of the topic's
+ * text, in the row and in events_by_topic; version 4 made a row keep where its record lies
+ * in the log (segment, byte offset, line bytes) instead of a copy of its JSON, readers read
+ * bodies from the log (src/wal/position-reader.ts). Version 3 added received_ms and the time
+ * map (record format 2); the dedup keys live in their own table (src/index/key-store.ts)
+ * behind an in-memory filter of fixed size, so neither memory nor start-up grows with history.
+ * Event rows are appended in seq order and the (topic_id, seq) B-tree grows at the end of each
  * topic, so an event insert touches no random page; a key insert touches one.
  */
-const SCHEMA_VERSION = 4;
-/** The schema an index is upgraded from in place, keeping its keys (see UPGRADE_FROM_3). */
-const UPGRADABLE_SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 5;
+/** Schema 4 (topic text in each event row) is upgraded in place, rows, keys and checkpoint kept (see UPGRADE_FROM_4). */
+const SCHEMA_VERSION_TOPIC_TEXT = 4;
+/** Schema 3 (bodies in SQLite) is upgraded in place, keeping its keys; its events are re-indexed from the log (see UPGRADE_FROM_3). */
+const SCHEMA_VERSION_BODIES = 3;
 const SCHEMA = `
   CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY,
-    topic TEXT NOT NULL,
+    topic_id INTEGER NOT NULL,
     event_id TEXT NOT NULL,
     source TEXT NOT NULL,
     ts_ms INTEGER NOT NULL,
@@ -110,9 +113,9 @@ const SCHEMA = `
     min_received_ms INTEGER,
     max_received_ms INTEGER
   );
-  CREATE INDEX IF NOT EXISTS events_by_topic ON events (topic, seq);
+  CREATE INDEX IF NOT EXISTS events_by_topic ON events (topic_id, seq);
   CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-  CREATE TABLE IF NOT EXISTS topics (topic TEXT PRIMARY KEY) WITHOUT ROWID;
+  CREATE TABLE IF NOT EXISTS topics (id INTEGER PRIMARY KEY, topic TEXT NOT NULL UNIQUE);
 ${KEY_STORE_SCHEMA}`;
 
 /**
@@ -129,6 +132,38 @@ const UPGRADE_FROM_3 = `
   DROP TABLE IF EXISTS time_blocks;
   DROP TABLE IF EXISTS topics;
   UPDATE meta SET value = coalesce((SELECT value - 1 FROM meta WHERE key = 'first_seq'), 0) WHERE key = 'checkpoint_seq';
+`;
+
+/**
+ * Upgrades a schema-4 index in place, in one transaction: topics get ids (every topic of the
+ * topics table and of the event rows), each event row is copied with its topic's id in place
+ * of the text, and events_by_topic is built again on (topic_id, seq). Nothing else is
+ * touched: the keys, the deletions, the time map, the retention meta and the checkpoint stay,
+ * so nothing is re-indexed. It reads and writes every row once (seconds per million rows);
+ * the old rows' pages stay in the file as free pages, which later inserts reuse.
+ */
+const UPGRADE_FROM_4 = `
+  ALTER TABLE topics RENAME TO topics_v4;
+  CREATE TABLE topics (id INTEGER PRIMARY KEY, topic TEXT NOT NULL UNIQUE);
+  INSERT INTO topics (topic) SELECT topic FROM topics_v4 UNION SELECT DISTINCT topic FROM events ORDER BY 1;
+  DROP TABLE topics_v4;
+  DROP INDEX IF EXISTS events_by_topic;
+  ALTER TABLE events RENAME TO events_v4;
+  CREATE TABLE events (
+    seq INTEGER PRIMARY KEY,
+    topic_id INTEGER NOT NULL,
+    event_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    ts_ms INTEGER NOT NULL,
+    received_ms INTEGER,
+    log_segment INTEGER NOT NULL,
+    log_offset INTEGER NOT NULL,
+    log_length INTEGER NOT NULL
+  );
+  INSERT INTO events (seq, topic_id, event_id, source, ts_ms, received_ms, log_segment, log_offset, log_length)
+    SELECT e.seq, t.id, e.event_id, e.source, e.ts_ms, e.received_ms, e.log_segment, e.log_offset, e.log_length
+    FROM events_v4 AS e JOIN topics AS t ON t.topic = e.topic ORDER BY e.seq;
+  DROP TABLE events_v4;
 `;
 
 /** Drops an index of an older schema: it is rebuilt from the log, which is the source of truth. */
@@ -173,7 +208,10 @@ export interface RetentionState {
  */
 export class IndexStore {
   private readonly db: Database.Database;
-  private readonly topicSet = new Set<string>();
+  /** Every topic's id, as committed (loaded on open; a writer adds those its commits add). */
+  private readonly topicIds = new Map<string, number>();
+  /** Ids of topics the running transaction added: they join topicIds once it commits. */
+  private readonly pendingTopicIds = new Map<string, number>();
   private readonly statements;
   private readonly queryCache = new Map<string, Database.Statement>();
   /** Compiled body matchers by their filter's JSON, for the SQL function event_matches. */
@@ -199,6 +237,8 @@ export class IndexStore {
   readonly schemaReset: boolean = false;
   /** True when a schema-3 index was upgraded on open: its events are re-indexed from the log, its keys kept. */
   readonly schemaUpgraded: boolean = false;
+  /** Set when a schema-4 index was upgraded on open (its rows given topic ids in place; nothing re-indexed). */
+  readonly topicIdsUpgrade: { rows: number; elapsedMs: number } | null = null;
   /** Keys the open migrated from an older key layout (0: none; see migrateKeyLayout). */
   readonly keysMigrated: number = 0;
 
@@ -252,13 +292,17 @@ export class IndexStore {
       if (readOnly && hasEvents && version !== SCHEMA_VERSION) {
         this.db.close();
         throw new Error(
-          `index ${databasePath} has schema version ${version}, expected ${SCHEMA_VERSION}: start the service once to rebuild it from the log`,
+          `index ${databasePath} has schema version ${version}, expected ${SCHEMA_VERSION}: start the service once to ${
+            version === SCHEMA_VERSION_TOPIC_TEXT || version === SCHEMA_VERSION_BODIES ? 'upgrade it' : 'rebuild it from the log'
+          }`,
         );
       }
       if (!readOnly) {
-        if (hasEvents && version === UPGRADABLE_SCHEMA_VERSION) {
+        if (hasEvents && version === SCHEMA_VERSION_BODIES) {
           this.db.transaction(() => this.db.exec(UPGRADE_FROM_3))();
           this.schemaUpgraded = true;
+        } else if (hasEvents && version === SCHEMA_VERSION_TOPIC_TEXT) {
+          this.topicIdsUpgrade = upgradeFrom4(this.db);
         } else if (hasEvents && version !== SCHEMA_VERSION) {
           this.db.exec(DROP_OLD_SCHEMA);
           this.schemaReset = true;
@@ -282,7 +326,7 @@ export class IndexStore {
     this.statements = {
       // OR REPLACE: a row re-indexed after an upgrade or a repair takes its record's new position.
       insert: this.db.prepare(
-        'INSERT OR REPLACE INTO events (seq, topic, event_id, source, ts_ms, received_ms, log_segment, log_offset, log_length) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT OR REPLACE INTO events (seq, topic_id, event_id, source, ts_ms, received_ms, log_segment, log_offset, log_length) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       // min()/max() of two values ignore neither NULL: coalesce keeps a version-1 block's null times out.
       noteBlock: this.db.prepare(
@@ -294,13 +338,14 @@ export class IndexStore {
            max_received_ms = coalesce(max(max_received_ms, excluded.max_received_ms), max_received_ms, excluded.max_received_ms)`,
       ),
       insertTopic: this.db.prepare('INSERT OR IGNORE INTO topics (topic) VALUES (?)'),
+      topicId: this.db.prepare('SELECT id FROM topics WHERE topic = ?').pluck(),
       getMeta: this.db.prepare('SELECT value FROM meta WHERE key = ?').pluck(),
       setMeta: this.db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
-      topics: this.db.prepare('SELECT topic FROM topics ORDER BY topic').pluck(),
+      topics: this.db.prepare('SELECT topic, id FROM topics').raw(),
       count: this.db.prepare('SELECT count(*) FROM events').pluck(),
     };
     this.retention = this.readRetention();
-    for (const topic of this.statements.topics.all() as string[]) this.topicSet.add(topic);
+    for (const [topic, id] of this.statements.topics.all() as Array<[string, number]>) this.topicIds.set(topic, id);
     // The free-text and payload-field rule (src/query/event-filter.ts), callable from SQL so
     // that LIMIT and the seq bounds apply to matching rows.
     // The body is read from the log by the row's position; a row whose segment is gone matches nothing.
@@ -329,6 +374,7 @@ export class IndexStore {
     }
 
     this.applyTransaction = this.db.transaction((rows: IndexRow[], duplicates: number, conflicts: number): IndexCounters => {
+      this.pendingTopicIds.clear();
       const counters = this.current;
       let inserted = 0;
       let lastSeq = counters.checkpointSeq;
@@ -343,19 +389,18 @@ export class IndexStore {
         // A key that names this very seq: its row is being re-indexed (upgrade, repair); the key stays as it is.
         if (known !== undefined) continue;
         this.keys.put(key, row.seq, eventDigestOf(row.body));
-        if (!this.topicSet.has(row.topic)) this.statements.insertTopic.run(row.topic);
       }
       this.noteTimeBlocks(rows);
       this.keys.commitCount();
       return this.commitCounters(lastSeq, inserted, duplicates, conflicts);
     });
     this.appendTransaction = this.db.transaction((rows: IndexRow[], duplicates: number, conflicts: number): IndexCounters => {
+      this.pendingTopicIds.clear();
       let lastSeq = this.current.checkpointSeq;
       for (const row of rows) {
         if (row.seq > lastSeq) lastSeq = row.seq;
         this.insertRow(row);
         this.keys.put(row.key ?? dedupKeyOf(row.topic, row.eventId), row.seq, eventDigestOf(row.body));
-        if (!this.topicSet.has(row.topic)) this.statements.insertTopic.run(row.topic);
       }
       this.noteTimeBlocks(rows);
       this.keys.commitCount();
@@ -369,7 +414,7 @@ export class IndexStore {
     if (position === undefined) throw new Error(`index insert: row of seq ${row.seq} has no log position`);
     this.statements.insert.run(
       row.seq,
-      row.topic,
+      this.topicIdOf(row.topic),
       row.eventId,
       row.source,
       row.tsMs,
@@ -378,6 +423,25 @@ export class IndexStore {
       position.offset,
       position.length,
     );
+  }
+
+  /**
+   * The id of `topic`, added to the topics table (inside the running transaction) when it has
+   * none; a topic keeps its id for good (ids are never reused: retention deletes no topic).
+   */
+  private topicIdOf(topic: string): number {
+    const known = this.topicIds.get(topic) ?? this.pendingTopicIds.get(topic);
+    if (known !== undefined) return known;
+    this.statements.insertTopic.run(topic);
+    const id = Number(this.statements.topicId.get(topic));
+    this.pendingTopicIds.set(topic, id);
+    return id;
+  }
+
+  /** After a commit: the topics its transaction added join topicIds (a rolled-back one's are cleared when the next starts). */
+  private commitTopicIds(): void {
+    for (const [topic, id] of this.pendingTopicIds) this.topicIds.set(topic, id);
+    this.pendingTopicIds.clear();
   }
 
   /**
@@ -452,7 +516,7 @@ export class IndexStore {
       this.keys.rollbackCount();
       throw err;
     }
-    for (const row of rows) this.topicSet.add(row.topic);
+    this.commitTopicIds();
     return this.current;
   }
 
@@ -549,7 +613,7 @@ export class IndexStore {
       this.keys.rollbackCount();
       throw err;
     }
-    for (const row of rows) this.topicSet.add(row.topic);
+    this.commitTopicIds();
     if (!this.readOnly) this.keys.maybeSaveFilter(this.current.checkpointSeq);
     return this.current.uniqueTotal - before;
   }
@@ -624,7 +688,7 @@ export class IndexStore {
 
   /** Every topic seen, sorted. */
   topics(): string[] {
-    return [...this.topicSet].sort();
+    return [...this.topicIds.keys()].sort();
   }
 
   /** Counts rows directly (slow on big indexes; for verify and tests). */
@@ -796,7 +860,7 @@ export class IndexStore {
     let all: Array<string | number> = [];
     if (topics.length <= 1) {
       if (topics.length === 1) {
-        clauses.unshift('topic = ?');
+        clauses.unshift(`topic_id = ${TOPIC_ID}`);
         params.unshift(topics[0]!);
       }
       sql = `SELECT ${PAGE_COLUMNS} FROM events ${whereClause(clauses)} ORDER BY seq ${direction} LIMIT ?`;
@@ -804,7 +868,7 @@ export class IndexStore {
     } else {
       // One index walk per topic, each bounded by the limit, merged: the first `limit` rows of
       // the union are the first `limit` rows overall (each is among the first of its topic).
-      const one = `SELECT * FROM (SELECT ${PAGE_COLUMNS} FROM events WHERE ${['topic = ?', ...clauses].join(' AND ')} ORDER BY seq ${direction} LIMIT ?)`;
+      const one = `SELECT * FROM (SELECT ${PAGE_COLUMNS} FROM events WHERE ${[`topic_id = ${TOPIC_ID}`, ...clauses].join(' AND ')} ORDER BY seq ${direction} LIMIT ?)`;
       sql = `${topics.map(() => one).join(' UNION ALL ')} ORDER BY seq ${direction} LIMIT ?`;
       for (const topic of topics) all.push(topic, ...params, query.limit);
       all.push(query.limit);
@@ -870,7 +934,7 @@ export class IndexStore {
   private topicClause(filter: EventFilter): { clauses: string[]; params: string[] } {
     const topics = filter.topics ?? [];
     if (topics.length === 0) return { clauses: [], params: [] };
-    return { clauses: [`topic IN (${topics.map(() => '?').join(', ')})`], params: [...topics] };
+    return { clauses: [`topic_id IN (SELECT id FROM topics WHERE topic IN (${topics.map(() => '?').join(', ')}))`], params: [...topics] };
   }
 
   /**
@@ -886,7 +950,7 @@ export class IndexStore {
 
   /** The first and last stored seq, or null for an empty store. */
   seqBounds(): SeqBounds | null {
-    const row = this.prepared('SELECT min(seq) AS first, max(seq) AS last FROM events').get() as {
+    const row = this.prepared(SEQ_BOUNDS_SQL).get() as {
       first: number | null;
       last: number | null;
     };
@@ -994,11 +1058,42 @@ export class IndexStore {
 /** Key options of a store that names none: the defaults of DEDUP_FILTER_BYTES and DEDUP_HORIZON_MS, no saved filter. */
 export const DEFAULT_KEY_OPTIONS: KeyStoreOptions = { filterBytes: 32 * 1024 * 1024, filterPath: null, horizonMs: 0 };
 
+/**
+ * The first and last seq: two subqueries, so each is one step down the rowid B-tree. A single
+ * `SELECT min(seq), max(seq)` is not: SQLite's min/max shortcut takes one aggregate only, and
+ * with two it scans the smallest index whole (100 ms at 900k rows, paid by every page with a
+ * source or body filter and every histogram). Exported for the test of its plan.
+ */
+export const SEQ_BOUNDS_SQL = 'SELECT (SELECT min(seq) FROM events) AS first, (SELECT max(seq) FROM events) AS last';
+
 /** The columns a page reads: the row's seq, acceptance time and log position (its body comes from the log). */
 const PAGE_COLUMNS = 'seq, received_ms AS receivedMs, log_segment AS segment, log_offset AS offset, log_length AS length';
 
+/**
+ * A topic's id in SQL, from its text as the parameter (NULL for a topic never stored, which
+ * matches no row). Uncorrelated: SQLite evaluates it once and walks events_by_topic with it.
+ */
+const TOPIC_ID = '(SELECT id FROM topics WHERE topic = ?)';
+
 /** A page row as SQL gives it, before its body is read from the log. */
 type PositionedPageRow = { seq: number; receivedMs: number | null } & LogPosition;
+
+/**
+ * UPGRADE_FROM_4 with events_by_topic built again and user_version 5, in one transaction (a
+ * crash leaves schema 4 whole, or schema 5); then the SQLite WAL, which holds every page it
+ * wrote, is checkpointed and truncated, so the file does not keep that size.
+ */
+function upgradeFrom4(db: Database.Database): { rows: number; elapsedMs: number } {
+  const started = performance.now();
+  const rows = db.transaction((): number => {
+    db.exec(UPGRADE_FROM_4);
+    db.exec('CREATE INDEX events_by_topic ON events (topic_id, seq)');
+    db.pragma(`user_version = ${SCHEMA_VERSION}`);
+    return Number(db.prepare('SELECT count(*) FROM events').pluck().get());
+  })();
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  return { rows, elapsedMs: performance.now() - started };
+}
 
 /** `WHERE a AND b`, or nothing for no conditions. */
 function whereClause(clauses: string[]): string {

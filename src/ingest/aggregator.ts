@@ -270,6 +270,12 @@ export class Aggregator {
     if (store.schemaUpgraded) {
       logger.warn('recovery: the index had schema 3 (event bodies in SQLite); re-indexing its events from the log, keeping its dedup keys');
     }
+    if (store.topicIdsUpgrade !== null) {
+      logger.warn(
+        store.topicIdsUpgrade,
+        'recovery: the index had schema 4 (topic text in each event row); gave its rows topic ids in place',
+      );
+    }
     const { checkpointSeq } = store.counters;
     this.catchUpKeyFilter(store);
     logger.info({ checkpointSeq, walDir: config.walDir }, 'recovery: replaying log after checkpoint');

@@ -47,6 +47,32 @@ async function publish(aggregator: Aggregator, events: ValidEvent[]): Promise<Ma
   return bySeq;
 }
 
+/**
+ * Makes a schema-5 index what schema 4 wrote, in place: each event row holds its topic's text
+ * (events_by_topic on (topic, seq)), the topics table holds names only, user_version 4. The
+ * keys, deletions, time map and meta rows stay as they are: schema 4 had the same.
+ */
+function rewriteAsSchema4(db: Database.Database): void {
+  db.exec(`
+    CREATE TABLE events_v4 (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, event_id TEXT NOT NULL, source TEXT NOT NULL,
+      ts_ms INTEGER NOT NULL, received_ms INTEGER, log_segment INTEGER NOT NULL, log_offset INTEGER NOT NULL, log_length INTEGER NOT NULL);
+    INSERT INTO events_v4 SELECT e.seq, t.topic, e.event_id, e.source, e.ts_ms, e.received_ms, e.log_segment, e.log_offset, e.log_length
+      FROM events AS e JOIN topics AS t ON t.id = e.topic_id;
+    DROP TABLE events;
+    ALTER TABLE events_v4 RENAME TO events;
+    CREATE INDEX events_by_topic ON events (topic, seq);
+    CREATE TABLE topics_v4 (topic TEXT PRIMARY KEY) WITHOUT ROWID;
+    INSERT INTO topics_v4 SELECT topic FROM topics;
+    DROP TABLE topics;
+    ALTER TABLE topics_v4 RENAME TO topics;`);
+  db.pragma('user_version = 4');
+}
+
+/** The names of a table's columns, or of an index's. */
+function columnsOf(db: Database.Database, pragma: 'table_info' | 'index_info', name: string): string[] {
+  return (db.prepare(`PRAGMA ${pragma}(${name})`).all() as Array<{ name: string }>).map((c) => c.name);
+}
+
 describe('event bodies read from the log by position', function () {
   this.timeout(60_000);
 
@@ -144,9 +170,10 @@ describe('event bodies read from the log by position', function () {
     expect(firstSeq).to.be.greaterThan(1);
     await first.close();
 
-    // Make the index what schema 3 wrote: the same tables, with each event's JSON in events.body,
-    // and its keys in the one keys table of key layout 1 (before generations).
+    // Make the index what schema 3 wrote: the tables of schema 4, with each event's JSON in
+    // events.body, and its keys in the one keys table of key layout 1 (before generations).
     const db = new Database(config.databasePath);
+    rewriteAsSchema4(db);
     const kept = db.prepare('SELECT seq, topic, event_id, source, ts_ms, received_ms FROM events ORDER BY seq').all() as Array<
       Record<string, unknown> & { seq: number }
     >;
@@ -183,6 +210,104 @@ describe('event bodies read from the log by position', function () {
     ]);
     expect(second.snapshot().uniqueTotal).to.equal(150);
     await second.close();
+    // The re-indexed rows gave their topic back to the topics table (schema 4 left it empty after this upgrade).
+    const third = new Aggregator({ config: { ...config, retentionBytes: 0 }, logger });
+    await third.open();
+    expect(third.topics()).to.deep.equal(['t']);
+    expect(third.queryEvents({ topics: ['t'], limit: 1000 })).to.have.length(rows.length);
+    await third.close();
+  });
+
+  it('upgrades a schema-4 index in place: topic ids in the rows, nothing re-indexed, keys, time map and checkpoint kept', async () => {
+    const dataDir = makeTempDir();
+    const config = smallSegmentConfig(dataDir, { retentionBytes: 3 * 4096 });
+    const first = new Aggregator({ config, logger });
+    await first.open();
+    const topicOf = (i: number): string => ['orders', 'payments', 'users.login'][i % 3]!;
+    const events = paddedEvents('v4', 150, topicOf, (i) => ({ n: i }));
+    const published = await publish(first, events);
+    await waitFor(() => first.queueSize() === 0, { timeoutMs: 10_000, what: 'the index to catch up' });
+    await first.runRetention();
+    const firstSeq = first.firstSeq;
+    expect(firstSeq).to.be.greaterThan(1);
+    const before = { ...first.index.counters, retention: first.index.retained };
+    await first.close();
+
+    const db = new Database(config.databasePath);
+    rewriteAsSchema4(db);
+    // An index that went through the schema-3 upgrade lacks the topics of its re-indexed rows: one is missing here.
+    db.prepare("DELETE FROM topics WHERE topic = 'payments'").run();
+    const blocksBefore = db.prepare('SELECT * FROM time_blocks ORDER BY block').all();
+    const deletionsBefore = db.prepare('SELECT * FROM deletions ORDER BY last_seq').all();
+    db.close();
+
+    const second = new Aggregator({ config: { ...config, retentionBytes: 0 }, logger });
+    await second.open();
+    const retained = [...published.keys()].filter((seq) => seq >= firstSeq);
+    expect(second.index.topicIdsUpgrade?.rows).to.equal(retained.length);
+    expect(second.index.schemaUpgraded).to.equal(false);
+    expect(second.index.schemaReset).to.equal(false);
+    // The checkpoint, counters and retention state are those of before: nothing was replayed.
+    expect(second.index.counters).to.deep.equal({
+      checkpointSeq: before.checkpointSeq,
+      uniqueTotal: before.uniqueTotal,
+      duplicatesTotal: 0,
+      conflictsTotal: 0,
+    });
+    expect(second.index.retained).to.deep.equal(before.retention);
+    expect(second.recovery?.recordsReplayed ?? 0).to.equal(0);
+    expect(second.topics()).to.deep.equal(['orders', 'payments', 'users.login']);
+    // Every retained event, in both orders, through the read worker; and each topic's own pages.
+    const all = await second.readPage({ limit: 1000 });
+    expect(all.threadId).to.not.equal(0);
+    expect(all.rows.map((r) => r.seq)).to.deep.equal(retained);
+    for (const r of all.rows) expect(r.body).to.equal(published.get(r.seq));
+    const newest = await second.readPage({ order: 'desc', limit: 1000 });
+    expect(newest.rows.map((r) => r.seq)).to.deep.equal([...retained].reverse());
+    const topicOfSeq = (seq: number): string => (JSON.parse(published.get(seq)!) as { topic: string }).topic;
+    for (const topic of ['orders', 'payments', 'users.login']) {
+      const mine = retained.filter((seq) => topicOfSeq(seq) === topic);
+      expect(mine.length).to.be.greaterThan(10);
+      const page = await second.readPage({ topics: [topic], order: 'desc', limit: 5 });
+      expect(page.rows.map((r) => r.seq)).to.deep.equal(mine.slice(-5).reverse());
+      const next = await second.readPage({ topics: [topic], order: 'desc', limit: 1000, afterSeq: page.nextCursor! });
+      expect(next.rows.map((r) => r.seq)).to.deep.equal(mine.slice(0, -5).reverse());
+    }
+    const two = second.queryEvents({ topics: ['payments', 'orders'], limit: 1000 }).map((r) => r.seq);
+    expect(two).to.deep.equal(retained.filter((seq) => topicOfSeq(seq) !== 'users.login'));
+    expect(second.queryEvents({ topics: ['nope'], limit: 10 })).to.deep.equal([]);
+    const histogram = await second.histogram({ topics: ['users.login'] }, 10, 1000);
+    expect(histogram.total).to.equal(retained.filter((seq) => topicOfSeq(seq) === 'users.login').length);
+    // The layout is schema 5's; the time map and deletions are the same rows.
+    const after = new Database(config.databasePath, { readonly: true });
+    expect(after.pragma('user_version', { simple: true })).to.equal(5);
+    expect(columnsOf(after, 'table_info', 'events'))
+      .to.include('topic_id')
+      .and.not.include('topic');
+    expect(columnsOf(after, 'index_info', 'events_by_topic')).to.deep.equal(['topic_id', 'seq']);
+    expect(after.prepare('SELECT * FROM time_blocks ORDER BY block').all()).to.deep.equal(blocksBefore);
+    expect(after.prepare('SELECT * FROM deletions ORDER BY last_seq').all()).to.deep.equal(deletionsBefore);
+    after.close();
+    // Keys of events retention deleted before the upgrade are still there: re-sends are duplicates.
+    expect(second.index.dedupKeyCount()).to.equal(150);
+    const again = await second.publish([events[0]!, events[149]!]);
+    expect(again.results.map((r) => [r.status, r.seq])).to.deep.equal([
+      ['duplicate', 1],
+      ['duplicate', 150],
+    ]);
+    // A new topic after the upgrade gets the next id.
+    const fresh = await second.publish(paddedEvents('new', 2, () => 'audit'));
+    expect(fresh.results.map((r) => r.status)).to.deep.equal(['accepted', 'accepted']);
+    await waitFor(() => second.queueSize() === 0, { timeoutMs: 10_000, what: 'the index to catch up' });
+    await second.close();
+
+    const third = new Aggregator({ config: { ...config, retentionBytes: 0 }, logger });
+    await third.open();
+    expect(third.index.topicIdsUpgrade).to.equal(null);
+    expect(third.topics()).to.deep.equal(['audit', 'orders', 'payments', 'users.login']);
+    expect(third.queryEvents({ topics: ['audit'], limit: 10 }).map((r) => r.seq)).to.deep.equal(fresh.results.map((r) => r.seq));
+    expect(third.snapshot().uniqueTotal).to.equal(152);
+    await third.close();
   });
 
   it('after `logagg repair` rewrote a segment, the next start re-indexes it and every event reads correctly', async () => {

@@ -1,6 +1,7 @@
+import Database from 'better-sqlite3';
 import { expect } from 'chai';
 import path from 'node:path';
-import { IndexStore, type EventQuery, type IndexRow } from '../../src/index/store';
+import { IndexStore, SEQ_BOUNDS_SQL, type EventQuery, type IndexRow } from '../../src/index/store';
 import { countHistogram } from '../../src/query/histogram';
 import { makeTempDir } from '../helpers/temp-dir';
 import { openTestStore, applyLogged } from '../helpers/logged-rows';
@@ -39,12 +40,24 @@ function readAll(store: IndexStore, query: EventQuery): { seqs: number[]; pages:
 
 describe('IndexStore search', () => {
   let store: IndexStore;
+  let file: string;
   const all = Array.from({ length: 300 }, (_, i) => i + 1);
   before(() => {
-    store = openTestStore(path.join(makeTempDir(), 'index.db'));
+    file = path.join(makeTempDir(), 'index.db');
+    store = openTestStore(file);
     applyLogged(store, all.map(row));
   });
   after(() => store.close());
+
+  it('finds the first and last seq down the rowid B-tree, scanning no table or index', () => {
+    expect(store.seqBounds()).to.deep.equal({ first: 1, last: 300 });
+    const db = new Database(file, { readonly: true });
+    const plan = (db.prepare(`EXPLAIN QUERY PLAN ${SEQ_BOUNDS_SQL}`).all() as Array<{ detail: string }>).map((r) => r.detail);
+    db.close();
+    // What `SELECT min(seq), max(seq) FROM events` does: `SCAN events USING COVERING INDEX events_by_topic`.
+    expect(plan.filter((detail) => detail.startsWith('SCAN events'))).to.deep.equal([]);
+    expect(plan.filter((detail) => detail.startsWith('SEARCH events'))).to.have.length(2);
+  });
 
   it('reads newest first with order=desc, next_cursor giving older pages', () => {
     const first = store.readPage({ order: 'desc', limit: 3 });

@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { IndexRow } from '../../src/index/store';
 import { makeTempDir } from '../helpers/temp-dir';
 import { eventDigestOf } from '../../src/index/key-hash';
-import { openTestStore, applyLogged } from '../helpers/logged-rows';
+import { openTestStore, applyLogged, appendLogged, logRows, walDirOf } from '../helpers/logged-rows';
 
 function row(seq: number, topic: string, eventId: string, payload = 'p'): IndexRow {
   const body = JSON.stringify({ topic, event_id: eventId, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { payload } });
@@ -54,7 +54,9 @@ describe('IndexStore', () => {
       CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
       INSERT INTO meta VALUES ('checkpoint_seq', 5);`);
     old.close();
-    expect(() => openTestStore(file, { readonly: true })).to.throw(/schema version 0, expected 4: start the service once/);
+    expect(() => openTestStore(file, { readonly: true })).to.throw(
+      /schema version 0, expected 5: start the service once to rebuild it from the log/,
+    );
     const store = openTestStore(file);
     expect(store.schemaReset).to.equal(true);
     expect(store.counters.checkpointSeq).to.equal(0);
@@ -64,6 +66,27 @@ describe('IndexStore', () => {
     expect(reopened.schemaReset).to.equal(false);
     expect(reopened.counters.checkpointSeq).to.equal(1);
     reopened.close();
+  });
+
+  it('keeps a topic id only once the rows that added it commit (a rolled-back batch leaves none behind)', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const store = openTestStore(file);
+    appendLogged(store, [row(1, 'a', '1')]);
+    // A batch whose second row cannot be indexed (no log position) rolls back, its new topic with it.
+    const [logged] = logRows(walDirOf(file), [row(2, 'new', '2')]);
+    expect(() => store.appendNewRows([logged!, row(3, 'b', '3')])).to.throw(/no log position/);
+    expect(store.topics()).to.deep.equal(['a']);
+    appendLogged(store, [row(4, 'b', '4'), row(5, 'new', '5')]);
+    expect(store.queryEvents({ topics: ['new'], limit: 10 }).map((r) => r.seq)).to.deep.equal([5]);
+    store.close();
+    const reader = openTestStore(file, { readonly: true });
+    expect(reader.topics()).to.deep.equal(['a', 'b', 'new']);
+    expect(reader.queryEvents({ topics: ['new'], limit: 10 }).map((r) => r.seq)).to.deep.equal([5]);
+    expect(reader.queryEvents({ topics: ['b', 'new'], order: 'desc', limit: 10 }).map((r) => r.seq)).to.deep.equal([5, 4]);
+    reader.close();
+    const db = new Database(file, { readonly: true });
+    expect(db.prepare('SELECT topic, id FROM topics ORDER BY id').raw().all()).to.have.length(3);
+    db.close();
   });
 
   it('returns queries in seq order with the stored bodies', () => {
