@@ -110,10 +110,7 @@ function varyingWriteHead(compressible: (req: Request, res: Response) => boolean
     if (compressible(this.req, this) && !(typeof cacheControl === 'string' && NO_TRANSFORM.test(cacheControl))) {
       addVary(this, 'Accept-Encoding');
     }
-    return (Object.getPrototypeOf(this) as ServerResponse).writeHead.apply(
-      this,
-      args as Parameters<ServerResponse['writeHead']>,
-    );
+    return (Object.getPrototypeOf(this) as ServerResponse).writeHead.apply(this, args as Parameters<ServerResponse['writeHead']>);
   };
 }
 
