@@ -18,14 +18,25 @@ export interface ConsumerOptions {
   retryDelayMs?: number;
   /** What commits each batch: an InlineApplier over `store` when not given (tests pass one that refuses). */
   applier?: IndexApplier;
+  /**
+   * Longest wait (ms) of a row for more to share its transaction: while fewer than
+   * `coalesceRows` are queued and none waited this long, the batch waits (a timer). 0 or
+   * absent: one transaction per event-loop turn, whatever it holds.
+   */
+  coalesceMs?: number;
+  /** Rows queued at which a batch starts without waiting (at most batchMax). */
+  coalesceRows?: number;
 }
 
 /**
  * Drains durable records from an in-memory queue into the index, one transaction of at
  * most batchMax rows per event-loop turn (setImmediate), on this thread: answers are sent
  * in the turn of the fsync that covers them, before any indexing, and rows arriving
- * between two turns join the next batch. It holds nothing that is not also in the fsynced
- * log: a crash loses only work that recovery redoes.
+ * between two turns join the next batch. With `coalesceMs`, a few rows wait (at most that
+ * long, or until `coalesceRows` are queued) for others to share their transaction, so a
+ * stream of single events does not commit one tiny transaction per turn; no answer waits
+ * for it (answers are sent before rows are queued here). It holds nothing that is not
+ * also in the fsynced log: a crash loses only work that recovery redoes.
  */
 export class Consumer {
   private readonly options: ConsumerOptions;
@@ -35,6 +46,10 @@ export class Consumer {
   private duplicates = 0;
   private conflicts = 0;
   private scheduled = false;
+  /** The timer of a batch waiting for more rows (coalesceMs), while one is pending. */
+  private coalesceTimer: NodeJS.Timeout | null = null;
+  /** When the oldest uncommitted row or count was queued; null when there is none. */
+  private oldestQueuedMs: number | null = null;
   private stopped = false;
   private idleWaiters: Array<() => void> = [];
   private lastError: Error | null = null;
@@ -60,14 +75,14 @@ export class Consumer {
 
   enqueue(rows: IndexRow[]): void {
     for (const row of rows) this.queue.push(row);
-    this.schedule(0);
+    this.noteQueued();
   }
 
   /** Adds duplicates to the lifetime counters; they are committed with the next batch. */
   noteDuplicates(duplicates: number, conflicts: number): void {
     this.duplicates += duplicates;
     this.conflicts += conflicts;
-    this.schedule(0);
+    this.noteQueued();
   }
 
   /** Duplicates noted but not yet committed to the index. */
@@ -78,7 +93,24 @@ export class Consumer {
   /** Resolves once the queue is empty and every counter is committed. */
   whenIdle(): Promise<void> {
     if (this.isIdle()) return Promise.resolve();
+    // Someone waits for the queue to empty: a batch waiting for company starts now.
+    this.startWaitingBatch();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
+  /**
+   * Commits now, in this turn, the rows that were made durable and wait in the queue (for
+   * company, or for the next turn), so a read that follows an answer finds every event it
+   * acknowledged. Nothing while stopped or while a refused batch waits for its retry.
+   */
+  applyQueued(): void {
+    if (this.stopped || this.lastError !== null || this.isIdle()) return;
+    if (this.coalesceTimer !== null) {
+      clearTimeout(this.coalesceTimer);
+      this.coalesceTimer = null;
+      this.scheduled = false;
+    }
+    this.commitBatch();
   }
 
   /** Stops scheduling; the caller drains first with whenIdle if it wants the work done. */
@@ -103,6 +135,7 @@ export class Consumer {
       this.advance(end);
       this.options.onApplied(batch.rows, elapsedMs);
     }
+    this.oldestQueuedMs = null;
     this.releaseIdle();
   }
 
@@ -116,15 +149,49 @@ export class Consumer {
     return this.size === 0 && this.duplicates === 0 && this.conflicts === 0;
   }
 
-  private schedule(delayMs: number): void {
+  /** Notes that rows or counts were queued: a batch is scheduled, or a waiting one starts once enough rows are there. */
+  private noteQueued(): void {
+    this.oldestQueuedMs ??= Date.now();
+    if (this.coalesceTimer !== null && this.size >= this.coalesceRowsMin()) this.startWaitingBatch();
+    else this.schedule(0);
+  }
+
+  /** Rows queued at which a batch does not wait. */
+  private coalesceRowsMin(): number {
+    return Math.max(1, Math.min(this.options.coalesceRows ?? 1, this.options.batchMax));
+  }
+
+  /** Milliseconds the next batch should still wait for more rows; 0 to start it now. */
+  private coalesceWaitMs(): number {
+    const limitMs = this.options.coalesceMs ?? 0;
+    if (limitMs <= 0 || this.oldestQueuedMs === null || this.idleWaiters.length > 0) return 0;
+    if (this.size >= this.coalesceRowsMin()) return 0;
+    return Math.max(0, this.oldestQueuedMs + limitMs - Date.now());
+  }
+
+  /** Replaces a pending coalesce timer by a batch in the next turn. */
+  private startWaitingBatch(): void {
+    if (this.coalesceTimer === null) return;
+    clearTimeout(this.coalesceTimer);
+    this.coalesceTimer = null;
+    this.scheduled = false;
+    this.schedule(0);
+  }
+
+  private schedule(delayMs: number, coalescing = false): void {
     if (this.scheduled || this.stopped) return;
     this.scheduled = true;
     const run = (): void => {
       this.scheduled = false;
+      this.coalesceTimer = null;
       this.tick();
     };
-    if (delayMs > 0) setTimeout(run, delayMs).unref();
-    else setImmediate(run);
+    if (delayMs <= 0) {
+      setImmediate(run);
+      return;
+    }
+    const timer = setTimeout(run, delayMs).unref();
+    if (coalescing) this.coalesceTimer = timer;
   }
 
   /** The next batch: at most batchMax rows and every duplicate noted so far (the rows stay queued until committed). */
@@ -150,6 +217,16 @@ export class Consumer {
       this.schedule(0);
       return;
     }
+    const waitMs = this.coalesceWaitMs();
+    if (waitMs > 0) {
+      this.schedule(waitMs, true);
+      return;
+    }
+    this.commitBatch();
+  }
+
+  /** Commits the next batch now; a refused one stays queued and is retried after a delay. */
+  private commitBatch(): void {
     const { batch, end } = this.takeBatch();
     let elapsedMs: number;
     try {
@@ -159,6 +236,8 @@ export class Consumer {
       return;
     }
     this.advance(end);
+    // What is left (past batchMax) goes in the next turn; nothing new waits behind it.
+    this.oldestQueuedMs = this.isIdle() ? null : Date.now() - (this.options.coalesceMs ?? 0);
     if (this.lastError !== null) {
       this.options.logger.info('index apply recovered');
       this.lastError = null;

@@ -1,11 +1,12 @@
 import compression from 'compression';
-import express, { type Express } from 'express';
+import express, { type Express, type Request, type RequestHandler, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import type { Pipeline } from '../ingest/pipeline';
 import { authMiddleware } from './auth';
 import { errorHandler, notFoundHandler } from './errors';
 import { ExpectedErrorLog } from './expected-log';
+import { serveRouteWithoutRouter } from './lean-route';
 import { ServiceMetrics } from './metrics';
 import { buildOpenApiDocument } from './openapi';
 import { rateLimiter, type RateLimits } from './rate-limit';
@@ -39,6 +40,8 @@ export interface AppOptions {
   streams?: StreamHub;
   /** The routes to serve; ROUTE_TABLE unless a test builds an app over a table of its own. */
   routes?: readonly RouteSpec[];
+  /** false: POST /publish goes through the router like every other route (tests compare both ways). */
+  leanPublish?: boolean;
 }
 
 /** The express route method for each table method. */
@@ -66,21 +69,36 @@ export function createApp(aggregator: Pipeline, limits: AppLimits, logger: Logge
   };
   // gzip for clients that accept it (1000 events: 178 KB of JSON), but never the live tail:
   // compression buffers, and each event must reach its subscriber at once.
-  app.use(
-    compression({
-      filter: (req, res) => !String(res.getHeader('Content-Type') ?? '').startsWith('text/event-stream') && compression.filter(req, res),
-    }),
-  );
+  const compressible = (req: Request, res: Response): boolean =>
+    !String(res.getHeader('Content-Type') ?? '').startsWith('text/event-stream') && compression.filter(req, res);
+  const compress = compression({ filter: compressible });
+  app.use(compress);
   // One log line and one metrics sample per request, then access control before any body is read.
-  app.use(requestLogger(logger, index, new ExpectedErrorLog(logger, metrics.registry)));
-  app.use(metrics.middleware(index));
-  app.use(authMiddleware(options.apiKeyDigests ?? { publish: [], read: [] }, index));
+  const middleware = [
+    requestLogger(logger, index, new ExpectedErrorLog(logger, metrics.registry)),
+    metrics.middleware(index),
+    authMiddleware(options.apiKeyDigests ?? { publish: [], read: [] }, index),
+  ];
   const limiter = rateLimiter(limits, index);
-  if (limiter !== null) app.use(limiter);
+  if (limiter !== null) middleware.push(limiter);
+  for (const step of middleware) app.use(step);
   // Every route from the table, each with its own body parser (none runs app-wide).
-  for (const spec of table) app.route(spec.path)[ROUTER_METHODS[spec.method]](...spec.handlers(context));
-  app.use(notFoundHandler(index));
-  app.use(errorHandler(logger, limits.retryAfterSeconds));
+  const routeHandlers = new Map<RouteSpec, RequestHandler[]>();
+  for (const spec of table) {
+    const handlers = spec.handlers(context);
+    routeHandlers.set(spec, handlers);
+    app.route(spec.path)[ROUTER_METHODS[spec.method]](...handlers);
+  }
+  const onUnhandled = notFoundHandler(index);
+  const onError = errorHandler(logger, limits.retryAfterSeconds);
+  app.use(onUnhandled);
+  app.use(onError);
+  // The hot path: POST /publish runs the same steps without the router (lean-route.ts).
+  const publish = options.leanPublish === false ? undefined : table.find((spec) => spec.method === 'POST' && spec.path === '/publish');
+  if (publish !== undefined) {
+    const handlers = routeHandlers.get(publish)!;
+    serveRouteWithoutRouter(app, index, publish, { compress, compressible, middleware, handlers, onError, onUnhandled }, logger);
+  }
   return app;
 }
 

@@ -1,5 +1,5 @@
 import express, { type RequestHandler } from 'express';
-import type { IncomingMessage } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Config } from '../config/config';
 import { AppError, type ErrorCode, type ErrorDetail } from '../errors';
 import type { PublishReport, ValidEvent } from '../ingest/aggregator';
@@ -37,16 +37,32 @@ type PublishLimits = Pick<Config, 'batchEventsMax' | 'payloadBytesMax' | 'payloa
 /** Most problems reported for one rejected request; the rest are summarised in one line. */
 export const DETAILS_MAX = 100;
 
-/** Depth of nested objects/arrays, walked iteratively so hostile nesting cannot blow the stack. */
+/**
+ * Depth of nested objects/arrays (a scalar is 0, `{}` is 1). It goes no deeper than
+ * `stopAbove + 1` levels, so hostile nesting cannot blow the stack: past the bound it returns
+ * some depth above it at once. Recursive, with no allocation (the walk with an explicit stack
+ * made a pair and an Object.values array per node: about 0.8 µs per small payload against
+ * 0.2 to 0.4 µs).
+ */
 export function jsonDepth(value: unknown, stopAbove: number): number {
-  let deepest = 0;
-  const stack: Array<[unknown, number]> = [[value, 1]];
-  while (stack.length > 0) {
-    const [node, depth] = stack.pop()!;
-    if (node === null || typeof node !== 'object') continue;
-    if (depth > deepest) deepest = depth;
+  return depthFrom(value, 1, stopAbove);
+}
+
+/** jsonDepth of `node`, found at `depth`. */
+function depthFrom(node: unknown, depth: number, stopAbove: number): number {
+  if (node === null || typeof node !== 'object') return 0;
+  if (depth > stopAbove) return depth;
+  let deepest = depth;
+  if (Array.isArray(node)) {
+    for (const child of node as unknown[]) {
+      deepest = Math.max(deepest, depthFrom(child, depth + 1, stopAbove));
+      if (deepest > stopAbove) return deepest;
+    }
+    return deepest;
+  }
+  for (const key in node) {
+    deepest = Math.max(deepest, depthFrom((node as Record<string, unknown>)[key], depth + 1, stopAbove));
     if (deepest > stopAbove) return deepest;
-    for (const child of Object.values(node)) stack.push([child, depth + 1]);
   }
   return deepest;
 }
@@ -221,6 +237,21 @@ export function publishHandler(aggregator: Pipeline, validators: Validators, lim
       duplicates: result.duplicates,
       rejected: 0,
     } satisfies ProtocolCounts;
-    res.status(200).json(publishAnswer(result));
+    sendJson(res, 200, publishAnswer(result));
   };
+}
+
+/**
+ * Answers `value` as JSON with the status and headers express's `res.status(status).json()`
+ * gives a POST (Content-Type application/json; charset=utf-8, Content-Length; no ETag, which
+ * the app disables), the same bytes on the wire; but the text goes to `res.end` as a string,
+ * so Node sends it with the head in one socket write (express makes a Buffer of a text of
+ * 1000 characters or more, which Node writes as two chunks).
+ */
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const text = JSON.stringify(value);
+  res.statusCode = status;
+  res.setHeader('Content-Type', 'application/json; charset=utf-8');
+  res.setHeader('Content-Length', String(Buffer.byteLength(text)));
+  res.end(text);
 }

@@ -14,6 +14,9 @@ function loosen(path: string): string {
   return path === '/' ? path : path.replace(/\/+$/, '');
 }
 
+/** Distinct request paths whose matching entries a RouteIndex remembers. */
+const PATHS_CACHED = 256;
+
 /**
  * Looks request paths up in the route table the way express 5 routes them: case-insensitive,
  * a trailing slash ignored, `:name` and `*name` segments as path-to-regexp reads them, HEAD
@@ -23,6 +26,12 @@ function loosen(path: string): string {
  */
 export class RouteIndex<Route extends RoutePattern = RoutePattern> {
   private readonly compiled: Array<{ route: Route; matches: (path: string) => boolean }>;
+  /**
+   * The entries of recently asked paths: a request asks four to six times (log, metrics,
+   * auth, rate limit) and each ask would try every pattern. Paths come from clients, so it
+   * holds at most PATHS_CACHED and starts over when full.
+   */
+  private readonly recent = new Map<string, readonly Route[]>();
 
   constructor(readonly routes: readonly Route[]) {
     const seen = new Set<string>();
@@ -38,14 +47,21 @@ export class RouteIndex<Route extends RoutePattern = RoutePattern> {
   /** The entry that serves `method` on `path` (HEAD falls back to GET, as in express), if any. */
   find(method: string, path: string): Route | undefined {
     const upper = method.toUpperCase();
-    const direct = this.compiled.find((c) => c.route.method === upper && c.matches(path));
-    if (direct !== undefined || upper !== 'HEAD') return direct?.route;
-    return this.compiled.find((c) => c.route.method === 'GET' && c.matches(path))?.route;
+    const entries = this.forPath(path);
+    const direct = entries.find((route) => route.method === upper);
+    if (direct !== undefined || upper !== 'HEAD') return direct;
+    return entries.find((route) => route.method === 'GET');
   }
 
   /** Every entry whose path matches `path`, whatever its method, in table order. */
-  forPath(path: string): Route[] {
-    return this.compiled.filter((c) => c.matches(path)).map((c) => c.route);
+  forPath(path: string): readonly Route[] {
+    let entries = this.recent.get(path);
+    if (entries === undefined) {
+      entries = this.compiled.filter((c) => c.matches(path)).map((c) => c.route);
+      if (this.recent.size >= PATHS_CACHED) this.recent.clear();
+      this.recent.set(path, entries);
+    }
+    return entries;
   }
 
   /**

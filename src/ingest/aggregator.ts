@@ -329,6 +329,8 @@ export class Aggregator {
     this.consumer = new Consumer({
       store,
       batchMax: config.indexBatchMax,
+      coalesceMs: INDEX_COALESCE_MS,
+      coalesceRows: INDEX_COALESCE_ROWS,
       logger,
       // Indexing comes after answers: a group commit about to start goes before an index batch.
       yieldWhile: () => this.writer?.flushPending === true,
@@ -595,6 +597,7 @@ export class Aggregator {
 
   /** Stored events matching `query`, without a scan bound (tools and tests; see readPage). */
   queryEvents(query: EventQuery): PageRow[] {
+    this.indexAcknowledged();
     return this.index.queryEvents(query);
   }
 
@@ -604,6 +607,7 @@ export class Aggregator {
    * Rejects with AppError reads_busy / read_failed (503) when the read pool cannot serve it.
    */
   async readPage(query: EventQuery): Promise<SnapshotPage> {
+    this.indexAcknowledged();
     if (this.reads !== null) return this.reads.readPage(query);
     const result = await readInline(this.index, { op: 'page', query });
     if (!('page' in result)) throw new Error('aggregator: a page read answered something else');
@@ -612,6 +616,7 @@ export class Aggregator {
 
   /** The histogram of GET /events/histogram (see countHistogram), read as readPage reads. */
   async histogram(filter: EventFilter, buckets: number, chunkRows: number, signal?: AbortSignal): Promise<Histogram> {
+    this.indexAcknowledged();
     if (this.reads !== null) return this.reads.histogram(filter, buckets, chunkRows, signal);
     const result = await readInline(this.index, { op: 'histogram', filter, buckets, chunkRows }, signal);
     if (!('histogram' in result)) throw new Error('aggregator: a histogram read answered something else');
@@ -651,6 +656,7 @@ export class Aggregator {
    * class keeps no copy.
    */
   snapshot(): PipelineSnapshot {
+    this.indexAcknowledged();
     const counters = this.store?.counters;
     const uncommitted = this.consumer?.uncommittedDuplicates() ?? { duplicates: 0, conflicts: 0 };
     const segment = this.writer?.currentSegment;
@@ -702,7 +708,16 @@ export class Aggregator {
 
   /** The topics in the index, sorted. */
   topics(): string[] {
+    this.indexAcknowledged();
     return this.store?.topics() ?? [];
+  }
+
+  /**
+   * Commits the durable rows waiting for their index batch (INDEX_COALESCE_MS) before a read,
+   * so that whoever got an answer finds its events in the next read, as without the wait.
+   */
+  private indexAcknowledged(): void {
+    this.consumer?.applyQueued();
   }
 
   /** Events accepted but not yet indexed (unsynced plus queued). */
@@ -795,6 +810,16 @@ export class Aggregator {
 const KEY_SWEEP_STEP_MS = 20;
 /** How often the upkeep looks for newly expired keys and full generations when none is under way. */
 const KEY_SWEEP_IDLE_MS = 1000;
+
+/**
+ * Longest a durable row waits for others to share its index transaction (Consumer
+ * coalesceMs): at one event a request the consumer otherwise commits a transaction of a
+ * handful of rows every event-loop turn. It delays only the index and the live tail (which
+ * follows the index), never an answer, and adds at most this much to the index's catch-up.
+ */
+const INDEX_COALESCE_MS = 20;
+/** Rows queued at which an index batch starts without waiting (2000-row flushes of batched publishes never wait). */
+const INDEX_COALESCE_ROWS = 256;
 
 /** How often recovery is tried again while a full disk holds it up at start-up. */
 const NO_SPACE_RETRY_MS = 250;

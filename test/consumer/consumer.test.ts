@@ -102,6 +102,81 @@ describe('Consumer over an IndexApplier', () => {
     expect(store.counters).to.include({ checkpointSeq: 1, uniqueTotal: 1, duplicatesTotal: 3, conflictsTotal: 1 });
   });
 
+  describe('coalescing (coalesceMs, coalesceRows)', () => {
+    const turns = async (count: number): Promise<void> => {
+      for (let i = 0; i < count; i += 1) await new Promise((resolve) => setImmediate(resolve));
+    };
+
+    it('lets rows of several turns wait for one transaction, committed once the oldest waited coalesceMs', async () => {
+      const applier = new RefusingApplier(store);
+      const applied: number[][] = [];
+      const consumer = new Consumer({
+        store,
+        batchMax: 100,
+        coalesceMs: 150,
+        coalesceRows: 50,
+        logger: silent,
+        applier,
+        onApplied: (rows) => applied.push(rows.map((r) => r.seq)),
+      });
+      const startedMs = Date.now();
+      consumer.enqueue([row(1)]);
+      await turns(3);
+      consumer.enqueue([row(2)]);
+      consumer.noteDuplicates(1, 0);
+      await turns(3);
+      consumer.enqueue([row(3)]);
+      expect(applier.batches, 'nothing committed while the rows wait').to.have.length(0);
+      await waitFor(() => applied.length > 0, { what: 'the coalesced batch' });
+      expect(Date.now() - startedMs).to.be.at.least(140);
+      expect(applied).to.deep.equal([[1, 2, 3]]);
+      expect(applier.batches[0]!.duplicates).to.equal(1);
+      expect(store.counters.checkpointSeq).to.equal(3);
+    });
+
+    it('starts the batch in the next turn once coalesceRows are queued', async () => {
+      const applier = new RefusingApplier(store);
+      const consumer = new Consumer({
+        store,
+        batchMax: 100,
+        coalesceMs: 60_000,
+        coalesceRows: 3,
+        logger: silent,
+        applier,
+        onApplied: () => undefined,
+      });
+      consumer.enqueue([row(1), row(2)]);
+      await turns(3);
+      expect(applier.batches).to.have.length(0);
+      consumer.enqueue([row(3)]);
+      await turns(2);
+      expect(applier.batches.map((batch) => batch.rows.length)).to.deep.equal([3]);
+    });
+
+    it('commits what waits at once for applyQueued (a read) and for whenIdle', async () => {
+      const applier = new RefusingApplier(store);
+      const consumer = new Consumer({
+        store,
+        batchMax: 100,
+        coalesceMs: 60_000,
+        coalesceRows: 100,
+        logger: silent,
+        applier,
+        onApplied: () => undefined,
+      });
+      consumer.enqueue([row(1)]);
+      await turns(2);
+      expect(store.lookup('t', 'e1')).to.equal(undefined);
+      consumer.applyQueued();
+      expect(store.lookup('t', 'e1')?.seq, 'committed in the same turn').to.equal(1);
+      consumer.enqueue([row(2)]);
+      await turns(2);
+      expect(consumer.size).to.equal(1);
+      await consumer.whenIdle();
+      expect(store.counters.checkpointSeq).to.equal(2);
+    });
+  });
+
   it('drains what is queued on stop, and a refused drain leaves the rows queued', () => {
     const applier = new RefusingApplier(store);
     const consumer = new Consumer({ store, batchMax: 100, logger: silent, applier, onApplied: () => undefined });
