@@ -618,6 +618,11 @@ export class IndexStore {
     return this.keys.maintenanceStep(nowMs, rowsMax);
   }
 
+  /** Level 0 of the key store in memory (keys of its active and sealed levels, bytes of their indexes), for tests. */
+  keyLevelZero(): { keys: number; sealedKeys: number; bytes: number } {
+    return this.keys.levelZeroStats();
+  }
+
   /** The key store's generations (level, state, keys), for tests and the benchmark. */
   keyGenerations(): Array<{ gen: number; level: number; state: string; keys: number }> {
     return this.keys.generations();
