@@ -307,6 +307,8 @@ export class KeyStore {
   private sealWork: SealWork | null = null;
   /** key_log holds rows below level0.from (copies of a finished seal) to delete. */
   private level0Garbage = true;
+  /** The upkeep step alternates between a seal's copy and the other work (see maintenanceStep). */
+  private sealTurn = false;
   /** The live generations, newest first, as this connection last wrote them (null: read again). */
   private liveGens: number[] | null = null;
   private readonly writable: boolean;
@@ -576,32 +578,35 @@ export class KeyStore {
         work.count += 1;
       }
       work.readAfter = rows.length < rowsMax ? l0.sealThrough : rows[rows.length - 1]![0];
-      return rows.length;
+      // A level read in one step (a small one) is sorted in it too.
+      if (work.readAfter < l0.sealThrough || work.count > rowsMax) return rows.length;
     }
     if (!work.sorted) {
       this.sortSealed(work);
-      return work.count;
+      if (work.count > rowsMax) return work.count;
     }
-    if (work.written < work.count) {
-      const end = Math.min(work.count, work.written + rowsMax);
-      const seqs = Array.from(work.order.subarray(work.written, end));
-      const copied = this.db.transaction(() => this.statements.logCopy.run(work.gen, JSON.stringify(seqs)).changes)();
-      work.written = end;
-      return copied;
-    }
-    this.db.transaction(() => {
-      const stats = this.statements.genStats.get(work.gen) as { keys: number; minSeq: number | null; maxSeq: number | null };
-      if (stats.keys === 0) this.statements.dropGen.run(work.gen);
-      else this.statements.sealDone.run(stats.keys, stats.minSeq, stats.maxSeq, work.gen);
-      this.statements.putMeta.run(META_L0_FROM, l0.sealThrough + 1);
+    const end = Math.min(work.count, work.written + rowsMax);
+    const seqs = Array.from(work.order.subarray(work.written, end));
+    // The last chunk and the switch commit together.
+    const copied = this.db.transaction((): number => {
+      const changes = seqs.length === 0 ? 0 : this.statements.logCopy.run(work.gen, JSON.stringify(seqs)).changes;
+      if (end === work.count) {
+        const stats = this.statements.genStats.get(work.gen) as { keys: number; minSeq: number | null; maxSeq: number | null };
+        if (stats.keys === 0) this.statements.dropGen.run(work.gen);
+        else this.statements.sealDone.run(stats.keys, stats.minSeq, stats.maxSeq, work.gen);
+        this.statements.putMeta.run(META_L0_FROM, l0.sealThrough + 1);
+      }
+      return changes;
     })();
+    work.written = end;
+    if (end < work.count) return copied;
     l0.from = l0.sealThrough + 1;
     l0.sealed = null;
     l0.sealGen = 0;
     this.sealWork = null;
     this.level0Garbage = true;
     this.liveGens = null;
-    return 0;
+    return copied;
   }
 
   /** Puts the sealed rows read in key order: `order` becomes their seqs, sorted by key. */
@@ -768,23 +773,18 @@ export class KeyStore {
 
   /**
    * One bounded step of the key store's upkeep, for a timer: the filter rebuild in the
-   * background, then the copy of a sealed level 0 into its generation, then deleting the
-   * key_log rows a finished copy covers, then deleting the rows of generations a merge replaced, then the merge
-   * under way, then the sweep of expired keys, then starting a merge when MERGE_FANOUT
+   * background, then (every other step) the copy of a sealed level 0 into its generation,
+   * then deleting the rows of generations a merge replaced, then the merge under way, then
+   * the seal's copy, then deleting the key_log rows a finished copy covers, then the sweep of expired keys, then starting a merge when MERGE_FANOUT
    * generations of one level are full. Returns the rows handled, or null when nothing is to do.
    */
   maintenanceStep(nowMs = Date.now(), rowsMax = MAINTENANCE_ROWS_PER_STEP): number | null {
     if (this.rebuilding !== null) return this.filterRebuildStep(FILTER_REBUILD_ROWS_PER_STEP);
-    if (this.writable) {
-      const l0 = this.levelZero();
-      // The sealed level first: it is what bounds level 0's memory.
-      if (l0.sealed !== null) return this.sealStep(l0, rowsMax);
-      if (this.level0Garbage) {
-        const deleted = this.statements.logDeleteBelow.run(l0.from, rowsMax).changes;
-        if (deleted < rowsMax) this.level0Garbage = this.statements.logHasBelow.get(l0.from) !== undefined;
-        if (deleted > 0) return deleted;
-      }
-    }
+    const l0 = this.writable ? this.levelZero() : null;
+    // A sealed level's copy and a merge take turns (a seal every step would starve merges
+    // when levels are small); a seal goes on every step when nothing else is to do.
+    this.sealTurn = !this.sealTurn;
+    if (l0 !== null && l0.sealed !== null && this.sealTurn) return this.sealStep(l0, rowsMax);
     const gens = this.genRows();
     const retired = gens.find((g) => g.state === 'retired');
     if (retired !== undefined) {
@@ -797,6 +797,12 @@ export class KeyStore {
     }
     const building = gens.find((g) => g.state === 'building');
     if (building !== undefined) return this.mergeStep(building, gens, rowsMax);
+    if (l0 !== null && l0.sealed !== null) return this.sealStep(l0, rowsMax);
+    if (l0 !== null && this.level0Garbage) {
+      const deleted = this.statements.logDeleteBelow.run(l0.from, rowsMax).changes;
+      if (deleted < rowsMax) this.level0Garbage = this.statements.logHasBelow.get(l0.from) !== undefined;
+      if (deleted > 0) return deleted;
+    }
     const swept = this.sweepStep(nowMs, Math.min(rowsMax, SWEEP_ROWS_PER_STEP));
     if (swept !== null) return swept;
     return this.startMerge(gens) ? 0 : null;
