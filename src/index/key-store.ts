@@ -309,8 +309,8 @@ export class KeyStore {
   private level0Garbage = true;
   /** The upkeep step alternates between a seal's copy and the other work (see maintenanceStep). */
   private sealTurn = false;
-  /** The live generations, newest first, as this connection last wrote them (null: read again). */
-  private liveGens: number[] | null = null;
+  /** The live generations, newest first, as this connection last wrote them, and their probe (null: read again). */
+  private liveGens: { gens: number[]; probe: Database.Statement | null } | null = null;
   private readonly writable: boolean;
   /** A filter rebuild under way in the background: the new filter, its place, and what it is told when done. */
   private rebuilding: {
@@ -335,7 +335,6 @@ export class KeyStore {
     this.statements = {
       // The newest row of a key wins: an expired row a re-send replaced may remain until the sweep.
       probe: db.prepare(`SELECT seq, digest FROM key_rows WHERE gen IN (${READ_GENS}) AND key = ? ORDER BY seq DESC LIMIT 1`),
-      probeGen: db.prepare('SELECT seq, digest FROM key_rows WHERE gen = ? AND key = ?'),
       liveGens: db.prepare(`${READ_GENS} ORDER BY gen DESC`).pluck(),
       deleteOlder: db.prepare('DELETE FROM key_rows WHERE gen IN (SELECT gen FROM key_gens) AND key = ? AND seq < ?'),
       // Level 0 (key_log): appended in seq order, read by seq.
@@ -435,19 +434,21 @@ export class KeyStore {
   }
 
   /**
-   * The row of a key in the live generations: one seek per generation, newest first, until
-   * one holds it (a key has one row among them, or identical copies while a merge runs; a
-   * replaced key's older rows are deleted by its put). A read-only connection, which does
-   * not see the writer's changes, uses one statement over every generation instead.
+   * The row of a key in the live generations: one statement with one seek per generation,
+   * newest first, that stops at the first that holds it (a key has one row among them, or
+   * identical copies while a merge runs; a replaced key's older rows are deleted by its put).
+   * It is prepared again whenever this connection changes the live generations; a read-only
+   * connection, which does not see the writer's changes, reads the list in its statement.
    */
   private findInGenerations(key: DedupKey): StoredKey | undefined {
     if (!this.writable) return this.statements.probe.get(key) as StoredKey | undefined;
-    this.liveGens ??= this.statements.liveGens.all() as number[];
-    for (const gen of this.liveGens) {
-      const found = this.statements.probeGen.get(gen, key) as StoredKey | undefined;
-      if (found !== undefined) return found;
+    if (this.liveGens === null) {
+      const gens = this.statements.liveGens.all() as number[];
+      // One statement, an arm a generation newest first: SQLite stops at the first row (LIMIT 1).
+      const arms = gens.map((gen) => `SELECT seq, digest FROM key_rows WHERE gen = ${Math.trunc(gen)} AND key = @key`);
+      this.liveGens = { gens, probe: gens.length === 0 ? null : this.db.prepare(`${arms.join(' UNION ALL ')} LIMIT 1`) };
     }
-    return undefined;
+    return this.liveGens.probe?.get({ key }) as StoredKey | undefined;
   }
 
   /** True when the key_log row of `seq` holds `key`. */
