@@ -176,11 +176,12 @@ interface GenRow {
 }
 
 /**
- * The in-memory index of level-0 rows (key_log): an open-addressing table (linear probing)
- * from a key to its seq. A slot holds 32 bits of the key (bytes 4-7, never 0: 0 marks an
- * empty slot) and the seq, 12 bytes; the table has 1.3 slots a key at most (about 16 bytes
- * a key). It holds no full key: a matching slot is confirmed by reading the row by seq (one
- * rowid seek), so a stale slot (its row swept or replaced) only costs that read.
+ * The in-memory index of level-0 rows (key_log): an open-addressing table (linear probing,
+ * home slot from key bytes 4-7) from a key to its seq. A slot holds the key's first 32 bits
+ * as SQLite orders blobs (big-endian; 0 is stored as 1, 0 marks an empty slot), which is
+ * also what a seal sorts by, and the seq: 12 bytes; the table has 1.3 slots a key (about 16
+ * bytes a key). It holds no full key: a matching slot is confirmed by reading the row by seq
+ * (one rowid seek), so a stale slot (its row swept or replaced) only costs that read.
  */
 class LevelZeroIndex {
   private readonly tags: Uint32Array;
@@ -208,11 +209,16 @@ class LevelZeroIndex {
   }
 
   private home(key: DedupKey): number {
-    return Math.floor((key.readUInt32LE(0) / 0x1_0000_0000) * this.slots);
+    return Math.floor((key.readUInt32LE(4) / 0x1_0000_0000) * this.slots);
   }
 
   private static tagOf(key: DedupKey): number {
-    return key.readUInt32LE(4) || 1;
+    return key.readUInt32BE(0) || 1;
+  }
+
+  /** Calls `visit(tag, seq)` for every used slot. */
+  forEach(visit: (tag: number, seq: number) => void): void {
+    for (let slot = 0; slot < this.slots; slot += 1) if (this.tags[slot] !== 0) visit(this.tags[slot]!, this.seqs[slot]!);
   }
 
   add(key: DedupKey, seq: number): void {
@@ -257,14 +263,11 @@ interface LevelZero {
   sealThrough: number;
 }
 
-/** The copy of a sealed level under way: its seqs read, then put in key order, then written in chunks. */
+/** The copy of a sealed level under way: its seqs in key order, written in chunks. */
 interface SealWork {
   gen: number;
-  readAfter: number;
   count: number;
-  seqs: Float64Array;
   order: Float64Array;
-  sorted: boolean;
   written: number;
 }
 
@@ -343,7 +346,6 @@ export class KeyStore {
       logDelete: db.prepare('DELETE FROM key_log WHERE seq = ?'),
       logLoad: db.prepare('SELECT seq, key FROM key_log WHERE seq >= ? ORDER BY seq').raw(),
       logCountRange: db.prepare('SELECT count(*) FROM key_log WHERE seq >= ? AND seq <= ?').pluck(),
-      logRange: db.prepare('SELECT seq, key FROM key_log WHERE seq > ? AND seq <= ? ORDER BY seq LIMIT ?').raw(),
       logAfter: db.prepare('SELECT seq, key FROM key_log WHERE seq > ? ORDER BY seq LIMIT ?').raw(),
       // A sealed level's rows of one chunk of key order, appended to its generation (OR IGNORE: a
       // chunk copied again after a crash); rows deleted meanwhile (replaced keys) are not found.
@@ -351,7 +353,8 @@ export class KeyStore {
         'INSERT OR IGNORE INTO key_rows (gen, key, seq, digest) SELECT ?, key, seq, digest FROM key_log WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY key',
       ),
       logHasBelow: db.prepare('SELECT 1 FROM key_log WHERE seq < ? LIMIT 1').pluck(),
-      logDeleteBelow: db.prepare('DELETE FROM key_log WHERE seq IN (SELECT seq FROM key_log WHERE seq < ? ORDER BY seq LIMIT ?)'),
+      // Copied rows go by seq range (at most `rows` seqs from the lowest, so at most that many rows).
+      logDeleteBelow: db.prepare('DELETE FROM key_log WHERE seq < min(@from, (SELECT min(seq) FROM key_log) + @rows)'),
       logSweep: db.prepare('DELETE FROM key_log WHERE seq IN (SELECT seq FROM key_log WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?)'),
       // A connection that does not keep level 0 in memory (read-only) scans it: at most two levels of rows.
       logScan: db.prepare('SELECT seq, digest FROM key_log WHERE key = ? AND seq >= ? ORDER BY seq DESC LIMIT 1'),
@@ -540,50 +543,19 @@ export class KeyStore {
   }
 
   /**
-   * One bounded step of the copy of the sealed level into its generation: read up to
-   * `rowsMax` of its (seq, key) rows; once all are read, sort them by key (in memory: 48
-   * bits of each key and its place in one Float64Array, ties settled by whole keys); then
-   * append up to `rowsMax` rows in key order (one transaction); the last step makes the
-   * generation live, moves key_l0_from past the sealed rows and drops the sealed index, in
-   * one transaction. A crash loses only the in-memory part: the next load reads and sorts
-   * the sealed rows again and copies on (a chunk copied twice is ignored).
+   * One bounded step of the copy of the sealed level into its generation: the first sorts
+   * its seqs by key from the in-memory index (sortSealed); each next one appends up to
+   * `rowsMax` rows in key order (one transaction); the last chunk commits with the switch:
+   * the generation live, key_l0_from past the sealed rows; then the sealed index is
+   * dropped. A crash loses only the in-memory part: the next load sorts the sealed level
+   * again and copies on (a chunk copied twice is ignored).
    */
   private sealStep(l0: LevelZero, rowsMax: number): number {
-    const sealed = l0.sealed!;
     let work = this.sealWork;
     if (work === null) {
-      const length = Math.max(16, sealed.count);
-      work = {
-        gen: l0.sealGen,
-        readAfter: l0.from - 1,
-        count: 0,
-        seqs: new Float64Array(length),
-        order: new Float64Array(length),
-        sorted: false,
-        written: 0,
-      };
+      // The first step sorts the sealed level by key from its in-memory index.
+      work = this.sortSealed(l0);
       this.sealWork = work;
-    }
-    if (work.readAfter < l0.sealThrough) {
-      const rows = this.statements.logRange.all(work.readAfter, l0.sealThrough, rowsMax) as Array<[number, Buffer]>;
-      for (const [seq, key] of rows) {
-        if (work.count === work.seqs.length) {
-          const grown = new Float64Array(work.seqs.length * 2);
-          grown.set(work.seqs);
-          work.seqs = grown;
-          work.order = new Float64Array(grown.length);
-        }
-        work.seqs[work.count] = seq;
-        // The first 48 bits of the key, as SQLite orders blobs (big-endian).
-        work.order[work.count] = key.readUIntBE(0, 6);
-        work.count += 1;
-      }
-      work.readAfter = rows.length < rowsMax ? l0.sealThrough : rows[rows.length - 1]![0];
-      // A level read in one step (a small one) is sorted in it too.
-      if (work.readAfter < l0.sealThrough || work.count > rowsMax) return rows.length;
-    }
-    if (!work.sorted) {
-      this.sortSealed(work);
       if (work.count > rowsMax) return work.count;
     }
     const end = Math.min(work.count, work.written + rowsMax);
@@ -610,36 +582,44 @@ export class KeyStore {
     return copied;
   }
 
-  /** Puts the sealed rows read in key order: `order` becomes their seqs, sorted by key. */
-  private sortSealed(work: SealWork): void {
-    const n = work.count;
+  /**
+   * The seqs of the sealed level in key order: each slot's 32-bit key prefix and its place
+   * in one Float64Array, sorted natively; runs of equal prefixes (a few pairs in 262 144
+   * keys) are ordered by whole keys read from key_log.
+   */
+  private sortSealed(l0: LevelZero): SealWork {
+    const sealed = l0.sealed!;
+    const n = sealed.count;
     const placeBits = Math.max(1, Math.ceil(Math.log2(n + 1)));
-    const prefixBits = Math.min(48, 53 - placeBits);
+    const prefixBits = Math.min(32, 53 - placeBits);
     const place = 2 ** placeBits;
-    const shift = 2 ** (48 - prefixBits);
-    const values = work.order.subarray(0, n);
-    for (let i = 0; i < n; i += 1) values[i] = Math.floor(values[i]! / shift) * place + i;
+    const shift = 2 ** (32 - prefixBits);
+    const seqs = new Float64Array(n);
+    const values = new Float64Array(n);
+    let used = 0;
+    sealed.forEach((tag, seq) => {
+      seqs[used] = seq;
+      values[used] = Math.floor(tag / shift) * place + used;
+      used += 1;
+    });
     values.sort();
-    const ordered = new Float64Array(n);
+    const order = new Float64Array(n);
     const keyAt = (seq: number): Buffer => (this.statements.logRow.get(seq) as { key: Buffer } | undefined)?.key ?? Buffer.alloc(0);
     for (let i = 0; i < n;) {
-      // A run of equal prefixes (rare) is ordered by whole keys.
       const prefix = Math.floor(values[i]! / place);
       let j = i + 1;
       while (j < n && Math.floor(values[j]! / place) === prefix) j += 1;
       if (j - i === 1) {
-        ordered[i] = work.seqs[values[i]! - prefix * place]!;
+        order[i] = seqs[values[i]! - prefix * place]!;
       } else {
-        const run = Array.from(values.subarray(i, j), (v) => work.seqs[v - prefix * place]!);
+        const run = Array.from(values.subarray(i, j), (v) => seqs[v - prefix * place]!);
         const keys = new Map(run.map((seq) => [seq, keyAt(seq)]));
         run.sort((a, b) => Buffer.compare(keys.get(a)!, keys.get(b)!));
-        ordered.set(run, i);
+        order.set(run, i);
       }
       i = j;
     }
-    work.order = ordered;
-    work.seqs = new Float64Array(0);
-    work.sorted = true;
+    return { gen: l0.sealGen, count: n, order, written: 0 };
   }
 
   /** Writes the count of inserted keys; call inside the transaction that holds the puts. */
@@ -800,7 +780,7 @@ export class KeyStore {
     if (building !== undefined) return this.mergeStep(building, gens, rowsMax);
     if (l0 !== null && l0.sealed !== null) return this.sealStep(l0, rowsMax);
     if (l0 !== null && this.level0Garbage) {
-      const deleted = this.statements.logDeleteBelow.run(l0.from, rowsMax).changes;
+      const deleted = this.statements.logDeleteBelow.run({ from: l0.from, rows: rowsMax }).changes;
       if (deleted < rowsMax) this.level0Garbage = this.statements.logHasBelow.get(l0.from) !== undefined;
       if (deleted > 0) return deleted;
     }
