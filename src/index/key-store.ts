@@ -423,7 +423,7 @@ export class KeyStore {
     let digest: Buffer | undefined;
     const confirm = (seq: number): boolean => {
       const row = this.statements.logRow.get(seq) as { key: Buffer; digest: Buffer } | undefined;
-      if (row === undefined || !row.key.equals(key)) return false;
+      if (row?.key.equals(key) !== true) return false;
       digest = row.digest;
       return true;
     };
@@ -457,7 +457,7 @@ export class KeyStore {
   /** True when the key_log row of `seq` holds `key`. */
   private logRowIs(seq: number, key: DedupKey): boolean {
     const row = this.statements.logRow.get(seq) as { key: Buffer } | undefined;
-    return row !== undefined && row.key.equals(key);
+    return row?.key.equals(key) === true;
   }
 
   /**
@@ -756,7 +756,7 @@ export class KeyStore {
    * One bounded step of the key store's upkeep, for a timer: the filter rebuild in the
    * background, then (every other step) the copy of a sealed level 0 into its generation,
    * then deleting the rows of generations a merge replaced, then the merge under way, then
-   * the seal's copy, then deleting the key_log rows a finished copy covers, then the sweep of expired keys, then starting a merge when MERGE_FANOUT
+   * starting a merge that is due or else the seal's copy, then deleting the key_log rows a finished copy covers, then the sweep of expired keys, then starting a merge when MERGE_FANOUT
    * generations of one level are full. Returns the rows handled, or null when nothing is to do.
    */
   maintenanceStep(nowMs = Date.now(), rowsMax = MAINTENANCE_ROWS_PER_STEP): number | null {
@@ -765,7 +765,7 @@ export class KeyStore {
     // A sealed level's copy and a merge take turns (a seal every step would starve merges
     // when levels are small); a seal goes on every step when nothing else is to do.
     this.sealTurn = !this.sealTurn;
-    if (l0 !== null && l0.sealed !== null && this.sealTurn) return this.sealStep(l0, rowsMax);
+    if (l0?.sealed != null && this.sealTurn) return this.sealStep(l0, rowsMax);
     const gens = this.genRows();
     const retired = gens.find((g) => g.state === 'retired');
     if (retired !== undefined) {
@@ -778,7 +778,8 @@ export class KeyStore {
     }
     const building = gens.find((g) => g.state === 'building');
     if (building !== undefined) return this.mergeStep(building, gens, rowsMax);
-    if (l0 !== null && l0.sealed !== null) return this.sealStep(l0, rowsMax);
+    // A merge due starts before a seal goes on (with small levels a seal is nearly always pending).
+    if (l0 !== null && l0.sealed !== null) return this.startMerge(gens) ? 0 : this.sealStep(l0, rowsMax);
     if (l0 !== null && this.level0Garbage) {
       const deleted = this.statements.logDeleteBelow.run({ from: l0.from, rows: rowsMax }).changes;
       if (deleted < rowsMax) this.level0Garbage = this.statements.logHasBelow.get(l0.from) !== undefined;
