@@ -358,6 +358,8 @@ export class KeyStore {
       logSweep: db.prepare('DELETE FROM key_log WHERE seq IN (SELECT seq FROM key_log WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?)'),
       // A connection that does not keep level 0 in memory (read-only) scans it: at most two levels of rows.
       logScan: db.prepare('SELECT seq, digest FROM key_log WHERE key = ? AND seq >= ? ORDER BY seq DESC LIMIT 1'),
+      behindInsert: db.prepare('INSERT OR REPLACE INTO key_rows (gen, key, seq, digest) VALUES (?, ?, ?, ?)'),
+      behindGrow: db.prepare('UPDATE key_gens SET keys = keys + 1, min_seq = min(min_seq, ?), max_seq = max(max_seq, ?) WHERE gen = ?'),
       sealingGen: db.prepare("SELECT gen, max_seq AS maxSeq FROM key_gens WHERE state = 'sealing' ORDER BY gen LIMIT 1"),
       genStats: db.prepare('SELECT count(*) AS keys, min(seq) AS minSeq, max(seq) AS maxSeq FROM key_rows WHERE gen = ?'),
       sealDone: db.prepare("UPDATE key_gens SET state = 'live', keys = ?, min_seq = ?, max_seq = ? WHERE gen = ?"),
@@ -480,16 +482,44 @@ export class KeyStore {
       if (sealedSlot >= 0) replaced += this.statements.logDelete.run(l0.sealed!.seqAt(sealedSlot)).changes;
       replaced += this.statements.deleteOlder.run(key, seq).changes;
     }
-    this.statements.logInsert.run(seq, key, digest);
     // A replaced key was counted when it was first stored.
     if (replaced === 0) this.insertedDelta += 1;
-    if (slot >= 0) {
+    if (seq <= l0.sealThrough) {
+      // An older seq than level 0's newest (a row re-indexed after `logagg repair` whose key had
+      // expired): its row would lie in a sealed or copied range, so it goes where that range went.
+      this.putBehind(l0, key, seq, digest);
+    } else if (slot >= 0) {
+      this.statements.logInsert.run(seq, key, digest);
       l0.active.setSeq(slot, seq);
     } else {
+      this.statements.logInsert.run(seq, key, digest);
       l0.active.add(key, seq);
       if (l0.active.full) this.seal(l0);
     }
     this.noteStored(key);
+  }
+
+  /**
+   * Stores a key whose seq is not above the sealed range: into the sealed level while it is
+   * being copied (its sort is done again: chunks copied twice are ignored), else into the
+   * newest live generation (one B-tree insert, as in layout 2; a rare path).
+   */
+  private putBehind(l0: LevelZero, key: DedupKey, seq: number, digest: Buffer): void {
+    if (l0.sealed !== null && seq >= l0.from) {
+      this.statements.logInsert.run(seq, key, digest);
+      l0.sealed.add(key, seq);
+      this.sealWork = null;
+      return;
+    }
+    let gen = (this.statements.liveGens.all() as number[])[0];
+    if (gen === undefined) {
+      // Every generation was swept away: a new one holds the key.
+      gen = nextGen(this.db);
+      this.statements.newGen.run(gen, 0, 'live', seq, seq);
+      this.liveGens = null;
+    }
+    this.statements.behindInsert.run(gen, key, seq, digest);
+    this.statements.behindGrow.run(seq, seq, gen);
   }
 
   /** Keys of level 0 before it is sealed: DEDUP_GENERATION_KEYS, at most LEVEL0_KEYS_MAX. */
