@@ -77,6 +77,8 @@ export const FILTER_REBUILD_ROWS_PER_STEP = 50_000;
  * rows takes about 16 bytes a key (LevelZeroIndex), and two of them may exist at once.
  */
 export const LEVEL0_KEYS_MAX = 262_144;
+/** Live generations a known-key probe names one by one, at most (SQLite allows 500 compound arms). */
+const PROBE_ARMS_MAX = 64;
 /** Meta key: every key_log row with a lower seq is in a live generation (or swept), and is deleted in steps. */
 const META_L0_FROM = 'key_l0_from';
 
@@ -450,10 +452,15 @@ export class KeyStore {
     if (this.liveGens === null) {
       const gens = this.statements.liveGens.all() as number[];
       // One statement, an arm a generation newest first: SQLite stops at the first row (LIMIT 1).
+      // SQLite allows 500 arms at most: past PROBE_ARMS_MAX (merges far behind) the one
+      // statement over every generation is used instead.
       const arms = gens.map((gen) => `SELECT seq, digest FROM key_rows WHERE gen = ${Math.trunc(gen)} AND key = @key`);
-      this.liveGens = { gens, probe: gens.length === 0 ? null : this.db.prepare(`${arms.join(' UNION ALL ')} LIMIT 1`) };
+      const probe = gens.length === 0 || gens.length > PROBE_ARMS_MAX ? null : this.db.prepare(`${arms.join(' UNION ALL ')} LIMIT 1`);
+      this.liveGens = { gens, probe };
     }
-    return this.liveGens.probe?.get({ key }) as StoredKey | undefined;
+    const { gens, probe } = this.liveGens;
+    if (probe !== null) return probe.get({ key }) as StoredKey | undefined;
+    return gens.length === 0 ? undefined : (this.statements.probe.get(key) as StoredKey | undefined);
   }
 
   /** True when the key_log row of `seq` holds `key`. */

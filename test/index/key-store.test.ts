@@ -548,3 +548,19 @@ describe('IndexStore dedup keys: a key put behind level 0', () => {
     again.close();
   });
 });
+
+describe('IndexStore dedup keys: many generations', () => {
+  it('finds known keys with more live generations than SQLite allows arms in one compound SELECT (merges far behind)', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const store = openTestStore(file, {
+      keys: { filterBytes: 64 * 1024, filterPath: `${file}.keys-filter`, genKeys: 16, mergeFanout: 10_000 },
+    });
+    const rows = Array.from({ length: 16 * 520 }, (_, i) => row(i + 1, 't', `k${i + 1}`));
+    for (let i = 0; i < rows.length; i += 800) appendLogged(store, rows.slice(i, i + 800));
+    while (store.keyMaintenanceStep() !== null);
+    expect(store.keyGenerations().filter((g) => g.state === 'live').length).to.be.greaterThan(500);
+    for (const seq of [1, 17, 4000, 8300]) expect(store.lookup('t', `k${seq}`)?.seq).to.equal(seq);
+    expect(applyLogged(store, [row(8400, 't', 'k9'), row(8401, 't', 'fresh')])).to.equal(1);
+    store.close();
+  });
+});
