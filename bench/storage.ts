@@ -77,7 +77,10 @@ function moveKeyTables(dataDir: string, use: DiskUse): void {
   const db = new Database(file, { readonly: true });
   try {
     const bytes = Number(
-      db.prepare("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN ('key_rows', 'key_gens', 'keys', 'deletions')").pluck().get(),
+      db
+        .prepare("SELECT coalesce(sum(pgsize), 0) FROM dbstat WHERE name IN ('key_rows', 'key_gens', 'key_log', 'keys', 'deletions')")
+        .pluck()
+        .get(),
     );
     const moved = Math.min(bytes, use.index);
     use.index -= moved;

@@ -303,7 +303,7 @@ export const SETTINGS: readonly SettingSpec[] = [
     default: '262144',
     range: { min: 16, max: 16_777_216 },
     meaning:
-      'keys of the newest generation of the dedup key store, the B-tree inserts touch; 8 full generations are merged into one of the next level in the background (docs/operations.md)',
+      'keys of level 0 of the dedup key store (appended in seq order, indexed in memory at about 16 B a key) before it is sealed into a sorted generation, at most 262144 (values above act as 262144); 8 generations of a level are merged into one of the next level in the background (docs/operations.md)',
   },
   {
     name: 'DEDUP_HORIZON_MS',

@@ -52,6 +52,7 @@ export const KEY_STORE_SCHEMA = `
     min_seq INTEGER NOT NULL, max_seq INTEGER NOT NULL, keys INTEGER NOT NULL
   );
   CREATE TABLE IF NOT EXISTS deletions (last_seq INTEGER PRIMARY KEY, deleted_at_ms INTEGER NOT NULL);
+  CREATE TABLE IF NOT EXISTS key_log (seq INTEGER PRIMARY KEY, key BLOB NOT NULL, digest BLOB NOT NULL);
 `;
 
 /**
@@ -60,7 +61,7 @@ export const KEY_STORE_SCHEMA = `
  * table; 2 = generations (KEY_STORE_SCHEMA). A layout-1 table is migrated in place at open
  * (migrateKeyLayout), never dropped: the keys of events retention deleted are not in the log.
  */
-export const KEY_LAYOUT_VERSION = 2;
+export const KEY_LAYOUT_VERSION = 3;
 const META_KEY_LAYOUT = 'keys_layout';
 
 /** Keys of a level-0 generation, at most: the B-tree that inserts touch (measured in docs/performance.md). */
@@ -71,6 +72,15 @@ export const MERGE_FANOUT = 8;
 export const MAINTENANCE_ROWS_PER_STEP = 5000;
 /** Key rows one step of a filter rebuild in the background reads. */
 export const FILTER_REBUILD_ROWS_PER_STEP = 50_000;
+/**
+ * Keys of level 0 at most, whatever DEDUP_GENERATION_KEYS says: the in-memory index of its
+ * rows takes about 16 bytes a key (LevelZeroIndex), and two of them may exist at once.
+ */
+export const LEVEL0_KEYS_MAX = 262_144;
+/** Live generations a known-key probe names one by one, at most (SQLite allows 500 compound arms). */
+const PROBE_ARMS_MAX = 64;
+/** Meta key: every key_log row with a lower seq is in a live generation (or swept), and is deleted in steps. */
+const META_L0_FROM = 'key_l0_from';
 
 /**
  * Migrates a layout-1 `keys` table to generations in place, in one transaction (a crash
@@ -83,7 +93,9 @@ export function migrateKeyLayout(db: Database.Database): number {
   const hasOld = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'keys'").get() !== undefined;
   let migrated = 0;
   db.transaction(() => {
-    if (hasOld && layout !== KEY_LAYOUT_VERSION) {
+    // Layout 2 (generations, the newest filled by inserts) needs nothing: its generations stay
+    // as they are, and new keys go to key_log (created by KEY_STORE_SCHEMA).
+    if (hasOld && (layout === undefined || layout < 2)) {
       const stats = db.prepare('SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi FROM keys').get() as {
         n: number;
         lo: number | null;
@@ -147,18 +159,118 @@ export const FILTER_SAVE_EVERY_MS = 60_000;
 /** Key rows one sweep step reads, at most: one short transaction, never a long stall of the publish thread. */
 export const SWEEP_ROWS_PER_STEP = 2000;
 
-/** Generations lookups read: every one but those a finished merge has replaced. */
-const READ_GENS = "SELECT gen FROM key_gens WHERE state != 'retired'";
+/**
+ * Generations lookups read: the live ones. A merge's sources stay live until the transaction
+ * that makes its target live retires them, and a sealed level 0 is read from memory until
+ * the transaction that makes its generation live, so no key is missed.
+ */
+const READ_GENS = "SELECT gen FROM key_gens WHERE state = 'live'";
 
 /** A row of key_gens. */
 interface GenRow {
   gen: number;
   level: number;
-  state: 'live' | 'building' | 'retired';
+  state: 'live' | 'building' | 'retired' | 'sealing';
   mergedInto: number | null;
   minSeq: number;
   maxSeq: number;
   keys: number;
+}
+
+/**
+ * The in-memory index of level-0 rows (key_log): an open-addressing table (linear probing,
+ * home slot from key bytes 4-7) from a key to its seq. A slot holds the key's first 32 bits
+ * as SQLite orders blobs (big-endian; 0 is stored as 1, 0 marks an empty slot), which is
+ * also what a seal sorts by, and the seq: 12 bytes; the table has 1.3 slots a key (about 16
+ * bytes a key). It holds no full key: a matching slot is confirmed by reading the row by seq
+ * (one rowid seek), so a stale slot (its row swept or replaced) only costs that read.
+ */
+class LevelZeroIndex {
+  private readonly tags: Uint32Array;
+  private readonly seqs: Float64Array;
+  private readonly slots: number;
+  /** Slots used (rows added), and the highest seq added. */
+  count = 0;
+  maxSeq = 0;
+  readonly capacity: number;
+
+  constructor(capacity: number) {
+    this.capacity = capacity;
+    this.slots = Math.max(16, Math.ceil(capacity * 1.3) + 1);
+    this.tags = new Uint32Array(this.slots);
+    this.seqs = new Float64Array(this.slots);
+  }
+
+  get full(): boolean {
+    return this.count >= this.capacity;
+  }
+
+  /** Bytes of its arrays. */
+  get bytes(): number {
+    return this.tags.byteLength + this.seqs.byteLength;
+  }
+
+  private home(key: DedupKey): number {
+    return Math.floor((key.readUInt32LE(4) / 0x1_0000_0000) * this.slots);
+  }
+
+  private static tagOf(key: DedupKey): number {
+    return key.readUInt32BE(0) || 1;
+  }
+
+  /** Calls `visit(tag, seq)` for every used slot. */
+  forEach(visit: (tag: number, seq: number) => void): void {
+    for (let slot = 0; slot < this.slots; slot += 1) if (this.tags[slot] !== 0) visit(this.tags[slot]!, this.seqs[slot]!);
+  }
+
+  add(key: DedupKey, seq: number): void {
+    const tag = LevelZeroIndex.tagOf(key);
+    let slot = this.home(key);
+    while (this.tags[slot] !== 0) slot = slot + 1 === this.slots ? 0 : slot + 1;
+    this.tags[slot] = tag;
+    this.seqs[slot] = seq;
+    this.count += 1;
+    if (seq > this.maxSeq) this.maxSeq = seq;
+  }
+
+  /** The slot of `key`: the first whose tag matches and `confirm(seq)` holds; -1 when none. */
+  find(key: DedupKey, confirm: (seq: number) => boolean): number {
+    const tag = LevelZeroIndex.tagOf(key);
+    for (let slot = this.home(key); this.tags[slot] !== 0; slot = slot + 1 === this.slots ? 0 : slot + 1) {
+      if (this.tags[slot] === tag && confirm(this.seqs[slot]!)) return slot;
+    }
+    return -1;
+  }
+
+  seqAt(slot: number): number {
+    return this.seqs[slot]!;
+  }
+
+  setSeq(slot: number, seq: number): void {
+    this.seqs[slot] = seq;
+    if (seq > this.maxSeq) this.maxSeq = seq;
+  }
+}
+
+/**
+ * Level 0 as this process knows it: `from` (meta key_l0_from; key_log rows below it are
+ * copies, deleted in steps), the sealed level being copied into generation `sealGen` (rows
+ * from..sealThrough), and the active level new keys go to (rows after sealThrough).
+ */
+interface LevelZero {
+  from: number;
+  active: LevelZeroIndex;
+  sealed: LevelZeroIndex | null;
+  sealGen: number;
+  sealThrough: number;
+}
+
+/** The copy of a sealed level under way: its seqs in key order, written in chunks. */
+interface SealWork {
+  gen: number;
+  count: number;
+  order: Float64Array;
+  written: number;
 }
 
 /**
@@ -194,8 +306,17 @@ export class KeyStore {
   private sweepTarget = 0;
   private sweptThrough = 0;
   private insertedDelta = 0;
-  /** The generation the puts of the open transaction go to, and what they add to its row. */
-  private txGen: { gen: number; keys: number; minSeq: number; maxSeq: number } | null = null;
+  /** Level 0 in memory (loaded at first use; null again after a rollback, which reloads it). */
+  private level0: LevelZero | null = null;
+  /** The copy of the sealed level 0 under way (null: not started since the last load). */
+  private sealWork: SealWork | null = null;
+  /** key_log holds rows below level0.from (copies of a finished seal) to delete. */
+  private level0Garbage = true;
+  /** The upkeep step alternates between a seal's copy and the other work (see maintenanceStep). */
+  private sealTurn = false;
+  /** The live generations, newest first, as this connection last wrote them, and their probe (null: read again). */
+  private liveGens: { gens: number[]; probe: Database.Statement | null } | null = null;
+  private readonly writable: boolean;
   /** A filter rebuild under way in the background: the new filter, its place, and what it is told when done. */
   private rebuilding: {
     filter: KeyFilter;
@@ -205,6 +326,8 @@ export class KeyStore {
     reason: string;
     coveredSeq: number;
     started: number;
+    /** The seq the read of key_log (first, before the generations) is past; null once it is done. */
+    logAfter: number | null;
   } | null = null;
   private readonly mergeStatements = new Map<string, Database.Statement>();
   /** DEDUP_GENERATION_KEYS as the last writable open with one set it (meta `key_gen_keys`). */
@@ -213,14 +336,37 @@ export class KeyStore {
   constructor(db: Database.Database, options: KeyStoreOptions, writable: boolean) {
     this.db = db;
     this.options = options;
+    this.writable = writable;
     this.statements = {
       // The newest row of a key wins: an expired row a re-send replaced may remain until the sweep.
       probe: db.prepare(`SELECT seq, digest FROM key_rows WHERE gen IN (${READ_GENS}) AND key = ? ORDER BY seq DESC LIMIT 1`),
-      insert: db.prepare('INSERT INTO key_rows (gen, key, seq, digest) VALUES (?, ?, ?, ?)'),
+      liveGens: db.prepare(`${READ_GENS} ORDER BY gen DESC`).pluck(),
       deleteOlder: db.prepare('DELETE FROM key_rows WHERE gen IN (SELECT gen FROM key_gens) AND key = ? AND seq < ?'),
-      currentGen: db.prepare("SELECT gen, keys FROM key_gens WHERE level = 0 AND state = 'live' ORDER BY gen DESC LIMIT 1"),
+      // Level 0 (key_log): appended in seq order, read by seq.
+      logInsert: db.prepare('INSERT OR REPLACE INTO key_log (seq, key, digest) VALUES (?, ?, ?)'),
+      logRow: db.prepare('SELECT key, digest FROM key_log WHERE seq = ?'),
+      logDelete: db.prepare('DELETE FROM key_log WHERE seq = ?'),
+      logLoad: db.prepare('SELECT seq, key FROM key_log WHERE seq >= ? ORDER BY seq').raw(),
+      logCountRange: db.prepare('SELECT count(*) FROM key_log WHERE seq >= ? AND seq <= ?').pluck(),
+      logAfter: db.prepare('SELECT seq, key FROM key_log WHERE seq > ? ORDER BY seq LIMIT ?').raw(),
+      // A sealed level's rows of one chunk of key order, appended to its generation (OR IGNORE: a
+      // chunk copied again after a crash); rows deleted meanwhile (replaced keys) are not found.
+      logCopy: db.prepare(
+        'INSERT OR IGNORE INTO key_rows (gen, key, seq, digest) SELECT ?, key, seq, digest FROM key_log WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY key',
+      ),
+      logHasBelow: db.prepare('SELECT 1 FROM key_log WHERE seq < ? LIMIT 1').pluck(),
+      // Copied rows go by seq range (at most `rows` seqs from the lowest, so at most that many rows).
+      logDeleteBelow: db.prepare('DELETE FROM key_log WHERE seq < min(@from, (SELECT min(seq) FROM key_log) + @rows)'),
+      logSweep: db.prepare('DELETE FROM key_log WHERE seq IN (SELECT seq FROM key_log WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?)'),
+      // A connection that does not keep level 0 in memory (read-only) scans it: at most two levels of rows.
+      logScan: db.prepare('SELECT seq, digest FROM key_log WHERE key = ? AND seq >= ? ORDER BY seq DESC LIMIT 1'),
+      behindInsert: db.prepare('INSERT OR REPLACE INTO key_rows (gen, key, seq, digest) VALUES (?, ?, ?, ?)'),
+      behindGrow: db.prepare('UPDATE key_gens SET keys = keys + 1, min_seq = min(min_seq, ?), max_seq = max(max_seq, ?) WHERE gen = ?'),
+      sealingGen: db.prepare("SELECT gen, max_seq AS maxSeq FROM key_gens WHERE state = 'sealing' ORDER BY gen LIMIT 1"),
+      genStats: db.prepare('SELECT count(*) AS keys, min(seq) AS minSeq, max(seq) AS maxSeq FROM key_rows WHERE gen = ?'),
+      sealDone: db.prepare("UPDATE key_gens SET state = 'live', keys = ?, min_seq = ?, max_seq = ? WHERE gen = ?"),
+      putMeta: db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       newGen: db.prepare('INSERT INTO key_gens (gen, level, state, merged_into, min_seq, max_seq, keys) VALUES (?, ?, ?, NULL, ?, ?, 0)'),
-      growGen: db.prepare('UPDATE key_gens SET keys = keys + ?, min_seq = min(min_seq, ?), max_seq = max(max_seq, ?) WHERE gen = ?'),
       gens: db.prepare(
         'SELECT gen, level, state, merged_into AS mergedInto, min_seq AS minSeq, max_seq AS maxSeq, keys FROM key_gens ORDER BY gen',
       ),
@@ -266,56 +412,257 @@ export class KeyStore {
    */
   lookup(key: DedupKey, nowMs = Date.now()): StoredKey | undefined {
     if (this.filterComplete && !this.filter!.mayContain(key)) return undefined;
-    const found = this.statements.probe.get(key) as StoredKey | undefined;
+    const found = this.findInLevelZero(key) ?? this.findInGenerations(key);
     if (found === undefined || this.isExpired(found.seq, nowMs)) return undefined;
     return found;
   }
 
+  /** The level-0 row of a key: through the in-memory index (a writable store) or a scan of key_log. */
+  private findInLevelZero(key: DedupKey): StoredKey | undefined {
+    if (!this.writable) {
+      const from = Number(this.statements.getMeta.get(META_L0_FROM) ?? 0);
+      return this.statements.logScan.get(key, from) as StoredKey | undefined;
+    }
+    const l0 = this.levelZero();
+    let digest: Buffer | undefined;
+    const confirm = (seq: number): boolean => {
+      const row = this.statements.logRow.get(seq) as { key: Buffer; digest: Buffer } | undefined;
+      if (row?.key.equals(key) !== true) return false;
+      digest = row.digest;
+      return true;
+    };
+    // The active level holds the newest keys: a replaced key's new row is there.
+    for (const index of [l0.active, l0.sealed]) {
+      if (index === null) continue;
+      const slot = index.find(key, confirm);
+      if (slot >= 0) return { seq: index.seqAt(slot), digest: digest! };
+    }
+    return undefined;
+  }
+
   /**
-   * Stores a key for `seq` inside the caller's transaction, in the newest level-0
-   * generation (a new one once it holds GEN_KEYS); the filter learns it at once (a
-   * rollback leaves a harmless false positive). With a horizon, an expired row of the same
-   * key may still be stored (the sweep had not reached it): it is deleted first unless a
-   * complete filter says the key was never stored. Without a complete filter (none, or one
-   * rebuilt in the background) nothing rules that row out, and it may lie in this very
-   * generation, where a second row of the key would break its primary key.
+   * The row of a key in the live generations: one statement with one seek per generation,
+   * newest first, that stops at the first that holds it (a key has one row among them, or
+   * identical copies while a merge runs; a replaced key's older rows are deleted by its put).
+   * It is prepared again whenever this connection changes the live generations; a read-only
+   * connection, which does not see the writer's changes, reads the list in its statement.
+   */
+  private findInGenerations(key: DedupKey): StoredKey | undefined {
+    if (!this.writable) return this.statements.probe.get(key) as StoredKey | undefined;
+    if (this.liveGens === null) {
+      const gens = this.statements.liveGens.all() as number[];
+      // One statement, an arm a generation newest first: SQLite stops at the first row (LIMIT 1).
+      // SQLite allows 500 arms at most: past PROBE_ARMS_MAX (merges far behind) the one
+      // statement over every generation is used instead.
+      const arms = gens.map((gen) => `SELECT seq, digest FROM key_rows WHERE gen = ${Math.trunc(gen)} AND key = @key`);
+      const probe = gens.length === 0 || gens.length > PROBE_ARMS_MAX ? null : this.db.prepare(`${arms.join(' UNION ALL ')} LIMIT 1`);
+      this.liveGens = { gens, probe };
+    }
+    const { gens, probe } = this.liveGens;
+    if (probe !== null) return probe.get({ key }) as StoredKey | undefined;
+    return gens.length === 0 ? undefined : (this.statements.probe.get(key) as StoredKey | undefined);
+  }
+
+  /** True when the key_log row of `seq` holds `key`. */
+  private logRowIs(seq: number, key: DedupKey): boolean {
+    const row = this.statements.logRow.get(seq) as { key: Buffer } | undefined;
+    return row?.key.equals(key) === true;
+  }
+
+  /**
+   * Stores a key for `seq` inside the caller's transaction: one row appended to key_log
+   * (level 0, in seq order: the B-tree grows at its right edge) and a slot of the in-memory
+   * index; the filter learns it at once (a rollback leaves a harmless false positive, and
+   * reloads level 0). When level 0 is full it is sealed (see seal). With a horizon, an
+   * expired row of the same key may still be stored (the sweep had not reached it): it is
+   * deleted first unless a complete filter says the key was never stored.
    */
   put(key: DedupKey, seq: number, digest: Buffer): void {
-    const tx = this.txGen ?? this.openTxGen(seq);
+    const l0 = this.levelZero();
     let replaced = 0;
+    let slot = -1;
     if (this.options.horizonMs > 0 && (this.filter === null || !this.filterComplete || this.filter.mayContain(key))) {
-      replaced = this.statements.deleteOlder.run(key, seq).changes;
+      const older = (s: number): boolean => s < seq && this.logRowIs(s, key);
+      slot = l0.active.find(key, older);
+      if (slot >= 0) replaced += this.statements.logDelete.run(l0.active.seqAt(slot)).changes;
+      const sealedSlot = l0.sealed === null ? -1 : l0.sealed.find(key, older);
+      if (sealedSlot >= 0) replaced += this.statements.logDelete.run(l0.sealed!.seqAt(sealedSlot)).changes;
+      replaced += this.statements.deleteOlder.run(key, seq).changes;
     }
-    this.statements.insert.run(tx.gen, key, seq, digest);
     // A replaced key was counted when it was first stored.
     if (replaced === 0) this.insertedDelta += 1;
-    tx.keys += 1;
-    if (seq < tx.minSeq) tx.minSeq = seq;
-    if (seq > tx.maxSeq) tx.maxSeq = seq;
+    if (seq <= l0.sealThrough) {
+      // An older seq than level 0's newest (a row re-indexed after `logagg repair` whose key had
+      // expired): its row would lie in a sealed or copied range, so it goes where that range went.
+      this.putBehind(l0, key, seq, digest);
+    } else if (slot >= 0) {
+      this.statements.logInsert.run(seq, key, digest);
+      l0.active.setSeq(slot, seq);
+    } else {
+      this.statements.logInsert.run(seq, key, digest);
+      l0.active.add(key, seq);
+      if (l0.active.full) this.seal(l0);
+    }
     this.noteStored(key);
   }
 
-  /** The generation of this transaction's puts: the newest level-0 one, or a new one when it is full. */
-  private openTxGen(seq: number): { gen: number; keys: number; minSeq: number; maxSeq: number } {
-    const current = this.statements.currentGen.get() as { gen: number; keys: number } | undefined;
-    let gen: number;
-    if (current !== undefined && current.keys < this.genKeys) {
-      gen = current.gen;
-    } else {
+  /**
+   * Stores a key whose seq is not above the sealed range: into the sealed level while it is
+   * being copied (its sort is done again: chunks copied twice are ignored), else into the
+   * newest live generation (one B-tree insert, as in layout 2; a rare path).
+   */
+  private putBehind(l0: LevelZero, key: DedupKey, seq: number, digest: Buffer): void {
+    if (l0.sealed !== null && seq >= l0.from) {
+      this.statements.logInsert.run(seq, key, digest);
+      l0.sealed.add(key, seq);
+      this.sealWork = null;
+      return;
+    }
+    let gen = (this.statements.liveGens.all() as number[])[0];
+    if (gen === undefined) {
+      // Every generation was swept away: a new one holds the key.
       gen = nextGen(this.db);
       this.statements.newGen.run(gen, 0, 'live', seq, seq);
+      this.liveGens = null;
     }
-    this.txGen = { gen, keys: 0, minSeq: seq, maxSeq: seq };
-    return this.txGen;
+    this.statements.behindInsert.run(gen, key, seq, digest);
+    this.statements.behindGrow.run(seq, seq, gen);
+  }
+
+  /** Keys of level 0 before it is sealed: DEDUP_GENERATION_KEYS, at most LEVEL0_KEYS_MAX. */
+  private get level0Keys(): number {
+    return Math.min(this.genKeys, LEVEL0_KEYS_MAX);
+  }
+
+  /**
+   * Level 0 in memory, loaded from key_log at first use: the rows from key_l0_from on, those
+   * of a generation being sealed into its index, the others into the active one (bounded:
+   * two levels of rows).
+   */
+  private levelZero(): LevelZero {
+    if (this.level0 !== null) return this.level0;
+    const from = Number(this.statements.getMeta.get(META_L0_FROM) ?? 0);
+    const sealing = this.statements.sealingGen.get() as { gen: number; maxSeq: number } | undefined;
+    const sealThrough = sealing?.maxSeq ?? from - 1;
+    const size = (lo: number, hi: number): number => Math.max(this.level0Keys, this.statements.logCountRange.get(lo, hi) as number);
+    const l0: LevelZero = {
+      from,
+      active: new LevelZeroIndex(size(sealThrough + 1, Number.MAX_SAFE_INTEGER)),
+      sealed: sealing === undefined ? null : new LevelZeroIndex(size(from, sealThrough)),
+      sealGen: sealing?.gen ?? 0,
+      sealThrough,
+    };
+    for (const [seq, key] of this.statements.logLoad.iterate(from) as IterableIterator<[number, Buffer]>) {
+      (l0.sealed !== null && seq <= sealThrough ? l0.sealed : l0.active).add(key, seq);
+    }
+    this.level0 = l0;
+    this.sealWork = null;
+    this.level0Garbage = true;
+    return l0;
+  }
+
+  /**
+   * Seals the full active level: a 'sealing' generation records its seq range (committed
+   * with the puts), and a new active level fills while maintenance steps copy the sealed
+   * rows into that generation in key order. If the previous seal is still being copied (the
+   * upkeep fell behind), its copy is finished first, in this transaction: at most two
+   * levels are ever in memory.
+   */
+  private seal(l0: LevelZero): void {
+    if (l0.sealed !== null) while (this.level0 !== null && this.level0.sealed !== null) this.sealStep(l0, Number.MAX_SAFE_INTEGER);
+    const gen = nextGen(this.db);
+    this.statements.newGen.run(gen, 0, 'sealing', l0.from, l0.active.maxSeq);
+    l0.sealed = l0.active;
+    l0.sealGen = gen;
+    l0.sealThrough = l0.active.maxSeq;
+    l0.active = new LevelZeroIndex(this.level0Keys);
+    this.sealWork = null;
+  }
+
+  /**
+   * One bounded step of the copy of the sealed level into its generation: the first sorts
+   * its seqs by key from the in-memory index (sortSealed); each next one appends up to
+   * `rowsMax` rows in key order (one transaction); the last chunk commits with the switch:
+   * the generation live, key_l0_from past the sealed rows; then the sealed index is
+   * dropped. A crash loses only the in-memory part: the next load sorts the sealed level
+   * again and copies on (a chunk copied twice is ignored).
+   */
+  private sealStep(l0: LevelZero, rowsMax: number): number {
+    let work = this.sealWork;
+    if (work === null) {
+      // The first step sorts the sealed level by key from its in-memory index.
+      work = this.sortSealed(l0);
+      this.sealWork = work;
+      if (work.count > rowsMax) return work.count;
+    }
+    const end = Math.min(work.count, work.written + rowsMax);
+    const seqs = Array.from(work.order.subarray(work.written, end));
+    // The last chunk and the switch commit together.
+    const copied = this.db.transaction((): number => {
+      const changes = seqs.length === 0 ? 0 : this.statements.logCopy.run(work.gen, JSON.stringify(seqs)).changes;
+      if (end === work.count) {
+        const stats = this.statements.genStats.get(work.gen) as { keys: number; minSeq: number | null; maxSeq: number | null };
+        if (stats.keys === 0) this.statements.dropGen.run(work.gen);
+        else this.statements.sealDone.run(stats.keys, stats.minSeq, stats.maxSeq, work.gen);
+        this.statements.putMeta.run(META_L0_FROM, l0.sealThrough + 1);
+      }
+      return changes;
+    })();
+    work.written = end;
+    if (end < work.count) return copied;
+    l0.from = l0.sealThrough + 1;
+    l0.sealed = null;
+    l0.sealGen = 0;
+    this.sealWork = null;
+    this.level0Garbage = true;
+    this.liveGens = null;
+    return copied;
+  }
+
+  /**
+   * The seqs of the sealed level in key order: each slot's 32-bit key prefix and its place
+   * in one Float64Array, sorted natively; runs of equal prefixes (a few pairs in 262 144
+   * keys) are ordered by whole keys read from key_log.
+   */
+  private sortSealed(l0: LevelZero): SealWork {
+    const sealed = l0.sealed!;
+    const n = sealed.count;
+    const placeBits = Math.max(1, Math.ceil(Math.log2(n + 1)));
+    const prefixBits = Math.min(32, 53 - placeBits);
+    const place = 2 ** placeBits;
+    const shift = 2 ** (32 - prefixBits);
+    const seqs = new Float64Array(n);
+    const values = new Float64Array(n);
+    let used = 0;
+    sealed.forEach((tag, seq) => {
+      seqs[used] = seq;
+      values[used] = Math.floor(tag / shift) * place + used;
+      used += 1;
+    });
+    values.sort();
+    const order = new Float64Array(n);
+    const keyAt = (seq: number): Buffer => (this.statements.logRow.get(seq) as { key: Buffer } | undefined)?.key ?? Buffer.alloc(0);
+    for (let i = 0; i < n;) {
+      const prefix = Math.floor(values[i]! / place);
+      let j = i + 1;
+      while (j < n && Math.floor(values[j]! / place) === prefix) j += 1;
+      if (j - i === 1) {
+        order[i] = seqs[values[i]! - prefix * place]!;
+      } else {
+        const run = Array.from(values.subarray(i, j), (v) => seqs[v - prefix * place]!);
+        const keys = new Map(run.map((seq) => [seq, keyAt(seq)]));
+        run.sort((a, b) => Buffer.compare(keys.get(a)!, keys.get(b)!));
+        order.set(run, i);
+      }
+      i = j;
+    }
+    return { gen: l0.sealGen, count: n, order, written: 0 };
   }
 
   /** Writes the count of inserted keys; call inside the transaction that holds the puts. */
   commitCount(): void {
     if (this.insertedDelta !== 0) this.statements.addMeta.run(META_KEYS_INSERTED, this.insertedDelta);
     this.insertedDelta = 0;
-    const tx = this.txGen;
-    if (tx !== null) this.statements.growGen.run(tx.keys, tx.minSeq, tx.maxSeq, tx.gen);
-    this.txGen = null;
   }
 
   /** Counts key rows inserted by other means (rebuild's copy); call inside their transaction. */
@@ -323,10 +670,15 @@ export class KeyStore {
     if (rows !== 0) this.statements.addMeta.run(META_KEYS_INSERTED, rows);
   }
 
-  /** Forgets the count of puts rolled back with their transaction. */
+  /**
+   * Forgets what puts rolled back with their transaction did: the count, and level 0 in
+   * memory (reloaded from key_log at next use; a rollback is rare, a load bounded).
+   */
   rollbackCount(): void {
     this.insertedDelta = 0;
-    this.txGen = null;
+    this.level0 = null;
+    this.sealWork = null;
+    this.liveGens = null;
   }
 
   /** Tells the filter of a key another connection (the index worker) has committed. */
@@ -372,6 +724,7 @@ export class KeyStore {
   /**
    * One bounded step of the sweep that deletes expired key rows, generation by generation
    * (only those holding a seq <= the expired seq; one whose every seq expired goes whole),
+   * then level 0's (key_log from key_l0_from: its expired rows are its lowest seqs),
    * in key order from where the last step stopped (at most `rowsMax` rows, one
    * transaction). Returns the rows deleted (0 while a merge must finish first), or null
    * when no sweep is due (nothing newly expired).
@@ -392,11 +745,17 @@ export class KeyStore {
       if (gens.some((g) => g.state !== 'live' || g.mergedInto !== null)) return 0;
       const gen = gens.find((g) => g.gen >= this.sweepGen && g.minSeq <= target);
       if (gen === undefined) {
-        // The pass went through every generation: every key expired at its start is gone.
-        this.sweptThrough = target;
-        this.sweepTarget = 0;
-        this.sweepAfter = null;
-        return 0;
+        // Every generation is done: level 0 last, whose expired rows are its first seqs.
+        const from = this.level0?.from ?? Number(this.statements.getMeta.get(META_L0_FROM) ?? 0);
+        const swept = this.statements.logSweep.run(from, target, rowsMax).changes;
+        if (swept > 0) this.statements.addMeta.run(META_KEYS_SWEPT, swept);
+        if (swept < rowsMax) {
+          // The pass went through every generation and level 0: every key expired at its start is gone.
+          this.sweptThrough = target;
+          this.sweepTarget = 0;
+          this.sweepAfter = null;
+        }
+        return swept;
       }
       if (gen.gen !== this.sweepGen) {
         this.sweepGen = gen.gen;
@@ -407,8 +766,10 @@ export class KeyStore {
       if (gen.maxSeq <= target) {
         deleted = this.statements.deleteGenRows.run({ gen: gen.gen, rows: rowsMax }).changes;
         finished = deleted < rowsMax;
-        if (finished) this.statements.dropGen.run(gen.gen);
-        else this.statements.setGenKeys.run(Math.max(0, gen.keys - deleted), gen.gen);
+        if (finished) {
+          this.statements.dropGen.run(gen.gen);
+          this.liveGens = null;
+        } else this.statements.setGenKeys.run(Math.max(0, gen.keys - deleted), gen.gen);
       } else {
         const rows = this.statements.sweepRead.all(gen.gen, this.sweepAfter, rowsMax) as Array<[Buffer, number]>;
         for (const [key, seq] of rows) {
@@ -422,12 +783,6 @@ export class KeyStore {
       if (finished) {
         this.sweepGen = gen.gen + 1;
         this.sweepAfter = Buffer.alloc(0);
-        if (!gens.some((g) => g.gen >= this.sweepGen && g.minSeq <= target)) {
-          // That was the last generation holding an expired seq: the pass is done.
-          this.sweptThrough = target;
-          this.sweepTarget = 0;
-          this.sweepAfter = null;
-        }
       }
       return deleted;
     });
@@ -436,23 +791,37 @@ export class KeyStore {
 
   /**
    * One bounded step of the key store's upkeep, for a timer: the filter rebuild in the
-   * background, then deleting the rows of generations a merge replaced, then the merge
-   * under way, then the sweep of expired keys, then starting a merge when MERGE_FANOUT
+   * background, then (every other step) the copy of a sealed level 0 into its generation,
+   * then deleting the rows of generations a merge replaced, then the merge under way, then
+   * starting a merge that is due or else the seal's copy, then deleting the key_log rows a finished copy covers, then the sweep of expired keys, then starting a merge when MERGE_FANOUT
    * generations of one level are full. Returns the rows handled, or null when nothing is to do.
    */
   maintenanceStep(nowMs = Date.now(), rowsMax = MAINTENANCE_ROWS_PER_STEP): number | null {
     if (this.rebuilding !== null) return this.filterRebuildStep(FILTER_REBUILD_ROWS_PER_STEP);
+    const l0 = this.writable ? this.levelZero() : null;
+    // A sealed level's copy and a merge take turns (a seal every step would starve merges
+    // when levels are small); a seal goes on every step when nothing else is to do.
+    this.sealTurn = !this.sealTurn;
+    if (l0?.sealed != null && this.sealTurn) return this.sealStep(l0, rowsMax);
     const gens = this.genRows();
     const retired = gens.find((g) => g.state === 'retired');
     if (retired !== undefined) {
       return this.db.transaction((): number => {
         const deleted = this.statements.deleteGenRows.run({ gen: retired.gen, rows: rowsMax }).changes;
         if (deleted < rowsMax) this.statements.dropGen.run(retired.gen);
+        this.liveGens = null;
         return deleted;
       })();
     }
     const building = gens.find((g) => g.state === 'building');
     if (building !== undefined) return this.mergeStep(building, gens, rowsMax);
+    // A merge due starts before a seal goes on (with small levels a seal is nearly always pending).
+    if (l0 !== null && l0.sealed !== null) return this.startMerge(gens) ? 0 : this.sealStep(l0, rowsMax);
+    if (l0 !== null && this.level0Garbage) {
+      const deleted = this.statements.logDeleteBelow.run({ from: l0.from, rows: rowsMax }).changes;
+      if (deleted < rowsMax) this.level0Garbage = this.statements.logHasBelow.get(l0.from) !== undefined;
+      if (deleted > 0) return deleted;
+    }
     const swept = this.sweepStep(nowMs, Math.min(rowsMax, SWEEP_ROWS_PER_STEP));
     if (swept !== null) return swept;
     return this.startMerge(gens) ? 0 : null;
@@ -460,7 +829,19 @@ export class KeyStore {
 
   /** The generations and their sizes, by number. */
   generations(): Array<{ gen: number; level: number; state: string; keys: number }> {
-    return this.genRows().map(({ gen, level, state, keys }) => ({ gen, level, state, keys }));
+    const gens = this.genRows().map(({ gen, level, state, keys }) => ({ gen, level, state, keys }));
+    // Level 0 as one entry (gen 0, state 'level0'): its key_log rows, the sealed ones included
+    // (their generation counts none until its copy is done).
+    const from = Number(this.statements.getMeta.get(META_L0_FROM) ?? 0);
+    const keys = this.statements.logCountRange.get(from, Number.MAX_SAFE_INTEGER) as number;
+    return [{ gen: 0, level: 0, state: 'level0', keys }, ...gens];
+  }
+
+  /** Level 0 in memory: its keys (active and sealed) and the bytes of their indexes (0 before its first use). */
+  levelZeroStats(): { keys: number; sealedKeys: number; bytes: number } {
+    const l0 = this.level0;
+    if (l0 === null) return { keys: 0, sealedKeys: 0, bytes: 0 };
+    return { keys: l0.active.count, sealedKeys: l0.sealed?.count ?? 0, bytes: l0.active.bytes + (l0.sealed?.bytes ?? 0) };
   }
 
   /**
@@ -485,6 +866,23 @@ export class KeyStore {
       this.statements.setGenKeys.run(rows, gen);
       copied += rows;
     }
+    // Its level 0 (key_log from its key_l0_from, a sealed level included) becomes one generation here, sorted by SQLite.
+    const from = Number(this.db.prepare(`SELECT value FROM ${schema}.meta WHERE key = ?`).pluck().get(META_L0_FROM) ?? 0);
+    const log = this.db
+      .prepare(`SELECT count(*) AS n, min(seq) AS lo, max(seq) AS hi FROM ${schema}.key_log WHERE seq >= ? AND seq < ?`)
+      .get(from, belowSeq) as { n: number; lo: number | null; hi: number | null };
+    if (log.n > 0) {
+      const gen = nextGen(this.db);
+      this.statements.newGen.run(gen, 0, 'live', log.lo, log.hi);
+      const rows = this.db
+        .prepare(
+          `INSERT OR IGNORE INTO key_rows (gen, key, seq, digest) SELECT ?, key, seq, digest FROM ${schema}.key_log WHERE seq >= ? AND seq < ? ORDER BY key`,
+        )
+        .run(gen, from, belowSeq).changes;
+      this.statements.setGenKeys.run(rows, gen);
+      copied += rows;
+    }
+    this.liveGens = null;
     return copied;
   }
 
@@ -498,15 +896,14 @@ export class KeyStore {
   }
 
   /**
-   * Starts a merge of the oldest MERGE_FANOUT generations of the lowest level that has
-   * that many (the level-0 generation inserts go to excluded) into a new generation of the
+   * Starts a merge of the oldest MERGE_FANOUT live generations of the lowest level that has
+   * that many (a sealed level 0 becomes one once copied) into a new generation of the
    * next level; returns false when no level has enough.
    */
   private startMerge(gens: GenRow[]): boolean {
-    const current = (this.statements.currentGen.get() as { gen: number } | undefined)?.gen;
     const levels = [...new Set(gens.map((g) => g.level))].sort((a, b) => a - b);
     for (const level of levels) {
-      const candidates = gens.filter((g) => g.level === level && g.state === 'live' && g.mergedInto === null && g.gen !== current);
+      const candidates = gens.filter((g) => g.level === level && g.state === 'live' && g.mergedInto === null);
       if (candidates.length < this.mergeFanout) continue;
       const sources = candidates.slice(0, this.mergeFanout);
       this.db.transaction(() => {
@@ -551,6 +948,7 @@ export class KeyStore {
         const keys = gens.filter((g) => g.mergedInto === target.gen).reduce((sum, g) => sum + g.keys, 0);
         this.db.prepare("UPDATE key_gens SET state = 'live', keys = ? WHERE gen = ?").run(keys, target.gen);
         this.db.prepare("UPDATE key_gens SET state = 'retired' WHERE merged_into = ?").run(target.gen);
+        this.liveGens = null;
       }
       return copied;
     })();
@@ -616,6 +1014,7 @@ export class KeyStore {
       reason,
       coveredSeq: checkpointSeq,
       started: performance.now(),
+      logAfter: -1,
     };
     if (this.options.rebuildInBackground === true && this.count() > 0) return;
     do this.filterRebuildStep(FILTER_REBUILD_ROWS_PER_STEP);
@@ -623,12 +1022,21 @@ export class KeyStore {
   }
 
   /**
-   * Reads up to `rowsMax` keys of the filter rebuild. Generations are taken in number order,
+   * Reads up to `rowsMax` keys of the filter rebuild: key_log (level 0) in seq order, then the
+   * generations (a key a seal copies meanwhile is read in one or the other, or both). Generations are taken in number order,
    * each asked for again after the last: a merge's target has a higher number than its
    * sources, so keys a merge moves while the rebuild runs are read in their new place.
    */
   private filterRebuildStep(rowsMax: number): number {
     const rebuild = this.rebuilding!;
+    if (rebuild.logAfter !== null) {
+      // key_log first: a row a finished seal deletes meanwhile is then in a live generation, read after.
+      const rows = this.statements.logAfter.all(rebuild.logAfter, rowsMax) as Array<[number, Buffer]>;
+      for (const [, key] of rows) rebuild.filter.add(key);
+      rebuild.keys += rows.length;
+      rebuild.logAfter = rows.length < rowsMax ? null : rows[rows.length - 1]![0];
+      return rows.length;
+    }
     const gen = rebuild.gens.length === 0 ? this.nextRebuildGen(-1) : rebuild.gens[0]!;
     if (gen === undefined) {
       this.finishRebuild();

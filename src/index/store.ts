@@ -175,6 +175,7 @@ const DROP_OLD_SCHEMA = `
   DROP TABLE IF EXISTS keys;
   DROP TABLE IF EXISTS key_rows;
   DROP TABLE IF EXISTS key_gens;
+  DROP TABLE IF EXISTS key_log;
   DROP TABLE IF EXISTS deletions;
 `;
 
@@ -313,7 +314,7 @@ export class IndexStore {
         this.keysMigrated = migrateKeyLayout(this.db);
       } else if (
         hasEvents &&
-        this.db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'key_rows'").get() === undefined
+        this.db.prepare("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN ('key_rows', 'key_log')").pluck().get() !== 2
       ) {
         this.db.close();
         throw new Error(`index ${databasePath} has an older key layout: start the service once to migrate it`);
@@ -679,6 +680,11 @@ export class IndexStore {
    */
   keyMaintenanceStep(nowMs = Date.now(), rowsMax?: number): number | null {
     return this.keys.maintenanceStep(nowMs, rowsMax);
+  }
+
+  /** Level 0 of the key store in memory (keys of its active and sealed levels, bytes of their indexes), for tests. */
+  keyLevelZero(): { keys: number; sealedKeys: number; bytes: number } {
+    return this.keys.levelZeroStats();
   }
 
   /** The key store's generations (level, state, keys), for tests and the benchmark. */

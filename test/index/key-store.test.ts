@@ -6,7 +6,7 @@ import { KeyFilter } from '../../src/index/key-filter';
 import { dedupKeyOf, eventDigestOf, keyNumberOf } from '../../src/index/key-hash';
 import type { IndexRow, IndexStore } from '../../src/index/store';
 import { makeTempDir } from '../helpers/temp-dir';
-import { appendLogged, applyLogged, openTestStore } from '../helpers/logged-rows';
+import { appendLogged, applyLogged, logRows, openTestStore, walDirOf } from '../helpers/logged-rows';
 
 function row(seq: number, topic: string, eventId: string, text = eventId): IndexRow {
   const body = JSON.stringify({ topic, event_id: eventId, timestamp: '2025-10-23T10:00:00Z', source: 's', payload: { text } });
@@ -222,7 +222,7 @@ describe('IndexStore dedup keys in generations', () => {
     expect(steps).to.be.greaterThan(100);
     const after = store.keyGenerations();
     expect(after.some((g) => g.level === 1)).to.equal(true);
-    expect(after.every((g) => g.state === 'live')).to.equal(true);
+    expect(after.every((g) => g.state === (g.gen === 0 ? 'level0' : 'live'))).to.equal(true);
     expect(after.reduce((sum, g) => sum + g.keys, 0)).to.equal(600);
     expectAllKnown(store, 600);
     expect(store.dedupKeyCount()).to.equal(600);
@@ -236,8 +236,12 @@ describe('IndexStore dedup keys in generations', () => {
     const file = path.join(makeTempDir(), 'index.db');
     const first = openTestStore(file, small(file));
     for (let seq = 1; seq <= 400; seq += 40) applyLogged(first, batchOf(seq, 40));
-    // A merge starts, and copies part of its sources.
-    first.keyMaintenanceStep();
+    // The sealed level 0 is copied, a merge starts, and copies part of its sources.
+    let steps = 0;
+    while (!first.keyGenerations().some((g) => g.state === 'building') && steps < 100) {
+      first.keyMaintenanceStep();
+      steps += 1;
+    }
     first.keyMaintenanceStep(Date.now(), 60);
     first.keyMaintenanceStep(Date.now(), 60);
     const building = first.keyGenerations().find((g) => g.state === 'building');
@@ -284,9 +288,9 @@ describe('IndexStore dedup keys in generations', () => {
     const raw = new Database(file);
     raw.exec(`
       CREATE TABLE keys (key BLOB PRIMARY KEY, seq INTEGER NOT NULL, digest BLOB NOT NULL) WITHOUT ROWID;
-      INSERT INTO keys SELECT key, seq, digest FROM key_rows;
-      DROP TABLE key_rows; DROP TABLE key_gens;
-      DELETE FROM meta WHERE key IN ('keys_layout', 'key_gen_next');
+      INSERT INTO keys SELECT key, seq, digest FROM key_rows UNION ALL SELECT key, seq, digest FROM key_log WHERE seq >= coalesce((SELECT value FROM meta WHERE key = 'key_l0_from'), 0);
+      DROP TABLE key_rows; DROP TABLE key_gens; DROP TABLE key_log;
+      DELETE FROM meta WHERE key IN ('keys_layout', 'key_gen_next', 'key_l0_from');
     `);
     raw.close();
     fs.rmSync(`${file}.keys-filter`);
@@ -349,5 +353,214 @@ describe('IndexStore dedup keys in generations', () => {
     settle(second);
     expect(second.lookup('t', 'k3')?.seq).to.equal(11);
     second.close();
+  });
+});
+
+describe('IndexStore dedup keys: level 0 (key layout 3)', () => {
+  const small = (file: string, extra: object = {}) => ({
+    keys: { filterBytes: 64 * 1024, filterPath: `${file}.keys-filter`, genKeys: 40, mergeFanout: 100, ...extra },
+  });
+  const batchOf = (from: number, count: number, prefix = 'k'): IndexRow[] =>
+    Array.from({ length: count }, (_, i) => row(from + i, 't', `${prefix}${from + i}`));
+  const expectAllKnown = (store: IndexStore, through: number, prefix = 'k'): void => {
+    for (let seq = 1; seq <= through; seq += 1) expect(store.lookup('t', `${prefix}${seq}`)?.seq, `key of seq ${seq}`).to.equal(seq);
+  };
+  const stateOf = (store: IndexStore): string[] => store.keyGenerations().map((g) => `${g.state}:${g.keys}`);
+
+  it('appends keys to key_log, seals a full level into a generation in key order by steps, and finds every key after every step', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const store = openTestStore(file, small(file));
+    appendLogged(store, batchOf(1, 30));
+    expect(stateOf(store)).to.deep.equal(['level0:30']);
+    // The 40th key seals the level: a 'sealing' generation, a new active level.
+    appendLogged(store, batchOf(31, 15));
+    expect(stateOf(store)).to.deep.equal(['level0:45', 'sealing:0']);
+    expect(store.keyLevelZero()).to.include({ keys: 5, sealedKeys: 40 });
+    let steps = 0;
+    while (store.keyMaintenanceStep(Date.now(), 7) !== null) {
+      steps += 1;
+      expectAllKnown(store, 45);
+    }
+    // Reads of 7 rows, one sort, writes of 7 rows, the switch, the deletion of the copied rows.
+    expect(steps).to.be.greaterThan(12);
+    expect(stateOf(store)).to.deep.equal(['level0:5', 'live:40']);
+    expect(store.keyLevelZero()).to.include({ keys: 5, sealedKeys: 0 });
+    const raw = new Database(file, { readonly: true });
+    // The generation holds the sealed keys in key order with their seqs and digests; key_log only the active level.
+    const copied = raw.prepare('SELECT key, seq, digest FROM key_rows ORDER BY key').all() as Array<{
+      key: Buffer;
+      seq: number;
+      digest: Buffer;
+    }>;
+    expect(copied.map((r) => r.seq).sort((a, b) => a - b)).to.deep.equal(Array.from({ length: 40 }, (_, i) => i + 1));
+    for (const r of copied) expect(r.key.equals(dedupKeyOf('t', `k${r.seq}`))).to.equal(true);
+    expect(raw.prepare('SELECT seq FROM key_log ORDER BY seq').pluck().all()).to.deep.equal([41, 42, 43, 44, 45]);
+    raw.close();
+    expect(store.dedupKeyCount()).to.equal(45);
+    expect(applyLogged(store, [row(46, 't', 'k3'), row(47, 't', 'k44'), row(48, 't', 'new')])).to.equal(1);
+    store.close();
+  });
+
+  it('keeps at most two levels in memory when the upkeep falls behind: the older seal is finished by the put that fills the next', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const store = openTestStore(file, small(file));
+    for (let seq = 1; seq <= 400; seq += 25) {
+      appendLogged(store, batchOf(seq, 25));
+      const l0 = store.keyLevelZero();
+      expect(l0.keys).to.be.at.most(40);
+      expect(l0.sealedKeys).to.be.at.most(40);
+    }
+    expectAllKnown(store, 400);
+    const gens = store.keyGenerations();
+    expect(gens.filter((g) => g.state === 'sealing')).to.have.length(1);
+    expect(gens.filter((g) => g.state === 'live').every((g) => g.keys === 40)).to.equal(true);
+    expect(gens.reduce((sum, g) => sum + g.keys, 0)).to.equal(400);
+    store.close();
+  });
+
+  it('resumes a seal cut at any step (the process died): each reopen finds every key, and the seal completes with no key lost or doubled', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    let store = openTestStore(file, small(file));
+    appendLogged(store, batchOf(1, 55));
+    // Cut after 1, 2, ... steps: reads, the sort, the writes, the switch, the deletion.
+    for (let cut = 1; store.keyGenerations().some((g) => g.state === 'sealing') || cut === 1; cut += 1) {
+      for (let i = 0; i < cut && store.keyMaintenanceStep(Date.now(), 9) !== null; i += 1);
+      // No close(): the next open sees only what the last commit left, as after kill -9.
+      store = openTestStore(file, small(file));
+      expectAllKnown(store, 55);
+      expect(store.dedupKeyCount()).to.equal(55);
+      expect(store.keyGenerations().reduce((sum, g) => sum + g.keys, 0)).to.equal(55);
+    }
+    while (store.keyMaintenanceStep(Date.now(), 9) !== null);
+    expect(stateOf(store)).to.deep.equal(['level0:15', 'live:40']);
+    expect(appendLogged(store, batchOf(56, 10)).uniqueTotal).to.equal(65);
+    expectAllKnown(store, 65);
+    store.close();
+  });
+
+  it('forgets the level-0 keys of a batch rolled back with its transaction, the seal it started included', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const store = openTestStore(file, small(file));
+    appendLogged(store, batchOf(1, 35));
+    // Row 46 has no log position: the batch fails after its first rows (and the seal at the 40th) were put.
+    const bad = [...logRows(walDirOf(file), batchOf(36, 10)), row(46, 't', 'k46')];
+    expect(() => store.appendNewRows(bad)).to.throw(/no log position/);
+    expect(stateOf(store)).to.deep.equal(['level0:35']);
+    for (let seq = 36; seq <= 46; seq += 1) expect(store.lookup('t', `k${seq}`)).to.equal(undefined);
+    expectAllKnown(store, 35);
+    expect(appendLogged(store, batchOf(36, 11)).uniqueTotal).to.equal(46);
+    expectAllKnown(store, 46);
+    expect(stateOf(store)).to.deep.equal(['level0:46', 'sealing:0']);
+    store.close();
+  });
+
+  it('replaces an expired key of the sealed level sent again, and sweeps expired level-0 rows', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const store = openTestStore(file, small(file, { horizonMs: 1000 }));
+    appendLogged(store, batchOf(1, 45));
+    store.dropThrough(42, Date.now() - 5000);
+    expect(store.lookup('t', 'k3')).to.equal(undefined);
+    // k3 is in the sealed level (not copied yet): its row goes, the new one is in the active level.
+    const again = row(46, 't', 'k3', 'again');
+    appendLogged(store, [again]);
+    expect(store.lookup('t', 'k3')).to.deep.equal({ seq: 46, digest: eventDigestOf(again.body) });
+    expect(store.dedupKeyCount()).to.equal(45);
+    while (store.keyMaintenanceStep() !== null);
+    // Seqs 1-42 expired (k3's first row among them): 43-46 remain, 44 and 45 in level 0.
+    expect(store.dedupKeyCount()).to.equal(4);
+    expect(store.keyGenerations().reduce((sum, g) => sum + g.keys, 0)).to.equal(4);
+    expect(store.lookup('t', 'k3')?.seq).to.equal(46);
+    expect(store.lookup('t', 'k43')?.seq).to.equal(43);
+    expect(store.lookup('t', 'k45')?.seq).to.equal(45);
+    store.close();
+  });
+
+  it('upgrades key layout 2 in place: its generations stay and are read and merged, new keys go to key_log', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const made = openTestStore(file, small(file, { genKeys: 50 }));
+    applyLogged(made, batchOf(1, 130));
+    while (made.keyMaintenanceStep() !== null);
+    made.close();
+    // Layout 2: every key in a generation (the newest one the one inserts filled), no key_log.
+    const raw = new Database(file);
+    raw.exec(`
+      INSERT INTO key_gens (gen, level, state, merged_into, min_seq, max_seq, keys)
+        SELECT 1000, 0, 'live', NULL, min(seq), max(seq), count(*) FROM key_log WHERE seq >= (SELECT value FROM meta WHERE key = 'key_l0_from');
+      INSERT INTO key_rows SELECT 1000, key, seq, digest FROM key_log WHERE seq >= (SELECT value FROM meta WHERE key = 'key_l0_from') ORDER BY key;
+      DROP TABLE key_log;
+      UPDATE meta SET value = 2 WHERE key = 'keys_layout';
+      UPDATE meta SET value = 1001 WHERE key = 'key_gen_next';
+      DELETE FROM meta WHERE key = 'key_l0_from';
+    `);
+    raw.close();
+    expect(() => openTestStore(file, { readonly: true })).to.throw(/older key layout/);
+    const upgraded = openTestStore(file, small(file, { genKeys: 50, mergeFanout: 3 }));
+    expect(upgraded.keysMigrated).to.equal(0);
+    expect(stateOf(upgraded)).to.deep.equal(['level0:0', 'live:50', 'live:50', 'live:30']);
+    expectAllKnown(upgraded, 130);
+    expect(applyLogged(upgraded, [...batchOf(131, 20), row(151, 't', 'k7')])).to.equal(20);
+    while (upgraded.keyMaintenanceStep() !== null);
+    // The three old generations were merged into one of level 1.
+    expect(upgraded.keyGenerations().map((g) => `${g.level}:${g.state}:${g.keys}`)).to.deep.equal(['0:level0:20', '1:live:130']);
+    expectAllKnown(upgraded, 150);
+    expect(upgraded.dedupKeyCount()).to.equal(150);
+    upgraded.close();
+    const raw2 = new Database(file, { readonly: true });
+    expect(raw2.prepare("SELECT value FROM meta WHERE key = 'keys_layout'").pluck().get()).to.equal(3);
+    raw2.close();
+    const reader = openTestStore(file, { readonly: true });
+    expect(reader.lookup('t', 'k140')?.seq).to.equal(140);
+    expect(reader.lookup('t', 'k20')?.seq).to.equal(20);
+    reader.close();
+  });
+});
+
+describe('IndexStore dedup keys: a key put behind level 0', () => {
+  it('stores a re-indexed row whose seq lies below level 0 (after a repair) in a generation, and keeps counts and other keys', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const store = openTestStore(file, {
+      keys: { filterBytes: 64 * 1024, filterPath: `${file}.keys-filter`, genKeys: 40, horizonMs: 3_600_000 },
+    });
+    const rows = Array.from({ length: 100 }, (_, i) => row(i + 1, 't', `k${i + 1}`));
+    applyLogged(store, rows);
+    while (store.keyMaintenanceStep() !== null);
+    // Seq 5's key is gone (as a sweep would leave it) and its row is re-indexed from the log.
+    const raw = new Database(file);
+    raw.prepare('DELETE FROM key_rows WHERE seq = 5').run();
+    raw.prepare('UPDATE key_gens SET keys = keys - 1 WHERE gen = (SELECT min(gen) FROM key_gens)').run();
+    raw.prepare("INSERT INTO meta (key, value) VALUES ('keys_swept', 1) ON CONFLICT (key) DO UPDATE SET value = value + 1").run();
+    raw.close();
+    expect(store.lookup('t', 'k5')).to.equal(undefined);
+    store.invalidateFrom(5);
+    expect(applyLogged(store, rows.slice(4))).to.equal(96);
+    expect(store.lookup('t', 'k5')?.seq).to.equal(5);
+    for (let seq = 1; seq <= 100; seq += 1) expect(store.lookup('t', `k${seq}`)?.seq, `k${seq}`).to.equal(seq);
+    expect(store.dedupKeyCount()).to.equal(100);
+    expect(store.keyGenerations().reduce((sum, g) => sum + g.keys, 0)).to.equal(100);
+    // Upkeep (key_log rows below key_l0_from go) and a reopen: it is still there.
+    while (store.keyMaintenanceStep() !== null);
+    store.close();
+    const again = openTestStore(file, {
+      keys: { filterBytes: 64 * 1024, filterPath: `${file}.keys-filter`, genKeys: 40, horizonMs: 3_600_000 },
+    });
+    expect(again.lookup('t', 'k5')?.seq).to.equal(5);
+    expect(again.dedupKeyCount()).to.equal(100);
+    again.close();
+  });
+});
+
+describe('IndexStore dedup keys: many generations', () => {
+  it('finds known keys with more live generations than SQLite allows arms in one compound SELECT (merges far behind)', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const store = openTestStore(file, {
+      keys: { filterBytes: 64 * 1024, filterPath: `${file}.keys-filter`, genKeys: 16, mergeFanout: 10_000 },
+    });
+    const rows = Array.from({ length: 16 * 520 }, (_, i) => row(i + 1, 't', `k${i + 1}`));
+    for (let i = 0; i < rows.length; i += 800) appendLogged(store, rows.slice(i, i + 800));
+    while (store.keyMaintenanceStep() !== null);
+    expect(store.keyGenerations().filter((g) => g.state === 'live').length).to.be.greaterThan(500);
+    for (const seq of [1, 17, 4000, 8300]) expect(store.lookup('t', `k${seq}`)?.seq).to.equal(seq);
+    expect(applyLogged(store, [row(8400, 't', 'k9'), row(8401, 't', 'fresh')])).to.equal(1);
+    store.close();
   });
 });

@@ -182,9 +182,10 @@ describe('event bodies read from the log by position', function () {
         ts_ms INTEGER NOT NULL, received_ms INTEGER, body TEXT NOT NULL);
       CREATE INDEX events_by_topic ON events (topic, seq);
       CREATE TABLE keys (key BLOB PRIMARY KEY, seq INTEGER NOT NULL, digest BLOB NOT NULL) WITHOUT ROWID;
-      INSERT INTO keys SELECT key, seq, digest FROM key_rows;
-      DROP TABLE key_rows; DROP TABLE key_gens;
-      DELETE FROM meta WHERE key IN ('keys_layout', 'key_gen_next', 'key_gen_keys');`);
+      INSERT INTO keys SELECT key, seq, digest FROM key_rows
+        UNION ALL SELECT key, seq, digest FROM key_log WHERE seq >= coalesce((SELECT value FROM meta WHERE key = 'key_l0_from'), 0);
+      DROP TABLE key_rows; DROP TABLE key_gens; DROP TABLE key_log;
+      DELETE FROM meta WHERE key IN ('keys_layout', 'key_gen_next', 'key_gen_keys', 'key_l0_from');`);
     const insert = db.prepare('INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)');
     for (const r of kept) insert.run(r.seq, r.topic, r.event_id, r.source, r.ts_ms, r.received_ms, published.get(r.seq));
     db.pragma('user_version = 3');
