@@ -92,10 +92,8 @@ export const TIME_BLOCK_SEQS = 1024;
 const SCHEMA_VERSION = 5;
 /** Schema 4 (topic text in each event row) is upgraded in place, rows, keys and checkpoint kept (see UPGRADE_FROM_4). */
 const SCHEMA_VERSION_TOPIC_TEXT = 4;
-/** Schema 3 (bodies in SQLite) is upgraded in place, keeping its keys; its events are re-indexed from the log (see UPGRADE_FROM_3). */
-const SCHEMA_VERSION_BODIES = 3;
-const SCHEMA = `
-  CREATE TABLE IF NOT EXISTS events (
+/** The columns of the events table (schema 5): the schema and the schema-4 upgrade create it alike. */
+const EVENTS_COLUMNS = `(
     seq INTEGER PRIMARY KEY,
     topic_id INTEGER NOT NULL,
     event_id TEXT NOT NULL,
@@ -105,7 +103,11 @@ const SCHEMA = `
     log_segment INTEGER NOT NULL,
     log_offset INTEGER NOT NULL,
     log_length INTEGER NOT NULL
-  );
+  )`;
+/** Schema 3 (bodies in SQLite) is upgraded in place, keeping its keys; its events are re-indexed from the log (see UPGRADE_FROM_3). */
+const SCHEMA_VERSION_BODIES = 3;
+const SCHEMA = `
+  CREATE TABLE IF NOT EXISTS events ${EVENTS_COLUMNS};
   CREATE TABLE IF NOT EXISTS time_blocks (
     block INTEGER PRIMARY KEY,
     min_ts_ms INTEGER NOT NULL,
@@ -149,17 +151,7 @@ const UPGRADE_FROM_4 = `
   DROP TABLE topics_v4;
   DROP INDEX IF EXISTS events_by_topic;
   ALTER TABLE events RENAME TO events_v4;
-  CREATE TABLE events (
-    seq INTEGER PRIMARY KEY,
-    topic_id INTEGER NOT NULL,
-    event_id TEXT NOT NULL,
-    source TEXT NOT NULL,
-    ts_ms INTEGER NOT NULL,
-    received_ms INTEGER,
-    log_segment INTEGER NOT NULL,
-    log_offset INTEGER NOT NULL,
-    log_length INTEGER NOT NULL
-  );
+  CREATE TABLE events ${EVENTS_COLUMNS};
   INSERT INTO events (seq, topic_id, event_id, source, ts_ms, received_ms, log_segment, log_offset, log_length)
     SELECT e.seq, t.id, e.event_id, e.source, e.ts_ms, e.received_ms, e.log_segment, e.log_offset, e.log_length
     FROM events_v4 AS e JOIN topics AS t ON t.topic = e.topic ORDER BY e.seq;
