@@ -54,19 +54,24 @@ export class KeyFilter {
 
   /**
    * The file image of a filter's bits, as covering every key of seq <= coveredSeq of the
-   * index named `indexId`. `bits` may be a copy taken earlier (a save in the background).
+   * index named `indexId` (a save at a clean stop; saveLiveInBackground writes the same file).
    */
   static encode(bits: Buffer, coveredSeq: number, indexId: number): Buffer[] {
+    return [KeyFilter.header(bits.length, coveredSeq, indexId, crc32(bits)), bits];
+  }
+
+  /** The file header of a filter of `bytes` bytes whose bits have crc32 `bitsCrc`. */
+  private static header(bytes: number, coveredSeq: number, indexId: number, bitsCrc: number): Buffer {
     const header = Buffer.alloc(HEADER_BYTES);
     header.write(FILE_MAGIC, 0, 'latin1');
     header.writeUInt32LE(FILE_VERSION, 8);
     header.writeUInt32LE(FILTER_HASHES, 12);
-    header.writeDoubleLE(bits.length, 16);
+    header.writeDoubleLE(bytes, 16);
     header.writeDoubleLE(coveredSeq, 24);
     header.writeDoubleLE(indexId, 32);
-    header.writeUInt32LE(crc32(bits), 40);
+    header.writeUInt32LE(bitsCrc, 40);
     header.writeUInt32LE(crc32(header.subarray(0, 44)), 44);
-    return [header, bits];
+    return header;
   }
 
   /**
@@ -119,22 +124,30 @@ export class KeyFilter {
   }
 
   /**
-   * writeDurably with the write and fsync of the temp file off this thread; `commit` is
-   * asked just before the rename (synchronously) and may refuse it (the store closed and
-   * wrote a newer image meanwhile).
+   * Saves the live filter's bits durably without copying them: they are read in chunks of
+   * IMAGE_CHUNK_BYTES (each copied, added to the crc and written off this thread; all-zero
+   * chunks stay holes), then the header with that crc, the fsync, the rename and the
+   * directory fsync. Bits are only ever set, never cleared, so the file holds every key of
+   * seq <= coveredSeq that was in the filter when the save began, plus maybe some later ones
+   * (false positives at worst: the table decides, and the catch-up after coveredSeq adds them
+   * again). A filter of 32 MiB so costs 64 KiB of memory to save, not a second 32 MiB.
+   * `commit` is asked just before the rename (synchronously) and may refuse it (the store
+   * closed and wrote a newer image meanwhile).
    */
-  static async writeDurablyInBackground(file: string, image: Buffer[], commit: () => boolean): Promise<void> {
+  static async saveLiveInBackground(file: string, bits: Buffer, coveredSeq: number, indexId: number, commit: () => boolean): Promise<void> {
     const temp = `${file}.bg.tmp`;
     const handle = await fs.promises.open(temp, 'w');
     try {
       try {
-        for (const piece of imagePieces(image)) {
-          for (let done = 0; done < piece.bytes.length;) {
-            const { bytesWritten } = await handle.write(piece.bytes, done, piece.bytes.length - done, piece.position + done);
-            done += bytesWritten;
-          }
+        let crc = 0;
+        for (let from = 0; from < bits.length; from += IMAGE_CHUNK_BYTES) {
+          const chunk = Buffer.from(bits.subarray(from, Math.min(bits.length, from + IMAGE_CHUNK_BYTES)));
+          crc = crc32(chunk, crc);
+          if (chunk.equals(ZERO_CHUNK.subarray(0, chunk.length))) continue;
+          await writeAll(handle, chunk, HEADER_BYTES + from);
         }
-        await handle.truncate(imageBytes(image));
+        await writeAll(handle, KeyFilter.header(bits.length, coveredSeq, indexId, crc), 0);
+        await handle.truncate(HEADER_BYTES + bits.length);
         await handle.sync();
       } finally {
         await handle.close();
@@ -150,6 +163,14 @@ export class KeyFilter {
     }
     fs.renameSync(temp, file);
     syncDir(path.dirname(file));
+  }
+}
+
+/** Writes all of `bytes` at `position` of an open file. */
+async function writeAll(handle: fs.promises.FileHandle, bytes: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < bytes.length;) {
+    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done);
+    done += bytesWritten;
   }
 }
 

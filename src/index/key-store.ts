@@ -25,6 +25,8 @@ export interface KeyStoreOptions {
   genKeys?: number;
   /** Generations of a level merged into one (default MERGE_FANOUT). */
   mergeFanout?: number;
+  /** Keys stored between two saves of the filter in the background (default FILTER_SAVE_EVERY_KEYS; tests make it small). */
+  saveEveryKeys?: number;
 }
 
 /**
@@ -68,10 +70,14 @@ const META_KEY_LAYOUT = 'keys_layout';
 export const GEN_KEYS = 262_144;
 /** Generations of one level merged into one of the next level. */
 export const MERGE_FANOUT = 8;
-/** Key rows one maintenance step copies, deletes or reads, at most (one short transaction). */
-export const MAINTENANCE_ROWS_PER_STEP = 5000;
-/** Key rows one step of a filter rebuild in the background reads. */
-export const FILTER_REBUILD_ROWS_PER_STEP = 50_000;
+/**
+ * Key rows one maintenance step copies, deletes or reads, at most (one short transaction).
+ * A step holds the publish thread: 1500 rows take about 3 ms here (5000 took 9 ms, and a
+ * GET /events answered after such steps; see docs/performance.md, "Upkeep steps").
+ */
+export const MAINTENANCE_ROWS_PER_STEP = 1500;
+/** Key rows one step of a filter rebuild in the background reads (about 5 ms here; 50 000 took 68 ms). */
+export const FILTER_REBUILD_ROWS_PER_STEP = 4000;
 /**
  * Keys of level 0 at most, whatever DEDUP_GENERATION_KEYS says: the in-memory index of its
  * rows takes about 16 bytes a key (LevelZeroIndex), and two of them may exist at once.
@@ -152,8 +158,11 @@ const META_INDEX_ID = 'index_id';
 /** The generation size the server set (DEDUP_GENERATION_KEYS), for stores opened without one. */
 const META_GEN_KEYS = 'key_gen_keys';
 
-/** Keys added to the filter between two background saves, at most (the replay after kill -9 follows it). */
-export const FILTER_SAVE_EVERY_KEYS = 1_000_000;
+/**
+ * Keys added to the filter between two background saves, at most: the start after kill -9
+ * reads the keys after the last save from the log (about 170k a second here), so this bounds it to about 3 s.
+ */
+export const FILTER_SAVE_EVERY_KEYS = 500_000;
 /** Time between two background saves of the filter while keys are added, at most. */
 export const FILTER_SAVE_EVERY_MS = 60_000;
 /** Key rows one sweep step reads, at most: one short transaction, never a long stall of the publish thread. */
@@ -265,12 +274,31 @@ interface LevelZero {
   sealThrough: number;
 }
 
-/** The copy of a sealed level under way: its seqs in key order, written in chunks. */
+/**
+ * The copy of a sealed level under way, written in chunks in key order. Its slots are
+ * partitioned by key prefix into buckets at the start (two linear passes); a bucket is
+ * sorted only when the copy reaches it, so no step sorts the whole level (a native sort of
+ * 262 144 numbers held the publish thread for about 25 ms, the whole start of a seal 45 ms).
+ */
 interface SealWork {
   gen: number;
   count: number;
+  /** Per slot: its key prefix times `place` plus its index in `seqs`, grouped by bucket. */
+  values: Float64Array;
+  seqs: Float64Array;
+  place: number;
+  /** Where each bucket ends in `values`. */
+  bucketEnds: Uint32Array;
+  nextBucket: number;
+  /** The seqs in key order, resolved up to `sortedThrough`. */
   order: Float64Array;
+  sortedThrough: number;
   written: number;
+  /** Rows this copy inserted, and their seq range; `exact` when the generation was empty at its start. */
+  inserted: number;
+  minSeq: number;
+  maxSeq: number;
+  exact: boolean;
 }
 
 /**
@@ -351,9 +379,12 @@ export class KeyStore {
       logAfter: db.prepare('SELECT seq, key FROM key_log WHERE seq > ? ORDER BY seq LIMIT ?').raw(),
       // A sealed level's rows of one chunk of key order, appended to its generation (OR IGNORE: a
       // chunk copied again after a crash); rows deleted meanwhile (replaced keys) are not found.
-      logCopy: db.prepare(
-        'INSERT OR IGNORE INTO key_rows (gen, key, seq, digest) SELECT ?, key, seq, digest FROM key_log WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY key',
-      ),
+      logCopy: db
+        .prepare(
+          'INSERT OR IGNORE INTO key_rows (gen, key, seq, digest) SELECT ?, key, seq, digest FROM key_log WHERE seq IN (SELECT value FROM json_each(?)) ORDER BY key RETURNING seq',
+        )
+        .pluck(),
+      genHasRows: db.prepare('SELECT 1 FROM key_rows WHERE gen = ? LIMIT 1').pluck(),
       logHasBelow: db.prepare('SELECT 1 FROM key_log WHERE seq < ? LIMIT 1').pluck(),
       // Copied rows go by seq range (at most `rows` seqs from the lowest, so at most that many rows).
       logDeleteBelow: db.prepare('DELETE FROM key_log WHERE seq < min(@from, (SELECT min(seq) FROM key_log) + @rows)'),
@@ -580,8 +611,9 @@ export class KeyStore {
   }
 
   /**
-   * One bounded step of the copy of the sealed level into its generation: the first sorts
-   * its seqs by key from the in-memory index (sortSealed); each next one appends up to
+   * One bounded step of the copy of the sealed level into its generation: the first partitions
+   * its seqs by key prefix from the in-memory index (partitionSealed); each next one orders
+   * the buckets it reaches (sortSealedThrough) and appends up to
    * `rowsMax` rows in key order (one transaction); the last chunk commits with the switch:
    * the generation live, key_l0_from past the sealed rows; then the sealed index is
    * dropped. A crash loses only the in-memory part: the next load sorts the sealed level
@@ -590,73 +622,131 @@ export class KeyStore {
   private sealStep(l0: LevelZero, rowsMax: number): number {
     let work = this.sealWork;
     if (work === null) {
-      // The first step sorts the sealed level by key from its in-memory index.
-      work = this.sortSealed(l0);
+      // The first step partitions the sealed level by key prefix from its in-memory index.
+      work = this.partitionSealed(l0);
       this.sealWork = work;
       if (work.count > rowsMax) return work.count;
     }
     const end = Math.min(work.count, work.written + rowsMax);
+    this.sortSealedThrough(work, end);
     const seqs = Array.from(work.order.subarray(work.written, end));
     // The last chunk and the switch commit together.
-    const copied = this.db.transaction((): number => {
-      const changes = seqs.length === 0 ? 0 : this.statements.logCopy.run(work.gen, JSON.stringify(seqs)).changes;
+    const done = this.db.transaction((): number[] => {
+      const inserted = seqs.length === 0 ? [] : (this.statements.logCopy.all(work.gen, JSON.stringify(seqs)) as number[]);
       if (end === work.count) {
-        const stats = this.statements.genStats.get(work.gen) as { keys: number; minSeq: number | null; maxSeq: number | null };
+        let stats = { keys: work.inserted + inserted.length, minSeq: work.minSeq, maxSeq: work.maxSeq };
+        for (const seq of inserted) {
+          stats.minSeq = Math.min(stats.minSeq, seq);
+          stats.maxSeq = Math.max(stats.maxSeq, seq);
+        }
+        // A copy resumed over rows an earlier one wrote (after a crash, or a key put behind): count them all.
+        if (!work.exact) stats = this.statements.genStats.get(work.gen) as { keys: number; minSeq: number; maxSeq: number };
         if (stats.keys === 0) this.statements.dropGen.run(work.gen);
         else this.statements.sealDone.run(stats.keys, stats.minSeq, stats.maxSeq, work.gen);
         this.statements.putMeta.run(META_L0_FROM, l0.sealThrough + 1);
       }
-      return changes;
+      return inserted;
     })();
+    // Counted once committed (a rolled-back chunk is copied again).
+    for (const seq of done) {
+      work.minSeq = Math.min(work.minSeq, seq);
+      work.maxSeq = Math.max(work.maxSeq, seq);
+    }
+    work.inserted += done.length;
     work.written = end;
-    if (end < work.count) return copied;
+    if (end < work.count) return done.length;
     l0.from = l0.sealThrough + 1;
     l0.sealed = null;
     l0.sealGen = 0;
     this.sealWork = null;
     this.level0Garbage = true;
     this.liveGens = null;
-    return copied;
+    return done.length;
   }
 
   /**
-   * The seqs of the sealed level in key order: each slot's 32-bit key prefix and its place
-   * in one Float64Array, sorted natively; runs of equal prefixes (a few pairs in 262 144
-   * keys) are ordered by whole keys read from key_log.
+   * Starts the copy of the sealed level: each slot's 32-bit key prefix and its place in one
+   * Float64Array, partitioned by the prefix's top bits into buckets of about 256 slots
+   * (counting sort); sortSealedThrough orders them a bucket at a time.
    */
-  private sortSealed(l0: LevelZero): SealWork {
+  private partitionSealed(l0: LevelZero): SealWork {
     const sealed = l0.sealed!;
     const n = sealed.count;
     const placeBits = Math.max(1, Math.ceil(Math.log2(n + 1)));
     const prefixBits = Math.min(32, 53 - placeBits);
     const place = 2 ** placeBits;
     const shift = 2 ** (32 - prefixBits);
+    const bucketBits = Math.min(prefixBits, Math.max(0, Math.ceil(Math.log2(n / 256))));
+    const perBucket = place * 2 ** (prefixBits - bucketBits);
     const seqs = new Float64Array(n);
-    const values = new Float64Array(n);
+    const unsorted = new Float64Array(n);
+    const bucketEnds = new Uint32Array(2 ** bucketBits);
     let used = 0;
     sealed.forEach((tag, seq) => {
       seqs[used] = seq;
-      values[used] = Math.floor(tag / shift) * place + used;
+      const value = Math.floor(tag / shift) * place + used;
+      unsorted[used] = value;
+      bucketEnds[Math.floor(value / perBucket)]! += 1;
       used += 1;
     });
-    values.sort();
-    const order = new Float64Array(n);
-    const keyAt = (seq: number): Buffer => (this.statements.logRow.get(seq) as { key: Buffer } | undefined)?.key ?? Buffer.alloc(0);
-    for (let i = 0; i < n;) {
-      const prefix = Math.floor(values[i]! / place);
-      let j = i + 1;
-      while (j < n && Math.floor(values[j]! / place) === prefix) j += 1;
-      if (j - i === 1) {
-        order[i] = seqs[values[i]! - prefix * place]!;
-      } else {
-        const run = Array.from(values.subarray(i, j), (v) => seqs[v - prefix * place]!);
-        const keys = new Map(run.map((seq) => [seq, keyAt(seq)]));
-        run.sort((a, b) => Buffer.compare(keys.get(a)!, keys.get(b)!));
-        order.set(run, i);
-      }
-      i = j;
+    for (let b = 1; b < bucketEnds.length; b += 1) bucketEnds[b]! += bucketEnds[b - 1]!;
+    const values = new Float64Array(n);
+    // Where the next slot of each bucket goes: its start.
+    const fill = new Uint32Array(bucketEnds.length);
+    for (let b = 1; b < fill.length; b += 1) fill[b] = bucketEnds[b - 1]!;
+    for (let i = 0; i < n; i += 1) {
+      const value = unsorted[i]!;
+      values[fill[Math.floor(value / perBucket)]!++] = value;
     }
-    return { gen: l0.sealGen, count: n, order, written: 0 };
+    // Rows already in the generation (a copy resumed): the end counts the generation instead of the rows this copy inserts.
+    const exact = this.statements.genHasRows.get(l0.sealGen) === undefined;
+    return {
+      gen: l0.sealGen,
+      count: n,
+      values,
+      seqs,
+      place,
+      bucketEnds,
+      nextBucket: 0,
+      order: new Float64Array(n),
+      sortedThrough: 0,
+      written: 0,
+      inserted: 0,
+      minSeq: Number.POSITIVE_INFINITY,
+      maxSeq: Number.NEGATIVE_INFINITY,
+      exact,
+    };
+  }
+
+  /**
+   * Orders the sealed level's seqs by key up to index `end` at least, a bucket at a time:
+   * each is sorted natively by prefix; runs of equal prefixes (a few pairs in 262 144 keys)
+   * are ordered by whole keys read from key_log.
+   */
+  private sortSealedThrough(work: SealWork, end: number): void {
+    const { values, seqs, place, order } = work;
+    const keyAt = (seq: number): Buffer => (this.statements.logRow.get(seq) as { key: Buffer } | undefined)?.key ?? Buffer.alloc(0);
+    while (work.sortedThrough < end && work.nextBucket < work.bucketEnds.length) {
+      const from = work.sortedThrough;
+      const to = work.bucketEnds[work.nextBucket]!;
+      work.nextBucket += 1;
+      values.subarray(from, to).sort();
+      for (let i = from; i < to;) {
+        const prefix = Math.floor(values[i]! / place);
+        let j = i + 1;
+        while (j < to && Math.floor(values[j]! / place) === prefix) j += 1;
+        if (j - i === 1) {
+          order[i] = seqs[values[i]! - prefix * place]!;
+        } else {
+          const run = Array.from(values.subarray(i, j), (v) => seqs[v - prefix * place]!);
+          const keys = new Map(run.map((seq) => [seq, keyAt(seq)]));
+          run.sort((a, b) => Buffer.compare(keys.get(a)!, keys.get(b)!));
+          order.set(run, i);
+        }
+        i = j;
+      }
+      work.sortedThrough = to;
+    }
   }
 
   /** Writes the count of inserted keys; call inside the transaction that holds the puts. */
@@ -1094,16 +1184,16 @@ export class KeyStore {
   maybeSaveFilter(checkpointSeq: number, nowMs = Date.now()): void {
     const { filterPath } = this.options;
     if (filterPath === null || this.filter === null || !this.filterComplete || this.saving || this.keysSinceSave === 0) return;
-    if (this.keysSinceSave < FILTER_SAVE_EVERY_KEYS && nowMs - this.lastSaveMs < FILTER_SAVE_EVERY_MS) return;
+    const everyKeys = this.options.saveEveryKeys ?? FILTER_SAVE_EVERY_KEYS;
+    if (this.keysSinceSave < everyKeys && nowMs - this.lastSaveMs < FILTER_SAVE_EVERY_MS) return;
     this.saving = true;
     this.keysSinceSave = 0;
     this.lastSaveMs = nowMs;
-    // A copy (one memcpy of the filter) so that the file holds exactly the keys up to checkpointSeq.
-    const image = KeyFilter.encode(Buffer.from(this.filter.bits), checkpointSeq, this.indexId);
-    KeyFilter.writeDurablyInBackground(filterPath, image, () => !this.closed)
+    // The live bits, read in chunks: they hold every key up to checkpointSeq (see saveLiveInBackground).
+    KeyFilter.saveLiveInBackground(filterPath, this.filter.bits, checkpointSeq, this.indexId, () => !this.closed)
       .catch(() => {
         // A failed save costs a longer replay (or a rebuild) at the next start, nothing else.
-        this.keysSinceSave = FILTER_SAVE_EVERY_KEYS;
+        this.keysSinceSave = everyKeys;
       })
       .finally(() => {
         this.saving = false;

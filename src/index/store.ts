@@ -510,6 +510,8 @@ export class IndexStore {
       throw err;
     }
     this.commitTopicIds();
+    // The ingest path: without this save a kill -9 made the next start read every key since the last clean stop from the log.
+    if (!this.readOnly) this.keys.maybeSaveFilter(this.current.checkpointSeq);
     return this.current;
   }
 

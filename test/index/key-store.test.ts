@@ -5,6 +5,7 @@ import path from 'node:path';
 import { KeyFilter } from '../../src/index/key-filter';
 import { dedupKeyOf, eventDigestOf, keyNumberOf } from '../../src/index/key-hash';
 import type { IndexRow, IndexStore } from '../../src/index/store';
+import { waitFor } from '../../src/cli/wait';
 import { makeTempDir } from '../helpers/temp-dir';
 import { appendLogged, applyLogged, logRows, openTestStore, walDirOf } from '../helpers/logged-rows';
 
@@ -86,7 +87,7 @@ describe('KeyFilter', () => {
     const sync = path.join(dir, 'sync.keys-filter');
     const background = path.join(dir, 'background.keys-filter');
     KeyFilter.writeDurably(sync, image);
-    await KeyFilter.writeDurablyInBackground(background, image, () => true);
+    await KeyFilter.saveLiveInBackground(background, filter.bits, 20, 7, () => true);
     for (const file of [sync, background]) {
       const stat = fs.statSync(file);
       expect(stat.size).to.equal(image.reduce((sum, part) => sum + part.length, 0));
@@ -96,6 +97,42 @@ describe('KeyFilter', () => {
       if (!('filter' in loaded)) throw new Error(`${file}: ${loaded.problem}`);
       expect(loaded.filter.bits.equals(filter.bits)).to.equal(true);
     }
+  });
+});
+
+describe('KeyFilter.saveLiveInBackground', () => {
+  it('saves the live bits while keys are added: the file loads (its crc is of what it wrote) and holds every key added before', async () => {
+    const file = path.join(makeTempDir(), 'live.keys-filter');
+    const filter = new KeyFilter(4 * 1024 * 1024);
+    const before = Array.from({ length: 2000 }, (_, i) => dedupKeyOf('t', `before-${i}`));
+    for (const key of before) filter.add(key);
+    let adding = true;
+    let added = 0;
+    // Keys go on being added between the save's chunk writes.
+    const adder = (async () => {
+      while (adding) {
+        for (let i = 0; i < 50; i += 1) filter.add(dedupKeyOf('t', `during-${(added += 1)}`));
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+    })();
+    await KeyFilter.saveLiveInBackground(file, filter.bits, 2000, 9, () => true);
+    adding = false;
+    await adder;
+    expect(added).to.be.above(0);
+    const loaded = KeyFilter.load(file, 4 * 1024 * 1024, 9);
+    if (!('filter' in loaded)) throw new Error(loaded.problem);
+    expect(loaded.coveredSeq).to.equal(2000);
+    for (const key of before) expect(loaded.filter.mayContain(key)).to.equal(true);
+    expect(fs.existsSync(`${file}.bg.tmp`)).to.equal(false);
+  });
+
+  it('leaves no file when commit refuses the rename (the store closed meanwhile)', async () => {
+    const file = path.join(makeTempDir(), 'refused.keys-filter');
+    const filter = new KeyFilter(64 * 1024);
+    filter.add(dedupKeyOf('t', 'a'));
+    await KeyFilter.saveLiveInBackground(file, filter.bits, 1, 9, () => false);
+    expect(fs.existsSync(file)).to.equal(false);
+    expect(fs.existsSync(`${file}.bg.tmp`)).to.equal(false);
   });
 });
 
@@ -122,6 +159,34 @@ describe('IndexStore dedup keys', () => {
     expect(second.lookup('t', 'c')).to.equal(undefined);
     expect(second.dedupKeyCount()).to.equal(2);
     second.close();
+  });
+
+  it('saves the filter in the background on the ingest path (appendNewRows), so a start after kill -9 reads only the keys after that save', async () => {
+    const dir = makeTempDir();
+    const file = path.join(dir, 'index.db');
+    const store = openTestStore(file, keyOptions(file, { saveEveryKeys: 100 }));
+    appendLogged(
+      store,
+      Array.from({ length: 150 }, (_, i) => row(i + 1, 't', `k${i}`)),
+    );
+    await waitFor(() => fs.existsSync(`${file}.keys-filter`), { what: 'the background save of the filter' });
+    // A kill -9 now: the files as they are, copied while the store is open (no close, no save at close).
+    const crashed = path.join(makeTempDir(), 'index.db');
+    for (const suffix of ['', '-wal', '.keys-filter']) {
+      if (fs.existsSync(`${file}${suffix}`)) fs.copyFileSync(`${file}${suffix}`, `${crashed}${suffix}`);
+    }
+    fs.cpSync(walDirOf(file), walDirOf(crashed), { recursive: true });
+    store.close();
+    const rebuilt: string[] = [];
+    const reopened = openTestStore(crashed, {
+      ...keyOptions(crashed, { onFilterRebuilt: (info: { reason: string }) => rebuilt.push(info.reason) }),
+      loadKeys: false,
+    });
+    expect(reopened.openKeyFilter()).to.equal(150);
+    expect(rebuilt).to.deep.equal([]);
+    reopened.keyFilterComplete();
+    for (let i = 0; i < 150; i += 1) expect(reopened.lookup('t', `k${i}`)?.seq).to.equal(i + 1);
+    reopened.close();
   });
 
   it('rebuilds a corrupt filter from the keys table and still finds every key', () => {
@@ -398,6 +463,33 @@ describe('IndexStore dedup keys: level 0 (key layout 3)', () => {
     raw.close();
     expect(store.dedupKeyCount()).to.equal(45);
     expect(applyLogged(store, [row(46, 't', 'k3'), row(47, 't', 'k44'), row(48, 't', 'new')])).to.equal(1);
+    store.close();
+  });
+
+  it('copies a sealed level of many buckets in key order across its chunks, and records its count and seq range without a scan', () => {
+    const file = path.join(makeTempDir(), 'index.db');
+    const store = openTestStore(file, small(file, { genKeys: 3000 }));
+    // Records the seqs of each chunk the copy writes (the statement is the store's own, wrapped).
+    const statements = (store as unknown as { keys: { statements: Record<string, Database.Statement> } }).keys.statements;
+    const copy = statements.logCopy!;
+    const chunks: number[][] = [];
+    statements.logCopy = { all: (gen: number, seqs: string) => (chunks.push(JSON.parse(seqs) as number[]), copy.all(gen, seqs)) } as never;
+    appendLogged(store, batchOf(1, 3000));
+    appendLogged(store, batchOf(3001, 10));
+    while (store.keyMaintenanceStep(Date.now(), 250) !== null);
+    expect(stateOf(store)).to.deep.equal(['level0:10', 'live:3000']);
+    const written = chunks.flat();
+    expect([...written].sort((a, b) => a - b)).to.deep.equal(Array.from({ length: 3000 }, (_, i) => i + 1));
+    const keys = written.map((seq) => dedupKeyOf('t', `k${seq}`));
+    for (let i = 1; i < keys.length; i += 1) expect(Buffer.compare(keys[i - 1]!, keys[i]!), `chunk order at ${i}`).to.equal(-1);
+    const raw = new Database(file, { readonly: true });
+    expect(raw.prepare("SELECT keys, min_seq AS minSeq, max_seq AS maxSeq FROM key_gens WHERE state = 'live'").get()).to.deep.equal({
+      keys: 3000,
+      minSeq: 1,
+      maxSeq: 3000,
+    });
+    raw.close();
+    expectAllKnown(store, 3010);
     store.close();
   });
 
