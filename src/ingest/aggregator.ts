@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/config';
 import { Consumer } from '../consumer/consumer';
 import { AppError } from '../errors';
+import { Checkpointer } from '../index/checkpointer';
 import { dedupKeyOf, eventDigestOf, keyNumberOf } from '../index/key-hash';
 import { PendingKeys, type PendingEntry } from './pending-keys';
 import { ReadPool, readInline, type ReadStoreOptions, type SnapshotPage } from '../index/read-pool';
@@ -158,6 +159,8 @@ export class Aggregator {
   private spacelessReadsFailed = false;
   /** The read workers (READ_WORKERS); null before recovery is done, and with READ_WORKERS=0 (reads inline). */
   private reads: ReadPool | null = null;
+  /** Runs the index's WAL checkpoints off this thread (see checkpointer.ts). */
+  private checkpointer: Checkpointer | null = null;
   private sweepTimer: NodeJS.Timeout | null = null;
 
   constructor(options: AggregatorOptions) {
@@ -389,6 +392,10 @@ export class Aggregator {
     });
     this.recoveryValue = { ...report, durationMs: performance.now() - started };
     this.reads = this.openReadPool();
+    this.checkpointer = new Checkpointer({
+      databasePath: config.databasePath,
+      onWorkerExit: (reason) => logger.error({ reason }, `index checkpoint worker ${reason}; replacing it`),
+    });
     this.startKeySweep(store);
     this.stateValue = 'ready';
     if (this.noSpaceAtStartSince !== null) logger.info('recovery: space returned');
@@ -772,6 +779,9 @@ export class Aggregator {
     // Reads still waiting fail with shutting_down; the workers close their connections first.
     await this.reads?.close();
     this.reads = null;
+    // Its connection closes before the main one, which folds the WAL into the file and removes it.
+    await this.checkpointer?.close();
+    this.checkpointer = null;
     if (this.noSpaceAtStartSince !== null) this.closeSpacelessReads();
     else this.store?.close();
     this.stateValue = failed || this.drainError !== null ? 'failed' : 'stopped';
@@ -805,9 +815,10 @@ export class Aggregator {
 
 /**
  * Pause between two steps of the key store's upkeep while one is under way (a sweep pass,
- * a merge of generations, a filter rebuild; each step is bounded, see key-store.ts).
+ * a merge of generations, a filter rebuild; each step is bounded to a few ms, see
+ * key-store.ts): short steps often, so that no request waits long behind one.
  */
-const KEY_SWEEP_STEP_MS = 20;
+const KEY_SWEEP_STEP_MS = 5;
 /** How often the upkeep looks for newly expired keys and full generations when none is under way. */
 const KEY_SWEEP_IDLE_MS = 1000;
 
