@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseApiKeysFile } from '../../src/config/config';
+import { SERVER_NODE_FLAGS } from '../../src/node-flags';
 
 const REPO_ROOT = path.resolve(__dirname, '../../..');
 const read = (file: string): string => fs.readFileSync(path.join(REPO_ROOT, file), 'utf8');
@@ -30,6 +31,11 @@ describe('docker/ (as docs/operations.md describes it)', () => {
     expect(cmd, 'a CMD in exec form').not.to.equal(null);
     expect((JSON.parse(cmd![1]!) as string[]).join(' ')).to.equal(start);
     expect(dockerfile).to.match(/^USER node$/m);
+  });
+
+  it('runs the service with its Node flags (src/node-flags.ts), as the tests and the benchmark run it', () => {
+    const start = (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts.start!;
+    expect(start).to.equal(['node', ...SERVER_NODE_FLAGS, 'dist/src/main.js'].join(' '));
   });
 
   it('keeps the data in a named volume and takes API keys from a file', () => {

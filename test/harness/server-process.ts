@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { waitFor } from '../../src/cli/wait';
+import { SERVER_NODE_FLAGS } from '../../src/node-flags';
 
 /** The compiled entry point the tests and the chaos harness run, as `npm start` does. */
 export const MAIN_JS = path.resolve(__dirname, '../../src/main.js');
@@ -207,7 +208,9 @@ export class ServerRun {
   tornTails = 0;
 
   constructor(dataDir: string, env: Record<string, string> = {}, options: ServerRunOptions = {}) {
-    this.program = ChildProgram.node(options.script ?? MAIN_JS, [], {
+    // The real server runs with the service's Node flags, as `npm start` runs it.
+    const script = options.script ?? MAIN_JS;
+    this.program = new ChildProgram(process.execPath, [...(script === MAIN_JS ? SERVER_NODE_FLAGS : []), script], {
       env: { ...process.env, PORT: '0', HOST: '127.0.0.1', DATA_DIR: dataDir, LOG_LEVEL: 'info', ...env },
       outputBytesMax: options.outputBytesMax,
       onLine: (line) => this.onLine(line),
