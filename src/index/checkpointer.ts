@@ -42,7 +42,7 @@ interface CheckpointReport {
 export class Checkpointer {
   private worker: Worker | null = null;
   private closed = false;
-  /** Checkpoints that copied frames, the frames copied, and the longest one (for tests and /metrics). */
+  /** Checkpoints that copied frames, the frames copied, and the longest one (tests read them). */
   checkpoints = 0;
   framesCopied = 0;
   longestMs = 0;
