@@ -57,7 +57,17 @@ function diskUse(dataDir: string): DiskUse {
       const full = path.join(dir, entry.name);
       const name = entry.name.toLowerCase();
       const which: keyof DiskUse =
-        part ?? (name === 'wal' ? 'log' : name.startsWith('index') ? 'index' : name.includes('key') ? 'keys' : 'other');
+        part ??
+        // The saved key filter (`index.db.keys-filter`) belongs to the keys, not to the index file.
+        (name === 'wal'
+          ? 'log'
+          : name.includes('keys-filter')
+            ? 'keys'
+            : name.startsWith('index')
+              ? 'index'
+              : name.includes('key')
+                ? 'keys'
+                : 'other');
       if (entry.isDirectory()) walk(full, which);
       else if (entry.isFile()) use[which] += fs.statSync(full).blocks * 512;
     }
