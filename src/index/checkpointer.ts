@@ -7,10 +7,10 @@ import { isMainThread, parentPort, Worker, workerData } from 'node:worker_thread
  * an automatic checkpoint inside the commit that crosses `wal_autocheckpoint` pages: it
  * copies the WAL into the database file and fsyncs it, and on this machine that held the
  * publish thread for 40 to 130 ms every few seconds under load (every request waited behind
- * it; docs/performance.md, "Checkpoints off the publish thread"). Here a worker thread with
- * its own connection runs a PASSIVE checkpoint every CHECKPOINT_INTERVAL_MS: PASSIVE never
- * waits for readers or the writer, and a small backfill often keeps the WAL short (the
- * writer starts it over once every frame is copied). The main connection keeps its
+ * it; docs/performance.md, "What held since/until, desc and RSS back at 10M"). Here a
+ * worker thread with its own connection runs a PASSIVE checkpoint every
+ * CHECKPOINT_INTERVAL_MS: PASSIVE never waits for readers or the writer, and a small
+ * backfill often keeps the WAL short (the writer starts it over once every frame is copied). The main connection keeps its
  * automatic checkpoint as a backstop (a dead or stalled worker), which then finds little or
  * nothing left to copy. Durability does not depend on it: a commit is durable by the WAL's
  * own fsync (see IndexStore.dropThrough), a checkpoint only folds it into the file.
@@ -35,17 +35,15 @@ interface CheckpointerData {
 /** What the worker reports after a checkpoint that copied frames. */
 interface CheckpointReport {
   frames: number;
-  elapsedMs: number;
 }
 
 /** The checkpoint worker; see CHECKPOINT_INTERVAL_MS. */
 export class Checkpointer {
   private worker: Worker | null = null;
   private closed = false;
-  /** Checkpoints that copied frames, the frames copied, and the longest one (tests read them). */
+  /** Checkpoints that copied frames, and the frames copied (tests read them). */
   checkpoints = 0;
   framesCopied = 0;
-  longestMs = 0;
 
   constructor(private readonly options: CheckpointerOptions) {
     this.spawn();
@@ -65,7 +63,6 @@ export class Checkpointer {
     worker.on('message', (report: CheckpointReport) => {
       this.checkpoints += 1;
       this.framesCopied += report.frames;
-      this.longestMs = Math.max(this.longestMs, report.elapsedMs);
     });
     worker.on('error', (err) => this.replace(worker, `crashed: ${err.message}`));
     worker.on('exit', (code) => this.replace(worker, `exited with code ${code}`));
@@ -104,12 +101,11 @@ function runCheckpoints(): void {
   // Frames of the current WAL backfilled so far (SQLite reports the running total; it starts over with the WAL).
   let backfilled = 0;
   const timer = setInterval(() => {
-    const started = performance.now();
     const [result] = db.pragma('wal_checkpoint(PASSIVE)') as Array<{ busy: number; log: number; checkpointed: number }>;
     if (result === undefined || result.checkpointed < 0) return;
     const copied = result.checkpointed >= backfilled ? result.checkpointed - backfilled : result.checkpointed;
     backfilled = result.checkpointed;
-    if (copied > 0) parentPort!.postMessage({ frames: copied, elapsedMs: performance.now() - started } satisfies CheckpointReport);
+    if (copied > 0) parentPort!.postMessage({ frames: copied } satisfies CheckpointReport);
   }, intervalMs);
   parentPort!.on('message', (message: unknown) => {
     if (message !== 'close') return;

@@ -72,8 +72,9 @@ export const GEN_KEYS = 262_144;
 export const MERGE_FANOUT = 8;
 /**
  * Key rows one maintenance step copies, deletes or reads, at most (one short transaction).
- * A step holds the publish thread: 1500 rows take about 3 ms here (5000 took 9 ms, and a
- * GET /events answered after such steps; see docs/performance.md, "Upkeep steps").
+ * A step holds the publish thread: 1500 rows took 5-7 ms here, 5000 took 9 ms, and every
+ * GET /events arriving meanwhile waited (docs/performance.md, "What held since/until, desc
+ * and RSS back at 10M").
  */
 export const MAINTENANCE_ROWS_PER_STEP = 1500;
 /** One upkeep step in this many deletes copied key_log rows before anything else (see maintenanceStep). */
@@ -637,37 +638,38 @@ export class KeyStore {
     this.sortSealedThrough(work, end);
     const seqs = Array.from(work.order.subarray(work.written, end));
     // The last chunk and the switch commit together.
-    const done = this.db.transaction((): number[] => {
+    const copied = this.db.transaction((): { keys: number; minSeq: number; maxSeq: number } => {
       const inserted = seqs.length === 0 ? [] : (this.statements.logCopy.all(work.gen, JSON.stringify(seqs)) as number[]);
+      // This copy's rows so far with this chunk's: what the generation holds when the copy began on it empty.
+      let { minSeq, maxSeq } = work;
+      for (const seq of inserted) {
+        minSeq = Math.min(minSeq, seq);
+        maxSeq = Math.max(maxSeq, seq);
+      }
+      const total = { keys: work.inserted + inserted.length, minSeq, maxSeq };
       if (end === work.count) {
-        let stats = { keys: work.inserted + inserted.length, minSeq: work.minSeq, maxSeq: work.maxSeq };
-        for (const seq of inserted) {
-          stats.minSeq = Math.min(stats.minSeq, seq);
-          stats.maxSeq = Math.max(stats.maxSeq, seq);
-        }
         // A copy resumed over rows an earlier one wrote (after a crash, or a key put behind): count them all.
-        if (!work.exact) stats = this.statements.genStats.get(work.gen) as { keys: number; minSeq: number; maxSeq: number };
+        const stats = work.exact ? total : (this.statements.genStats.get(work.gen) as typeof total);
         if (stats.keys === 0) this.statements.dropGen.run(work.gen);
         else this.statements.sealDone.run(stats.keys, stats.minSeq, stats.maxSeq, work.gen);
         this.statements.putMeta.run(META_L0_FROM, l0.sealThrough + 1);
       }
-      return inserted;
+      return total;
     })();
-    // Counted once committed (a rolled-back chunk is copied again).
-    for (const seq of done) {
-      work.minSeq = Math.min(work.minSeq, seq);
-      work.maxSeq = Math.max(work.maxSeq, seq);
-    }
-    work.inserted += done.length;
+    // Kept once committed (a rolled-back chunk is copied again).
+    const rows = copied.keys - work.inserted;
+    work.inserted = copied.keys;
+    work.minSeq = copied.minSeq;
+    work.maxSeq = copied.maxSeq;
     work.written = end;
-    if (end < work.count) return done.length;
+    if (end < work.count) return rows;
     l0.from = l0.sealThrough + 1;
     l0.sealed = null;
     l0.sealGen = 0;
     this.sealWork = null;
     this.level0Garbage = true;
     this.liveGens = null;
-    return done.length;
+    return rows;
   }
 
   /**
@@ -887,10 +889,12 @@ export class KeyStore {
 
   /**
    * One bounded step of the key store's upkeep, for a timer: the filter rebuild in the
-   * background, then (every fourth step) deleting copied key_log rows, then (every other step) the copy of a sealed level 0 into its generation,
-   * then deleting the rows of generations a merge replaced, then the merge under way, then
-   * starting a merge that is due or else the seal's copy, then deleting the key_log rows a finished copy covers, then the sweep of expired keys, then starting a merge when MERGE_FANOUT
-   * generations of one level are full. Returns the rows handled, or null when nothing is to do.
+   * background, then (every fourth step) deleting copied key_log rows, then (every other
+   * step) the copy of a sealed level 0 into its generation, then deleting the rows of
+   * generations a merge replaced, then the merge under way, then starting a merge that is
+   * due or else the seal's copy, then deleting the key_log rows a finished copy covers, then
+   * the sweep of expired keys, then starting a merge when MERGE_FANOUT generations of one
+   * level are full. Returns the rows handled, or null when nothing is to do.
    */
   maintenanceStep(nowMs = Date.now(), rowsMax = MAINTENANCE_ROWS_PER_STEP): number | null {
     if (this.rebuilding !== null) return this.filterRebuildStep(FILTER_REBUILD_ROWS_PER_STEP);
