@@ -2,7 +2,7 @@ import { timingSafeEqual } from 'node:crypto';
 import type { RequestHandler } from 'express';
 import { API_SCOPES, digestApiKey, type ApiScope, type Config } from '../config/config';
 import { AppError } from '../errors';
-import type { RouteIndex } from './route-index';
+import { requestPathOf, type RouteIndex } from './route-index';
 import { ROUTE_INDEX } from './routes';
 
 /**
@@ -67,19 +67,21 @@ export function openScopes(digests: Config['apiKeyDigests']): ApiScope[] {
 export function authMiddleware(apiKeyDigests: Config['apiKeyDigests'], routes: RouteIndex = ROUTE_INDEX): RequestHandler {
   const digests: Record<ApiScope, Buffer[]> = { publish: [], read: [] };
   for (const scope of API_SCOPES) digests[scope] = apiKeyDigests[scope].map((hex) => Buffer.from(hex, 'hex'));
+  // Node's own request/response API only: the lean /publish path runs this without express's prototypes.
   return (req, res, next) => {
-    const scope = routes.scopeFor(req.method, req.path);
+    const path = requestPathOf(req);
+    const scope = routes.scopeFor(req.method, path);
     if (scope === null || digests[scope].length === 0) {
       next();
       return;
     }
     const challenge = (error: string): void => {
-      res.set('WWW-Authenticate', `Bearer realm="log-aggregator", scope="${scope}", error="${error}"`);
+      res.setHeader('WWW-Authenticate', `Bearer realm="log-aggregator", scope="${scope}", error="${error}"`);
     };
-    const header = req.get('authorization');
+    const header = req.headers.authorization;
     if (header === undefined) {
       challenge('invalid_request');
-      next(new AppError('unauthorized', `${req.method} ${req.path} needs an API key of scope ${scope}: send Authorization: Bearer <key>`));
+      next(new AppError('unauthorized', `${req.method} ${path} needs an API key of scope ${scope}: send Authorization: Bearer <key>`));
       return;
     }
     const candidates = credentialsOf(header);
@@ -100,7 +102,7 @@ export function authMiddleware(apiKeyDigests: Config['apiKeyDigests'], routes: R
       (other) => other !== scope && keyDigests.some((candidate) => matchesAny(candidate, digests[other])),
     );
     if (otherScopes.length > 0) {
-      next(new AppError('forbidden', `this API key has scope ${otherScopes.join(', ')}; ${req.method} ${req.path} needs scope ${scope}`));
+      next(new AppError('forbidden', `this API key has scope ${otherScopes.join(', ')}; ${req.method} ${path} needs scope ${scope}`));
       return;
     }
     challenge('invalid_token');

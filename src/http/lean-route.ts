@@ -21,16 +21,28 @@ export interface LeanRouteSteps {
 }
 
 /**
- * Serves one route of the table (the hot POST /publish) without express's router: the
- * request gets express's request/response prototypes and `res.locals` as `app.handle` gives
- * them, then the same middleware and the route's own handlers run in the order the router
- * would run them, with the same error handler. Every other request, and a request for this
- * route asked through a mount (`app.handle` with a callback), goes through the router as
- * before. It skips the router's layer matching and `next` machinery and, for a request
- * without Accept-Encoding (which the compression middleware would never compress), the
- * compression wrappers around `res.write`/`res.end`; it then adds the `Vary:
- * Accept-Encoding` header compression would have added, at the same point (writeHead). It
- * does not change what any handler does: answers are the same, header for header.
+ * Serves one route of the table (the hot POST /publish) without express's router, and on
+ * Node's own request/response objects: the same middleware and the route's own handlers run
+ * in the order the router would run them, with the same error handler. Every other request,
+ * and a request for this route asked through a mount (`app.handle` with a callback), goes
+ * through the router as before.
+ *
+ * What it leaves out, and why it may:
+ * - Express's request/response prototypes. `app.handle` switches every request's and
+ *   answer's prototype (`Object.setPrototypeOf`), which sends V8's property access on those
+ *   objects, all through Node's http code, to its slow path: a bare node:http echo served
+ *   12.6k to 13.7k requests/s with the switch and 31.7k to 32.5k without (wrk, 64
+ *   connections, docs/performance.md). The steps this path runs use Node's API only (auth,
+ *   rate limit, request log, metrics, the body parsers, the handler); an error or an
+ *   unhandled request gets the prototypes first, since the error and 404/405 handlers
+ *   answer with express's `res.status().json()`.
+ * - The router's layer matching and `next` machinery.
+ * - For a request without Accept-Encoding (which the compression middleware would never
+ *   compress), compression's wrappers around `res.write`/`res.end`; it then adds the `Vary:
+ *   Accept-Encoding` header compression would have added, at the same point (writeHead).
+ *
+ * It does not change what any handler does: answers are the same, header for header
+ * (test/http/lean-route.test.ts compares both ways).
  */
 export function serveRouteWithoutRouter(
   app: Express,
@@ -49,32 +61,46 @@ export function serveRouteWithoutRouter(
       routerHandle(req, res, callback);
       return;
     }
-    // What app.handle sets up before routing (x-powered-by is disabled in this app).
+    // What app.handle and the router set up, but the prototypes (see above; `toExpress`).
     const request = req as unknown as { res: ServerResponse; originalUrl?: string; baseUrl: string; params: object };
     const response = res as unknown as { req: IncomingMessage; locals?: Record<string, unknown> };
     request.res = res;
     response.req = req;
-    Object.setPrototypeOf(req, routed.request);
-    Object.setPrototypeOf(res, routed.response);
     response.locals ??= Object.create(null) as Record<string, unknown>;
-    // What the router sets on the way to a route.
     request.originalUrl ??= req.url;
     request.baseUrl = '';
     request.params = {};
+    const toExpress = (): void => {
+      if (Object.getPrototypeOf(req) === routed.request) return;
+      Object.setPrototypeOf(req, routed.request);
+      Object.setPrototypeOf(res, routed.response);
+    };
     const acceptsEncoding = req.headers['accept-encoding'] !== undefined;
     if (!acceptsEncoding) res.writeHead = varyOnHead;
-    runSteps(acceptsEncoding ? compressed : plain, steps, req as Request, res as Response, logger);
+    runSteps(acceptsEncoding ? compressed : plain, steps, toExpress, req as Request, res as Response, logger);
   };
 }
 
-/** Runs `chain` as the router runs a route's layers: each gets `next`; a thrown error or a rejected promise goes to the error handler. */
-function runSteps(chain: readonly RequestHandler[], steps: LeanRouteSteps, req: Request, res: Response, logger: Logger): void {
+/**
+ * Runs `chain` as the router runs a route's layers: each gets `next`; a thrown error or a
+ * rejected promise goes to the error handler. `toExpress` gives the request and answer
+ * express's prototypes before the error or the 404/405 handler runs.
+ */
+function runSteps(
+  chain: readonly RequestHandler[],
+  steps: LeanRouteSteps,
+  toExpress: () => void,
+  req: Request,
+  res: Response,
+  logger: Logger,
+): void {
   let position = 0;
   let failed = false;
   const fail = (err: unknown): void => {
     if (failed) return;
     failed = true;
     try {
+      toExpress();
       steps.onError(err, req, res, () => undefined);
     } catch (handlerError) {
       // The router would hand this to finalhandler; the error handler itself failing is a bug.
@@ -89,6 +115,7 @@ function runSteps(chain: readonly RequestHandler[], steps: LeanRouteSteps, req: 
     }
     const step = position < chain.length ? chain[position++]! : position++ === chain.length ? steps.onUnhandled : undefined;
     if (step === undefined) return;
+    if (step === steps.onUnhandled) toExpress();
     try {
       const result = step(req, res, next);
       if (result instanceof Promise) result.catch((rejected: unknown) => next(rejected ?? new Error('Rejected promise')));

@@ -221,7 +221,7 @@ export function publishHandler(aggregator: Pipeline, validators: Validators, lim
     if (!isJsonRequest(req) && !ndjson) {
       throw new AppError(
         'unsupported_media_type',
-        `Content-Type must be application/json or application/x-ndjson, got ${JSON.stringify(req.get('content-type') ?? '(none)')}`,
+        `Content-Type must be application/json or application/x-ndjson, got ${JSON.stringify(req.headers['content-type'] ?? '(none)')}`,
       );
     }
     if (req.body === undefined || (ndjson && !Buffer.isBuffer(req.body))) {

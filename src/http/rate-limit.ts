@@ -1,7 +1,7 @@
 import type { RequestHandler } from 'express';
 import type { Config } from '../config/config';
 import { AppError } from '../errors';
-import type { RouteIndex } from './route-index';
+import { requestPathOf, type RouteIndex } from './route-index';
 
 /** The rate-limit settings; a rate of 0 turns rate limiting off. */
 export type RateLimits = Pick<Config, 'rateLimitPerSecond' | 'rateLimitBurst' | 'rateLimitClientsMax'>;
@@ -57,8 +57,9 @@ export function rateLimiter(limits: Partial<RateLimits>, routes: RouteIndex): Re
   const perSecond = limits.rateLimitPerSecond ?? 0;
   if (perSecond <= 0) return null;
   const buckets = new TokenBuckets(perSecond, limits.rateLimitBurst ?? perSecond, limits.rateLimitClientsMax ?? 100_000);
+  // Node's own request API only: the lean /publish path runs this without express's prototypes.
   return (req, res, next) => {
-    if (routes.isQuiet(req.method, req.path)) {
+    if (routes.isQuiet(req.method, requestPathOf(req))) {
       next();
       return;
     }

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Request, RequestHandler } from 'express';
+import type { RequestHandler } from 'express';
+import parseurl from 'parseurl';
 import type { LevelWithSilent, Logger } from 'pino';
 import type { ExpectedErrorLog } from './expected-log';
 import type { RouteIndex } from './route-index';
@@ -16,9 +17,7 @@ export const UNMATCHED_ROUTE = '(unmatched)';
 
 /** The path of a request without its query string, before any router has stripped a mount prefix. */
 function requestPath(req: IncomingMessage): string {
-  const url = (req as Partial<Request>).originalUrl ?? req.url ?? '/';
-  const queryAt = url.indexOf('?');
-  return queryAt === -1 ? url : url.slice(0, queryAt);
+  return parseurl.original(req)?.pathname ?? '/';
 }
 
 /**

@@ -1,5 +1,16 @@
+import type { IncomingMessage } from 'node:http';
+import parseurl from 'parseurl';
 import { match } from 'path-to-regexp';
 import type { ApiScope } from '../config/config';
+
+/**
+ * The path of a request as express's `req.path` gives it in app-wide middleware (parseurl's
+ * pathname of `req.url`), but on any IncomingMessage: the lean /publish path runs the
+ * middleware on Node's own request objects, without express's prototypes (lean-route.ts).
+ */
+export function requestPathOf(req: IncomingMessage): string {
+  return parseurl(req)?.pathname ?? '/';
+}
 
 /** What the route index needs of a route-table entry (see RouteSpec in routes.ts). */
 export interface RoutePattern {

@@ -248,6 +248,33 @@ describe('POST /publish without the router (lean-route.ts)', function () {
     }
   });
 
+  it("keeps Node's own request and response objects for a publish, and gives an error express's", async () => {
+    // Each answer's prototypes as they are when it finishes (the app's listener runs first).
+    const lean = await startSide({}, true);
+    try {
+      const seen: Array<{ status: number; nodeRequest: boolean; nodeResponse: boolean }> = [];
+      lean.server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+        res.once('finish', () => {
+          seen.push({
+            status: res.statusCode,
+            nodeRequest: Object.getPrototypeOf(req) === http.IncomingMessage.prototype,
+            nodeResponse: Object.getPrototypeOf(res) === http.ServerResponse.prototype,
+          });
+        });
+      });
+      await exchange(lean.port, rawRequest('/publish', json, event('t')));
+      await exchange(lean.port, rawRequest('/publish', json, '{"topic": 1}'));
+      await exchange(lean.port, rawRequest('/publish', { 'Content-Type': 'text/plain' }, 'x'));
+      expect(seen).to.deep.equal([
+        { status: 200, nodeRequest: true, nodeResponse: true },
+        { status: 400, nodeRequest: false, nodeResponse: false },
+        { status: 415, nodeRequest: false, nodeResponse: false },
+      ]);
+    } finally {
+      await stopSide(lean);
+    }
+  });
+
   it('serves POST /publish without entering the router, and every other request through it', async () => {
     const lean = await startSide({}, true);
     const routed = await startSide({}, false);
