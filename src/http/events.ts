@@ -16,6 +16,9 @@ export const HISTOGRAM_QUERY_PARAMETERS = ['topic', 'source', 'since', 'until', 
 /** What a sent row is replaced with, so that its text can be collected while the page streams. */
 const EMPTY_ROW = { seq: 0, body: '', receivedMs: null };
 
+/** Characters of event JSON a page's answer is written in at a time (the last chunk ends the answer). */
+const PAGE_CHUNK_CHARS = 32 * 1024;
+
 /** Bytes of event JSON in one page when the caller names no bound (PAGE_BYTES_MAX's default). */
 export const DEFAULT_PAGE_BYTES_MAX = 4 * 1024 * 1024;
 
@@ -44,24 +47,39 @@ export function eventsHandler(aggregator: Pipeline, limits: { pageBytesMax?: num
     rows.length = kept;
     const topic = query.topics?.length === 1 ? query.topics[0] : undefined;
     res.status(200).type('application/json');
-    res.write(`{"topic":${JSON.stringify(topic ?? null)},"count":${kept},"events":[`);
-    // Streamed event by event with backpressure: a slow reader holds the rows not yet sent and
-    // one socket buffer, never a second copy of the page. Bodies are the logged JSON text:
+    // The head goes with the first chunk: a page that fits in one is one write, with a Content-Length.
+    let head = `{"topic":${JSON.stringify(topic ?? null)},"count":${kept},"events":[`;
+    // Streamed in chunks of about PAGE_CHUNK_CHARS with backpressure: a slow reader holds the
+    // rows not yet sent, one chunk and one socket buffer, never a second copy of the page (one
+    // write per event cost more than the rest of the page). Bodies are the logged JSON text:
     // the seq is spliced in rather than parsed and re-serialised.
     let next = 0;
     const writeRows = (): void => {
       while (next < rows.length) {
         if (res.destroyed) return;
-        const row = rows[next]!;
-        const more = res.write(`${next === 0 ? '' : ','}${eventJsonWithSeq(row.seq, row.body, row.receivedMs)}`);
-        rows[next] = EMPTY_ROW;
-        next += 1;
-        if (!more) {
+        let chunk = head;
+        head = '';
+        while (next < rows.length && chunk.length < PAGE_CHUNK_CHARS) {
+          const row = rows[next]!;
+          chunk += `${next === 0 ? '' : ','}${eventJsonWithSeq(row.seq, row.body, row.receivedMs)}`;
+          rows[next] = EMPTY_ROW;
+          next += 1;
+        }
+        if (next === rows.length) {
+          const last = `${chunk}],"next_cursor":${JSON.stringify(nextCursor)}}`;
+          // The whole answer (compression drops the length when it compresses).
+          if (!res.headersSent) res.setHeader('Content-Length', Buffer.byteLength(last));
+          res.end(last);
+          return;
+        }
+        if (!res.write(chunk)) {
           res.once('drain', writeRows);
           return;
         }
       }
-      res.end(`],"next_cursor":${JSON.stringify(nextCursor)}}`);
+      const last = `${head}],"next_cursor":${JSON.stringify(nextCursor)}}`;
+      if (!res.headersSent) res.setHeader('Content-Length', Buffer.byteLength(last));
+      res.end(last);
     };
     writeRows();
   };

@@ -754,7 +754,8 @@ export class IndexStore {
   readPage(query: EventQuery): EventPage {
     // Segments retention unlinked since the last page: close their handles (their space goes back).
     this.bodies?.releaseUnlinked();
-    return this.db.transaction((): EventPage => {
+    // Read-ahead over the log for the page's rows, which lie side by side there (position-reader.ts).
+    const read = this.db.transaction((): EventPage => {
       const desc = query.order === 'desc';
       const scanRowsMax = query.scanRowsMax ?? FIXED_LIMITS.queryScanRowsMax;
       const bounded =
@@ -781,7 +782,8 @@ export class IndexStore {
       // A full page, or one cut short, goes on after the last row it read; else at the scan's edge.
       const nextCursor = rows.length === query.limit || cut ? lastSeq : edge;
       return { rows, nextCursor };
-    })();
+    });
+    return this.bodies === null ? read() : this.bodies.withReadAhead(read);
   }
 
   /**

@@ -193,14 +193,15 @@ export function readLastRecord(disk: LogDisk, segment: SegmentInfo): ReadRecord 
 }
 
 /**
- * The record a read by position found (src/wal/position-reader.ts): the `length` bytes read,
- * newline included, must be one whole line that decodes, checksum and all, to the record of
- * `seq`. Returns the record, or the sentence why not. The event JSON is not parsed again: the
- * checksum proves the bytes are those written, and they were checked then.
+ * The record a read by position found (src/wal/position-reader.ts): the `length` bytes read
+ * (at `start` in `bytes`), newline included, must be one whole line that decodes, checksum
+ * and all, to the record of `seq`. Returns the record, or the sentence why not. The event
+ * JSON is not parsed again: the checksum proves the bytes are those written, and they were
+ * checked then.
  */
-export function decodeRecordAt(bytes: Buffer, length: number, seq: number): WalRecord | string {
-  if (length < 1 || bytes[length - 1] !== 0x0a) return 'is not a whole line';
-  const decoded = decodeLine(bytes.toString('utf8', 0, length - 1), { checkJson: false });
+export function decodeRecordAt(bytes: Buffer, length: number, seq: number, start = 0): WalRecord | string {
+  if (length < 1 || bytes[start + length - 1] !== 0x0a) return 'is not a whole line';
+  const decoded = decodeLine(bytes.toString('utf8', start, start + length - 1), { checkJson: false });
   if (typeof decoded === 'string') return `is not a record (${decoded})`;
   if (decoded.seq !== seq) return `holds seq ${decoded.seq}`;
   return decoded;

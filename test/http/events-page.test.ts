@@ -31,6 +31,20 @@ describe('GET /events pages bounded in bytes (PAGE_BYTES_MAX, real server proces
     );
   });
 
+  it('answers a page of up to 32k characters in one write with a Content-Length, a longer one in chunks', async () => {
+    // Not compressed (fetch asks for gzip by default, and compression sends that chunked).
+    const identity = { headers: { 'Accept-Encoding': 'identity' } };
+    const small = await fetch(`${server.url}/events?topic=page.a&limit=1`, identity);
+    const smallText = await small.text();
+    expect(small.headers.get('content-length')).to.equal(String(Buffer.byteLength(smallText)));
+    expect(small.headers.get('transfer-encoding')).to.equal(null);
+    expect((JSON.parse(smallText) as { count: number }).count).to.equal(1);
+    const large = await fetch(`${server.url}/events?topic=page.a&limit=3`, identity);
+    expect(large.headers.get('transfer-encoding')).to.equal('chunked');
+    const page = (await large.json()) as { count: number; events: Array<{ event_id: string }> };
+    expect(page.events.map((e) => e.event_id)).to.deep.equal(['e-0', 'e-1', 'e-2']);
+  });
+
   it('still returns one event larger than PAGE_BYTES_MAX, alone on its page', async () => {
     expect(
       (await postJson(`${server.url}/publish`, makeEvent('page.b', 'big', { pad: 'q'.repeat(60 * 1024), more: 'r'.repeat(10 * 1024) })))

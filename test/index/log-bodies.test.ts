@@ -8,8 +8,8 @@ import { verifyDataDir } from '../../src/cli/verify';
 import { waitFor } from '../../src/cli/wait';
 import { Aggregator, type ValidEvent } from '../../src/ingest/aggregator';
 import type { IndexRow } from '../../src/index/store';
-import { LogPositionReader, PositionMismatchError, POSITION_READER_HANDLES_MAX } from '../../src/wal/position-reader';
-import { canonicalEventJson, type LogEvent } from '../../src/wal/record';
+import { LogPositionReader, PositionMismatchError, POSITION_READER_HANDLES_MAX, READ_AHEAD_BYTES } from '../../src/wal/position-reader';
+import { canonicalEventJson, encodeRecord, type LogEvent } from '../../src/wal/record';
 import { listSegments } from '../../src/wal/segments';
 import { NodeDisk } from '../../src/wal/disk';
 import { applyLogged, logRows, openTestStore, walDirOf } from '../helpers/logged-rows';
@@ -110,6 +110,69 @@ describe('event bodies read from the log by position', function () {
     expect(() => reader.read(1, { ...first!.position!, offset: 1 })).to.throw(PositionMismatchError);
     // Past the end of the file: not a whole line.
     expect(() => reader.read(2, { ...second!.position!, offset: second!.position!.offset + 10 })).to.throw(PositionMismatchError);
+    reader.close();
+  });
+
+  it('reads neighbouring lines with one pread per READ_AHEAD_BYTES under withReadAhead, forward and backward, and keeps no bytes after it', () => {
+    const walDir = path.join(makeTempDir(), 'wal');
+    // Two segments of 600 rows of about 250 bytes: several windows each.
+    const logged = [
+      ...logRows(
+        walDir,
+        Array.from({ length: 600 }, (_, i) => row(i + 1, `${'x'.repeat(i % 90)} ${i}`)),
+      ),
+      ...logRows(
+        walDir,
+        Array.from({ length: 600 }, (_, i) => row(i + 601, `y ${i}`)),
+      ),
+    ];
+    const reader = new LogPositionReader(walDir);
+    let preads = 0;
+    const readSync = fs.readSync;
+    const counting = ((...args: Parameters<typeof fs.readSync>) => {
+      preads += 1;
+      return readSync(...args);
+    }) as typeof fs.readSync;
+    const bodies = (order: typeof logged): string[] => order.map((r) => reader.read(r.seq, r.position!)!.eventJson);
+    const preadsFor = (order: typeof logged): { bodies: string[]; preads: number } => {
+      preads = 0;
+      fs.readSync = counting;
+      try {
+        return { bodies: reader.withReadAhead(() => bodies(order)), preads };
+      } finally {
+        fs.readSync = readSync;
+      }
+    };
+    const logBytes = logged.reduce((sum, r) => sum + r.position!.length, 0);
+    const windows = Math.ceil(logBytes / READ_AHEAD_BYTES) + 2;
+    const forward = preadsFor(logged);
+    expect(forward.bodies).to.deep.equal(logged.map((r) => r.body));
+    expect(forward.preads).to.be.within(2, windows);
+    const reversed = [...logged].reverse();
+    const backward = preadsFor(reversed);
+    expect(backward.bodies).to.deep.equal(reversed.map((r) => r.body));
+    // One forward window at the start of each segment is wasted, then every window goes down the log.
+    expect(backward.preads).to.be.within(2, windows + 2);
+    // Out of order (every 7th row, then the rest): the same bodies as plain reads, one pread per row at most.
+    const scattered = [...logged.filter((_, i) => i % 7 === 0), ...logged.filter((_, i) => i % 7 !== 0)];
+    const shuffled = preadsFor(scattered);
+    expect(shuffled.bodies).to.deep.equal(bodies(scattered));
+    expect(shuffled.preads).to.be.at.most(scattered.length);
+    // A page of 100 rows in seq order costs one or two reads instead of 100.
+    expect(preadsFor(logged.slice(300, 400)).preads).to.be.at.most(2);
+    // A line is still checked in the window: seq 2's bytes asked for as seq 1.
+    expect(() => reader.withReadAhead(() => reader.read(1, logged[1]!.position!))).to.throw(PositionMismatchError, /holds seq 2/);
+    // No bytes outlive withReadAhead: seq 2's line rewritten in place (same length, new body) reads new.
+    const file = path.join(walDir, '00000000000000000001.ndjson');
+    const second = logged[1]!;
+    expect(reader.withReadAhead(() => bodies(logged.slice(0, 2)))[1]).to.include('"x 1"');
+    const replaced = row(2, 'z 1');
+    const line = encodeRecord(2, replaced.body, null);
+    expect(Buffer.byteLength(line)).to.equal(second.position!.length);
+    const fd = fs.openSync(file, 'r+');
+    fs.writeSync(fd, line, second.position!.offset);
+    fs.closeSync(fd);
+    expect(reader.withReadAhead(() => reader.read(2, second.position!))!.eventJson).to.equal(replaced.body);
     reader.close();
   });
 
