@@ -54,6 +54,12 @@ export function eventsHandler(aggregator: Pipeline, limits: { pageBytesMax?: num
     // write per event cost more than the rest of the page). Bodies are the logged JSON text:
     // the seq is spliced in rather than parsed and re-serialised.
     let next = 0;
+    const end = (text: string): void => {
+      const last = `${text}],"next_cursor":${JSON.stringify(nextCursor)}}`;
+      // Nothing sent yet: this is the whole answer (compression drops the length when it compresses).
+      if (!res.headersSent) res.setHeader('Content-Length', Buffer.byteLength(last));
+      res.end(last);
+    };
     const writeRows = (): void => {
       while (next < rows.length) {
         if (res.destroyed) return;
@@ -66,10 +72,7 @@ export function eventsHandler(aggregator: Pipeline, limits: { pageBytesMax?: num
           next += 1;
         }
         if (next === rows.length) {
-          const last = `${chunk}],"next_cursor":${JSON.stringify(nextCursor)}}`;
-          // The whole answer (compression drops the length when it compresses).
-          if (!res.headersSent) res.setHeader('Content-Length', Buffer.byteLength(last));
-          res.end(last);
+          end(chunk);
           return;
         }
         if (!res.write(chunk)) {
@@ -77,9 +80,7 @@ export function eventsHandler(aggregator: Pipeline, limits: { pageBytesMax?: num
           return;
         }
       }
-      const last = `${head}],"next_cursor":${JSON.stringify(nextCursor)}}`;
-      if (!res.headersSent) res.setHeader('Content-Length', Buffer.byteLength(last));
-      res.end(last);
+      end(head);
     };
     writeRows();
   };
