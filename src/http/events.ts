@@ -80,6 +80,7 @@ export function eventsHandler(aggregator: Pipeline, limits: { pageBytesMax?: num
           return;
         }
       }
+      // No rows at all: the head alone.
       end(head);
     };
     writeRows();

@@ -1,6 +1,20 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+/**
+ * Reads `length` bytes at `position` of `fd` into the start of `buffer`, pread after pread,
+ * stopping early only at the end of the file; returns the bytes read.
+ */
+export function preadFully(fd: number, buffer: Buffer, length: number, position: number): number {
+  let filled = 0;
+  while (filled < length) {
+    const read = fs.readSync(fd, buffer, filled, length - filled, position + filled);
+    if (read === 0) break;
+    filled += read;
+  }
+  return filled;
+}
+
 /** An open file of the log, as handed out by a LogDisk. */
 export type FileHandleId = number;
 
@@ -125,12 +139,7 @@ export class NodeDisk implements LogDisk {
       size: () => fs.fstatSync(fd).size,
       read: (position, length) => {
         const buffer = Buffer.allocUnsafe(length);
-        let filled = 0;
-        while (filled < length) {
-          const read = fs.readSync(fd, buffer, filled, length - filled, position + filled);
-          if (read === 0) break;
-          filled += read;
-        }
+        const filled = preadFully(fd, buffer, length, position);
         return filled === length ? buffer : buffer.subarray(0, filled);
       },
       close: () => fs.closeSync(fd),

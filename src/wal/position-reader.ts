@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { NodeDisk, type LogDisk } from './disk';
+import { NodeDisk, preadFully, type LogDisk } from './disk';
 import type { LogPosition } from './event-row';
 import { decodeRecordAt } from './reader';
 import type { WalRecord } from './record';
@@ -35,6 +35,16 @@ export class PositionMismatchError extends Error {
     );
     this.name = 'PositionMismatchError';
   }
+}
+
+/**
+ * The record of `seq` in the line at `start` of `bytes`, of which `available` bytes were read
+ * there; throws PositionMismatchError when they are not that whole record.
+ */
+function checkedRecord(seq: number, position: LogPosition, bytes: Buffer, start: number, available: number): WalRecord {
+  const decoded = available >= position.length ? decodeRecordAt(bytes, position.length, seq, start) : 'is not a whole line';
+  if (typeof decoded === 'string') throw new PositionMismatchError(seq, position, decoded);
+  return decoded;
 }
 
 /**
@@ -81,7 +91,7 @@ export class LogPositionReader {
     const { offset, length } = position;
     if (this.readAheadDepth > 0 && this.disk === null && length <= READ_AHEAD_BYTES) return this.readAhead(seq, position);
     let buffer: Buffer;
-    let read = 0;
+    let read: number;
     if (this.disk !== null) {
       const file = path.join(this.walDir, segmentName(position.segment));
       if (!this.disk.exists(file)) return null;
@@ -91,15 +101,9 @@ export class LogPositionReader {
       const fd = this.handleOf(position.segment);
       if (fd === null) return null;
       buffer = length <= this.scratch.length ? this.scratch : Buffer.allocUnsafe(length);
-      while (read < length) {
-        const n = fs.readSync(fd, buffer, read, length - read, offset + read);
-        if (n === 0) break;
-        read += n;
-      }
+      read = preadFully(fd, buffer, length, offset);
     }
-    const decoded = read === length ? decodeRecordAt(buffer, length, seq) : 'is not a whole line';
-    if (typeof decoded === 'string') throw new PositionMismatchError(seq, position, decoded);
-    return decoded;
+    return checkedRecord(seq, position, buffer, 0, read);
   }
 
   /**
@@ -130,20 +134,12 @@ export class LogPositionReader {
     if (window?.segment !== segment || offset < window.start || offset + length > window.end) {
       const fd = this.handleOf(segment);
       if (fd === null) return null;
-      const backward = window !== null && window.segment === segment && offset < window.start;
+      const backward = window?.segment === segment && offset < window.start;
       const start = backward ? Math.max(0, offset + length - READ_AHEAD_BYTES) : offset;
-      let filled = 0;
       // Up to the window's size or the end of the file, whichever comes first.
-      while (filled < READ_AHEAD_BYTES) {
-        const n = fs.readSync(fd, bytes, filled, READ_AHEAD_BYTES - filled, start + filled);
-        if (n === 0) break;
-        filled += n;
-      }
-      window = this.window = { segment, start, end: start + filled };
+      window = this.window = { segment, start, end: start + preadFully(fd, bytes, READ_AHEAD_BYTES, start) };
     }
-    const decoded = offset + length <= window.end ? decodeRecordAt(bytes, length, seq, offset - window.start) : 'is not a whole line';
-    if (typeof decoded === 'string') throw new PositionMismatchError(seq, position, decoded);
-    return decoded;
+    return checkedRecord(seq, position, bytes, offset - window.start, window.end - offset);
   }
 
   /**
