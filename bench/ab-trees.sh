@@ -4,6 +4,9 @@
 # TREE_ROOT holds dist/ (and node_modules/); PROFILE=1 adds --cpu-prof (into $PROFILE_DIR, default .).
 # Prints: label, load average, server CPU ticks (user+sys) of the measured run, seconds until the
 # index caught up, and wrk's WRK_JSON line. Needs wrk, curl, python3, bc.
+# The server runs as `npm run bench` runs it: the tree's SERVER_NODE_FLAGS (src/node-flags.ts) and
+# LOG_LEVEL=info; an ENV=VALUE argument overrides (LOG_LEVEL=warn gives the figures that
+# docs/performance.md quotes from before stop 25, when this script ran at warn without the flags).
 set -u
 WRK_SCRIPT="$(cd "$(dirname "$0")" && pwd)/wrk/publish.lua"
 TREE=$1; LABEL=$2; BATCH=$3; SECS=$4; PROF=$5; shift 5
@@ -11,7 +14,9 @@ D=$(mktemp -d -t ab-trees.XXXXXX)
 PORT=$((20000 + RANDOM % 5000))
 PROFARGS=""
 if [ "$PROF" = 1 ]; then PROFARGS="--cpu-prof --cpu-prof-dir=${PROFILE_DIR:-.}/prof-$LABEL"; fi
-env "$@" PORT=$PORT HOST=127.0.0.1 DATA_DIR=$D LOG_LEVEL=warn node $PROFARGS $TREE/dist/src/main.js > ${PROFILE_DIR:-.}/server-$LABEL.log 2>&1 &
+# A tree from before src/node-flags.ts runs with Node's defaults.
+NODE_FLAGS=$(node -p "try { require('$TREE/dist/src/node-flags.js').SERVER_NODE_FLAGS.join(' ') } catch { '' }")
+env PORT=$PORT HOST=127.0.0.1 DATA_DIR=$D LOG_LEVEL=info "$@" node $NODE_FLAGS $PROFARGS $TREE/dist/src/main.js > ${PROFILE_DIR:-.}/server-$LABEL.log 2>&1 &
 PID=$!
 for i in $(seq 1 200); do curl -sf http://127.0.0.1:$PORT/health >/dev/null && break; sleep 0.1; done
 # warmup
