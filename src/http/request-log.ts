@@ -56,8 +56,9 @@ function requestFields(req: IncomingMessage): { method: string; path: string } {
  * responseTime (ms) and the error code when the answer was an error, in the line format
  * pino-http gave it (docs/operations.md). Headers are not logged at all, so Authorization
  * never reaches the log. Successful answers of routes the table marks `logging: 'quiet'`
- * (the probes) log at debug, errors 5xx at error, 4xx at warn; expected 503s go to
- * `expected` (rate-limited) when given. It writes the line with one call on the service's
+ * (the probes) or `logging: 'ingest'` (POST /publish and the shippers' routes) log at
+ * debug, errors 5xx at error, 4xx at warn; expected 503s go to `expected` (rate-limited)
+ * when given. It writes the line with one call on the service's
  * logger when the answer is finished, instead of pino-http's two child loggers and
  * serializer wrappers per request: on the publish path those cost about 15 % of the CPU
  * and much of the garbage (see docs/performance.md).
@@ -72,7 +73,7 @@ export function requestLogger(logger: Logger, routes: RouteIndex, expected?: Exp
     }
     if (res.statusCode >= 500) return 'error';
     if (res.statusCode >= 400) return 'warn';
-    return routes.isQuiet(req.method ?? 'GET', requestPath(req)) ? 'debug' : 'info';
+    return routes.logsSuccessAtDebug(req.method ?? 'GET', requestPath(req)) ? 'debug' : 'info';
   };
   return (req, res, next) => {
     const startedMs = Date.now();

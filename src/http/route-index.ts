@@ -17,7 +17,7 @@ export interface RoutePattern {
   method: string;
   path: string;
   scope: ApiScope | null;
-  logging?: 'normal' | 'quiet';
+  logging?: 'normal' | 'quiet' | 'ingest';
 }
 
 /** Trailing slashes dropped from a pattern, as express 5 does before it compiles a route (router's `loosen`). */
@@ -99,8 +99,14 @@ export class RouteIndex<Route extends RoutePattern = RoutePattern> {
     return this.forPath(path)[0]?.path ?? null;
   }
 
-  /** True when a successful answer to (method, path) is logged at debug only (probes). */
+  /** True for the probes (`logging: 'quiet'`): their successful answers log at debug and the rate limit spares them. */
   isQuiet(method: string, path: string): boolean {
     return this.find(method, path)?.logging === 'quiet';
+  }
+
+  /** True when a successful answer to (method, path) is logged at debug only: the probes and the ingest routes. */
+  logsSuccessAtDebug(method: string, path: string): boolean {
+    const logging = this.find(method, path)?.logging;
+    return logging === 'quiet' || logging === 'ingest';
   }
 }

@@ -96,8 +96,15 @@ export interface RouteSpec {
    * unauthorized and forbidden (added from `scope`).
    */
   errors: readonly ErrorCode[];
-  /** `quiet`: a successful answer is logged at debug, not info (probes scraped every few seconds). */
-  logging?: 'normal' | 'quiet';
+  /**
+   * Which request line a successful answer gets (errors always log at warn or error):
+   * `normal` (the default) info; `quiet` debug, and the rate limit spares the route (probes
+   * scraped every few seconds); `ingest` debug, rate limited like any route (the routes
+   * shippers push to: a line for each of their requests at info would grow the service's
+   * own log with the traffic, and cost about a tenth of the CPU of a one-event publish;
+   * docs/operations.md, "Request logs").
+   */
+  logging?: 'normal' | 'quiet' | 'ingest';
   /** Worked examples; every documented route has at least one. */
   examples?: readonly RouteExample[];
   /** false: routed and access-controlled, but left out of the OpenAPI document (static assets). */
@@ -132,6 +139,7 @@ export const ROUTE_TABLE: readonly RouteSpec[] = [
     method: 'POST',
     path: '/publish',
     scope: 'publish',
+    logging: 'ingest',
     operationId: 'publish',
     summary: 'Publish one event or a batch',
     description: (limits) =>

@@ -349,6 +349,7 @@ export const SHIPPER_ROUTES: readonly RouteSpec[] = [
     method: 'POST',
     path: '/v1/logs',
     scope: 'publish',
+    logging: 'ingest',
     operationId: 'otlpExportLogs',
     summary: 'OTLP/HTTP logs: ExportLogsServiceRequest in protobuf or JSON',
     description: (limits) =>
@@ -381,6 +382,7 @@ export const SHIPPER_ROUTES: readonly RouteSpec[] = [
     method: 'POST',
     path: '/loki/api/v1/push',
     scope: 'publish',
+    logging: 'ingest',
     operationId: 'lokiPush',
     summary: 'Loki push: snappy-compressed protobuf PushRequest or JSON',
     description: (limits) =>
@@ -413,6 +415,7 @@ export const SHIPPER_ROUTES: readonly RouteSpec[] = [
     method: 'POST',
     path,
     scope: 'publish',
+    logging: 'ingest',
     operationId: path === '/_bulk' ? 'elasticBulk' : 'elasticIndexBulk',
     summary: path === '/_bulk' ? 'Elasticsearch bulk: create/index actions' : 'Elasticsearch bulk into one index: create/index actions',
     description: (limits) =>

@@ -35,7 +35,8 @@ async function startSide(env: Record<string, string>, leanPublish: boolean): Pro
       done();
     },
   });
-  const logger = pino({ level: 'info' }, sink);
+  // debug: a successful publish logs its request line at debug (an ingest route); both ways must write it alike.
+  const logger = pino({ level: 'debug' }, sink);
   const metrics = new ServiceMetrics();
   const aggregator = new Aggregator({ config, logger, observer: metrics.observer });
   metrics.watch({ aggregator, walDir: config.walDir });
